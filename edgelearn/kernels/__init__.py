@@ -1,0 +1,1 @@
+"""Neuron step kernels (L1): float reference and its fixed-point twin."""

@@ -1,0 +1,1 @@
+"""Runtimes (L2): own the network state and the time loop."""
