@@ -1,0 +1,250 @@
+"""Read ONNX files: the edgelearn profile, recognised third-party step graphs, or opaque (L2).
+
+    load_network(path, verify=True) -> Network               (ModelFileError if not recognised)
+    load_model(path, verify=True)   -> Network | OpaqueModel
+
+Every file is checked before anything large is allocated: size on disk, protobuf parse,
+onnx.checker, declared initializer sizes, graph inputs/outputs, operator set, metadata. A
+profile file's network is then verified against the numpy reference (see onnx_verify).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+from edgelearn.errors import EdgelearnError, ModelError, ModelFileError
+from edgelearn.io import onnx_meta as M
+from edgelearn.io.onnx_verify import LayerIO, StepIO, verify_scan, verify_step
+from edgelearn.io.ort_session import make_session
+from edgelearn.model import MAX_PARAMETERS, Layer, Network
+
+MAX_FILE_BYTES = 2**31 - 1
+PROFILE_OPS = {"Mul", "Add", "Sub", "Gemm", "Greater", "Cast", "Identity", "Scan"}
+
+
+def read_model_file(path: str | os.PathLike) -> tuple[onnx.ModelProto, bytes]:
+    """Parse and check an ONNX file; ModelFileError (one line) when it is not a valid model."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file '{path}': {exc.strerror}") from None
+    if path.is_dir():
+        raise ModelFileError(f"model path '{path}' is a directory")
+    if size == 0:
+        raise ModelFileError(f"model file '{path}' is empty")
+    if size > MAX_FILE_BYTES:
+        raise ModelFileError(f"model file '{path}' is {size} bytes, above the 2 GiB ONNX limit")
+    data = path.read_bytes()
+    return parse_model_bytes(data, str(path)), data
+
+
+def parse_model_bytes(data: bytes, what: str = "model") -> onnx.ModelProto:
+    try:
+        model = onnx.ModelProto()
+        model.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"'{what}' is not a valid ONNX file (truncated or corrupt: "
+                             f"{str(exc)[:120] or type(exc).__name__})") from None
+    if not model.HasField("graph") or not model.opset_import:
+        raise ModelFileError(f"'{what}' is not a valid ONNX file (no graph or opset; "
+                             f"truncated or not ONNX)")
+    _check_declared_sizes(model.graph, what)
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, Exception) as exc:  # checker raises a few types
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelFileError(f"'{what}' fails the ONNX checker: {line[:200]}") from None
+    for init in model.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            raise ModelFileError(f"'{what}': initializer '{init.name}' uses external data, "
+                                 f"which edgelearn does not read")
+    return model
+
+
+def _check_declared_sizes(graph, what: str) -> None:
+    """Refuse absurd tensors before numpy allocates them."""
+    total = 0
+    for init in graph.initializer:
+        n = M.tensor_size(init)
+        if any(d < 0 for d in init.dims) or n > MAX_PARAMETERS:
+            raise ModelFileError(f"'{what}': initializer '{init.name}' declares shape "
+                                 f"{list(init.dims)} ({n} elements), limit {MAX_PARAMETERS}")
+        if init.HasField("raw_data") and init.data_type == onnx.TensorProto.FLOAT \
+                and len(init.raw_data) != 4 * n:
+            raise ModelFileError(f"'{what}': initializer '{init.name}' declares {n} floats "
+                                 f"but holds {len(init.raw_data)} bytes")
+        total += n
+    if total > 2 * MAX_PARAMETERS:
+        raise ModelFileError(f"'{what}': initializers hold {total} elements in all, limit "
+                             f"{2 * MAX_PARAMETERS}")
+
+
+def initializer_arrays(graph) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+
+
+def _profile_ops(graph, what: str) -> None:
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx") or node.op_type not in PROFILE_OPS:
+            raise ModelFileError(f"'{what}': unknown op '{node.op_type}' (node '{node.name}') "
+                                 f"in an edgelearn profile graph; allowed {sorted(PROFILE_OPS)}")
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                _profile_ops(attr.g, what)
+
+
+def _tensor(inits: dict, layer: str, role: str, name, shape: tuple, what: str):
+    if name is None:
+        return None
+    if not isinstance(name, str) or name not in inits:
+        raise ModelFileError(f"'{what}': layer '{layer}' {role} tensor {name!r} is not an "
+                             f"initializer of the graph")
+    arr = inits[name]
+    if arr.dtype != np.float32:
+        raise ModelFileError(f"'{what}': layer '{layer}' {role} must be float32, got {arr.dtype}")
+    if arr.shape != shape:
+        raise ModelFileError(f"'{what}': layer '{layer}' {role} has shape "
+                             f"{'x'.join(map(str, arr.shape))}, expected "
+                             f"{'x'.join(map(str, shape))}")
+    if not np.all(np.isfinite(arr)):
+        raise ModelFileError(f"'{what}': layer '{layer}' {role} contains NaN or Inf")
+    return arr
+
+
+def network_from_profile(model: onnx.ModelProto, what: str = "model") -> tuple[Network, str]:
+    """Rebuild the Network a profile file describes; returns (network, graph kind).
+
+    Tolerates (and ignores) an ``edgelearn.quantized`` entry; onnx_quant reads that itself.
+    """
+    meta = M.read_metadata(model)
+    M.parse_version(meta)
+    kind = meta.get(M.KEY_GRAPH, "")
+    if kind not in M.GRAPH_KINDS:
+        raise ModelFileError(f"'{what}': metadata {M.KEY_GRAPH} must be one of "
+                             f"{M.GRAPH_KINDS}, got {kind!r}")
+    info = M.parse_json(meta, M.KEY_NETWORK, dict)
+    entries = M.parse_json(meta, M.KEY_LAYERS, list)
+    M.parse_quantized(meta)
+    if not entries:
+        raise ModelFileError(f"'{what}': metadata {M.KEY_LAYERS} lists no layers")
+    _profile_ops(model.graph, what)
+    inits = initializer_arrays(model.graph)
+    layers = []
+    for k, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise ModelFileError(f"'{what}': metadata layer {k} is not a JSON object")
+        name = e.get("name")
+        try:
+            n_in, n_out = int(e["n_in"]), int(e["n_out"])
+            tensors = dict(e["tensors"])
+            spiking = bool(e.get("spiking", True))
+            reset = str(e.get("reset", "subtract"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"'{what}': metadata layer {k} ({name!r}) lacks or mangles "
+                                 f"field {exc}") from None
+        if not isinstance(name, str):
+            raise ModelFileError(f"'{what}': metadata layer {k} has no name")
+        if not (0 < n_out and 0 < n_in and n_in * n_out <= MAX_PARAMETERS):
+            raise ModelFileError(f"'{what}': layer '{name}' size {n_out}x{n_in} is out of range")
+        consts = {c: M.constant_from_json(name, c, e.get(c, 1.0 if c == "threshold" else 0.0),
+                                          n_out) for c in ("alpha", "beta", "threshold")}
+        for c in ("alpha", "beta", "threshold"):
+            if c == "threshold" and not spiking:
+                continue
+            arr = _tensor(inits, name, c, tensors.get(c), (n_out,), what)
+            if arr is None or not np.array_equal(arr, consts[c]):
+                raise ModelFileError(f"'{what}': layer '{name}' {c} in the graph differs from "
+                                     f"the metadata")
+        try:
+            layers.append(Layer(
+                name=name,
+                weight=_tensor(inits, name, "weight", tensors.get("weight"), (n_out, n_in), what),
+                bias=_tensor(inits, name, "bias", tensors.get("bias"), (n_out,), what),
+                recurrent=_tensor(inits, name, "recurrent", tensors.get("recurrent"),
+                                  (n_out, n_out), what),
+                alpha=consts["alpha"], beta=consts["beta"], threshold=consts["threshold"],
+                reset=reset, spiking=spiking))
+        except ModelError as exc:
+            raise ModelFileError(f"'{what}': {exc}") from None
+    try:
+        net = Network(tuple(layers), name=str(info.get("name", "network")),
+                      dt=float(info.get("dt", 1e-3)), meta=dict(info.get("meta", {}) or {}))
+    except (ModelError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"'{what}': {exc}") from None
+    if "n_in" in info and info["n_in"] != net.n_in or "n_out" in info and info["n_out"] != net.n_out:
+        raise ModelFileError(f"'{what}': metadata says {info.get('n_in')} inputs/"
+                             f"{info.get('n_out')} outputs, the layers give {net.n_in}/{net.n_out}")
+    check_profile_io(model.graph, net, kind)
+    return net, kind
+
+
+def profile_step_io(net: Network) -> StepIO:
+    return StepIO(M.INPUT, M.OUTPUT, tuple(
+        LayerIO(M.state_in(la.name, "current"), M.state_in(la.name, "membrane"),
+                M.state_out(la.name, "current"), M.state_out(la.name, "membrane"))
+        for la in net.layers))
+
+
+def check_profile_io(graph, net: Network, kind: str) -> None:
+    """Check graph inputs/outputs against what the profile prescribes for ``net``."""
+    seq = ["T"] if kind == "scan" else []
+    ins = {M.INPUT: [*[None] * len(seq), None, net.n_in]}
+    outs = {M.OUTPUT: [*[None] * len(seq), None, net.n_out]}
+    for la in net.layers:
+        for k in M.STATE_KINDS:
+            ins[M.state_in(la.name, k)] = [None, la.n_out]
+            outs[M.state_out(la.name, k)] = [None, la.n_out]
+        if la.spiking:
+            outs[M.spikes_name(la.name)] = [*[None] * len(seq), None, la.n_out]
+    M.check_io(graph, ins, outs)
+
+
+def verify_profile(data: bytes, net: Network, kind: str, what: str = "model") -> None:
+    """Run the graph in onnxruntime against the numpy reference (VerificationError)."""
+    session = make_session(data, what=f"'{what}'")
+    if kind == "step":
+        verify_step(session, net, profile_step_io(net), path=what)
+    else:
+        verify_scan(session, net, path=what)
+
+
+def load_model(path: str | os.PathLike, verify: bool = True):
+    """Load an ONNX file as a Network (profile or recognised third-party step graph) or, when
+    the graph is not recognised, as an :class:`OpaqueModel` for inference only."""
+    from edgelearn.io import onnx_thirdparty
+    from edgelearn.io.opaque import OpaqueModel
+
+    model, data = read_model_file(path)
+    what = str(path)
+    if M.is_profile(M.read_metadata(model)):
+        net, kind = network_from_profile(model, what)
+        if verify:
+            verify_profile(data, net, kind, what)
+        return net
+    try:
+        net, io = onnx_thirdparty.recognise(model, what)
+    except onnx_thirdparty.NotRecognised as why:
+        return OpaqueModel(model, data, why=str(why), what=what)
+    if verify:
+        session = make_session(data, what=f"'{what}'")
+        verify_step(session, net, io, path=what)
+    return net
+
+
+def load_network(path: str | os.PathLike, verify: bool = True) -> Network:
+    """Load an ONNX file as a Network; ModelFileError if it is opaque (saying why)."""
+    result = load_model(path, verify=verify)
+    if isinstance(result, Network):
+        return result
+    raise ModelFileError(f"'{path}' runs only as an opaque graph: {result.why_no_learning}")
+
+
+__all__ = ["load_model", "load_network", "read_model_file", "parse_model_bytes",
+           "network_from_profile", "verify_profile", "check_profile_io", "EdgelearnError"]
