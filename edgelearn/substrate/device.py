@@ -102,6 +102,7 @@ class Device:
         self.rngs = rngs
         self.seed = seed
         self.counters = counters    # writes, programmed, clipped, reads, runs
+        self.load_reports: list[WriteReport] = []   # the writes of :meth:`create`
 
     # ---- creation -------------------------------------------------------------------------
     @classmethod
@@ -138,10 +139,9 @@ class Device:
         counters = {"writes": 0, "programmed": 0, "clipped": 0, "reads": 0, "runs": 0}
         dev = cls(preset, net, arrays, neurons, w_max, {k: 0.0 for k in arrays}, 0.0, rngs,
                   int(seed), counters)
-        for layer in net.layers:
-            dev.write(layer.name, layer.weight)
-            if layer.recurrent is not None:
-                dev.write(layer.name, layer.recurrent, recurrent=True)
+        dev.load_reports = [dev.write(layer.name, layer.weight) for layer in net.layers]
+        dev.load_reports += [dev.write(layer.name, layer.recurrent, recurrent=True)
+                             for layer in net.layers if layer.recurrent is not None]
         return dev
 
     # ---- the write path ---------------------------------------------------------------------
@@ -193,6 +193,17 @@ class Device:
         self.counters["programmed"] += n
         self.counters["clipped"] += tgt.n_clipped
         return WriteReport(key, n, tgt.n_clipped, tgt.max_abs, self.w_max[key])
+
+    def write_bias(self, layer: str, bias: np.ndarray) -> None:
+        """Set a layer's bias. Biases are digital (exact, no noise); the layer must have one."""
+        base = self.base.layer(layer)
+        if base.bias is None:
+            raise SubstrateError(f"layer '{layer}' has no bias on this device")
+        b = np.asarray(bias, dtype=np.float32)
+        if b.shape != base.bias.shape or not np.all(np.isfinite(b)):
+            raise SubstrateError(f"bias of '{layer}' must be {base.n_out} finite values, got "
+                                 f"shape {b.shape}")
+        self.base = self.base.replace_layer(layer, bias=b)
 
     def advance_time(self, seconds: float) -> None:
         """Let ``seconds`` pass (drift and read noise grow with time since each write)."""
