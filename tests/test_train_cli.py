@@ -1,0 +1,116 @@
+"""tools/train.py: end-to-end export, reproduction of the shipped Randman model, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("train_tool", ROOT / "tools" / "train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _card_command(name: str) -> list[str]:
+    """The exact training command written in models/<name>.md (first ```sh block)."""
+    text = (MODELS / f"{name}.md").read_text()
+    block = re.search(r"```sh\n(.*?)```", text, re.S).group(1)
+    argv = shlex.split(block.replace("\\\n", " "))
+    assert argv[:2] == ["python", "tools/train.py"], argv[:2]
+    return argv[2:]
+
+
+def _with_out(argv: list[str], out: Path) -> list[str]:
+    argv = list(argv)
+    argv[argv.index("--out") + 1] = str(out)
+    return argv + ["--no-progress"]
+
+
+def _run_card(argv: list[str], timeout: float) -> None:
+    """Run the tool as the card says, in a fresh process (BLAS threads as the tool sets them)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), *argv], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_randman_card_command_reproduces_shipped_model(tmp_path):
+    from edgelearn.io import load_network
+
+    out = tmp_path / "rm.onnx"
+    _run_card(_with_out(_card_command("randman_small"), out), timeout=120)
+    hist = json.loads(out.with_suffix(".history.json").read_text())
+    shipped = json.loads((MODELS / "randman_small.history.json").read_text())
+    assert abs(hist["accuracy"]["test"] - shipped["accuracy"]["test"]) <= 0.01
+    net, ref = load_network(out), load_network(MODELS / "randman_small.onnx")
+    assert net.meta["readout"] == "max"
+    for a, b in zip(net.layers, ref.layers):
+        np.testing.assert_allclose(a.weight, b.weight, atol=1e-6)
+    assert len(hist["epochs"]) == 15 and hist["footprint"]["parameters"] == net.n_parameters
+
+
+@pytest.mark.slow
+def test_speech_card_command_reproduces_shipped_model(tmp_path):
+    out = tmp_path / "sd.onnx"
+    _run_card(_with_out(_card_command("speech_digits"), out), timeout=3600)
+    hist = json.loads(out.with_suffix(".history.json").read_text())
+    shipped = json.loads((MODELS / "speech_digits.history.json").read_text())
+    for split in ("test", "new_user"):
+        assert abs(hist["accuracy"][split] - shipped["accuracy"][split]) <= 0.01, split
+
+
+def _npz(path: Path, **arrays) -> Path:
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
+    tool = _tool()
+    rng = np.random.default_rng(0)
+    x = (rng.random((20, 10, 4)) < 0.2).astype(np.uint8)
+    good = _npz(tmp_path / "good.npz", x=x, y=np.arange(20) % 3, n_classes=np.int64(3))
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"PK\x03\x04 not really a zip")
+    cases = {
+        "garbage": (["--train-file", str(garbage)], "not a readable npz"),
+        "missing": (["--train-file", str(tmp_path / "nope.npz")], "does not exist"),
+        "label": (["--train-file", str(_npz(tmp_path / "lab.npz", x=x, y=np.arange(20) % 5,
+                                             n_classes=np.int64(3)))], "out of range"),
+        "empty": (["--train-file", str(_npz(tmp_path / "empty.npz", x=x[:0], y=np.zeros(0, int),
+                                             n_classes=np.int64(3)))], "empty"),
+        "no_y": (["--train-file", str(_npz(tmp_path / "noy.npz", x=x))], "missing key 'y'"),
+        "test_channels": (["--train-file", str(good), "--test-file",
+                           str(_npz(tmp_path / "c.npz", x=x[:, :, :3], y=np.arange(20) % 3))],
+                          "C=3"),
+        "tau": (["--train-file", str(good), "--tau-mem", "-1"], "tau-mem"),
+        "out": (["--train-file", str(good), "--out", str(tmp_path / "x.txt")], ".onnx"),
+    }
+    for name, (extra, msg) in cases.items():
+        argv = ["--data", "npz", "--epochs", "1", "--hidden", "4", "--no-progress",
+                "--out", str(tmp_path / f"{name}.onnx")] + extra
+        assert tool.main(argv) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("train: error:") and msg in err[-1], (name, err[-1])
+        assert "Traceback" not in "\n".join(err)
+        assert not (tmp_path / f"{name}.onnx").exists()
+    # and the good file trains and exports
+    argv = ["--data", "npz", "--train-file", str(good), "--test-file", f"held={good}",
+            "--epochs", "2", "--hidden", "4", "--no-progress", "--out", str(tmp_path / "g.onnx")]
+    assert tool.main(argv) == 0
+    hist = json.loads((tmp_path / "g.history.json").read_text())
+    assert set(hist["accuracy"]) == {"train", "held"} and len(hist["epochs"]) == 2
