@@ -10,7 +10,7 @@ Examples (the exact commands of the shipped models are in models/<name>.md):
 
 Writes the network (edgelearn.io.save_onnx, one-step graph) and a JSON history next to it
 (<out without .onnx>.history.json): the command, configuration, per-epoch loss / train accuracy /
-validation accuracy / spike rates / seconds, final accuracies on every split, parameter count and
+validation accuracy / accuracy on the other evaluation sets / spike rates / seconds, final accuracies on every split, parameter count and
 bytes. Deterministic for a given --seed (BLAS is pinned to one thread). Bad input (malformed npz,
 labels out of range, empty data, bad parameters): one line on stderr and exit code 2.
 """
@@ -221,9 +221,14 @@ def run(args, argv: list[str]) -> int:
           f"C={tr.x.shape[2]}, {tr.n_classes} classes; layers "
           f"{[la.n_out for la in net.layers]}, {net.n_parameters} parameters", file=sys.stderr)
 
-    def report(rec, _net):
+    extra = {k: v for k, v in data["eval"].items() if v is not data["val"]}
+
+    def report(rec, cur):
+        # accuracy on the other evaluation sets (e.g. new_user) after every epoch, for the record
+        rec["eval_acc"] = {k: round(evaluate(cur, v), 6) for k, v in extra.items()}
         rates = " ".join(f"{k}={v:.3f}" for k, v in rec["rates"].items())
         val = "" if rec["val_acc"] is None else f" val_acc {rec['val_acc']:.4f}"
+        val += "".join(f" {k}_acc {v:.4f}" for k, v in rec["eval_acc"].items())
         print(f"epoch {rec['epoch']:3d} loss {rec['loss']:.4f} train_acc {rec['train_acc']:.4f}"
               f"{val} rates/step {rates} ({rec['seconds']:.1f} s)", file=sys.stderr)
 
