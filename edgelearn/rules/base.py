@@ -1,0 +1,315 @@
+"""The common interface of the local learning rules and the fixed-point helpers they share (L1).
+
+Every rule module (lpl_rate, lpl_spiking, triplet_stdp, istdp, oja) offers the same five names:
+
+    Params                                   frozen dataclass, validated in __post_init__
+    init(params, n_in, n_out) -> State       float32 state (NamedTuple of arrays)
+    step(pre, post, state, params, ...) -> (dW, State)          float twin, returns the update
+    init_fixed(params, n_in, n_out) -> State                    integer state
+    step_fixed(w_int8, pre_q, post_q, state, params, rng, w_shift, ...)
+        -> (w_int8_new, State, RngState, FixedStats)           applies the update on-device
+
+Weights on the device are int8 with a per-layer shift: ``w_float = w_int * 2^-w_shift``.
+Each Params class also has ``extra_state_bytes(n_in, n_out, fixed=True) -> int`` (the
+:class:`StateBytes` protocol) which equals the summed ``nbytes`` of the arrays in its State.
+
+NaN policy (both twins): a rule never writes a NaN. Float steps refuse non-finite inputs with
+:class:`InputError` (no update, no state change). Fixed steps accept integer arrays only, so a
+NaN cannot be represented; float arrays are refused with :class:`InputError` (the caller must
+quantize at the boundary, where NaN is rejected too).
+
+Fixed-point helpers (see docs/learning-rules.md for formats):
+
+* Slow moving averages and traces use a *rate code*: the per-step rate r = 1 - exp(-dt/tau)
+  is stored as a 12-bit mantissa k in [2048, 4095] and an exponent s, r ~= k * 2^-s, and applied
+  as ``x += stochastic_shift((target - x) * k, s, draw)``. A 12-bit decay multiplier cannot
+  represent tau > ~8000 steps (it rounds to 4096 = no decay); the rate code can, and stochastic
+  rounding keeps the average unbiased however small the step.
+* Weight updates are computed exactly as an integer numerator ``num`` over 2^shift LSBs and
+  applied with :func:`edgelearn.fixed.stochastic_shift`, then clipped to the weight bounds.
+  rounding="full" draws one PRNG word per synapse (row-major order, i fastest over n_in);
+  rounding="dither" draws n_out + n_in words and uses r_ij = a_i + b_j (mod 2^32), which is still
+  uniform for every synapse (so each rounding is unbiased) at O(n_in + n_out) PRNG cost.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from edgelearn.errors import InputError, ParameterError
+from edgelearn.fixed import RngState, rng_draw, round_shift, stochastic_shift
+
+ROUNDING_MODES = ("full", "dither")
+MANTISSA_BITS = 12
+MAX_SHIFT = 32               # stochastic_shift uses one 32-bit draw per element
+INT8_MIN, INT8_MAX = -128, 127
+
+
+@runtime_checkable
+class StateBytes(Protocol):
+    """What the memory planner needs from a rule's (or head's) Params object."""
+
+    def extra_state_bytes(self, n_in: int, n_out: int, fixed: bool = True) -> int: ...
+
+
+class FixedStats(NamedTuple):
+    """Diagnostics of one fixed-point step (plain ints, cheap to log).
+
+    n_changed: weights whose int8 value changed. n_clipped: updates cut by the weight bounds.
+    n_saturated: intermediate values clipped to their format (traces, averages, factors).
+    skipped: 1 when the rule did not update weights this step (warm-up), else 0.
+    """
+
+    n_changed: int
+    n_clipped: int
+    n_saturated: int
+    skipped: int
+
+
+# ---------------------------------------------------------------- parameter validation
+
+def check_positive(rule: str, name: str, value: float, allow_zero: bool = False) -> None:
+    """Refuse NaN, Inf and negative values (and zero unless ``allow_zero``)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{rule}: {name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ParameterError(f"{rule}: {name} must be finite, got {v}")
+    if v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ParameterError(f"{rule}: {name} must be {bound}, got {v}")
+
+
+def check_finite(rule: str, name: str, value: float) -> None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{rule}: {name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ParameterError(f"{rule}: {name} must be finite, got {v}")
+
+
+def check_int(rule: str, name: str, value: int, lo: int, hi: int) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ParameterError(f"{rule}: {name} must be an integer in [{lo}, {hi}], got {value!r}")
+
+
+def check_bounds(rule: str, w_min: float, w_max: float) -> None:
+    for name, v in (("w_min", w_min), ("w_max", w_max)):
+        if math.isnan(float(v)):
+            raise ParameterError(f"{rule}: {name} must not be NaN")
+    if not float(w_min) < float(w_max):
+        raise ParameterError(f"{rule}: need w_min < w_max, got [{w_min}, {w_max}]")
+
+
+def check_rounding(rule: str, rounding: str) -> None:
+    if rounding not in ROUNDING_MODES:
+        raise ParameterError(f"{rule}: rounding must be one of {ROUNDING_MODES}, got {rounding!r}")
+
+
+def check_size(rule: str, n_in: int, n_out: int) -> None:
+    for name, n in (("n_in", n_in), ("n_out", n_out)):
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 0 < n <= (1 << 20):
+            raise ParameterError(f"{rule}: {name} must be an integer in 1..{1 << 20}, got {n!r}")
+
+
+# ---------------------------------------------------------------- input validation
+
+def float_input(rule: str, name: str, x, n: int) -> np.ndarray:
+    """A finite float64 vector of length ``n`` (refuses NaN/Inf and wrong shapes)."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.shape != (n,):
+        raise InputError(f"{rule}: {name} must have shape ({n},), got {tuple(a.shape)}")
+    if not np.all(np.isfinite(a)):
+        bad = int(np.count_nonzero(~np.isfinite(a)))
+        raise InputError(f"{rule}: {name} has {bad} non-finite entries (NaN/Inf); update refused")
+    return a
+
+
+def int_input(rule: str, name: str, x, n: int, bits: int = 16) -> np.ndarray:
+    """An integer vector of length ``n`` within the signed ``bits`` range, as int64."""
+    a = np.asarray(x)
+    if a.shape != (n,):
+        raise InputError(f"{rule}: {name} must have shape ({n},), got {tuple(a.shape)}")
+    if a.dtype.kind not in "iub":
+        raise InputError(f"{rule}: {name} must be an integer array (quantize first), "
+                         f"got dtype {a.dtype}")
+    a = a.astype(np.int64)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if a.size and (a.min() < lo or a.max() > hi):
+        raise InputError(f"{rule}: {name} outside the int{bits} range [{lo}, {hi}]: "
+                         f"[{a.min()}, {a.max()}]")
+    return a
+
+
+def int8_weights(rule: str, w, n_in: int, n_out: int) -> np.ndarray:
+    a = np.asarray(w)
+    if a.shape != (n_out, n_in):
+        raise InputError(f"{rule}: weight must have shape ({n_out}, {n_in}), got {tuple(a.shape)}")
+    if a.dtype != np.int8:
+        raise InputError(f"{rule}: weight must be int8, got dtype {a.dtype}")
+    return a
+
+
+def check_w_shift(rule: str, w_shift: int) -> None:
+    check_int(rule, "w_shift", w_shift, 0, 24)
+
+
+# ---------------------------------------------------------------- rate code (slow averages)
+
+class RateCode(NamedTuple):
+    """A rate r in (0, 1] as ``k * 2^-s`` with k a 12-bit mantissa (2048 <= k <= 4095 or 4096)."""
+
+    k: int
+    s: int
+
+    @property
+    def value(self) -> float:
+        return self.k / float(1 << self.s)
+
+
+def encode_rate(rule: str, name: str, r: float) -> RateCode:
+    """Encode a per-step rate r in (0, 1] with a 12-bit mantissa (relative error < 2^-12)."""
+    if not (math.isfinite(r) and 0 < r <= 1):
+        raise ParameterError(f"{rule}: {name} rate must lie in (0, 1], got {r}")
+    s = MANTISSA_BITS - 1 - math.floor(math.log2(r))
+    k = int(round(r * (1 << s)))
+    if s > 48:
+        raise ParameterError(f"{rule}: {name} rate {r:.3g} is too small to encode (s={s} > 48)")
+    return RateCode(k, s)
+
+
+def tau_rate(tau_steps: float) -> float:
+    """Per-step rate of an exponential average with time constant ``tau_steps``: 1-exp(-1/tau)."""
+    return -math.expm1(-1.0 / tau_steps)
+
+
+def decay_code(rule: str, name: str, tau_steps: float) -> RateCode:
+    return encode_rate(rule, name, tau_rate(tau_steps))
+
+
+def ema_fixed(x: np.ndarray, target: np.ndarray, code: RateCode, rng: RngState
+              ) -> tuple[np.ndarray, RngState]:
+    """``x + stochastic_shift((target - x) * k, s)`` elementwise (int64), one draw per element.
+
+    If s > 32 the product is first reduced with round_shift by s - 32 (bias < 2^-33 LSB).
+    """
+    x = np.asarray(x, dtype=np.int64)
+    num = (np.asarray(target, dtype=np.int64) - x) * code.k
+    s = code.s
+    if s > MAX_SHIFT:
+        num = round_shift(num, s - MAX_SHIFT)
+        s = MAX_SHIFT
+    r, rng = rng_draw(rng, x.size)
+    return x + stochastic_shift(num, s, r.reshape(x.shape)), rng
+
+
+def ema_float(x: np.ndarray, target: np.ndarray, rate: float) -> np.ndarray:
+    return x + (target - x) * rate
+
+
+# ---------------------------------------------------------------- weight updates
+
+def int_bounds(w_min: float, w_max: float, w_shift: int) -> tuple[int, int]:
+    """Integer weight bounds: the float bounds in LSBs, intersected with the int8 range."""
+    scale = float(1 << w_shift)
+    lo = INT8_MIN if w_min == -math.inf else max(INT8_MIN, math.ceil(w_min * scale))
+    hi = INT8_MAX if w_max == math.inf else min(INT8_MAX, math.floor(w_max * scale))
+    if lo > hi:
+        raise ParameterError(f"weight bounds [{w_min}, {w_max}] hold no int8 value at "
+                             f"w_shift={w_shift}")
+    return lo, hi
+
+
+def draws(rng: RngState, shape: tuple[int, int], rounding: str) -> tuple[np.ndarray, RngState]:
+    """PRNG words for an [n_out, n_in] update: full (one per synapse) or dither (a_i + b_j)."""
+    n_out, n_in = shape
+    if rounding == "full":
+        r, rng = rng_draw(rng, n_out * n_in)
+        return r.reshape(n_out, n_in), rng
+    r, rng = rng_draw(rng, n_out + n_in)
+    return (r[:n_out, None] + r[None, n_out:]) & np.uint64(0xFFFFFFFF), rng
+
+
+def apply_update(w: np.ndarray, num: np.ndarray, shift: int, rng: RngState, lo: int, hi: int,
+                 rounding: str) -> tuple[np.ndarray, RngState, int, int]:
+    """w + stochastic_shift(num, shift), clipped to [lo, hi]; returns (w_int8, rng, changed, clipped).
+
+    ``num`` is the exact update in units of 2^-shift weight LSBs (int64 [n_out, n_in]). If
+    shift > 32 the numerator is first reduced with round_shift (bias < 2^-33 LSB).
+    """
+    num = np.asarray(num, dtype=np.int64)
+    if shift > MAX_SHIFT:
+        num = round_shift(num, shift - MAX_SHIFT)
+        shift = MAX_SHIFT
+    elif shift < 0:
+        num = num << -shift
+        shift = 0
+    r, rng = draws(rng, num.shape, rounding)
+    dw = stochastic_shift(num, shift, r)
+    raw = w.astype(np.int64) + dw
+    new = np.clip(raw, lo, hi)
+    clipped = int(np.count_nonzero(new != raw))
+    changed = int(np.count_nonzero(new != w))
+    return new.astype(np.int8), rng, changed, clipped
+
+
+def apply_float(w: np.ndarray, dw: np.ndarray, w_min: float, w_max: float) -> np.ndarray:
+    """Float twin of the bounded update: clip(w + dW, w_min, w_max)."""
+    return np.clip(np.asarray(w, dtype=np.float64) + dw, w_min, w_max)
+
+
+def saturate_count(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+    """Clip int64 ``x`` to signed ``bits`` range; return it and the number of clipped entries."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    y = np.clip(x, lo, hi)
+    return y, int(np.count_nonzero(y != x))
+
+
+def encode_scale(rule: str, name: str, value: float) -> RateCode:
+    """A positive scale factor (learning rate, coefficient) as mantissa/exponent (k, s).
+
+    Unlike a rate it may exceed 1 (then s may be negative, meaning a left shift)."""
+    if not (math.isfinite(value) and value > 0):
+        raise ParameterError(f"{rule}: {name} must be finite and > 0, got {value}")
+    s = MANTISSA_BITS - 1 - math.floor(math.log2(value))
+    k = int(round(value * 2.0 ** s))
+    return RateCode(k, s)
+
+
+def state_nbytes(state) -> int:
+    """Sum of nbytes of every array in a State NamedTuple (what the memory test compares)."""
+    return int(sum(np.asarray(a).nbytes for a in state))
+
+
+def to_factor(v: np.ndarray, v_frac: int, code: RateCode, out_frac: int) -> np.ndarray:
+    """Integer v (Q.v_frac) times the scale ``code`` (k 2^-s), as int64 in Q.out_frac (round half up)."""
+    prod = np.asarray(v, dtype=np.int64) * code.k
+    sh = v_frac + code.s - out_frac
+    return round_shift(prod, sh) if sh >= 0 else prod << -sh
+
+
+def decay_traces_fixed(traces: tuple[np.ndarray, ...], codes: tuple[RateCode, ...],
+                       rng: RngState) -> tuple[list[np.ndarray], RngState]:
+    """One step of exponential decay for each trace: x -= stochastic_shift(x * k, s)."""
+    out = []
+    for x, c in zip(traces, codes):
+        y, rng = ema_fixed(x, np.zeros_like(x, dtype=np.int64), c, rng)
+        out.append(y)
+    return out, rng
+
+
+def spikes_input(rule: str, name: str, s, n: int) -> np.ndarray:
+    """A 0/1 spike vector of length n (int64); refuses NaN, wrong shapes and other values."""
+    a = np.asarray(s)
+    if a.shape != (n,):
+        raise InputError(f"{rule}: {name} must have shape ({n},), got {tuple(a.shape)}")
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        raise InputError(f"{rule}: {name} has non-finite entries (NaN/Inf); update refused")
+    if a.size and not np.all((a == 0) | (a == 1)):
+        raise InputError(f"{rule}: {name} must hold spikes (0 or 1)")
+    return a.astype(np.int64)

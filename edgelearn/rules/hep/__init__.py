@@ -1,0 +1,16 @@
+"""Real-valued holomorphic equilibrium propagation (hEP) for an energy-based classifier head.
+
+See docs/hep.md. Public API: EnergyHead, RelaxParams, RelaxationError, StateNoise,
+WeightReadNoise, OnlineHEP, the nudge schemes, continuous-oscillation estimates and
+hep_memory_bytes. No complex arithmetic anywhere in this package.
+"""
+
+from edgelearn.rules.hep.head import EnergyHead, Gradient
+from edgelearn.rules.hep.noise import StateNoise, WeightReadNoise
+from edgelearn.rules.hep.relax import RelaxationError, RelaxParams, RelaxResult
+from edgelearn.rules.hep.schemes import (NudgeScheme, centered_scheme, cosine_scheme, hep_scheme,
+                                         interpolation_scheme, one_sided_scheme)
+
+__all__ = ["EnergyHead", "Gradient", "StateNoise", "WeightReadNoise", "RelaxationError",
+           "RelaxParams", "RelaxResult", "NudgeScheme", "centered_scheme", "cosine_scheme",
+           "hep_scheme", "interpolation_scheme", "one_sided_scheme"]

@@ -1,0 +1,352 @@
+"""EnergyHead: the energy-based classifier head trained by real-valued hEP (see energy.py).
+
+    head = EnergyHead((128, 64, 10), seed=0)            # training init, see EnergyHead
+    head.loss(x, y)                                     # free relaxation, mean cross-entropy
+    g = head.hep_gradient(x, y, amplitude=0.5, nudges=6)  # list shaped like head.weights
+    g.biases, g.info                                    # bias gradients, relaxation diagnostics
+    head.exact_gradient(x, y); head.ep_gradient(x, y, beta, centered=True)
+    head.hep_update(x, y, lr=0.05)                      # one online step (in place)
+
+x is [n_in] or [B, n_in] (clamped features, e.g. spike rates), y an int label or [B] ints.
+Losses and gradients are batch means. ``nudges`` is the number of DISTINCT nudge values the
+estimator relaxes at (the free phase is extra and always computed); real hEP with ``nudges = D``
+oscillates beta = b cos(theta) with M = 2 D - 1 phase samples (schemes.hep_scheme).
+
+All arithmetic is real float64; nothing here creates a complex array.
+"""
+
+from __future__ import annotations
+
+import io as _io
+from typing import Callable, Sequence
+
+import numpy as np
+
+from edgelearn.atomic import atomic_open
+from edgelearn.errors import InputError, ModelFileError, ParameterError
+from edgelearn.rules.hep import energy as en
+from edgelearn.rules.hep import schemes as sc
+from edgelearn.rules.hep.relax import RelaxationError, RelaxParams, Relaxer, RelaxResult
+
+_UNSET = object()
+
+
+class Gradient(list):
+    """Weight gradients (a list shaped like head.weights) with ``.biases`` (list shaped like
+    head.biases) and ``.info`` (relaxation diagnostics: phases, steps, converged, residual)."""
+
+    def __init__(self, weights, biases, info=None) -> None:
+        super().__init__(weights)
+        self.biases = list(biases)
+        self.info = dict(info or {})
+
+    def flat(self) -> np.ndarray:
+        """All weight then bias gradients as one vector (for error norms)."""
+        return np.concatenate([np.ravel(a) for a in list(self) + self.biases])
+
+
+class EnergyHead:
+    """Layered energy-based head with symmetric weights, smooth activation, cross-entropy cost.
+
+    sizes: (n_in, n_hidden..., n_out), at least one hidden layer.  activation: 'tanh'|'sigmoid'.
+    gain, coupling: the training initialisation, biases 0, input weights W_1 ~ N(0, gain^2 / n_0),
+      coupling weights W_k (k >= 2) ~ N(0, coupling^2 / (sqrt(n_{k-1}) + sqrt(n_k))^2) so that
+      their largest singular value is about ``coupling`` (< 1: the loop gain between dynamic
+      layers is below 1, the free equilibrium is unique and the analyticity radius in beta
+      is large; N(0, 1/fan_in) there gives ||W_K|| ~ 1.6 for 32 -> 10, a multistable head).
+    seed / rng: explicit randomness for the initialisation (np.random.Generator preferred).
+    relax: RelaxParams.  noise: state-noise callable z -> z.  weight_read: callable W -> W.
+    """
+
+    def __init__(self, sizes: Sequence[int], *, seed: int | None = None,
+                 rng: np.random.Generator | None = None, gain: float = 1.0,
+                 coupling: float = 0.5,
+                 activation: str = "tanh", relax: RelaxParams | None = None,
+                 noise: Callable | None = None, weight_read: Callable | None = None,
+                 weights: Sequence[np.ndarray] | None = None,
+                 biases: Sequence[np.ndarray] | None = None) -> None:
+        sizes = tuple(int(n) for n in sizes)
+        if len(sizes) < 3 or min(sizes) < 1:
+            raise ParameterError(f"EnergyHead sizes must be (n_in, hidden..., n_out) with every "
+                                 f"size >= 1 and a hidden layer, got {sizes}")
+        if sizes[-1] < 2:
+            raise ParameterError(f"EnergyHead needs >= 2 output classes, got {sizes[-1]}")
+        if activation not in en.ACTIVATIONS:
+            raise ParameterError(f"EnergyHead activation must be one of {en.ACTIVATIONS}, "
+                                 f"got {activation!r}")
+        if not (gain > 0 and np.isfinite(gain) and coupling > 0 and np.isfinite(coupling)):
+            raise ParameterError(f"EnergyHead gain and coupling must be > 0, got {gain}, {coupling}")
+        self.sizes, self.activation = sizes, activation
+        self.gain, self.coupling = float(gain), float(coupling)
+        self.relax_params = relax if relax is not None else RelaxParams()
+        self.noise, self.weight_read = noise, weight_read
+        if weights is None:
+            if rng is None:
+                rng = np.random.default_rng(seed)
+            weights = []
+            for k in range(len(sizes) - 1):
+                scale = (gain / np.sqrt(sizes[k]) if k == 0 else
+                         coupling / (np.sqrt(sizes[k]) + np.sqrt(sizes[k + 1])))
+                weights.append(rng.standard_normal((sizes[k + 1], sizes[k])) * scale)
+        if biases is None:
+            biases = [np.zeros(n) for n in sizes[1:]]
+        self.weights = [np.array(W, dtype=np.float64) for W in weights]
+        self.biases = [np.array(b, dtype=np.float64) for b in biases]
+        for k, (W, b) in enumerate(zip(self.weights, self.biases)):
+            if W.shape != (sizes[k + 1], sizes[k]) or b.shape != (sizes[k + 1],):
+                raise ParameterError(f"EnergyHead layer {k}: weight {W.shape} / bias {b.shape} "
+                                     f"do not match sizes {sizes}")
+            if not (np.isfinite(W).all() and np.isfinite(b).all()):
+                raise ParameterError(f"EnergyHead layer {k}: non-finite weights or biases")
+
+    # -- basics ------------------------------------------------------------------------------
+    @property
+    def n_in(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def n_params(self) -> int:
+        return sum(W.size + b.size for W, b in zip(self.weights, self.biases))
+
+    def _x(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise InputError(f"EnergyHead expects x of shape [{self.n_in}] or [B, {self.n_in}], "
+                             f"got {tuple(np.shape(x))}")
+        if not np.isfinite(x).all():
+            raise InputError("EnergyHead input x contains NaN or Inf")
+        return x
+
+    def _y(self, y, B: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.atleast_1d(np.asarray(y))
+        if y.shape != (B,) or not np.issubdtype(y.dtype, np.integer):
+            raise InputError(f"EnergyHead expects {B} integer labels, got shape {y.shape} "
+                             f"dtype {y.dtype}")
+        if y.min() < 0 or y.max() >= self.n_out:
+            raise InputError(f"EnergyHead label out of range [0, {self.n_out}): "
+                             f"{int(y.min())}..{int(y.max())}")
+        onehot = np.zeros((B, self.n_out))
+        onehot[np.arange(B), y] = 1.0
+        return y.astype(np.int64), onehot
+
+    def relaxer(self, noise=_UNSET, weight_read=_UNSET, relax: RelaxParams | None = None) -> Relaxer:
+        """A Relaxer bound to the current weights (noise defaults to the head's own)."""
+        return Relaxer(self.weights, self.biases, self.sizes, self.activation,
+                       relax or self.relax_params,
+                       self.noise if noise is _UNSET else noise,
+                       self.weight_read if weight_read is _UNSET else weight_read)
+
+    def free_phase(self, x, strict: bool = False, noise=_UNSET, weight_read=_UNSET) -> RelaxResult:
+        """Relax with beta = 0 from rest; returns the RelaxResult (check .converged)."""
+        return self.relaxer(noise, weight_read).relax(self._x(x), strict=strict)
+
+    def logits(self, x, strict: bool = False) -> np.ndarray:
+        """Output-layer state at the free equilibrium, [B, n_out]."""
+        return self.free_phase(x, strict=strict).s[-1]
+
+    def predict(self, x) -> np.ndarray | int:
+        """argmax of the free-phase logits (an int for a single x of shape [n_in])."""
+        single = np.ndim(x) == 1
+        pred = self.logits(x).argmax(axis=1)
+        return int(pred[0]) if single else pred
+
+    def loss(self, x, y, strict: bool = True) -> float:
+        """Mean softmax cross-entropy at the noise-free free equilibrium (Newton, tight tol)."""
+        x = self._x(x)
+        y, _ = self._y(y, x.shape[0])
+        res = self.relaxer(None, None).relax(x, strict=strict, solver="newton")
+        return float(en.cross_entropy(res.s[-1], y).mean())
+
+    def accuracy(self, x, y) -> float:
+        x = self._x(x)
+        y, _ = self._y(y, x.shape[0])
+        return float((self.logits(x).argmax(axis=1) == y).mean())
+
+    # -- gradients ---------------------------------------------------------------------------
+    def exact_gradient(self, x, y, strict: bool = True) -> Gradient:
+        """dL/dtheta by implicit differentiation at the free equilibrium (noise-free, Newton):
+        ds/dbeta = -D J^-1 dL/ds, then dL/dW_k = -(ds_k s_{k-1}^T + s_k ds_{k-1}^T), mean over B."""
+        x = self._x(x)
+        y, onehot = self._y(y, x.shape[0])
+        rx = self.relaxer(None, None)
+        res = rx.relax(x, strict=strict, solver="newton")
+        z, ss = res.z, res.s
+        out = rx.slices[-1]
+        d = rx._d(z)
+        J = en.jacobian(en.coupling_matrix(self.weights, self.sizes), d, None, 0.0, out)
+        r = np.zeros_like(z)
+        r[:, out] = en.softmax(z[:, out]) - onehot
+        v = np.linalg.solve(J, -r[:, :, None])[:, :, 0]
+        ds = rx.split(d * v)
+        B = x.shape[0]
+        gW, gb = [], []
+        prev_s, prev_ds = x, np.zeros_like(x)
+        for k in range(len(self.weights)):
+            gW.append(-(ds[k].T @ prev_s + ss[k].T @ prev_ds) / B)
+            gb.append(-ds[k].mean(axis=0))
+            prev_s, prev_ds = ss[k], ds[k]
+        return Gradient(gW, gb, {"method": "exact", "relax_steps": res.iterations,
+                                 "converged": res.converged, "residual": res.residual})
+
+    def estimate(self, x, y, amplitude: float, scheme: sc.NudgeScheme, noise=_UNSET,
+                 weight_read=_UNSET, strict: bool = False, harmonics: bool = False) -> Gradient:
+        """Generic EP-family estimate (1/b) sum_j w_j dE/dtheta(s*_{b t_j}).
+
+        Phases are visited in the scheme's order, each starting from the previous phase's
+        equilibrium (the first from the free equilibrium). One accumulator per parameter.
+        harmonics=True also returns the Chebyshev coefficient norms |c_n| in info (this keeps
+        one extra accumulator per coefficient; diagnostics only).
+        """
+        b = float(amplitude)
+        if not (b > 0 and np.isfinite(b)):
+            raise ParameterError(f"nudge amplitude must be > 0, got {amplitude}")
+        x = self._x(x)
+        y, onehot = self._y(y, x.shape[0])
+        rx = self.relaxer(noise, weight_read)
+        free = rx.relax(x, strict=strict,
+                        steps=2 * rx.params.noisy_steps if rx.noisy else None)
+        accW = [np.zeros_like(W) for W in self.weights]
+        accb = [np.zeros_like(bb) for bb in self.biases]
+        coef = np.asarray(scheme.coef) if harmonics and scheme.coef else None
+        cW = None
+        if coef is not None:
+            cW = [([np.zeros_like(W) for W in self.weights], [np.zeros_like(bb) for bb in self.biases])
+                  for _ in range(coef.shape[0])]
+        steps, conv, resid = free.iterations, free.converged, free.residual
+        z = free.z
+        for j, (t, w) in enumerate(zip(scheme.nodes, scheme.weights)):
+            if t == 0.0:
+                ss = free.s
+            else:
+                res = rx.relax(x, b * t, onehot, init=z, strict=strict)
+                z, ss = res.z, res.s
+                steps += res.iterations
+                conv &= res.converged
+                resid = max(resid, res.residual)
+            en.energy_param_grad(self.weights, x, ss, w / b, accW, accb)
+            if cW is not None:
+                for n in range(coef.shape[0]):
+                    en.energy_param_grad(self.weights, x, ss, coef[n, j], cW[n][0], cW[n][1])
+        info = {"method": scheme.name, "amplitude": b, "nudges": scheme.distinct,
+                "relax_steps": steps, "free_steps": free.iterations, "converged": conv,
+                "residual": resid, "solver": "dynamics" if rx.noisy else rx.params.solver}
+        if cW is not None:
+            info["harmonics"] = np.array([np.sqrt(sum(float(np.sum(a * a)) for a in Wl + bl))
+                                          for Wl, bl in cW])
+        return Gradient(accW, accb, info)
+
+    def hep_gradient(self, x, y, amplitude: float = 0.5, nudges: int = 6, *,
+                     scheme: sc.NudgeScheme | None = None, noise=_UNSET, weight_read=_UNSET,
+                     strict: bool = False, harmonics: bool = False) -> Gradient:
+        """Real-valued hEP: beta(theta) = amplitude * cos(theta) read out through odd harmonics.
+
+        nudges: number of distinct nudge values (default scheme: M = 2*nudges - 1 phase
+        samples, schemes.hep_scheme); pass ``scheme=schemes.cosine_scheme(M)`` for a given M.
+        """
+        return self.estimate(x, y, amplitude, scheme or sc.hep_scheme(nudges), noise,
+                             weight_read, strict, harmonics)
+
+    def ep_gradient(self, x, y, beta: float, centered: bool = False, *, noise=_UNSET,
+                    weight_read=_UNSET, strict: bool = False) -> Gradient:
+        """Classic EP: one-sided (1/beta)(dE(s_beta) - dE(s_0)) or centered
+        (1/2beta)(dE(s_beta) - dE(s_-beta)). beta > 0."""
+        return self.estimate(x, y, beta, sc.centered_scheme() if centered else sc.one_sided_scheme(),
+                             noise, weight_read, strict)
+
+    # -- updates -----------------------------------------------------------------------------
+    def apply(self, grad: Gradient, lr: float) -> None:
+        """In-place SGD step theta -= lr * grad."""
+        for W, g in zip(self.weights, grad):
+            W -= lr * g
+        for bb, g in zip(self.biases, grad.biases):
+            bb -= lr * g
+
+    def hep_update(self, x, y, lr: float, amplitude: float = 0.5, nudges: int = 6,
+                   **kw) -> Gradient:
+        """One online step: real-hEP gradient on (x, y), applied in place; returns it."""
+        if not (lr > 0 and np.isfinite(lr)):
+            raise ParameterError(f"hep_update learning rate must be > 0, got {lr}")
+        g = self.hep_gradient(x, y, amplitude, nudges, **kw)
+        self.apply(g, lr)
+        return g
+
+    def choose_amplitude(self, x, y, nudges: int = 6, tol: float = 1e-3, start: float = 1.0,
+                         smallest: float = 0.05) -> tuple[float, dict]:
+        """Largest amplitude (halving from ``start``) at which the estimate is trustworthy.
+
+        Checks, at amplitude b, on a calibration batch: (1) every phase converged, (2) the odd
+        Chebyshev coefficients decay: the predicted truncation error, the top odd coefficient
+        times its derivative weight relative to the estimate, is below ``tol``, and (3) the
+        estimate agrees with the one at b/2 to ``10 * tol`` (an analytic branch; beyond the
+        analyticity radius the two disagree). Returns (amplitude, diagnostics).
+        """
+        b = float(start)
+        diag: dict = {"tried": []}
+        while b >= smallest:
+            g = self.hep_gradient(x, y, b, nudges, harmonics=True, noise=None, weight_read=None)
+            h = g.info["harmonics"]
+            odd = np.arange(1, len(h), 2)
+            gnorm = np.linalg.norm(g.flat()) * b
+            trunc = float(odd[-1] * h[odd[-1]] / max(gnorm, 1e-300))
+            half = self.hep_gradient(x, y, b / 2, nudges, noise=None, weight_read=None)
+            agree = float(np.linalg.norm(g.flat() - half.flat())
+                          / max(np.linalg.norm(half.flat()), 1e-300))
+            ok = g.info["converged"] and trunc < tol and agree < 10 * tol
+            diag["tried"].append({"amplitude": b, "truncation": trunc, "half_agreement": agree,
+                                  "converged": g.info["converged"], "ok": ok})
+            if ok:
+                diag["amplitude"] = b
+                return b, diag
+            b /= 2
+        diag["amplitude"] = None
+        last = diag["tried"][-1] if diag["tried"] else {}
+        raise RelaxationError(f"choose_amplitude: no amplitude in [{smallest:g}, {start:g}] passes "
+                              f"tol {tol:g} (last tried: {last})")
+
+    # -- memory --------------------------------------------------------------------------------
+    def extra_state_bytes(self, batch: int = 1, itemsize: int = 4) -> int:
+        """Learning-state bytes beyond the weights: ONE accumulator per weight and bias, plus the
+        relaxing state (one pre-activation per unit) and the one-hot target, per sample.
+        (Newton's [N, N] Jacobian is a host-side solver detail, not counted.)"""
+        return int(itemsize * (self.n_params + batch * (sum(self.sizes[1:]) + self.n_out)))
+
+    def memory_breakdown(self, batch: int = 1, itemsize: int = 4) -> dict:
+        return {"weights_bytes": itemsize * self.n_params,
+                "accumulator_bytes": itemsize * self.n_params,
+                "state_bytes": itemsize * batch * sum(self.sizes[1:]),
+                "target_bytes": itemsize * batch * self.n_out,
+                "extra_state_bytes": self.extra_state_bytes(batch, itemsize)}
+
+    # -- save / load ---------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """npz with sizes, activation, gain and W{k}/b{k}; written atomically."""
+        arrays = {"sizes": np.array(self.sizes, dtype=np.int64),
+                  "activation": np.array(self.activation), "gain": np.array(self.gain),
+                  "coupling": np.array(self.coupling)}
+        for k, (W, b) in enumerate(zip(self.weights, self.biases)):
+            arrays[f"W{k}"], arrays[f"b{k}"] = W, b
+        buf = _io.BytesIO()
+        np.savez(buf, **arrays)
+        with atomic_open(path) as fh:
+            fh.write(buf.getvalue())
+
+    @classmethod
+    def load(cls, path, **kw) -> "EnergyHead":
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                sizes = tuple(int(v) for v in f["sizes"])
+                K = len(sizes) - 1
+                Ws = [f[f"W{k}"] for k in range(K)]
+                bs = [f[f"b{k}"] for k in range(K)]
+                activation, gain = str(f["activation"]), float(f["gain"])
+                coupling = float(f["coupling"])
+        except (OSError, KeyError, ValueError) as e:
+            raise ModelFileError(f"hEP head file {path}: {e}") from None
+        return cls(sizes, activation=activation, gain=gain, coupling=coupling, weights=Ws,
+                   biases=bs, **kw)

@@ -1,0 +1,376 @@
+"""Latent Predictive Learning, rate form (Halvagal & Zenke 2023), float twin and fixed point.
+
+One layer with input activity x [n_in] (filtered spike rates) and output activity z [n_out],
+z = f(a), a = W x. Per step t and output neuron i (all bracket terms are per neuron):
+
+    d_i   = z_i - zbar_i                       deviation from the running mean (previous step)
+    B_i   = - pred * (z_i(t) - z_i(t-1))                                   predictive (slowness)
+            + lam * d_i / (sigma_i^2 + xi)                                 Hebbian (variance)
+            - lam_decorr / (n_out - 1) * sum_{k != i} d_k C_ik             decorrelation (optional)
+    dW_ij = eta * B_i * f'(a_i) * x_j                                      rank-1 outer product
+
+then the statistics move (exponential averages with per-step rates r = 1 - exp(-1/tau)):
+
+    zbar += r_mean (z - zbar);  sigma^2 += r_var (d^2 - sigma^2);  C += r_var (d d^T - C)
+
+The 1/(sigma^2 + xi) factor is computed once per neuron per step from the previous variance.
+f'(a) is given by the caller as ``gain`` (default 1, i.e. linear rate units). Optional input
+filters (tau_pre, tau_post > 0) turn spikes into rates inside the rule: x~ += r (x - x~).
+For the first ``warmup`` steps only the statistics move (no weight change).
+
+Fixed point (A = act_frac, E = ema_frac, P = factor_frac; formats in docs/learning-rules.md):
+
+    x, z            int16  Q.A        (pass spikes as s << A, or your own rate traces)
+    zbar            int32  Q.(A+E)    sigma^2, C  int32  Q.(2A+E)     z(t-1) int16 Q.A
+    inv_i           = floor(2^(2A+E+20) / (sigma^2_q + xi_q))     1/(sigma^2+xi) in Q.20
+    B_i             int64  Q.(A+E);   p_i = eta 2^w_shift B_i f'_i in Q.P
+    dW_int          = stochastic_shift(p_i * x_j, P + A)  then clip to the weight bounds
+
+Memory (fixed): 2 (z prev) + 4 (mean) + 4 (var) bytes per output neuron, + 4 per input/output
+neuron when the input/output filters are on, + 4 n_out^2 with decorrelation, + 4 (step count).
+No per-synapse state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from edgelearn.errors import ParameterError
+from edgelearn.fixed import RngState, round_shift
+from edgelearn.rules import base
+from edgelearn.rules.base import FixedStats
+
+RULE = "lpl_rate"
+INV_FRAC = 20
+GAIN_FRAC = 12
+FACTOR_LIMIT = 1 << 40
+
+
+@dataclass(frozen=True)
+class Params:
+    """LPL rate-form parameters (time constants in steps; weights in float weight units).
+
+    Attributes:
+        eta: learning rate, > 0 (weight units per unit of bracket * f' * x).
+        pred: weight of the predictive term, >= 0 (paper: 1).
+        lam: weight of the Hebbian term, >= 0 (paper: 1).
+        lam_decorr: weight of the decorrelation term, >= 0; 0 disables it and its n_out^2 state.
+        xi: variance floor, > 0 (paper rate form: 1e-4), in squared activity units.
+        tau_mean, tau_var: time constants of the running mean and variance, > 0 steps.
+        tau_pre, tau_post: input/output rate filters, >= 0 steps (0 = use activities as given).
+        var_init: initial sigma^2, >= 0.  warmup: steps with statistics only (no weight change).
+        w_min, w_max: weight bounds (float units; the fixed rule also clips to int8).
+        act_frac, ema_frac, factor_frac: fixed-point fraction bits A, E, P (A + P <= 32).
+        rounding: "full" (one PRNG word per synapse) or "dither" (n_in + n_out words per step).
+    """
+
+    eta: float = 1e-3
+    pred: float = 1.0
+    lam: float = 1.0
+    lam_decorr: float = 0.0
+    xi: float = 1e-4
+    tau_mean: float = 1000.0
+    tau_var: float = 1000.0
+    tau_pre: float = 0.0
+    tau_post: float = 0.0
+    var_init: float = 1.0
+    warmup: int = 100
+    w_min: float = -math.inf
+    w_max: float = math.inf
+    act_frac: int = 8
+    ema_frac: int = 8
+    factor_frac: int = 23
+    rounding: str = "full"
+
+    def __post_init__(self) -> None:
+        base.check_positive(RULE, "eta", self.eta)
+        for name in ("pred", "lam", "lam_decorr", "var_init"):
+            base.check_positive(RULE, name, getattr(self, name), allow_zero=True)
+        base.check_positive(RULE, "xi", self.xi)
+        base.check_positive(RULE, "tau_mean", self.tau_mean)
+        base.check_positive(RULE, "tau_var", self.tau_var)
+        base.check_positive(RULE, "tau_pre", self.tau_pre, allow_zero=True)
+        base.check_positive(RULE, "tau_post", self.tau_post, allow_zero=True)
+        base.check_int(RULE, "warmup", self.warmup, 0, 1 << 30)
+        base.check_bounds(RULE, self.w_min, self.w_max)
+        base.check_int(RULE, "act_frac", self.act_frac, 0, 14)
+        base.check_int(RULE, "ema_frac", self.ema_frac, 0, 12)
+        base.check_int(RULE, "factor_frac", self.factor_frac, 1, 32)
+        if self.act_frac + self.factor_frac > base.MAX_SHIFT:
+            raise ParameterError(f"{RULE}: act_frac + factor_frac must be <= 32, got "
+                                 f"{self.act_frac} + {self.factor_frac}")
+        base.check_rounding(RULE, self.rounding)
+        if self.xi_q < 1:
+            raise ParameterError(f"{RULE}: xi={self.xi} is below one LSB of the variance format "
+                                 f"Q.{2 * self.act_frac + self.ema_frac}; raise act_frac/ema_frac")
+
+    # derived fixed-point constants
+    @property
+    def var_frac(self) -> int:
+        return 2 * self.act_frac + self.ema_frac
+
+    @property
+    def xi_q(self) -> int:
+        return int(round(self.xi * (1 << (2 * self.act_frac + self.ema_frac))))
+
+    def extra_state_bytes(self, n_in: int, n_out: int, fixed: bool = True) -> int:
+        """Exact bytes of the State arrays init/init_fixed allocate for an n_out x n_in layer."""
+        base.check_size(RULE, n_in, n_out)
+        if fixed:
+            b = 2 * n_out + 4 * n_out + 4 * n_out + 4
+            b += 4 * n_in if self.tau_pre > 0 else 0
+            b += 4 * n_out if self.tau_post > 0 else 0
+            b += 4 * n_out * n_out if self.lam_decorr > 0 else 0
+            return b
+        b = 4 * 3 * n_out + 4
+        b += 4 * n_in if self.tau_pre > 0 else 0
+        b += 4 * n_out if self.tau_post > 0 else 0
+        b += 4 * n_out * n_out if self.lam_decorr > 0 else 0
+        return b
+
+
+class State(NamedTuple):
+    """Per-layer LPL state; disabled parts are zero-size arrays (they allocate nothing).
+
+    z_prev [n_out], mean [n_out], var [n_out], count [1] (steps seen, saturates at warmup),
+    pre_trace [n_in or 0], post_trace [n_out or 0], cov [n_out, n_out] or [0, 0].
+    Float: float32 (count int32). Fixed: z_prev int16, the rest int32 (formats in module doc).
+    """
+
+    z_prev: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    count: np.ndarray
+    pre_trace: np.ndarray
+    post_trace: np.ndarray
+    cov: np.ndarray
+
+
+def _alloc(params: Params, n_in: int, n_out: int, fixed: bool) -> State:
+    base.check_size(RULE, n_in, n_out)
+    f = np.int32 if fixed else np.float32
+    zt = np.int16 if fixed else np.float32
+    m = n_out if params.lam_decorr > 0 else 0
+    return State(
+        z_prev=np.zeros(n_out, zt),
+        mean=np.zeros(n_out, f),
+        var=np.zeros(n_out, f),
+        count=np.zeros(1, np.int32),
+        pre_trace=np.zeros(n_in if params.tau_pre > 0 else 0, f),
+        post_trace=np.zeros(n_out if params.tau_post > 0 else 0, f),
+        cov=np.zeros((m, m), f),
+    )
+
+
+def init(params: Params, n_in: int, n_out: int) -> State:
+    """Float state: zero mean and previous output, variance var_init."""
+    s = _alloc(params, n_in, n_out, fixed=False)
+    s.var[:] = params.var_init
+    if s.cov.size:
+        np.fill_diagonal(s.cov, params.var_init)
+    return s
+
+
+def init_fixed(params: Params, n_in: int, n_out: int) -> State:
+    """Integer state (formats in the module docstring)."""
+    s = _alloc(params, n_in, n_out, fixed=True)
+    v = min(int(round(params.var_init * (1 << params.var_frac))), (1 << 31) - 1)
+    s.var[:] = v
+    if s.cov.size:
+        np.fill_diagonal(s.cov, v)
+    return s
+
+
+# ---------------------------------------------------------------- float twin
+
+def step(pre, post, state: State, params: Params, gain=None) -> tuple[np.ndarray, State]:
+    """Float twin: returns (dW [n_out, n_in] float64, new state). Refuses NaN/Inf inputs.
+
+    ``pre``: x [n_in]; ``post``: z [n_out]; ``gain``: f'(a) [n_out] (default 1).
+    Apply with ``base.apply_float(w, dW, params.w_min, params.w_max)``.
+    """
+    n_out = state.mean.shape[0]
+    n_in = state.pre_trace.shape[0] if params.tau_pre > 0 else np.asarray(pre).reshape(-1).size
+    x = base.float_input(RULE, "pre", pre, n_in)
+    z = base.float_input(RULE, "post", post, n_out)
+    g = np.ones(n_out) if gain is None else base.float_input(RULE, "gain", gain, n_out)
+    pre_tr, post_tr = state.pre_trace, state.post_trace
+    if params.tau_pre > 0:
+        pre_tr = base.ema_float(pre_tr.astype(np.float64), x, base.tau_rate(params.tau_pre))
+        x = pre_tr
+    if params.tau_post > 0:
+        post_tr = base.ema_float(post_tr.astype(np.float64), z, base.tau_rate(params.tau_post))
+        z = post_tr
+    mean = state.mean.astype(np.float64)
+    var = state.var.astype(np.float64)
+    d = z - mean
+    bracket = (-params.pred * (z - state.z_prev) + params.lam * d / (var + params.xi))
+    cov = state.cov.astype(np.float64)
+    if params.lam_decorr > 0 and n_out > 1:
+        off = cov - np.diag(np.diag(cov))
+        bracket = bracket - params.lam_decorr / (n_out - 1) * (off @ d)
+    count = int(state.count[0])
+    if count < params.warmup:
+        dw = np.zeros((n_out, n_in))
+    else:
+        dw = np.outer(params.eta * bracket * g, x)
+    r_m, r_v = base.tau_rate(params.tau_mean), base.tau_rate(params.tau_var)
+    new = State(
+        z_prev=z.astype(np.float32),
+        mean=base.ema_float(mean, z, r_m).astype(np.float32),
+        var=base.ema_float(var, d * d, r_v).astype(np.float32),
+        count=np.array([min(count + 1, params.warmup)], np.int32),
+        pre_trace=np.asarray(pre_tr, np.float32),
+        post_trace=np.asarray(post_tr, np.float32),
+        cov=(base.ema_float(cov, np.outer(d, d), r_v).astype(np.float32) if cov.size
+             else state.cov),
+    )
+    return dw, new
+
+
+# ---------------------------------------------------------------- fixed point
+
+class _Codes(NamedTuple):
+    mean: base.RateCode
+    var: base.RateCode
+    pre: base.RateCode | None
+    post: base.RateCode | None
+
+
+def _codes(params: Params) -> _Codes:
+    return _Codes(
+        base.decay_code(RULE, "tau_mean", params.tau_mean),
+        base.decay_code(RULE, "tau_var", params.tau_var),
+        base.decay_code(RULE, "tau_pre", params.tau_pre) if params.tau_pre > 0 else None,
+        base.decay_code(RULE, "tau_post", params.tau_post) if params.tau_post > 0 else None,
+    )
+
+
+def _scale(x: np.ndarray, value: float, name: str) -> np.ndarray:
+    """x * value with value as a 12-bit mantissa/exponent (round half up). 0 gives zeros."""
+    if value == 0:
+        return np.zeros_like(x)
+    c = base.encode_scale(RULE, name, value)
+    prod = x * c.k
+    return round_shift(prod, c.s) if c.s >= 0 else prod << -c.s
+
+
+def bracket_fixed(x: np.ndarray, z: np.ndarray, state: State, params: Params, w_shift: int,
+                  gain: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-neuron post factor p [n_out] (int64, Q.P weight LSBs per unit x) and deviation d.
+
+    Pure integer arithmetic; no PRNG. Returns (p, d, n_saturated).
+    """
+    A, E, P = params.act_frac, params.ema_frac, params.factor_frac
+    B = A + E
+    d = (z << E) - state.mean.astype(np.int64)                               # Q.(A+E)
+    vx = state.var.astype(np.int64) + params.xi_q                            # Q.(2A+E)
+    inv = (np.int64(1) << np.int64(2 * A + E + INV_FRAC)) // vx              # Q.20
+    hebb = _scale(round_shift(d * inv, INV_FRAC), params.lam, "lam")        # Q.(A+E)
+    predictive = _scale((z - state.z_prev.astype(np.int64)) << E, params.pred, "pred")
+    b = hebb - predictive
+    n_out = z.shape[0]
+    if params.lam_decorr > 0 and n_out > 1:
+        c = round_shift(state.cov.astype(np.int64), E)                       # Q.2A
+        np.fill_diagonal(c, 0)
+        dec = round_shift(c @ d, 2 * A)                                      # Q.(A+E)
+        b = b - _scale(dec, params.lam_decorr / (n_out - 1), "lam_decorr")
+    b = round_shift(b * gain, GAIN_FRAC)                                     # Q.B
+    eta = base.encode_scale(RULE, "eta * 2^w_shift", params.eta * float(1 << w_shift))
+    sh = B + eta.s - P
+    p = b * eta.k
+    p = round_shift(p, sh) if sh >= 0 else p << -sh                          # Q.P
+    p, nsat = base.saturate_count(p, 41)
+    return p, d, nsat
+
+
+def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngState, w_shift: int,
+               gain_q=None) -> tuple[np.ndarray, State, RngState, FixedStats]:
+    """Fixed-point LPL step on an int8 weight matrix; returns (w_int8_new, state, rng, stats).
+
+    ``pre_q`` int [n_in] and ``post_q`` int [n_out] in Q.act_frac (int16 range); ``gain_q``
+    f'(a) in Q.12 (default 4096 = 1). ``w_float = w_int * 2^-w_shift``. PRNG words are drawn in
+    this order: pre filter (n_in), post filter (n_out), weight update (n_out*n_in, or
+    n_out + n_in with dither; none during warm-up), mean (n_out), var (n_out), cov (n_out^2).
+    Cost O(n_in * n_out); no per-synapse state.
+    """
+    n_out = state.mean.shape[0]
+    w = np.asarray(w_int8)
+    n_in = w.shape[1] if w.ndim == 2 else -1
+    w = base.int8_weights(RULE, w, n_in, n_out)
+    base.check_w_shift(RULE, w_shift)
+    x = base.int_input(RULE, "pre", pre_q, n_in)
+    z = base.int_input(RULE, "post", post_q, n_out)
+    g = (np.full(n_out, 1 << GAIN_FRAC, np.int64) if gain_q is None
+         else base.int_input(RULE, "gain", gain_q, n_out))
+    A, E = params.act_frac, params.ema_frac
+    codes = _codes(params)
+    nsat = 0
+    pre_tr, post_tr = state.pre_trace, state.post_trace
+    if codes.pre is not None:
+        pre_tr, rng = base.ema_fixed(pre_tr, x << E, codes.pre, rng)
+        x = round_shift(pre_tr, E)
+    if codes.post is not None:
+        post_tr, rng = base.ema_fixed(post_tr, z << E, codes.post, rng)
+        z = round_shift(post_tr, E)
+    p, d, s1 = bracket_fixed(x, z, state, params, w_shift, g)
+    nsat += s1
+    count = int(state.count[0])
+    skipped = count < params.warmup
+    changed = clipped = 0
+    if not skipped:
+        lo, hi = base.int_bounds(params.w_min, params.w_max, w_shift)
+        w, rng, changed, clipped = base.apply_update(
+            w, p[:, None] * x[None, :], params.factor_frac + A, rng, lo, hi, params.rounding)
+    mean, rng = base.ema_fixed(state.mean, z << E, codes.mean, rng)
+    var, rng = base.ema_fixed(state.var, round_shift(d * d, E), codes.var, rng)
+    cov = state.cov
+    if cov.size:
+        cov, rng = base.ema_fixed(cov, round_shift(np.outer(d, d), E), codes.var, rng)
+    out = []
+    for a in (mean, var, cov):
+        a, s = base.saturate_count(a, 32)
+        nsat += s
+        out.append(a.astype(np.int32))
+    new = State(
+        z_prev=np.clip(z, -32768, 32767).astype(np.int16),
+        mean=out[0], var=np.maximum(out[1], 0).astype(np.int32),
+        count=np.array([min(count + 1, params.warmup)], np.int32),
+        pre_trace=np.asarray(pre_tr, np.int32), post_trace=np.asarray(post_tr, np.int32),
+        cov=out[2],
+    )
+    return w, new, rng, FixedStats(changed, clipped, nsat, int(skipped))
+
+
+def exact_update_fixed(pre_q, post_q, state: State, params: Params, w_shift: int,
+                       gain_q=None) -> np.ndarray:
+    """The fixed rule's update before stochastic rounding, in float weight units [n_out, n_in].
+
+    For tests and diagnostics (input filters must be off: they would consume PRNG words).
+    """
+    n_out = state.mean.shape[0]
+    x = np.asarray(pre_q, dtype=np.int64)
+    z = base.int_input(RULE, "post", post_q, n_out)
+    g = (np.full(n_out, 1 << GAIN_FRAC, np.int64) if gain_q is None
+         else np.asarray(gain_q, np.int64))
+    p, _, _ = bracket_fixed(x, z, state, params, w_shift, g)
+    return np.outer(p.astype(np.float64), x.astype(np.float64)) / 2.0 ** (
+        params.factor_frac + params.act_frac + w_shift)
+
+
+def quantize_activity(x, params: Params, name: str = "activity") -> np.ndarray:
+    """Float activity -> int16 Q.act_frac (round half up, saturating). Refuses NaN/Inf."""
+    a = np.asarray(x, dtype=np.float64)
+    a = base.float_input(RULE, name, a, a.shape[0]) if a.ndim == 1 else a
+    if not np.all(np.isfinite(a)):
+        from edgelearn.errors import InputError
+        raise InputError(f"{RULE}: {name} contains NaN/Inf; refusing to quantize")
+    q = np.floor(a * (1 << params.act_frac) + 0.5)
+    return np.clip(q, -32768, 32767).astype(np.int16)
+
+
+lpl_fixed_step = step_fixed
