@@ -18,6 +18,7 @@ COMMANDS = (
     "info",
     "convert",
     "run",
+    "export_tflite",
 )
 
 

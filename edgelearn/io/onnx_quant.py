@@ -151,3 +151,21 @@ def load_qnetwork(path: str | os.PathLike, verify: bool = True) -> QNetwork:
     if verify:
         verify_quant(data, qnet, str(path))
     return qnet
+
+
+def load_quantized(path: str | os.PathLike, verify: bool = True) -> QNetwork:
+    """Load a quantized network from a device image (.bin, magic b"ELQN") or a quantized ONNX
+    file; a float model gives ModelFileError saying how to quantize it."""
+    from pathlib import Path
+
+    from edgelearn.kernels.image import MAGIC
+
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file '{p}': {exc.strerror}") from None
+    if head == MAGIC:
+        return from_image(p.read_bytes())
+    return load_qnetwork(p, verify=verify)

@@ -143,3 +143,46 @@ def probe_tflm_arena(model: bytes, hi: int = 1 << 22, granularity: int = 64) -> 
             else:
                 lo = mid
         return hi
+
+
+def run_sequence(stepper: TfliteStepper, x: np.ndarray) -> dict:
+    """Run integer inputs x [T, B, n_in] through a step graph from zero state.
+
+    Returns {"output": [T, B, n_out], "<layer>.spikes": [T, B, n], ...} as float32 arrays.
+    """
+    state = {d["name"]: np.zeros(d["shape"], np.float32) for d in stepper._in
+             if d["name"] != "input"}
+    outs: dict = {}
+    for t in range(x.shape[0]):
+        got = stepper.run({"input": x[t].astype(np.float32), **state})
+        for name in state:
+            state[name] = got[name[:-3] + "_out"]
+        for name, v in got.items():
+            if not name.endswith("_out"):
+                outs.setdefault(name, []).append(v)
+    return {k: np.stack(v) for k, v in outs.items()}
+
+
+def check_tflite(qnet, model: bytes, batch: int = 1, steps: int = 20, seed: int = 0,
+                 arena: int = 1 << 21) -> list:
+    """Compare LiteRT (and TFLM when installed) with the integer kernel on random integer
+    inputs: [(backend, steps, bit-identical?)]."""
+    from edgelearn.kernels.lif_fixed import qrun
+
+    rng = np.random.default_rng(seed)
+    x = (rng.random((steps, batch, qnet.n_in)) < 0.2) * rng.integers(1, 4, (steps, batch,
+                                                                            qnet.n_in))
+    ref = qrun(qnet, x, record=("spikes",))
+    backends = ["litert"]
+    try:
+        import tflite_micro  # noqa: F401
+        backends.append("tflm")
+    except ImportError:
+        pass
+    result = []
+    for b in backends:
+        got = run_sequence(TfliteStepper(model, b, arena if b == "tflm" else None), x)
+        same = np.array_equal(got["output"], ref.output) and all(
+            np.array_equal(got[f"{k}.spikes"], v) for k, v in ref.spikes.items())
+        result.append((b, steps, bool(same)))
+    return result
