@@ -24,6 +24,7 @@ output) raises NotRecognised with the reason; the caller then falls back to an O
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -133,8 +134,10 @@ def recognise(model, what: str = "model") -> tuple[Network, StepIO]:
         raise NotRecognised(f"state input '{left[0]}' plays no recognised role (e.g. a spike "
                             f"state of a recurrent snnTorch layer)")
     try:
-        net = Network(tuple(layers), name=re.sub(r"[^0-9A-Za-z_]", "_", graph.name or "")
-                      or "imported", meta={"source": f"third-party ONNX ({what})"})
+        gname = graph.name if graph.name not in ("", "main_graph", "torch_jit", "torch-jit-export") \
+            else Path(what).stem
+        net = Network(tuple(layers), name=re.sub(r"[^0-9A-Za-z_]", "_", gname) or "imported",
+                      meta={"source": f"third-party ONNX ({Path(what).name})"})
     except ModelError as exc:
         raise NotRecognised(str(exc)) from None
     return net, StepIO(inputs[0].name, outputs[0].name, tuple(ios))

@@ -1,0 +1,43 @@
+"""``edgelearn convert IN -o OUT.onnx``: NIR or ONNX in, edgelearn-profile ONNX out."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgelearn.errors import ModelFileError
+from edgelearn.io import OpaqueModel, load_any, save_onnx
+
+EXAMPLES = """examples:
+  edgelearn convert snn.nir --dt 1e-3 -o snn.onnx
+  edgelearn convert torch_export.onnx -o snn.onnx            # third-party step graph
+  edgelearn convert snn.onnx --graph scan -o snn_scan.onnx   # whole-sequence Scan graph
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "convert", help="convert NIR or ONNX to an edgelearn-profile ONNX file",
+        description="Read a NIR file or an ONNX file (edgelearn profile or a third-party step "
+                    "graph such as torch.onnx of snnTorch), verify it, and write an "
+                    "edgelearn-profile ONNX file (step graph by default). The output file "
+                    "appears only when everything succeeded.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="IN", help="NIR or ONNX file")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="output file")
+    p.add_argument("--dt", type=float, default=None, metavar="SECONDS",
+                   help="time step in seconds (required for NIR input; overrides ONNX dt)")
+    p.add_argument("--graph", choices=("step", "scan"), default="step",
+                   help="one-timestep graph with explicit state (default) or Scan sequence graph")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    model = load_any(args.input, dt=args.dt)
+    if isinstance(model, OpaqueModel):
+        raise ModelFileError(f"'{args.input}' cannot be converted: {model.why_no_learning}")
+    if args.dt is not None and model.dt != args.dt:
+        model = model.replace(dt=float(args.dt))
+    save_onnx(model, args.output, graph=args.graph)
+    print(f"wrote {args.output}: network '{model.name}', {len(model.layers)} layers, "
+          f"{model.n_parameters} parameters, {args.graph} graph")
+    return 0

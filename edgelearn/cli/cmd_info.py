@@ -1,0 +1,87 @@
+"""``edgelearn info MODEL``: layers, shapes, neuron constants, parameter counts, sizes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from edgelearn.io import OpaqueModel, load_any
+
+EXAMPLES = """examples:
+  edgelearn info models/shd.onnx
+  edgelearn info models/shd.onnx --json
+  edgelearn info exported.nir --dt 1e-3
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "info", help="describe a model file (layers, constants, sizes)",
+        description="Describe an ONNX (edgelearn profile or third-party step graph) or NIR "
+                    "model: layers, shapes, neuron constants, parameter counts and the bytes "
+                    "the parameters take at float32 and int8.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL", help="ONNX or NIR file")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--dt", type=float, default=None, metavar="SECONDS",
+                   help="time step for NIR files (NIR stores none)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the onnxruntime-vs-numpy verification on load")
+    p.set_defaults(func=run)
+
+
+def _const(arr: np.ndarray):
+    lo, hi = float(np.min(arr)), float(np.max(arr))
+    return lo if lo == hi else [lo, hi]
+
+
+def describe(model) -> dict:
+    """A JSON-ready description of a Network or OpaqueModel."""
+    if isinstance(model, OpaqueModel):
+        return {"kind": "opaque", "name": model.name, "n_in": model.n_in, "n_out": model.n_out,
+                "states": len(model.state_names), "learning": False,
+                "why_no_learning": model.why_no_learning}
+    layers = []
+    for la in model.layers:
+        d = {"name": la.name, "kind": la.kind, "n_in": la.n_in, "n_out": la.n_out,
+             "alpha": _const(la.alpha), "beta": _const(la.beta),
+             "parameters": la.n_parameters, "bias": la.bias is not None}
+        if la.spiking:
+            d["threshold"] = _const(la.threshold)
+            d["reset"] = la.reset
+        layers.append(d)
+    n = model.n_parameters
+    return {"kind": "network", "name": model.name, "dt": model.dt, "n_in": model.n_in,
+            "n_out": model.n_out, "layers": layers, "parameters": n,
+            "bytes_float32": 4 * n, "bytes_int8": n, "meta": dict(model.meta), "learning": True}
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else f"{v[0]:.4g}..{v[1]:.4g}"
+
+
+def run(args) -> int:
+    model = load_any(args.model, dt=args.dt, verify=not args.no_verify)
+    info = describe(model)
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    if info["kind"] == "opaque":
+        print(f"{args.model}: opaque step graph '{info['name']}', {info['n_in']} inputs -> "
+              f"{info['n_out']} outputs, {info['states']} state tensors")
+        print(f"inference only (onnxruntime); learning unavailable: {info['why_no_learning']}")
+        return 0
+    print(f"{args.model}: network '{info['name']}', dt {info['dt']:g} s, "
+          f"{info['n_in']} inputs -> {info['n_out']} outputs")
+    print(f"{'layer':<16}{'kind':<9}{'shape':>11}  {'alpha':>12}{'beta':>12}"
+          f"{'threshold':>12}  {'reset':<9}{'params':>9}")
+    for d in info["layers"]:
+        print(f"{d['name']:<16}{d['kind']:<9}{d['n_in']:>5} ->{d['n_out']:>4}  "
+              f"{_fmt(d['alpha']):>12}{_fmt(d['beta']):>12}"
+              f"{_fmt(d['threshold']) if 'threshold' in d else '-':>12}  "
+              f"{d.get('reset', '-'):<9}{d['parameters']:>9}")
+    print(f"parameters {info['parameters']} (weights, recurrent weights, biases): "
+          f"{info['bytes_float32']} bytes at float32, {info['bytes_int8']} bytes at int8")
+    return 0
