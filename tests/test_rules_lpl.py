@@ -1,0 +1,154 @@
+"""LPL rate form: learns the slow latent, keeps variance, fixed point agrees with float."""
+
+import numpy as np
+import pytest
+
+from _rule_streams import latent_stream, linear_r2
+from edgelearn.fixed import rng_init, round_shift
+from edgelearn.rules import base, lpl_rate
+
+N_IN, N_OUT, WS = 32, 8, 7
+
+
+def _params(**kw):
+    kw = {"eta": 1e-3, "tau_mean": 500.0, "tau_var": 500.0, "w_min": -1.0, "w_max": 1.0,
+          "warmup": 500, **kw}
+    return lpl_rate.Params(**kw)
+
+
+def _w0(rng):
+    return rng.normal(0, 1 / np.sqrt(N_IN), (N_OUT, N_IN))
+
+
+def run_float(x, w, p, record_var=False):
+    st = lpl_rate.init(p, x.shape[1], w.shape[0])
+    vmin = np.inf
+    for t in range(x.shape[0]):
+        dw, st = lpl_rate.step(x[t], w @ x[t], st, p)
+        w = base.apply_float(w, dw, p.w_min, p.w_max)
+        if record_var and t > p.warmup:
+            vmin = min(vmin, float(st.var.min()))
+    return w, vmin
+
+
+def run_fixed(xq, w_int, p, seed=5):
+    st = lpl_rate.init_fixed(p, xq.shape[1], w_int.shape[0])
+    rng = rng_init(seed)
+    vmin = np.inf
+    for t in range(xq.shape[0]):
+        z = np.clip(round_shift(w_int.astype(np.int64) @ xq[t].astype(np.int64), WS),
+                    -32768, 32767)
+        w_int, st, rng, _ = lpl_rate.step_fixed(w_int, xq[t], z, st, p, rng, WS)
+        if t > p.warmup:
+            vmin = min(vmin, int(st.var.min()))
+    return w_int, vmin / 2.0 ** p.var_frac
+
+
+@pytest.fixture(scope="module")
+def stream():
+    rng = np.random.default_rng(0)
+    x, s = latent_stream(16000, rng)
+    return x, s, _w0(rng)
+
+
+def test_float_lpl_learns_slow_latent(stream):
+    x, s, w0 = stream
+    test = slice(-4000, None)
+    r2_init = linear_r2(x[test] @ w0.T, s[test])
+    w, vmin = run_float(x[:12000], w0, _params(), record_var=True)
+    r2 = linear_r2(x[test] @ w.T, s[test])
+    assert r2_init < 0.5, r2_init
+    assert r2 >= 0.8, r2
+    assert vmin > 0.5            # started at var_init = 1; never collapses
+
+
+def test_fixed_lpl_learns_slow_latent(stream):
+    x, s, w0 = stream
+    p = _params(rounding="dither")
+    w_int = np.clip(np.round(w0 * 2 ** WS), -128, 127).astype(np.int8)
+    w_int, vmin = run_fixed(lpl_rate.quantize_activity(x[:12000], p), w_int, p)
+    r2 = linear_r2(x[-4000:] @ (w_int.T / 2.0 ** WS), s[-4000:])
+    assert r2 >= 0.8, r2
+    assert vmin > 0.5
+
+
+def test_update_is_rank_one_outer_product():
+    rng = np.random.default_rng(1)
+    p = _params(warmup=0, lam_decorr=5.0)
+    st = lpl_rate.init(p, 6, 4)
+    for _ in range(3):
+        dw, st = lpl_rate.step(rng.normal(size=6), rng.normal(size=4), st, p)
+    assert np.linalg.matrix_rank(dw, tol=1e-12 * np.abs(dw).max()) == 1
+
+
+def test_warmup_moves_statistics_only():
+    p = _params(warmup=10)
+    st = lpl_rate.init_fixed(p, 3, 2)
+    w = np.full((2, 3), 5, np.int8)
+    rng = rng_init(0)
+    for t in range(10):
+        w, st, rng, stats = lpl_rate.step_fixed(w, np.array([100, 0, 50]), np.array([80, 20]),
+                                                st, p, rng, WS)
+        assert stats.skipped == 1
+    assert (w == 5).all() and st.mean.any()
+    _, _, _, stats = lpl_rate.step_fixed(w, np.array([100, 0, 50]), np.array([80, 20]), st, p,
+                                         rng, WS)
+    assert stats.skipped == 0
+
+
+def _paired_stream(n, p, seed=2):
+    """Drive float and fixed rules with the same inputs/outputs; yield per-step update pairs."""
+    rng = np.random.default_rng(seed)
+    x, _ = latent_stream(n, rng)
+    w0 = _w0(rng)
+    xq = lpl_rate.quantize_activity(x, p)
+    zq = lpl_rate.quantize_activity(x @ w0.T, p)
+    sf = lpl_rate.init(p, N_IN, N_OUT)
+    sq = lpl_rate.init_fixed(p, N_IN, N_OUT)
+    r = rng_init(9)
+    wz = np.zeros((N_OUT, N_IN), np.int8)
+    for t in range(n):
+        dw_f, sf = lpl_rate.step(xq[t] / 2.0 ** p.act_frac, zq[t] / 2.0 ** p.act_frac, sf, p)
+        exact = lpl_rate.exact_update_fixed(xq[t], zq[t], sq, p, WS)
+        w_new, sq, r, stats = lpl_rate.step_fixed(wz, xq[t], zq[t], sq, p, r, WS)
+        if not stats.skipped:
+            yield dw_f * 2 ** WS, exact * 2 ** WS, w_new.astype(np.int64)
+
+
+@pytest.mark.parametrize("decorr", [0.0, 10.0])
+def test_fixed_vs_float_update_cosine(decorr):
+    p = _params(warmup=200, lam_decorr=decorr)
+    cos = [float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
+           for a, b, _ in _paired_stream(2000, p)]
+    assert np.mean(cos) >= 0.99, np.mean(cos)
+    assert np.min(cos) >= 0.9
+
+
+@pytest.mark.parametrize("rounding", ["full", "dither"])
+def test_stochastic_rounding_unbiased(rounding):
+    """Summed applied int8 updates (from w = 0 each step) match the summed exact update
+    within 4 standard errors per synapse, and the float sum within 4 SE plus 1 %."""
+    p = _params(warmup=200, rounding=rounding, eta=2e-3)
+    tot_f = tot_e = tot_a = var = 0.0
+    for dw_f, exact, applied in _paired_stream(3000, p, seed=3):
+        frac = exact - np.floor(exact)
+        var = var + frac * (1 - frac)
+        tot_f, tot_e, tot_a = tot_f + dw_f, tot_e + exact, tot_a + applied
+    se = np.sqrt(var)
+    z = (tot_a - tot_e) / se
+    assert np.abs(z).max() < 4.5
+    assert abs(z.mean()) < 4 / np.sqrt(z.size)
+    assert np.all(np.abs(tot_a - tot_f) <= 4 * se + 0.01 * np.abs(tot_f))
+    assert np.abs(tot_f).mean() > 2 * se.mean()       # the test is not vacuous
+
+
+@pytest.mark.slow
+def test_variance_never_collapses_100k_steps():
+    rng = np.random.default_rng(7)
+    x, _ = latent_stream(100_000, rng)
+    p = _params(rounding="dither")
+    w_int = np.clip(np.round(_w0(rng) * 2 ** WS), -128, 127).astype(np.int8)
+    _, vmin = run_fixed(lpl_rate.quantize_activity(x, p), w_int, p)
+    assert vmin > 0.5
+    _, vmin_f = run_float(x, _w0(np.random.default_rng(7)), p, record_var=True)
+    assert vmin_f > 0.5
