@@ -75,12 +75,12 @@ def run(args) -> int:
         return 0
     print(f"{args.model}: network '{info['name']}', dt {info['dt']:g} s, "
           f"{info['n_in']} inputs -> {info['n_out']} outputs")
-    print(f"{'layer':<16}{'kind':<9}{'shape':>11}  {'alpha':>12}{'beta':>12}"
-          f"{'threshold':>12}  {'reset':<9}{'params':>9}")
+    print(f"{'layer':<16}{'kind':<9}{'shape':>11}  {'alpha':>16}{'beta':>16}"
+          f"{'threshold':>16}  {'reset':<9}{'params':>9}")
     for d in info["layers"]:
         print(f"{d['name']:<16}{d['kind']:<9}{d['n_in']:>5} ->{d['n_out']:>4}  "
-              f"{_fmt(d['alpha']):>12}{_fmt(d['beta']):>12}"
-              f"{_fmt(d['threshold']) if 'threshold' in d else '-':>12}  "
+              f"{_fmt(d['alpha']):>16}{_fmt(d['beta']):>16}"
+              f"{_fmt(d['threshold']) if 'threshold' in d else '-':>16}  "
               f"{d.get('reset', '-'):<9}{d['parameters']:>9}")
     print(f"parameters {info['parameters']} (weights, recurrent weights, biases): "
           f"{info['bytes_float32']} bytes at float32, {info['bytes_int8']} bytes at int8")

@@ -18,7 +18,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-from edgelearn.errors import EdgelearnError, ModelError, ModelFileError
+from edgelearn.errors import ModelError, ModelFileError
 from edgelearn.io import onnx_meta as M
 from edgelearn.io.onnx_verify import LayerIO, StepIO, verify_scan, verify_step
 from edgelearn.io.ort_session import make_session
@@ -29,7 +29,8 @@ PROFILE_OPS = {"Mul", "Add", "Sub", "Gemm", "Greater", "Cast", "Identity", "Scan
 
 
 def read_model_file(path: str | os.PathLike) -> tuple[onnx.ModelProto, bytes]:
-    """Parse and check an ONNX file; ModelFileError (one line) when it is not a valid model."""
+    """Parse an ONNX file and check sizes and operators (not yet onnx.checker: profile files
+    get their precise input/output errors first); ModelFileError when it is not valid."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -56,16 +57,31 @@ def parse_model_bytes(data: bytes, what: str = "model") -> onnx.ModelProto:
         raise ModelFileError(f"'{what}' is not a valid ONNX file (no graph or opset; "
                              f"truncated or not ONNX)")
     _check_declared_sizes(model.graph, what)
-    try:
-        onnx.checker.check_model(model)
-    except (onnx.checker.ValidationError, Exception) as exc:  # checker raises a few types
-        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelFileError(f"'{what}' fails the ONNX checker: {line[:200]}") from None
+    _check_known_ops(model.graph, what)
     for init in model.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
             raise ModelFileError(f"'{what}': initializer '{init.name}' uses external data, "
                                  f"which edgelearn does not read")
     return model
+
+
+def run_checker(model: onnx.ModelProto, what: str = "model") -> None:
+    """onnx.checker with its first message line as a ModelFileError."""
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # the checker raises ValidationError and a few others
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelFileError(f"'{what}' fails the ONNX checker: {line[:200]}") from None
+
+
+def _check_known_ops(graph, what: str) -> None:
+    """Name the first operator of the standard domain that ONNX does not define."""
+    for node in graph.node:
+        if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
+            raise ModelFileError(f"'{what}': unknown op '{node.op_type}' (node '{node.name}')")
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                _check_known_ops(attr.g, what)
 
 
 def _check_declared_sizes(graph, what: str) -> None:
@@ -225,9 +241,11 @@ def load_model(path: str | os.PathLike, verify: bool = True):
     what = str(path)
     if M.is_profile(M.read_metadata(model)):
         net, kind = network_from_profile(model, what)
+        run_checker(model, what)
         if verify:
             verify_profile(data, net, kind, what)
         return net
+    run_checker(model, what)
     try:
         net, io = onnx_thirdparty.recognise(model, what)
     except onnx_thirdparty.NotRecognised as why:
@@ -247,4 +265,4 @@ def load_network(path: str | os.PathLike, verify: bool = True) -> Network:
 
 
 __all__ = ["load_model", "load_network", "read_model_file", "parse_model_bytes",
-           "network_from_profile", "verify_profile", "check_profile_io", "EdgelearnError"]
+           "network_from_profile", "verify_profile", "check_profile_io", "run_checker"]
