@@ -85,11 +85,12 @@ def _check_calibration(net: Network, calib_x) -> np.ndarray:
 
 
 def choose_input_format(x: np.ndarray, percentile: float = 100.0) -> tuple[float, int]:
-    """(input_scale, input_bits): integer-valued data stays exact (scale 1, 8..16 bits);
+    """(input_scale, input_bits): integer-valued data stay exact (scale 1, 3..16 bits, one bit
+    more than the calibration maximum needs; larger test values saturate);
     other data become int8 with scale = percentile(|x|) / 127."""
     if np.all(x == np.round(x)):
         m = int(np.abs(x).max())
-        bits = max(8, m.bit_length() + 1)
+        bits = max(3, m.bit_length() + 2)     # one spare bit above the calibration maximum
         if bits <= 16:
             return 1.0, bits
     m = float(np.percentile(np.abs(x), percentile))
