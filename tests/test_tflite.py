@@ -1,0 +1,85 @@
+"""TFLite export: the integer step graph runs bit-exactly in LiteRT and TFLite Micro."""
+
+import argparse
+import importlib.util
+
+import numpy as np
+import pytest
+
+from edgelearn.cli import cmd_export_tflite
+from edgelearn.errors import EdgelearnError
+from edgelearn.io import save_onnx
+from edgelearn.io.onnx_quant import save_quant_onnx
+from edgelearn.io.tflite_export import tflite_bytes
+from edgelearn.io.tflite_runtime import (TfliteStepper, io_names, make_interpreter,
+                                         probe_tflm_arena, run_sequence)
+from edgelearn.kernels.lif_fixed import qrun
+from edgelearn.quant import quantize_network
+from _fixed_nets import random_net, spikes
+
+HAS_TFLM = importlib.util.find_spec("tflite_micro") is not None
+
+
+@pytest.fixture(scope="module")
+def qnet():
+    return quantize_network(random_net(), spikes(1))[0]
+
+
+def _compare(qnet, model, backend, batch):
+    x = spikes(9, T=30, B=batch).astype(np.int64)
+    ref = qrun(qnet, x, record=("spikes",))
+    got = run_sequence(TfliteStepper(model, backend, arena=1 << 20 if backend == "tflm" else None), x)
+    assert np.array_equal(got["output"], ref.output)
+    assert np.array_equal(got["hidden.spikes"], ref.spikes["hidden"])
+    assert ref.spikes["hidden"].mean() > 0.01          # spikes actually happen
+
+
+def test_flatbuffer_layout(qnet):
+    model = tflite_bytes(qnet)
+    assert model[4:8] == b"TFL3"
+    ins, outs = io_names(model)
+    assert ins == ["input", "hidden.current_in", "hidden.membrane_in", "readout.current_in",
+                   "readout.membrane_in"]
+    assert outs[:2] == ["output", "hidden.spikes"]
+    interp, name = make_interpreter(model)
+    assert name in ("litert", "tflite-runtime")
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_litert_bit_exact(qnet, batch):
+    _compare(qnet, tflite_bytes(qnet, batch=batch), "litert", batch)
+
+
+@pytest.mark.skipif(not HAS_TFLM, reason="optional: tflite-micro not installed "
+                                         "(pip install --pre tflite-micro)")
+def test_tflm_bit_exact(qnet):
+    _compare(qnet, tflite_bytes(qnet), "tflm", 1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TFLM, reason="optional: tflite-micro not installed")
+def test_tflm_arena_probe(qnet):
+    n = probe_tflm_arena(tflite_bytes(qnet))
+    assert 1000 < n < 200_000
+
+
+def _cli(*argv):
+    p = argparse.ArgumentParser()
+    cmd_export_tflite.register(p.add_subparsers())
+    args = p.parse_args(["export-tflite", *map(str, argv)])
+    return args.func(args)
+
+
+def test_cli_export_and_check(qnet, tmp_path, capsys):
+    save_quant_onnx(qnet, tmp_path / "q.onnx")
+    assert _cli(tmp_path / "q.onnx", "-o", tmp_path / "q.tflite", "--check") == 0
+    out = capsys.readouterr().out
+    assert "check litert: 20 steps, bit-identical: True" in out
+    assert (tmp_path / "q.tflite").read_bytes()[4:8] == b"TFL3"
+
+
+def test_cli_refuses_float_model(tmp_path):
+    save_onnx(random_net(), tmp_path / "f.onnx")
+    with pytest.raises(EdgelearnError, match="is a float model"):
+        _cli(tmp_path / "f.onnx", "-o", tmp_path / "f.tflite")
+    assert not (tmp_path / "f.tflite").exists()
