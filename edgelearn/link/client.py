@@ -1,0 +1,425 @@
+"""The host side of the link: handshake, A/B upload, inference, learning, pull, telemetry.
+
+Reliability (docs/protocol.md, "Sequence numbers, acks, retransmission"): every request carries
+an 8-bit sequence number; the device answers each with one frame of the same number. Up to
+``window`` requests are in flight (pipelining keeps a slow line busy while replies travel
+back). A request is retransmitted, together with every later unanswered one, when
+
+* the device sends NAK(expected) (it saw a gap), or
+* no reply came within the retransmission timeout: ``timeout`` + the time the line needs to
+  carry a full window (``2 * window * max_wire * 10 / baud`` when the device announces a baud).
+
+The device executes each sequence number once and answers retransmissions from its reply cache,
+so retransmitting is always safe. After ``retries`` timeouts of the same request the client
+gives up with a LinkError naming the message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from edgelearn.errors import InputError, LinkError
+from edgelearn.link import framing
+from edgelearn.link import messages as m
+from edgelearn.link.framing import FLAG_DEVICE, Frame, FrameError, StreamDecoder, crc32
+from edgelearn.link.transport import Transport, open_transport
+
+ProgressFn = Callable[[int, int], None]
+
+
+class DeviceErrorReply(LinkError):
+    """The device answered a request with an ERROR frame; ``error`` holds it."""
+
+    def __init__(self, error: m.Error) -> None:
+        super().__init__(error.describe())
+        self.error = error
+        self.code = error.code
+
+
+@dataclass
+class _Pending:
+    seq: int
+    msg: m.Message
+    wire: bytes
+    sent_at: float
+    timeouts: int = 0
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    slot: int
+    length: int
+    crc: int
+    generation: int
+    seconds: float           # UPLOAD_BEGIN .. commit reply (verification excluded)
+    verify_seconds: float
+    wire_bytes: int          # bytes the host wrote during the upload (retransmissions included)
+    retransmissions: int
+
+
+@dataclass
+class LinkStats:
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    retransmissions: int = 0
+    timeouts: int = 0
+    naks: int = 0
+    bad_frames: int = 0
+    echoes: int = 0
+
+
+class Client:
+    """A session with one device. ``port`` is a URL (see transport.py) or a Transport.
+
+    Args:
+        timeout: base retransmission timeout in seconds.
+        retries: timeouts of one request before giving up.
+        window: requests in flight (None: the device's announced window).
+        protocol_version: the version this host speaks (tests set a wrong one on purpose).
+        baud: line rate used for timeouts when the device announces none (0: unknown).
+        handshake: send HELLO on construction.
+    """
+
+    def __init__(self, port: str | Transport, *, timeout: float = 0.2, retries: int = 10,
+                 window: int | None = None, protocol_version: int = framing.PROTOCOL_VERSION,
+                 baud: int = 0, handshake: bool = True, baudrate: int = 115200) -> None:
+        self.transport = open_transport(port, baudrate) if isinstance(port, str) else port
+        self.timeout, self.retries = float(timeout), int(retries)
+        self.want_window = window
+        self.version = int(protocol_version)
+        self.baud = int(baud)
+        self.decoder = StreamDecoder(framing.MAX_PAYLOAD_LIMIT)
+        self.stats = LinkStats()
+        self.info: m.HelloReply | None = None
+        self.window = 1
+        self.max_payload = 64
+        self._seq = 0
+        self._pending: OrderedDict[int, _Pending] = OrderedDict()
+        self._replies: dict[int, m.Message] = {}
+        self._closed = False
+        if handshake:
+            try:
+                self.hello()
+            except BaseException:
+                self.close()
+                raise
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.transport.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def rto(self) -> float:
+        """Retransmission timeout in seconds (base + time to carry two windows at the baud)."""
+        baud = (self.info.baud if self.info and self.info.baud else 0) or self.baud
+        if not baud:
+            return self.timeout
+        return self.timeout + 2 * self.window * framing.max_wire_len(self.max_payload) * 10 / baud
+
+    # -- frames --------------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        s = self._seq
+        self._seq = (self._seq + 1) & 0xFF
+        return s
+
+    def _send(self, p: _Pending) -> None:
+        self.transport.write(p.wire)
+        p.sent_at = time.monotonic()
+        self.stats.frames_sent += 1
+        self.stats.bytes_sent += len(p.wire)
+
+    def _queue(self, msg: m.Message) -> _Pending:
+        seq = self._next_seq()
+        wire = framing.encode_frame(Frame(msg.TYPE, seq, msg.pack(), self.version, 0))
+        p = _Pending(seq, msg, wire, 0.0)
+        self._pending[seq] = p
+        self._send(p)
+        return p
+
+    def _resend_from(self, seq: int) -> None:
+        """Retransmit pending requests from ``seq`` on, in sequence order."""
+        order = list(self._pending)
+        if seq in order:
+            for s in order[order.index(seq):]:
+                self._send(self._pending[s])
+                self.stats.retransmissions += 1
+
+    def _pump(self, wait: float) -> None:
+        """Read for up to ``wait`` seconds (returns after the first data); handle frames."""
+        data = self.transport.read(max(wait, 0.0))
+        if not data:
+            return
+        for item in self.decoder.feed(data):
+            if isinstance(item, FrameError):
+                self.stats.bad_frames += 1
+                continue
+            if not item.flags & FLAG_DEVICE:
+                self.stats.echoes += 1
+                continue
+            self._on_frame(item)
+
+    def _on_frame(self, fr: Frame) -> None:
+        if fr.type == m.NAK:
+            self.stats.naks += 1
+            try:
+                nak = m.Nak.unpack(fr.payload)
+            except m.MessageError:
+                return
+            self._resend_from(nak.expected)
+            return
+        p = self._pending.get(fr.seq)
+        if p is None:
+            return  # a late duplicate reply
+        if fr.type not in (p.msg.TYPE | m.REPLY, m.ERROR):
+            return  # a stale reply of an earlier session that reused this number
+        try:
+            reply = m.decode_message(fr.type, fr.payload)
+        except m.MessageError as exc:
+            reply = m.Error(m.E_BAD_LENGTH, p.msg.TYPE, 0, 0,
+                            f"malformed reply: {exc}".encode())
+        del self._pending[fr.seq]
+        self._replies[fr.seq] = reply
+
+    def _check_timeouts(self) -> None:
+        if not self._pending:
+            return
+        oldest = next(iter(self._pending.values()))
+        if time.monotonic() - oldest.sent_at < self.rto:
+            return
+        oldest.timeouts += 1
+        self.stats.timeouts += 1
+        if oldest.timeouts > self.retries:
+            hint = ""
+            if self.stats.echoes and not self.info:
+                hint = "; only our own frames came back: the port is a loop-back, not a device"
+            raise LinkError(f"no reply to {oldest.msg.name} (seq {oldest.seq}) after "
+                            f"{self.retries} retries of {self.rto:.2f} s on {self.transport.url}"
+                            f"{hint}")
+        self._resend_from(oldest.seq)
+
+    def _take(self, seq: int) -> m.Message:
+        reply = self._replies.pop(seq)
+        if isinstance(reply, m.Error):
+            self._pending.clear()
+            self._replies.clear()
+            if reply.code == m.E_VERSION:
+                raise LinkError(f"protocol version mismatch: host speaks version {self.version}, "
+                                f"device speaks version {reply.arg0}")
+            if reply.code == m.E_NO_SESSION:
+                raise DeviceErrorReply(m.Error(reply.code, reply.request, 0, 0, (
+                    f"device has no session (it was reset); send HELLO again "
+                    f"(Client.hello())").encode()))
+            raise DeviceErrorReply(reply)
+        return reply
+
+    # -- request pipelines ---------------------------------------------------------------------
+    def pipeline(self, msgs: Iterable[m.Message]) -> Iterator[m.Message]:
+        """Send ``msgs`` with up to ``window`` in flight; yield replies in request order."""
+        it = iter(msgs)
+        order: list[int] = []
+        exhausted = False
+        while True:
+            while not exhausted and len(self._pending) < self.window:
+                try:
+                    msg = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                order.append(self._queue(msg).seq)
+            while order and order[0] in self._replies:
+                yield self._take(order.pop(0))
+            if exhausted and not order:
+                return
+            if self._pending:
+                oldest = next(iter(self._pending.values()))
+                wait = oldest.sent_at + self.rto - time.monotonic()
+                self._pump(min(max(wait, 0.0), 0.05))
+                self._check_timeouts()
+
+    def request(self, msg: m.Message) -> m.Message:
+        """Send one request and return its reply (raises DeviceErrorReply on ERROR)."""
+        return next(iter(self.pipeline([msg])))
+
+    # -- handshake -----------------------------------------------------------------------------
+    def hello(self) -> m.HelloReply:
+        """(Re)start the session; checks versions and adopts the device's limits."""
+        self._pending.clear()
+        self._replies.clear()
+        self.decoder.reset()
+        self.window, self.max_payload = 1, 64
+        self.transport.write(framing.DELIMITER)   # end any partial frame on the line
+        reply = self.request(m.Hello(framing.MAX_PAYLOAD_LIMIT, self.want_window or 64))
+        if not isinstance(reply, m.HelloReply):
+            raise LinkError(f"unexpected reply to HELLO: {reply.name}")
+        if reply.protocol_version != self.version:
+            raise LinkError(f"protocol version mismatch: host speaks version {self.version}, "
+                            f"device speaks version {reply.protocol_version}")
+        self.info = reply
+        self.max_payload = reply.max_payload
+        self.window = max(1, min(reply.window, self.want_window or reply.window))
+        return reply
+
+    def ping(self, data: bytes = b"") -> float:
+        """Round-trip time in seconds of one PING carrying ``data``."""
+        t0 = time.perf_counter()
+        reply = self.request(m.Ping(data))
+        if reply.data != data:
+            raise LinkError(f"PING echo differs ({len(reply.data)} B back, {len(data)} B sent)")
+        return time.perf_counter() - t0
+
+    # -- upload --------------------------------------------------------------------------------
+    def upload(self, image: bytes, chunk: int | None = None, progress: ProgressFn | None = None,
+               verify: str = "readback") -> UploadResult:
+        """Upload ``image`` into the inactive slot, commit it atomically, verify it.
+
+        chunk: bytes per UPLOAD_DATA (default and maximum: the device's max payload).
+        progress(done, total) is called after each acknowledged chunk (and by the read-back).
+        verify: 'readback' (read the slot back and compare), 'crc' (the commit's CRC only) or
+        'none'.
+        """
+        if verify not in ("readback", "crc", "none"):
+            raise LinkError(f"verify must be readback, crc or none, got {verify!r}")
+        self._need_session()
+        image = bytes(image)
+        chunk = self.max_payload if chunk is None else int(chunk)
+        if not 1 <= chunk <= self.max_payload:
+            raise LinkError(f"chunk of {chunk} B is outside 1..{self.max_payload} B (the "
+                            f"device's maximum payload)")
+        total, crc = len(image), crc32(image)
+        t0, sent0, re0 = time.perf_counter(), self.stats.bytes_sent, self.stats.retransmissions
+        begin = self.request(m.UploadBegin(total, crc))
+        chunks = (m.UploadData(image[i:i + chunk]) for i in range(0, total, chunk))
+        for reply in self.pipeline(chunks):
+            if progress is not None:
+                progress(reply.received, total)
+        done = self.request(m.UploadCommit())
+        seconds = time.perf_counter() - t0
+        if done.crc != crc or done.length != total:
+            raise LinkError(f"device committed {done.length} B with CRC 0x{done.crc:08x}, host "
+                            f"sent {total} B with CRC 0x{crc:08x}")
+        wire, retx = self.stats.bytes_sent - sent0, self.stats.retransmissions - re0
+        t1 = time.perf_counter()
+        if verify == "readback":
+            back = self.read_image(done.slot, total, progress)
+            if back != image:
+                bad = next(i for i, (a, b) in enumerate(zip(back, image)) if a != b)
+                raise LinkError(f"read-back of slot {done.slot} differs from the upload at byte "
+                                f"{bad} of {total}")
+        return UploadResult(done.slot if done.slot == begin.slot else done.slot, total, crc,
+                            done.generation, seconds, time.perf_counter() - t1, wire, retx)
+
+    def read_image(self, slot: int, length: int, progress: ProgressFn | None = None) -> bytes:
+        """Read ``length`` bytes of a slot's image back (pipelined READ_FLASH)."""
+        step = self.max_payload - 8
+        reqs = (m.ReadFlash(slot, off, min(step, length - off)) for off in range(0, length, step))
+        parts = []
+        got = 0
+        for reply in self.pipeline(reqs):
+            parts.append(reply.data)
+            got += len(reply.data)
+            if progress is not None:
+                progress(got, length)
+        return b"".join(parts)
+
+    # -- inference and learning ----------------------------------------------------------------
+    def infer(self, spikes: np.ndarray, steps_per_frame: int | None = None,
+              reset: bool = False) -> np.ndarray:
+        """Stream input spikes [T, n_in] (0/1) through the device; returns outputs [T, n_out].
+
+        Output spikes come back as 0/1 (int64); a non-spiking readout comes back as its int32
+        membrane values. Several steps travel per frame (``steps_per_frame``, default: as many
+        as fit the payload limit) and frames are pipelined up to the window.
+        """
+        self._need_session()
+        x = np.asarray(spikes)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise InputError(f"input spikes must be [T, n_in] with T >= 1, got shape {x.shape}")
+        if x.dtype != np.bool_ and np.any((x != 0) & (x != 1)):
+            raise InputError("input spikes must be 0/1")
+        T, n_in = x.shape
+        row = m.packed_len(n_in)
+        fit = max(1, (self.max_payload - 5) // row)
+        k = fit if steps_per_frame is None else int(steps_per_frame)
+        if not 1 <= k <= fit:
+            raise InputError(f"steps_per_frame must be 1..{fit} for {n_in} inputs, got {k}")
+        packed = np.packbits(x.astype(np.uint8), axis=1, bitorder="little")
+        reqs = (m.Infer(min(k, T - t), n_in, m.INFER_RESET if (reset and t == 0) else 0,
+                        packed[t:t + k].tobytes()) for t in range(0, T, k))
+        outs = []
+        for reply in self.pipeline(reqs):
+            if reply.fmt == m.OUT_BITS:
+                bits = np.frombuffer(reply.data, np.uint8).reshape(reply.n_steps, -1)
+                outs.append(np.unpackbits(bits, axis=1, bitorder="little")[:, :reply.n_out]
+                            .astype(np.int64))
+            else:
+                outs.append(np.frombuffer(reply.data, "<i4").reshape(reply.n_steps, reply.n_out)
+                            .astype(np.int64))
+        return np.concatenate(outs, axis=0)
+
+    def learn(self, enable: bool = True, layer: int | None = None, **params: float
+              ) -> m.LearnReply:
+        """Switch fixed-point LPL on/off (on ``layer`` index, default the last hidden layer)
+        and set its parameters by name (eta, pred, lam, xi, tau_mean, ..., seed)."""
+        self._need_session()
+        items = []
+        for name, value in params.items():
+            if name not in m.LEARN_PARAM_IDS:
+                raise LinkError(f"unknown learning parameter {name!r}; known: "
+                                f"{', '.join(m.LEARN_PARAM_IDS)}")
+            items.append((m.LEARN_PARAM_IDS[name], float(value)))
+        return self.request(m.Learn(int(bool(enable)),
+                                    m.LAYER_DEFAULT if layer is None else int(layer),
+                                    tuple(items)))
+
+    def pull(self, progress: ProgressFn | None = None) -> bytes:
+        """The running network with its learned weights, as a device image (CRC-checked)."""
+        self._need_session()
+        head = self.request(m.PullBegin())
+        step = self.max_payload - 8
+        reqs = (m.PullRead(off, min(step, head.length - off))
+                for off in range(0, head.length, step))
+        parts, got = [], 0
+        for reply in self.pipeline(reqs):
+            parts.append(reply.data)
+            got += len(reply.data)
+            if progress is not None:
+                progress(got, head.length)
+        image = b"".join(parts)
+        if crc32(image) != head.crc:
+            raise LinkError(f"pulled image CRC 0x{crc32(image):08x} differs from the device's "
+                            f"0x{head.crc:08x}")
+        return image
+
+    def telemetry(self) -> m.TelemetryReply:
+        self._need_session()
+        return self.request(m.Telemetry())
+
+    def reset(self, reboot: bool = False) -> None:
+        """Zero the neuron state, or reboot the device (then a new HELLO is sent)."""
+        self._need_session()
+        mode = m.RESET_REBOOT if reboot else m.RESET_STATE
+        try:
+            self.request(m.Reset(mode))
+        except DeviceErrorReply as exc:
+            # the reply to a reboot can be lost; the retransmission then meets a fresh device
+            if not (reboot and exc.code == m.E_NO_SESSION):
+                raise
+        if reboot:
+            self.hello()
+
+    def _need_session(self) -> None:
+        if self.info is None:
+            raise LinkError("no session: call hello() first")

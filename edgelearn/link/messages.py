@@ -1,0 +1,469 @@
+"""Message types and their payload layouts (L3, pure encode/decode, no I/O).
+
+Every message is the payload of one frame (framing.py). A host sends requests; the device
+answers each request with exactly one frame carrying the same sequence number: the reply type
+(request type | 0x80) or ERROR. NAK is the only frame a device sends on its own initiative
+(a request arrived out of order). All integers are little-endian. docs/protocol.md is the
+normative table; the struct formats below are its executable copy.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
+
+from edgelearn.errors import LinkError
+
+# ---- message types ---------------------------------------------------------------------------
+HELLO = 0x01
+PING = 0x02
+UPLOAD_BEGIN = 0x10
+UPLOAD_DATA = 0x11
+UPLOAD_COMMIT = 0x12
+READ_FLASH = 0x13
+INFER = 0x20
+LEARN = 0x21
+PULL_BEGIN = 0x22
+PULL_READ = 0x23
+TELEMETRY = 0x30
+RESET = 0x31
+NAK = 0x7E
+ERROR = 0x7F
+REPLY = 0x80  # reply type = request type | REPLY
+
+TYPE_NAMES = {HELLO: "HELLO", PING: "PING", UPLOAD_BEGIN: "UPLOAD_BEGIN",
+              UPLOAD_DATA: "UPLOAD_DATA", UPLOAD_COMMIT: "UPLOAD_COMMIT",
+              READ_FLASH: "READ_FLASH", INFER: "INFER", LEARN: "LEARN",
+              PULL_BEGIN: "PULL_BEGIN", PULL_READ: "PULL_READ", TELEMETRY: "TELEMETRY",
+              RESET: "RESET", NAK: "NAK", ERROR: "ERROR"}
+
+
+def type_name(t: int) -> str:
+    """'HELLO', 'HELLO reply', or '0x5a' for an unknown type."""
+    if t in TYPE_NAMES:
+        return TYPE_NAMES[t]
+    if t & REPLY and (t & 0x7F) in TYPE_NAMES:
+        return f"{TYPE_NAMES[t & 0x7F]} reply"
+    return f"0x{t:02x}"
+
+
+# ---- error codes -----------------------------------------------------------------------------
+E_VERSION = 1       # header protocol version differs from the device's; arg0 = device, arg1 = host
+E_NO_SESSION = 2    # request before HELLO (e.g. the device was reset); send HELLO again
+E_UNKNOWN_TYPE = 3  # arg0 = the type
+E_BAD_LENGTH = 4    # payload length wrong for the type; arg0 = got, arg1 = expected
+E_NO_SPACE = 5      # image larger than a flash slot; arg0 = image bytes, arg1 = slot bytes
+E_BAD_STATE = 6     # e.g. UPLOAD_DATA without UPLOAD_BEGIN, or past the announced length
+E_IMAGE_CRC = 7     # whole-image CRC differs at commit; arg0 = computed, arg1 = announced
+E_BAD_IMAGE = 8     # the image does not decode as a network; text says why
+E_NO_MEMORY = 9     # RAM arena overflow; arg0 = bytes requested, arg1 = bytes free
+E_NO_MODEL = 10     # inference / learning / pull without a committed model
+E_BAD_INPUT = 11    # input width mismatch; arg0 = got, arg1 = expected
+E_BAD_PARAM = 12    # a learning parameter id or value is invalid; arg0 = id
+E_RANGE = 13        # read past the end of a slot / pulled image; arg0 = offset, arg1 = limit
+
+ERROR_NAMES = {E_VERSION: "VERSION", E_NO_SESSION: "NO_SESSION",
+               E_UNKNOWN_TYPE: "UNKNOWN_TYPE", E_BAD_LENGTH: "BAD_LENGTH",
+               E_NO_SPACE: "NO_SPACE", E_BAD_STATE: "BAD_STATE", E_IMAGE_CRC: "IMAGE_CRC",
+               E_BAD_IMAGE: "BAD_IMAGE", E_NO_MEMORY: "NO_MEMORY", E_NO_MODEL: "NO_MODEL",
+               E_BAD_INPUT: "BAD_INPUT", E_BAD_PARAM: "BAD_PARAM", E_RANGE: "RANGE"}
+
+# ---- learning parameters (LEARN message): id -> name; values travel as float32 -------------
+LEARN_PARAMS = {1: "eta", 2: "pred", 3: "lam", 4: "lam_decorr", 5: "xi", 6: "tau_mean",
+                7: "tau_var", 8: "tau_pre", 9: "tau_post", 10: "warmup", 11: "w_min",
+                12: "w_max", 13: "seed"}
+LEARN_PARAM_IDS = {v: k for k, v in LEARN_PARAMS.items()}
+
+NO_SLOT = 0xFF
+LAYER_DEFAULT = 0xFF   # LEARN: adapt the last spiking hidden layer
+
+
+class MessageError(LinkError):
+    """A payload does not match the layout of its message type."""
+
+
+def _need(name: str, payload: bytes, n: int, exact: bool = True) -> None:
+    if (len(payload) != n) if exact else (len(payload) < n):
+        raise MessageError(f"{name}: payload of {len(payload)} B, expected "
+                           f"{'' if exact else 'at least '}{n} B")
+
+
+@dataclass(frozen=True)
+class Message:
+    """Base of all messages: ``TYPE`` and a struct ``FMT`` over the dataclass fields."""
+
+    TYPE: ClassVar[int] = -1
+    FMT: ClassVar[str] = "<"
+
+    @property
+    def name(self) -> str:
+        return type_name(self.TYPE)
+
+    def pack(self) -> bytes:
+        return struct.pack(self.FMT, *(getattr(self, f.name) for f in fields(self)))
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "Message":
+        _need(type_name(cls.TYPE), payload, struct.calcsize(cls.FMT))
+        try:
+            return cls(*struct.unpack(cls.FMT, payload))
+        except (ValueError, TypeError) as exc:  # values rejected by __post_init__
+            raise MessageError(f"{type_name(cls.TYPE)}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class _Tail(Message):
+    """A message with a fixed struct head followed by variable bytes in field ``data``."""
+
+    def pack(self) -> bytes:
+        vals = [getattr(self, f.name) for f in fields(self)]
+        return struct.pack(self.FMT, *vals[:-1]) + bytes(vals[-1])
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "Message":
+        n = struct.calcsize(cls.FMT)
+        _need(type_name(cls.TYPE), payload, n, exact=False)
+        return cls(*struct.unpack(cls.FMT, payload[:n]), bytes(payload[n:]))
+
+
+# ---- HELLO -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Hello(Message):
+    """Start a session. host_max_payload: largest reply payload the host accepts."""
+
+    TYPE: ClassVar[int] = HELLO
+    FMT: ClassVar[str] = "<HB"
+    host_max_payload: int = 1024
+    host_window: int = 8
+
+
+@dataclass(frozen=True)
+class HelloReply(Message):
+    """Device identity and limits (see docs/protocol.md, "Handshake")."""
+
+    TYPE: ClassVar[int] = HELLO | REPLY
+    FMT: ClassVar[str] = "<BHBBBBIIIHBIBIII"
+    protocol_version: int
+    kernel_version: int         # device image / integer kernel version
+    weight_bits: int            # 8
+    state_bits: int             # 16 or 32 (widest layer state of the active model; 32 if none)
+    acc_bits: int               # 32
+    decay_bits: int             # 12 (decays are d/4096)
+    ram: int                    # bytes of the RAM arena
+    flash: int                  # bytes of flash
+    slot_size: int              # bytes of one model slot
+    max_payload: int            # largest request payload the device accepts
+    window: int                 # requests the host may have outstanding
+    baud: int                   # line rate the device paces to (0: unpaced / unknown)
+    active_slot: int            # 0, 1 or 0xFF (none)
+    active_len: int
+    active_crc: int
+    cycles_per_step: int        # cost-model estimate for the active model (0: none)
+    profile: str = ""
+
+    def pack(self) -> bytes:
+        vals = [getattr(self, f.name) for f in fields(self)]
+        prof = self.profile.encode("utf-8")[:255]
+        return struct.pack(self.FMT, *vals[:-1]) + bytes([len(prof)]) + prof
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "HelloReply":
+        n = struct.calcsize(cls.FMT)
+        _need("HELLO reply", payload, n + 1, exact=False)
+        plen = payload[n]
+        _need("HELLO reply", payload, n + 1 + plen)
+        prof = bytes(payload[n + 1:]).decode("utf-8", errors="replace")
+        return cls(*struct.unpack(cls.FMT, payload[:n]), prof)
+
+
+@dataclass(frozen=True)
+class Ping(_Tail):
+    """Echo request; the reply carries the same bytes."""
+
+    TYPE: ClassVar[int] = PING
+    data: bytes = b""
+
+
+@dataclass(frozen=True)
+class PingReply(_Tail):
+    TYPE: ClassVar[int] = PING | REPLY
+    data: bytes = b""
+
+
+# ---- upload ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UploadBegin(Message):
+    """Erase the inactive slot and expect ``length`` bytes whose CRC-32 is ``crc``."""
+
+    TYPE: ClassVar[int] = UPLOAD_BEGIN
+    FMT: ClassVar[str] = "<II"
+    length: int
+    crc: int
+
+
+@dataclass(frozen=True)
+class UploadBeginReply(Message):
+    TYPE: ClassVar[int] = UPLOAD_BEGIN | REPLY
+    FMT: ClassVar[str] = "<BI"
+    slot: int
+    slot_size: int
+
+
+@dataclass(frozen=True)
+class UploadData(_Tail):
+    """The next bytes of the image (offset implied: requests are processed in sequence)."""
+
+    TYPE: ClassVar[int] = UPLOAD_DATA
+    data: bytes = b""
+
+
+@dataclass(frozen=True)
+class UploadDataReply(Message):
+    TYPE: ClassVar[int] = UPLOAD_DATA | REPLY
+    FMT: ClassVar[str] = "<I"
+    received: int
+
+
+@dataclass(frozen=True)
+class UploadCommit(Message):
+    """Check the whole-image CRC, validate the image, make the slot active (atomic)."""
+
+    TYPE: ClassVar[int] = UPLOAD_COMMIT
+
+
+@dataclass(frozen=True)
+class UploadCommitReply(Message):
+    TYPE: ClassVar[int] = UPLOAD_COMMIT | REPLY
+    FMT: ClassVar[str] = "<BIII"
+    slot: int
+    length: int
+    crc: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class ReadFlash(Message):
+    """Read ``length`` bytes at ``offset`` of a slot's image (read-back verification)."""
+
+    TYPE: ClassVar[int] = READ_FLASH
+    FMT: ClassVar[str] = "<BIH"
+    slot: int
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class ReadFlashReply(_Tail):
+    TYPE: ClassVar[int] = READ_FLASH | REPLY
+    FMT: ClassVar[str] = "<I"
+    offset: int
+    data: bytes = b""
+
+
+# ---- inference and learning ------------------------------------------------------------------
+INFER_RESET = 0x01    # INFER flags bit 0: zero the neuron state before the first step
+OUT_BITS = 0          # reply format: one bit per output neuron per step (spiking output)
+OUT_INT32 = 1         # reply format: int32 per output neuron per step (non-spiking readout)
+
+
+def packed_len(n: int) -> int:
+    """Bytes for one step of ``n`` spike bits (LSB first within a byte)."""
+    return (n + 7) // 8
+
+
+@dataclass(frozen=True)
+class Infer(_Tail):
+    """Run ``n_steps`` steps; ``data`` holds n_steps rows of packed_len(n_in) bytes of bits."""
+
+    TYPE: ClassVar[int] = INFER
+    FMT: ClassVar[str] = "<HHB"
+    n_steps: int
+    n_in: int
+    flags: int
+    data: bytes = b""
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "Infer":
+        msg = super().unpack(payload)
+        want = msg.n_steps * packed_len(msg.n_in)
+        if len(msg.data) != want:
+            raise MessageError(f"INFER: {msg.n_steps} steps of {msg.n_in} inputs need {want} B "
+                               f"of spikes, got {len(msg.data)} B")
+        return msg
+
+
+@dataclass(frozen=True)
+class InferReply(_Tail):
+    """Outputs of each step: bits (OUT_BITS) or int32 values (OUT_INT32)."""
+
+    TYPE: ClassVar[int] = INFER | REPLY
+    FMT: ClassVar[str] = "<HHB"
+    n_steps: int
+    n_out: int
+    fmt: int
+    data: bytes = b""
+
+
+@dataclass(frozen=True)
+class Learn(Message):
+    """Learning on/off for one layer and parameter updates (id -> float32 value)."""
+
+    TYPE: ClassVar[int] = LEARN
+    enable: int = 1
+    layer: int = LAYER_DEFAULT
+    params: tuple[tuple[int, float], ...] = ()
+
+    def pack(self) -> bytes:
+        out = struct.pack("<BBB", self.enable, self.layer, len(self.params))
+        return out + b"".join(struct.pack("<Bf", pid, val) for pid, val in self.params)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "Learn":
+        _need("LEARN", payload, 3, exact=False)
+        enable, layer, n = struct.unpack_from("<BBB", payload)
+        _need("LEARN", payload, 3 + 5 * n)
+        params = tuple(struct.unpack_from("<Bf", payload, 3 + 5 * k) for k in range(n))
+        return cls(enable, layer, params)
+
+
+@dataclass(frozen=True)
+class LearnReply(Message):
+    TYPE: ClassVar[int] = LEARN | REPLY
+    FMT: ClassVar[str] = "<BBI"
+    enable: int
+    layer: int            # index of the adapted layer (0xFF: none)
+    updates: int          # learning updates applied so far
+
+
+@dataclass(frozen=True)
+class PullBegin(Message):
+    """Snapshot the running network (learned weights included) as a device image."""
+
+    TYPE: ClassVar[int] = PULL_BEGIN
+
+
+@dataclass(frozen=True)
+class PullBeginReply(Message):
+    TYPE: ClassVar[int] = PULL_BEGIN | REPLY
+    FMT: ClassVar[str] = "<II"
+    length: int
+    crc: int
+
+
+@dataclass(frozen=True)
+class PullRead(Message):
+    TYPE: ClassVar[int] = PULL_READ
+    FMT: ClassVar[str] = "<IH"
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class PullReadReply(_Tail):
+    TYPE: ClassVar[int] = PULL_READ | REPLY
+    FMT: ClassVar[str] = "<I"
+    offset: int
+    data: bytes = b""
+
+
+# ---- telemetry and control -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Telemetry(Message):
+    TYPE: ClassVar[int] = TELEMETRY
+
+
+@dataclass(frozen=True)
+class TelemetryReply(Message):
+    """Counters since the last reboot (steps, spikes, memory, learning, link health)."""
+
+    TYPE: ClassVar[int] = TELEMETRY | REPLY
+    FMT: ClassVar[str] = "<13IBB"
+    steps: int
+    spikes: int               # spikes emitted by all spiking layers
+    input_spikes: int
+    output_spikes: int
+    learn_updates: int
+    arena_used: int
+    arena_high_water: int
+    arena_size: int
+    cycles_per_step: int      # cost-model estimate (docs/protocol.md, "Cycle model")
+    frames_ok: int
+    frames_bad: int           # runs rejected by COBS / CRC / length
+    frames_dup: int           # duplicates answered from the reply cache
+    naks: int
+    learning: int             # 1 if learning is on
+    active_slot: int
+
+
+RESET_STATE = 0    # zero neuron state and learning traces, keep model, counters and session
+RESET_REBOOT = 1   # reply, then reboot: RAM lost, active slot reloaded from flash, no session
+
+
+@dataclass(frozen=True)
+class Reset(Message):
+    TYPE: ClassVar[int] = RESET
+    FMT: ClassVar[str] = "<B"
+    mode: int = RESET_STATE
+
+
+@dataclass(frozen=True)
+class ResetReply(Message):
+    TYPE: ClassVar[int] = RESET | REPLY
+    FMT: ClassVar[str] = "<B"
+    mode: int
+
+
+@dataclass(frozen=True)
+class Nak(Message):
+    """Device -> host: a request arrived out of order; resend from sequence ``expected``."""
+
+    TYPE: ClassVar[int] = NAK
+    FMT: ClassVar[str] = "<B"
+    expected: int
+
+
+@dataclass(frozen=True)
+class Error(_Tail):
+    """Device -> host: the request with this frame's seq failed (code, two numbers, text)."""
+
+    TYPE: ClassVar[int] = ERROR
+    FMT: ClassVar[str] = "<BBII"
+    code: int
+    request: int
+    arg0: int = 0
+    arg1: int = 0
+    data: bytes = b""
+
+    @property
+    def code_name(self) -> str:
+        return ERROR_NAMES.get(self.code, f"code {self.code}")
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+    def describe(self) -> str:
+        """One line: 'device error NO_MEMORY on UPLOAD_COMMIT: <text>'."""
+        return (f"device error {self.code_name} on {type_name(self.request)}: "
+                f"{self.text or f'arg0={self.arg0} arg1={self.arg1}'}")
+
+
+MESSAGES: dict[int, type[Message]] = {cls.TYPE: cls for cls in (
+    Hello, HelloReply, Ping, PingReply, UploadBegin, UploadBeginReply, UploadData,
+    UploadDataReply, UploadCommit, UploadCommitReply, ReadFlash, ReadFlashReply, Infer,
+    InferReply, Learn, LearnReply, PullBegin, PullBeginReply, PullRead, PullReadReply,
+    Telemetry, TelemetryReply, Reset, ResetReply, Nak, Error)}
+
+REQUESTS = frozenset(t for t in MESSAGES if t < NAK and not t & REPLY)
+
+
+def decode_message(mtype: int, payload: bytes) -> Message:
+    """Parse ``payload`` as message ``mtype``; raises :class:`MessageError` if it does not fit."""
+    cls = MESSAGES.get(mtype)
+    if cls is None:
+        raise MessageError(f"unknown message type 0x{mtype:02x}")
+    try:
+        return cls.unpack(bytes(payload))
+    except struct.error as exc:
+        raise MessageError(f"{type_name(mtype)}: {exc}") from None

@@ -1,0 +1,352 @@
+"""The simulated board's protocol logic: bytes in, bytes out (no I/O, no clocks).
+
+``Device.feed(data) -> bytes`` consumes whatever arrived on the line and returns what the device
+transmits in answer, so the whole device side is testable without a port and the server loop
+(server.py) only moves bytes. Behaviour (docs/protocol.md is normative):
+
+* framing: StreamDecoder resynchronises at every 0x00; bad runs are counted, never answered.
+* session: HELLO (any sequence number) opens a session; ``expected`` = HELLO seq + 1. Other
+  requests without a session get ERROR NO_SESSION. A header whose protocol version differs from
+  the device's gets ERROR VERSION (the error frame carries the device's version) and a line on
+  the simulator's log, on both sides naming both versions.
+* ordering: a request with seq == expected is executed once; its reply is cached (the last
+  ``window`` replies). seq behind expected (a retransmission) gets the cached reply again,
+  never a second execution. seq ahead of expected (something was lost) is dropped, and a NAK
+  carrying ``expected`` is sent for the first such frame after each advance and whenever
+  seq == expected + 1, so the host retransmits at once instead of waiting for its timer.
+* memory: the link buffers (rx, tx, reply cache) and the model live in one fixed Arena; a model
+  or learning state that does not fit is refused with ERROR NO_MEMORY and the previous layout is
+  restored, never a crash.
+* flash: A/B slots (flash.py); UPLOAD_COMMIT is the only way a slot becomes active.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import numpy as np
+
+from edgelearn.errors import EdgelearnError, MemoryBudgetError
+from edgelearn.link import framing
+from edgelearn.link import messages as m
+from edgelearn.link.framing import FLAG_DEVICE, Frame, FrameError, StreamDecoder, crc32
+from edgelearn.memory.arena import Arena
+from firmware_sim.cycles import core_of
+from firmware_sim.engine import Engine
+from firmware_sim.flash import Flash, FlashError
+
+KERNEL_VERSION = 1   # version of the device image format + integer kernel the device runs
+
+
+class DeviceError(Exception):
+    """A request failed; becomes an ERROR frame (code, arg0, arg1, text)."""
+
+    def __init__(self, code: int, text: str, arg0: int = 0, arg1: int = 0) -> None:
+        super().__init__(text)
+        self.code, self.text, self.arg0, self.arg1 = code, text, arg0, arg1
+
+
+class Device:
+    """One simulated board. Sizes in bytes; ``baud`` is only announced (the server paces)."""
+
+    def __init__(self, ram: int, flash: int, profile: str = "cortex-m4-256k",
+                 flash_file: str | None = None, max_payload: int = framing.DEFAULT_MAX_PAYLOAD,
+                 window: int = 8, baud: int = 0, protocol_version: int = framing.PROTOCOL_VERSION,
+                 seed: int = 1, log: Callable[[str], None] | None = None) -> None:
+        if not 16 <= max_payload <= framing.MAX_PAYLOAD_LIMIT:
+            raise ValueError(f"max_payload must be 16..{framing.MAX_PAYLOAD_LIMIT}, got "
+                             f"{max_payload}")
+        if not 1 <= window <= 64:
+            raise ValueError(f"window must be 1..64, got {window}")
+        self.ram, self.profile = int(ram), profile
+        self.max_payload, self.window, self.baud = int(max_payload), int(window), int(baud)
+        self.version, self.seed = int(protocol_version), int(seed)
+        self.cost = core_of(profile)
+        self.log = log or (lambda text: print(f"firmware_sim: {text}", file=sys.stderr,
+                                              flush=True))
+        self.flash = Flash(flash, flash_file)
+        self.arena = Arena(self.ram, name="device RAM")
+        self.frames_ok = self.frames_bad = self.frames_dup = self.naks = 0
+        self.boots = 0
+        self.reboot()
+
+    # -- power cycle ---------------------------------------------------------------------------
+    def reboot(self) -> None:
+        """Power cycle: RAM (session, engine, learning, counters) lost; flash kept."""
+        self.boots += 1
+        self.decoder = StreamDecoder(self.max_payload)
+        self.session = False
+        self.expected = 0
+        self.cache: dict[int, bytes] = {}
+        self.nak_armed = True
+        self.flash.abort()
+        self.upload_len = self.upload_crc = 0
+        self.pull_image = b""
+        self.engine: Engine | None = None
+        self.load_error = ""
+        self.arena = Arena(self.ram, name="device RAM")
+        self._alloc_link()
+        act = self.flash.active()
+        if act is not None:
+            try:
+                eng = Engine(self.flash.image(act.slot), self.cost, self.seed)
+                eng.allocate(self.arena)
+                self.engine = eng
+            except EdgelearnError as exc:
+                self.load_error = f"active model in slot {act.slot} cannot run: {exc}"
+                self.log(self.load_error)
+                self._relayout(None)
+
+    def _alloc_link(self) -> None:
+        wire = framing.max_wire_len(self.max_payload)
+        self.arena.allocate("link.rx", wire, np.uint8)
+        self.arena.allocate("link.tx", wire, np.uint8)
+        self.arena.allocate("link.reply_cache", self.window * wire, np.uint8)
+
+    def _relayout(self, engine: Engine | None) -> None:
+        """Free everything and allocate link buffers + ``engine`` (may raise MemoryBudgetError)."""
+        self.arena.reset()
+        self._alloc_link()
+        if engine is not None:
+            engine.allocate(self.arena)
+
+    # -- bytes in, bytes out -------------------------------------------------------------------
+    def feed(self, data: bytes) -> bytes:
+        """Consume received bytes; return the bytes the device transmits in answer."""
+        out = bytearray()
+        for item in self.decoder.feed(data):
+            if isinstance(item, FrameError):
+                self.frames_bad += 1
+                continue
+            if item.flags & FLAG_DEVICE:   # our own frames echoed back: not for us
+                self.frames_bad += 1
+                continue
+            self.frames_ok += 1
+            out += self._on_frame(item)
+        return bytes(out)
+
+    def _send(self, mtype: int, seq: int, payload: bytes) -> bytes:
+        return framing.encode_frame(Frame(mtype, seq, payload, self.version, FLAG_DEVICE))
+
+    def _error(self, seq: int, request: int, exc: DeviceError) -> bytes:
+        text = exc.text.encode("utf-8")[: self.max_payload - 10]
+        return self._send(m.ERROR, seq, m.Error(exc.code, request, exc.arg0 & 0xFFFFFFFF,
+                                                exc.arg1 & 0xFFFFFFFF, text).pack())
+
+    def _on_frame(self, fr: Frame) -> bytes:
+        if fr.version != self.version:
+            text = (f"protocol version mismatch: host speaks version {fr.version}, this device "
+                    f"speaks version {self.version}")
+            self.log(f"rejected {m.type_name(fr.type)}: {text}")
+            return self._error(fr.seq, fr.type, DeviceError(m.E_VERSION, text, self.version,
+                                                            fr.version))
+        if fr.type == m.HELLO:
+            self.session = True
+            self.cache.clear()
+            self.expected = (fr.seq + 1) & 0xFF
+            self.nak_armed = True
+            reply = self._execute(fr)
+            self.cache[fr.seq] = reply
+            return reply
+        if not self.session:
+            return self._error(fr.seq, fr.type, DeviceError(
+                m.E_NO_SESSION, "no session (device was reset?): send HELLO"))
+        ahead = (fr.seq - self.expected) & 0xFF
+        if ahead == 0:
+            reply = self._execute(fr)
+            self.cache[fr.seq] = reply
+            self.cache.pop((fr.seq - self.window) & 0xFF, None)
+            self.expected = (self.expected + 1) & 0xFF
+            self.nak_armed = True
+            if fr.type == m.RESET and fr.payload == bytes([m.RESET_REBOOT]):
+                self.reboot()
+            return reply
+        if ahead < 128:
+            if self.nak_armed or ahead == 1:
+                self.nak_armed = False
+                self.naks += 1
+                return self._send(m.NAK, self.expected, m.Nak(self.expected).pack())
+            return b""
+        self.frames_dup += 1
+        return self.cache.get(fr.seq, b"")
+
+    def _execute(self, fr: Frame) -> bytes:
+        handler = self._HANDLERS.get(fr.type)
+        try:
+            if handler is None:
+                raise DeviceError(m.E_UNKNOWN_TYPE, f"unknown request type 0x{fr.type:02x}",
+                                  fr.type)
+            try:
+                msg = m.decode_message(fr.type, fr.payload)
+            except m.MessageError as exc:
+                raise DeviceError(m.E_BAD_LENGTH, str(exc), len(fr.payload)) from None
+            reply = handler(self, msg)
+            return self._send(reply.TYPE, fr.seq, reply.pack())
+        except DeviceError as exc:
+            return self._error(fr.seq, fr.type, exc)
+        except MemoryBudgetError as exc:
+            return self._error(fr.seq, fr.type, DeviceError(m.E_NO_MEMORY, str(exc),
+                                                            self.arena.size, self.arena.free))
+
+    # -- handlers ------------------------------------------------------------------------------
+    def _hello(self, msg: m.Hello) -> m.Message:
+        act = self.flash.active()
+        eng = self.engine
+        return m.HelloReply(
+            protocol_version=self.version, kernel_version=KERNEL_VERSION, weight_bits=8,
+            state_bits=eng.state_bits if eng else 32, acc_bits=32, decay_bits=12,
+            ram=self.ram, flash=self.flash.size, slot_size=self.flash.slot_size,
+            max_payload=self.max_payload, window=self.window, baud=self.baud,
+            active_slot=act.slot if act else m.NO_SLOT, active_len=act.length if act else 0,
+            active_crc=act.crc if act else 0,
+            cycles_per_step=eng.worst_cycles if eng else 0, profile=self.profile)
+
+    def _ping(self, msg: m.Ping) -> m.Message:
+        return m.PingReply(msg.data)
+
+    def _upload_begin(self, msg: m.UploadBegin) -> m.Message:
+        if msg.length > self.flash.slot_size:
+            raise DeviceError(m.E_NO_SPACE, f"image of {msg.length} B does not fit a flash slot "
+                              f"of {self.flash.slot_size} B", msg.length, self.flash.slot_size)
+        slot = self.flash.begin(msg.length)
+        self.upload_len, self.upload_crc = msg.length, msg.crc
+        return m.UploadBeginReply(slot, self.flash.slot_size)
+
+    def _upload_data(self, msg: m.UploadData) -> m.Message:
+        try:
+            return m.UploadDataReply(self.flash.write(msg.data))
+        except FlashError as exc:
+            raise DeviceError(m.E_BAD_STATE, str(exc), self.flash.written,
+                              self.upload_len) from None
+
+    def _upload_commit(self, msg: m.UploadCommit) -> m.Message:
+        if self.flash.writing is None:
+            raise DeviceError(m.E_BAD_STATE, "UPLOAD_COMMIT without an upload in progress")
+        if self.flash.written != self.upload_len:
+            raise DeviceError(m.E_BAD_STATE, f"upload incomplete: {self.flash.written} of "
+                              f"{self.upload_len} B received", self.flash.written,
+                              self.upload_len)
+        image = self.flash.staged()
+        got = crc32(image)
+        if got != self.upload_crc:
+            self.flash.abort()
+            raise DeviceError(m.E_IMAGE_CRC, f"image CRC 0x{got:08x} differs from the announced "
+                              f"0x{self.upload_crc:08x}; slot not activated", got,
+                              self.upload_crc)
+        try:
+            eng = Engine(image, self.cost, self.seed)
+        except EdgelearnError as exc:
+            self.flash.abort()
+            raise DeviceError(m.E_BAD_IMAGE, f"image rejected, slot not activated: {exc}") \
+                from None
+        old = self.engine
+        try:
+            self._relayout(eng)
+        except MemoryBudgetError as exc:
+            self.flash.abort()
+            self._relayout(old)
+            raise DeviceError(m.E_NO_MEMORY, f"model does not fit the RAM arena, slot not "
+                              f"activated: {exc}", self.arena.size, self.arena.free) from None
+        info = self.flash.commit(self.upload_crc)
+        self.engine, self.load_error, self.pull_image = eng, "", b""
+        return m.UploadCommitReply(info.slot, info.length, info.crc, info.generation)
+
+    def _read_flash(self, msg: m.ReadFlash) -> m.Message:
+        if msg.slot not in (0, 1):
+            raise DeviceError(m.E_RANGE, f"slot {msg.slot} does not exist (0 or 1)", msg.slot)
+        info = self.flash.slot_info(msg.slot)
+        limit = info.length if info else 0
+        if msg.offset + msg.length > limit or msg.length > self.max_payload - 4:
+            raise DeviceError(m.E_RANGE, f"read of {msg.length} B at {msg.offset} is outside "
+                              f"slot {msg.slot}'s {limit} B image (or over "
+                              f"{self.max_payload - 4} B)", msg.offset, limit)
+        return m.ReadFlashReply(msg.offset, self.flash.read(msg.slot, msg.offset, msg.length))
+
+    def _need_engine(self) -> Engine:
+        if self.engine is None:
+            raise DeviceError(m.E_NO_MODEL, self.load_error or "no model committed")
+        return self.engine
+
+    def _infer(self, msg: m.Infer) -> m.Message:
+        eng = self._need_engine()
+        if msg.n_in != eng.n_in:
+            raise DeviceError(m.E_BAD_INPUT, f"model expects {eng.n_in} inputs, request has "
+                              f"{msg.n_in}", msg.n_in, eng.n_in)
+        width = m.packed_len(eng.n_out) if eng.output_spiking else 4 * eng.n_out
+        if msg.n_steps * width + 5 > self.max_payload:
+            raise DeviceError(m.E_BAD_INPUT, f"{msg.n_steps} steps of output need "
+                              f"{msg.n_steps * width + 5} B, over the {self.max_payload} B "
+                              f"payload limit", msg.n_steps, self.max_payload)
+        if msg.flags & m.INFER_RESET:
+            eng.reset_state()
+        bits = np.frombuffer(msg.data, np.uint8).reshape(msg.n_steps, m.packed_len(msg.n_in))
+        x = np.unpackbits(bits, axis=1, bitorder="little")[:, :msg.n_in]
+        y = eng.run(x)
+        if eng.output_spiking:
+            data = np.packbits(y.astype(np.uint8), axis=1, bitorder="little").tobytes()
+            return m.InferReply(msg.n_steps, eng.n_out, m.OUT_BITS, data)
+        return m.InferReply(msg.n_steps, eng.n_out, m.OUT_INT32, y.astype("<i4").tobytes())
+
+    def _learn(self, msg: m.Learn) -> m.Message:
+        eng = self._need_engine()
+        params = {}
+        for pid, val in msg.params:
+            if pid not in m.LEARN_PARAMS:
+                raise DeviceError(m.E_BAD_PARAM, f"unknown learning parameter id {pid}", pid)
+            params[m.LEARN_PARAMS[pid]] = float(val)
+        before = (eng.learning, eng.learn_layer, eng.lpl_params, eng.lpl_state)
+        try:
+            eng.set_learning(bool(msg.enable), None if msg.layer == m.LAYER_DEFAULT
+                             else msg.layer, params)
+            self._relayout(eng)
+        except MemoryBudgetError as exc:
+            eng.learning, eng.learn_layer, eng.lpl_params, eng.lpl_state = before
+            self._relayout(eng)
+            raise DeviceError(m.E_NO_MEMORY, f"learning state does not fit: {exc}",
+                              self.arena.size, self.arena.free) from None
+        except EdgelearnError as exc:
+            raise DeviceError(m.E_BAD_PARAM, str(exc)) from None
+        layer = eng.learn_layer if eng.learning else m.LAYER_DEFAULT
+        return m.LearnReply(int(eng.learning), layer, eng.learn_updates)
+
+    def _pull_begin(self, msg: m.PullBegin) -> m.Message:
+        self.pull_image = self._need_engine().snapshot()
+        return m.PullBeginReply(len(self.pull_image), crc32(self.pull_image))
+
+    def _pull_read(self, msg: m.PullRead) -> m.Message:
+        n = len(self.pull_image)
+        if msg.offset + msg.length > n or msg.length > self.max_payload - 4:
+            raise DeviceError(m.E_RANGE, f"pull read of {msg.length} B at {msg.offset} is "
+                              f"outside the {n} B snapshot (PULL_BEGIN first)", msg.offset, n)
+        return m.PullReadReply(msg.offset, self.pull_image[msg.offset:msg.offset + msg.length])
+
+    def _telemetry(self, msg: m.Telemetry) -> m.Message:
+        eng, act = self.engine, self.flash.active()
+        return m.TelemetryReply(
+            steps=eng.steps if eng else 0, spikes=eng.spikes if eng else 0,
+            input_spikes=eng.input_spikes if eng else 0,
+            output_spikes=eng.output_spikes if eng else 0,
+            learn_updates=eng.learn_updates if eng else 0, arena_used=self.arena.used,
+            arena_high_water=self.arena.high_water, arena_size=self.arena.size,
+            cycles_per_step=eng.cycles_per_step if eng else 0,
+            frames_ok=self.frames_ok & 0xFFFFFFFF, frames_bad=self.frames_bad & 0xFFFFFFFF,
+            frames_dup=self.frames_dup & 0xFFFFFFFF, naks=self.naks & 0xFFFFFFFF,
+            learning=int(bool(eng and eng.learning)),
+            active_slot=act.slot if act else m.NO_SLOT)
+
+    def _reset(self, msg: m.Reset) -> m.Message:
+        if msg.mode not in (m.RESET_STATE, m.RESET_REBOOT):
+            raise DeviceError(m.E_BAD_PARAM, f"unknown reset mode {msg.mode}", msg.mode)
+        if msg.mode == m.RESET_STATE and self.engine is not None:
+            self.engine.reset_state()
+        return m.ResetReply(msg.mode)   # a reboot happens after the reply is queued
+
+    _HANDLERS = {m.HELLO: _hello, m.PING: _ping, m.UPLOAD_BEGIN: _upload_begin,
+                 m.UPLOAD_DATA: _upload_data, m.UPLOAD_COMMIT: _upload_commit,
+                 m.READ_FLASH: _read_flash, m.INFER: _infer, m.LEARN: _learn,
+                 m.PULL_BEGIN: _pull_begin, m.PULL_READ: _pull_read, m.TELEMETRY: _telemetry,
+                 m.RESET: _reset}
+
+
+__all__ = ["Device", "DeviceError", "KERNEL_VERSION"]

@@ -1,0 +1,175 @@
+"""Flash with two model slots (A/B), persisted to a file (device side of the upload protocol).
+
+Layout of ``size`` bytes: two equal regions; each region is a 64-byte slot header followed by
+the slot's data area (``slot_size = size // 2 - 64`` bytes). Slot header (little-endian):
+
+    magic b"ELSL" | generation u32 | length u32 | crc u32 | header_crc u32 | 44 bytes 0xFF
+
+``header_crc`` is CRC-32 (zlib) of the 16 bytes before it. A slot is *valid* when its magic and
+header CRC match and CRC-32 of its ``length`` data bytes equals ``crc``; the *active* slot is
+the valid slot with the highest generation. Erased flash reads 0xFF.
+
+An upload writes the inactive slot's data area (``begin`` erases it, ``write`` appends) and
+``commit`` writes its header with generation = active + 1 and the announced CRC, after checking
+it. The header write is the single commit point: until it happens the previous slot stays
+active, so a reset at any moment of an upload leaves the previous model intact.
+
+Persistence: the whole flash is written to ``path`` (atomically, temp file + rename) at every
+commit; data written between ``begin`` and ``commit`` lives only in the process, exactly like
+an interrupted upload whose slot a device would treat as erased. A restarted simulator with the
+same file boots the last committed model.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+
+from edgelearn.atomic import atomic_write_bytes
+
+SLOT_HEADER_BYTES = 64
+MAGIC = b"ELSL"
+_HDR = struct.Struct("<4sIIII")
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    slot: int
+    generation: int
+    length: int
+    crc: int
+
+
+class FlashError(Exception):
+    """Raised to the device logic, which turns it into an error frame."""
+
+
+class Flash:
+    """Two A/B slots in ``size`` bytes of simulated flash, optionally persisted to ``path``."""
+
+    def __init__(self, size: int, path: str | os.PathLike | None = None) -> None:
+        if size < 2 * (SLOT_HEADER_BYTES + 1024):
+            raise FlashError(f"flash of {size} B is too small for two slots (need >= "
+                             f"{2 * (SLOT_HEADER_BYTES + 1024)} B)")
+        self.size = int(size)
+        self.path = None if path is None else os.fspath(path)
+        self.region = self.size // 2
+        self.slot_size = self.region - SLOT_HEADER_BYTES
+        self.mem = bytearray(b"\xff" * self.size)
+        self.loaded_from_file = False
+        if self.path and os.path.exists(self.path):
+            with open(self.path, "rb") as fh:
+                data = fh.read()
+            if len(data) == self.size:
+                self.mem[:] = data
+                self.loaded_from_file = True
+            else:
+                raise FlashError(f"flash file {self.path} holds {len(data)} B, this device "
+                                 f"has {self.size} B of flash")
+        self._writing: int | None = None
+        self._wpos = 0
+        self._wlen = 0
+
+    # -- slots ---------------------------------------------------------------------------------
+    def _base(self, slot: int) -> int:
+        return slot * self.region
+
+    def slot_info(self, slot: int) -> SlotInfo | None:
+        """The slot's header if the slot is valid (header and data CRC check), else None."""
+        base = self._base(slot)
+        magic, gen, length, crc, hcrc = _HDR.unpack_from(self.mem, base)
+        if magic != MAGIC or zlib.crc32(self.mem[base:base + 16]) & 0xFFFFFFFF != hcrc:
+            return None
+        if length > self.slot_size:
+            return None
+        data_at = base + SLOT_HEADER_BYTES
+        if zlib.crc32(self.mem[data_at:data_at + length]) & 0xFFFFFFFF != crc:
+            return None
+        return SlotInfo(slot, gen, length, crc)
+
+    def active(self) -> SlotInfo | None:
+        """The valid slot with the highest generation, or None."""
+        infos = [i for i in (self.slot_info(0), self.slot_info(1)) if i is not None]
+        return max(infos, key=lambda i: i.generation) if infos else None
+
+    def inactive_slot(self) -> int:
+        act = self.active()
+        return 0 if act is None else 1 - act.slot
+
+    def image(self, slot: int, length: int | None = None) -> bytes:
+        base = self._base(slot) + SLOT_HEADER_BYTES
+        if length is None:
+            info = self.slot_info(slot)
+            length = 0 if info is None else info.length
+        return bytes(self.mem[base:base + length])
+
+    def read(self, slot: int, offset: int, length: int) -> bytes:
+        base = self._base(slot) + SLOT_HEADER_BYTES
+        return bytes(self.mem[base + offset:base + offset + length])
+
+    # -- upload --------------------------------------------------------------------------------
+    def begin(self, length: int) -> int:
+        """Erase the inactive slot (header and data) and prepare to receive ``length`` bytes."""
+        if length > self.slot_size:
+            raise FlashError(f"image of {length} B does not fit a {self.slot_size} B slot")
+        slot = self.inactive_slot()
+        base = self._base(slot)
+        self.mem[base:base + self.region] = b"\xff" * self.region
+        self._writing, self._wpos, self._wlen = slot, 0, int(length)
+        return slot
+
+    @property
+    def writing(self) -> int | None:
+        return self._writing
+
+    @property
+    def written(self) -> int:
+        return self._wpos
+
+    def write(self, data: bytes) -> int:
+        """Append to the slot being uploaded; returns the bytes received so far."""
+        if self._writing is None:
+            raise FlashError("no upload in progress (UPLOAD_BEGIN first)")
+        if self._wpos + len(data) > self._wlen:
+            raise FlashError(f"upload overruns its announced length: {self._wpos} + "
+                             f"{len(data)} > {self._wlen} B")
+        at = self._base(self._writing) + SLOT_HEADER_BYTES + self._wpos
+        self.mem[at:at + len(data)] = data
+        self._wpos += len(data)
+        return self._wpos
+
+    def staged(self) -> bytes:
+        """The bytes written so far into the slot being uploaded."""
+        if self._writing is None:
+            return b""
+        return self.read(self._writing, 0, self._wpos)
+
+    def commit(self, crc: int) -> SlotInfo:
+        """Write the header of the uploaded slot (the atomic commit point) and persist."""
+        if self._writing is None:
+            raise FlashError("no upload in progress (UPLOAD_BEGIN first)")
+        if self._wpos != self._wlen:
+            raise FlashError(f"upload incomplete: {self._wpos} of {self._wlen} B received")
+        slot = self._writing
+        act = self.active()
+        gen = 1 if act is None else act.generation + 1
+        head = struct.pack("<4sIII", MAGIC, gen, self._wlen, crc)
+        hdr = head + struct.pack("<I", zlib.crc32(head) & 0xFFFFFFFF)
+        base = self._base(slot)
+        self.mem[base:base + len(hdr)] = hdr
+        self._writing = None
+        self.persist()
+        info = self.slot_info(slot)
+        if info is None:
+            raise FlashError(f"slot {slot} does not verify after commit")
+        return info
+
+    def abort(self) -> None:
+        """Forget an unfinished upload (its slot stays erased / invalid)."""
+        self._writing = None
+
+    def persist(self) -> None:
+        if self.path:
+            atomic_write_bytes(self.path, bytes(self.mem))
