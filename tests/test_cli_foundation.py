@@ -276,6 +276,16 @@ def test_input_not_npy(tmp_path, capsys, model_path):
     fails(capsys, ["run", model_path, "--input", npz, "-o", out], "(.npz)", out)
 
 
+def test_absurd_input_shape_refused_before_allocating(tmp_path, capsys, model_path):
+    bad = tmp_path / "huge.npy"
+    header = {"descr": "<f4", "fortran_order": False, "shape": (1 << 20, 1 << 20, 12)}
+    with open(bad, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        fh.write(b"\0" * 64)
+    out = tmp_path / "y.npz"
+    fails(capsys, ["run", model_path, "--input", bad, "-o", out], "declares shape", out)
+
+
 def test_opaque_numpy_backend_refused(tmp_path, capsys):
     x = _npy(tmp_path, np.zeros((3, 8), np.float32))
     out = tmp_path / "y.npz"

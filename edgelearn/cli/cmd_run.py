@@ -43,8 +43,32 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+MAX_INPUT_ELEMENTS = 1 << 30
+
+
+def _check_header(path: str) -> None:
+    """Refuse an absurd declared shape before numpy allocates it."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(6) != b"\x93NUMPY":
+                return  # not .npy: np.load reports it (or it is an .npz)
+            fh.seek(0)
+            version = np.lib.format.read_magic(fh)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(fh))
+    except (ValueError, OSError, EOFError, SyntaxError):
+        return
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n > MAX_INPUT_ELEMENTS:
+        raise InputError(f"input '{path}' declares shape {tuple(shape)} ({n} elements), limit "
+                         f"{MAX_INPUT_ELEMENTS}")
+
+
 def load_input(path: str) -> np.ndarray:
     """Read X.npy without pickle; InputError on anything else."""
+    _check_header(path)
     try:
         arr = np.load(path, allow_pickle=False, mmap_mode=None)
     except FileNotFoundError:
