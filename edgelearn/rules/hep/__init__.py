@@ -6,11 +6,15 @@ hep_memory_bytes. No complex arithmetic anywhere in this package.
 """
 
 from edgelearn.rules.hep.head import EnergyHead, Gradient
+from edgelearn.rules.hep.memory import hep_memory_bytes
+from edgelearn.rules.hep.params import HEPLayerState, HEPParams
 from edgelearn.rules.hep.noise import StateNoise, WeightReadNoise
+from edgelearn.rules.hep.online import OnlineHEP
+from edgelearn.rules.hep.oscillate import oscillating_gradient
 from edgelearn.rules.hep.relax import RelaxationError, RelaxParams, RelaxResult
 from edgelearn.rules.hep.schemes import (NudgeScheme, centered_scheme, cosine_scheme, hep_scheme,
                                          interpolation_scheme, one_sided_scheme)
 
-__all__ = ["EnergyHead", "Gradient", "StateNoise", "WeightReadNoise", "RelaxationError",
+__all__ = ["HEPParams", "HEPLayerState", "hep_memory_bytes", "OnlineHEP", "oscillating_gradient", "EnergyHead", "Gradient", "StateNoise", "WeightReadNoise", "RelaxationError",
            "RelaxParams", "RelaxResult", "NudgeScheme", "centered_scheme", "cosine_scheme",
            "hep_scheme", "interpolation_scheme", "one_sided_scheme"]
