@@ -155,8 +155,26 @@ def int8_weights(rule: str, w, n_in: int, n_out: int) -> np.ndarray:
     return a
 
 
-def check_w_shift(rule: str, w_shift: int) -> None:
-    check_int(rule, "w_shift", w_shift, 0, 24)
+def check_w_shift(rule: str, w_shift: float) -> None:
+    """``w_shift`` is the weight LSB exponent: w_float = w_int * 2^-w_shift (any finite real in
+    [-32, 32]; integer for power-of-two scales). See :func:`qlayer_w_shift`."""
+    try:
+        v = float(w_shift)
+    except (TypeError, ValueError):
+        raise InputError(f"{rule}: w_shift must be a number, got {w_shift!r}") from None
+    if not (math.isfinite(v) and -32 <= v <= 32):
+        raise InputError(f"{rule}: w_shift must be finite and in [-32, 32], got {w_shift!r}")
+
+
+def qlayer_w_shift(qlayer) -> float:
+    """The rule's ``w_shift`` for an edgelearn.kernels.lif_fixed.QLayer.
+
+    A QLayer weight contributes ``w_int * 2^qlayer.w_shift`` state LSBs per input unit, one
+    state LSB is ``scale`` threshold units and one input unit is ``input_scale``; so the float
+    weight is ``w_int * 2^qlayer.w_shift * scale / input_scale`` = ``w_int * 2^-w_shift`` with
+    ``w_shift = -(qlayer.w_shift + log2(scale / input_scale))``.
+    """
+    return -(float(qlayer.w_shift) + math.log2(float(qlayer.scale) / float(qlayer.input_scale)))
 
 
 # ---------------------------------------------------------------- rate code (slow averages)
@@ -214,9 +232,9 @@ def ema_float(x: np.ndarray, target: np.ndarray, rate: float) -> np.ndarray:
 
 # ---------------------------------------------------------------- weight updates
 
-def int_bounds(w_min: float, w_max: float, w_shift: int) -> tuple[int, int]:
+def int_bounds(w_min: float, w_max: float, w_shift: float) -> tuple[int, int]:
     """Integer weight bounds: the float bounds in LSBs, intersected with the int8 range."""
-    scale = float(1 << w_shift)
+    scale = 2.0 ** float(w_shift)
     lo = INT8_MIN if w_min == -math.inf else max(INT8_MIN, math.ceil(w_min * scale))
     hi = INT8_MAX if w_max == math.inf else min(INT8_MAX, math.floor(w_max * scale))
     if lo > hi:

@@ -89,7 +89,7 @@ def step(pre, post, state: State, params: Params) -> tuple[np.ndarray, State]:
     return dw, State((xp + s_pre).astype(np.float32), (xq + s_post).astype(np.float32))
 
 
-def step_fixed(w_int8, pre, post, state: State, params: Params, rng: RngState, w_shift: int
+def step_fixed(w_int8, pre, post, state: State, params: Params, rng: RngState, w_shift: float
                ) -> tuple[np.ndarray, State, RngState, FixedStats]:
     """Fixed-point step. PRNG order: decay x_pre (n_in), x_post (n_out), weight update."""
     n_in, n_out = state.x_pre.shape[0], state.x_post.shape[0]
@@ -100,7 +100,7 @@ def step_fixed(w_int8, pre, post, state: State, params: Params, rng: RngState, w
     T, P = params.trace_frac, params.factor_frac
     code = base.decay_code(RULE, "tau", params.tau / params.dt)
     (xp, xq), rng = base.decay_traces_fixed(tuple(state), (code, code), rng)
-    eta = base.encode_scale(RULE, "eta", params.eta * float(1 << w_shift))
+    eta = base.encode_scale(RULE, "eta", params.eta * 2.0 ** float(w_shift))
     alpha_q = int(round(params.alpha * (1 << T)))
     a = base.to_factor(xq - alpha_q, T, eta, P)                 # per post, times S_j << T
     b = base.to_factor(s_post << T, T, eta, P)                  # per post, times x_j

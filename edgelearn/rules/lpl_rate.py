@@ -259,7 +259,7 @@ def _scale(x: np.ndarray, value: float, name: str) -> np.ndarray:
     return round_shift(prod, c.s) if c.s >= 0 else prod << -c.s
 
 
-def bracket_fixed(x: np.ndarray, z: np.ndarray, state: State, params: Params, w_shift: int,
+def bracket_fixed(x: np.ndarray, z: np.ndarray, state: State, params: Params, w_shift: float,
                   gain: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Per-neuron post factor p [n_out] (int64, Q.P weight LSBs per unit x) and deviation d.
 
@@ -280,7 +280,7 @@ def bracket_fixed(x: np.ndarray, z: np.ndarray, state: State, params: Params, w_
         dec = round_shift(c @ d, 2 * A)                                      # Q.(A+E)
         b = b - _scale(dec, params.lam_decorr / (n_out - 1), "lam_decorr")
     b = round_shift(b * gain, GAIN_FRAC)                                     # Q.B
-    eta = base.encode_scale(RULE, "eta * 2^w_shift", params.eta * float(1 << w_shift))
+    eta = base.encode_scale(RULE, "eta * 2^w_shift", params.eta * 2.0 ** float(w_shift))
     sh = B + eta.s - P
     p = b * eta.k
     p = round_shift(p, sh) if sh >= 0 else p << -sh                          # Q.P
@@ -288,7 +288,7 @@ def bracket_fixed(x: np.ndarray, z: np.ndarray, state: State, params: Params, w_
     return p, d, nsat
 
 
-def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngState, w_shift: int,
+def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngState, w_shift: float,
                gain_q=None) -> tuple[np.ndarray, State, RngState, FixedStats]:
     """Fixed-point LPL step on an int8 weight matrix; returns (w_int8_new, state, rng, stats).
 
@@ -346,7 +346,7 @@ def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngStat
     return w, new, rng, FixedStats(changed, clipped, nsat, int(skipped))
 
 
-def exact_update_fixed(pre_q, post_q, state: State, params: Params, w_shift: int,
+def exact_update_fixed(pre_q, post_q, state: State, params: Params, w_shift: float,
                        gain_q=None) -> np.ndarray:
     """The fixed rule's update before stochastic rounding, in float weight units [n_out, n_in].
 

@@ -231,7 +231,7 @@ def _ema_det(x, target, code: base.RateCode) -> np.ndarray:
 
 
 def step_fixed(w_int8, pre, post, fprime_q, state: State, params: Params, rng: RngState,
-               w_shift: int) -> tuple[np.ndarray, State, RngState, FixedStats]:
+               w_shift: float) -> tuple[np.ndarray, State, RngState, FixedStats]:
     """Fixed-point step. ``fprime_q``: f'(U) in Q.12 [n_out] (see :func:`surrogate_q`).
 
     PRNG order: pre_r, pre_f (n_in each); factorised: pb_r, pb_f (n_in), fp_r, fp_f (n_out);
@@ -272,7 +272,7 @@ def step_fixed(w_int8, pre, post, fprime_q, state: State, params: Params, rng: R
     err, k3 = base.saturate_count(err, 32)
     err_r, rng = ema(state.err_r, err, code["tau_err_rise"], rng)
     err_f, rng = ema(state.err_f, err_r, code["tau_err_fall"], rng)
-    eta = base.encode_scale(RULE, "eta * 2^w_shift", params.eta * float(1 << w_shift))
+    eta = base.encode_scale(RULE, "eta * 2^w_shift", params.eta * 2.0 ** float(w_shift))
     lo, hi = base.int_bounds(params.w_min, params.w_max, w_shift)
     if params.variant == "exact":
         a = base.to_factor(err_f, B, eta, P)                                  # Q.P

@@ -3,7 +3,8 @@
 The rule keeps |w_i| near 1 and turns each neuron into a principal-component detector. It needs
 the weight itself (not rank-1), still O(n_in n_out) per step, and no extra state.
 
-Fixed point: x, y int16 Q.act_frac; with eta 2^w_shift... written as eta = k 2^-s,
+Fixed point: x, y int16 Q.act_frac, w_float = w_int 2^-w_shift (integer w_shift in 0..24 here,
+because the rule mixes the weight with the activities), eta = k 2^-s (12-bit mantissa):
     num_ij = k * ((y_i x_j) << w_shift - y_i^2 w_int_ij),   dW_int = stochastic_shift(num, s + 2A)
 which is exactly eta * (y x - y^2 W) in weight LSBs before rounding.
 """
@@ -78,7 +79,7 @@ def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngStat
         raise InputError(f"{RULE}: weight must be 2-D, got {w.ndim}-D")
     n_out, n_in = w.shape
     w = base.int8_weights(RULE, w, n_in, n_out)
-    base.check_w_shift(RULE, w_shift)
+    base.check_int(RULE, "w_shift", w_shift, 0, 24)
     x = base.int_input(RULE, "pre", pre_q, n_in)
     y = base.int_input(RULE, "post", post_q, n_out)
     eta = base.encode_scale(RULE, "eta", params.eta)

@@ -115,7 +115,7 @@ def step(pre, post, state: State, params: Params) -> tuple[np.ndarray, State]:
     return dw, new
 
 
-def step_fixed(w_int8, pre, post, state: State, params: Params, rng: RngState, w_shift: int
+def step_fixed(w_int8, pre, post, state: State, params: Params, rng: RngState, w_shift: float
                ) -> tuple[np.ndarray, State, RngState, FixedStats]:
     """Fixed-point step on int8 weights (w = w_int 2^-w_shift). PRNG order: decay of x, y, y2,
     h (n_in + 3 n_out words), then the weight update."""
@@ -127,7 +127,7 @@ def step_fixed(w_int8, pre, post, state: State, params: Params, rng: RngState, w
     T, P = params.trace_frac, params.factor_frac
     codes = tuple(base.decay_code(RULE, "trace", tau / params.dt) for tau in params.taus())
     (x, y, y2, h), rng = base.decay_traces_fixed(tuple(state), codes, rng)
-    scale = float(1 << w_shift)
+    scale = 2.0 ** float(w_shift)
     pot = base.to_factor(y2 * s_post, T, base.encode_scale(RULE, "a3_plus", params.a3_plus * scale), P)
     h2, nsat = base.saturate_count(round_shift(h * h, T), 32)
     dep = base.to_factor(y * h2, 2 * T,
