@@ -22,13 +22,18 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgelearn.errors import DataError, TargetError
 from edgelearn.model import Network
 from edgelearn.progress import Progress
+from edgelearn.rules import lpl_rate
+from edgelearn.rules.base import apply_float
+from edgelearn.rules.hep.head import EnergyHead
 from edgelearn.substrate import Device, Observation, WriteReport, get_preset
+from edgelearn.substrate.hooks import head_hooks
 from edgelearn.substrate.mapping import to_weights
 from edgelearn.targets.base import SampleResult, Target, Telemetry
 from edgelearn.train import (Adam, Trace, TrainConfig, backward, check_dataset, net_readout,
@@ -234,3 +239,197 @@ def train_in_loop(target: SubstrateTarget, net: Network, train_ds, cfg: TrainCon
         opt.lr *= cfg.lr_decay
     bar.close()
     return current, history
+
+
+# ---- on-device adaptation: LPL on the last hidden layer + an hEP head on its spike rates -------
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """On-device learning on a substrate, from the local noisy signals it exposes.
+
+    LPL (rate form, :mod:`edgelearn.rules.lpl_rate`) adapts the last hidden spiking layer from
+    its input rates (known to the host for layer 0, else the observed spikes of the layer below)
+    and its observed output rates, one rule step per sample; the accumulated update is written
+    through the device's noisy write path once per batch. The hEP head
+    (:class:`edgelearn.rules.hep.EnergyHead`) classifies the features the chip exposes: the
+    observed spike rates of that layer and the readout's scores (max or mean over time of the
+    membrane seen through the noisy readout), standardized with means and deviations measured
+    on the device over the first ``calibration`` samples of the stream (no labels needed);
+    it learns by real-valued hEP under the substrate's weight-read and state noise.
+
+    Attributes:
+        lpl, hep: which rule runs.  epochs: passes over the stream.  batch_size: samples per
+        device run (LPL writes and hEP updates happen once per batch).  hep_lr, amplitude,
+        nudges: hEP step size, oscillation amplitude, distinct nudges.  head_hidden: hidden units
+        of the head.  head_gain: its init scale.  calibration: samples used for the feature
+        standardization.  feature_scale: multiplies the standardized features.
+        write_threshold: LPL writes only synapses whose master weight moved by at least this
+        fraction of w_max since their last write (mixed-precision updates, as in PCM on-chip
+        training: small changes accumulate on the host instead of paying programming noise
+        every batch; one 6-bit LSB by default).  keep_row_norm: after each LPL update rescale
+        every neuron's weight row to its previous L2 norm (per-neuron synaptic scaling, a local
+        homeostatic step; without it the Hebbian term grows the weights until rates saturate).
+        label_fraction:
+        share of samples whose label arrives (seeded mask).  lpl: rule parameters (eta etc.).
+        seed: head initialisation, label mask and sample order.
+    """
+
+    lpl: bool = True
+    hep: bool = True
+    epochs: int = 2
+    batch_size: int = 32
+    hep_lr: float = 0.1
+    amplitude: float = 0.5
+    nudges: int = 4
+    head_hidden: int = 64
+    head_gain: float = 1.0
+    calibration: int = 256
+    feature_scale: float = 1.0
+    write_threshold: float = 1.0 / 63
+    keep_row_norm: bool = True
+    label_fraction: float = 1.0
+    lpl_params: lpl_rate.Params = lpl_rate.Params(eta=2e-4, warmup=50, tau_mean=200.0,
+                                                 tau_var=200.0)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if int(self.epochs) != self.epochs or self.epochs < 0 or self.batch_size < 1:
+            raise DataError(f"adaptation needs epochs >= 0 and batch_size >= 1, got "
+                            f"{self.epochs}, {self.batch_size}")
+        if not 0.0 <= self.label_fraction <= 1.0:
+            raise DataError(f"label_fraction must lie in [0, 1], got {self.label_fraction}")
+        for name in ("hep_lr", "amplitude", "feature_scale"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v > 0):
+                raise DataError(f"adaptation {name} must be > 0, got {v}")
+
+
+def _feature_layer(net: Network) -> int:
+    idx = [i for i, la in enumerate(net.layers) if la.spiking]
+    if not idx:
+        raise DataError(f"network '{net.name}' has no spiking hidden layer to adapt")
+    return idx[-1]
+
+
+class OnDeviceLearner:
+    """LPL + hEP running against one SubstrateTarget (see :class:`AdaptConfig`).
+
+    ``master`` is the host's copy of the adapted layer's weights (what it last wrote).
+    """
+
+    def __init__(self, target: SubstrateTarget, cfg: AdaptConfig = AdaptConfig(),
+                 head: EnergyHead | None = None) -> None:
+        self.target, self.cfg = target, cfg
+        dev = target._dev()
+        self.layer_index = _feature_layer(dev.base)
+        self.layer = dev.base.layers[self.layer_index]
+        self.master = np.asarray(target.get_weights()[self.layer.name], dtype=np.float64)
+        self.written = self.master.copy()
+        self.w_max = dev.w_max[self.layer.name]
+        n_feat, n_cls = self.layer.n_out + dev.base.n_out, dev.base.n_out
+        noise, weight_read = head_hooks(dev.preset, dev.seed)
+        if head is None:
+            head = EnergyHead((n_feat, cfg.head_hidden, n_cls), seed=cfg.seed,
+                              gain=cfg.head_gain)
+        if head.n_in != n_feat or head.n_out != n_cls:
+            raise DataError(f"hEP head has {head.n_in} inputs / {head.n_out} outputs, the device "
+                            f"exposes {n_feat} features / {n_cls} classes")
+        self.mu = np.zeros(n_feat)
+        self.sd = np.ones(n_feat)
+        head.noise, head.weight_read = noise, weight_read
+        self.head = head
+        self.lpl_state = lpl_rate.init(cfg.lpl_params, self.layer.n_in, self.layer.n_out)
+        self.counters = {"samples": 0, "lpl_updates": 0, "hep_updates": 0, "written": 0,
+                         "clipped": 0}
+
+    def observe(self, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run a batch [T, B, n_in] on the device; returns (pre rates, post rates, raw head
+        features) [B, n]: rates in spikes per step of the adapted layer's input and output, and
+        [post rates, readout scores]."""
+        out, obs = self.target.run(xb, record=("spikes",))
+        if self.layer_index == 0:
+            pre = xb.mean(axis=0)
+        else:
+            pre = obs.spikes[self.target._dev().base.layers[self.layer_index - 1].name].mean(0)
+        post = obs.spikes[self.layer.name].mean(axis=0)
+        return pre, post, np.concatenate([post, reduce_time(out, self.target.readout)], axis=1)
+
+    def features(self, raw: np.ndarray) -> np.ndarray:
+        """Standardized head inputs."""
+        return self.cfg.feature_scale * (raw - self.mu) / self.sd
+
+    def calibrate(self, x: np.ndarray) -> None:
+        """Feature means and deviations from the device's responses to x [N, T, C] (no labels)."""
+        xb = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=np.float32)
+        raw = self.observe(xb)[2]
+        self.mu, self.sd = raw.mean(axis=0), raw.std(axis=0) + 1e-3
+
+    def lpl_update(self, pre: np.ndarray, post: np.ndarray) -> None:
+        """One LPL step per sample, summed, clipped to +-w_max, written once."""
+        p = self.cfg.lpl_params
+        dw = np.zeros_like(self.master)
+        for b in range(pre.shape[0]):
+            d, self.lpl_state = lpl_rate.step(pre[b], post[b], self.lpl_state, p)
+            dw += d
+        new = apply_float(self.master, dw, p.w_min, p.w_max)
+        if self.cfg.keep_row_norm:
+            new *= (np.linalg.norm(self.master, axis=1, keepdims=True)
+                    / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-12))
+        self.master = np.clip(new, -self.w_max, self.w_max)
+        self.counters["lpl_updates"] += pre.shape[0]
+        move = np.abs(self.master - self.written) >= self.cfg.write_threshold * self.w_max
+        if not move.any():
+            return
+        self.written = np.where(move, self.master, self.written)
+        rep = self.target.write_weights(self.layer.name, self.written)
+        self.counters["written"] += rep.n_written
+        self.counters["clipped"] += rep.n_clipped
+
+    def predict(self, ds, batch_size: int = 256) -> np.ndarray:
+        """Head predictions [N] on data set ``ds`` from features measured on the device."""
+        x, _ = check_dataset(ds, self.target._dev().base)
+        out = []
+        for s in range(0, x.shape[0], batch_size):
+            xb = np.ascontiguousarray(x[s:s + batch_size].transpose(1, 0, 2), dtype=np.float32)
+            raw = self.observe(xb)[2]
+            out.append(self.head.logits(self.features(raw)).argmax(axis=1))
+        return np.concatenate(out)
+
+    def accuracy(self, ds) -> float:
+        return float(np.mean(self.predict(ds) == np.asarray(ds.y)))
+
+    def adapt(self, ds, progress: bool = True) -> list[dict]:
+        """Run the stream ``ds`` (x [N, T, C], y [N]) ``cfg.epochs`` times; returns per-epoch
+        dicts: head accuracy on the labelled batches before each update, counters, seconds."""
+        cfg = self.cfg
+        x, y = check_dataset(ds, self.target._dev().base, "adaptation stream")
+        rng = np.random.default_rng(cfg.seed)
+        labelled = rng.random(x.shape[0]) < cfg.label_fraction
+        self.calibrate(x[:cfg.calibration])
+        n_batches = (x.shape[0] + cfg.batch_size - 1) // cfg.batch_size
+        bar = Progress(cfg.epochs * n_batches, "on-device", unit="batch", enabled=progress)
+        history = []
+        for epoch in range(cfg.epochs):
+            t0 = time.monotonic()
+            perm = rng.permutation(x.shape[0])
+            correct = seen = 0
+            for k in range(n_batches):
+                idx = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+                xb = np.ascontiguousarray(x[idx].transpose(1, 0, 2), dtype=np.float32)
+                pre, post, raw = self.observe(xb)
+                self.counters["samples"] += len(idx)
+                if cfg.lpl:
+                    self.lpl_update(pre, post)
+                lab = labelled[idx]
+                if cfg.hep and lab.any():
+                    feats = self.features(raw[lab])
+                    g = self.head.hep_update(feats, y[idx][lab], cfg.hep_lr, cfg.amplitude,
+                                             cfg.nudges)
+                    self.counters["hep_updates"] += 1
+                    del g
+                bar.update(1)
+            history.append({"epoch": epoch + 1, **dict(self.counters),
+                            "seconds": round(time.monotonic() - t0, 3)})
+            del correct, seen
+        bar.close()
+        return history
