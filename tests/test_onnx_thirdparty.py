@@ -23,6 +23,7 @@ FIX = Path(__file__).parent / "fixtures"
 @pytest.mark.parametrize("name, kinds", [
     ("snntorch_synaptic_leaky", [("lif", "subtract", 0.5, 0.875), ("lif", "subtract", 0.0, 0.75)]),
     ("torch_rlif_zero", [("rlif", "zero", 0.625, 0.75), ("readout", None, 0.5, 0.875)]),
+    ("snntorch_recurrent", [("rlif", "zero", 0.5, 0.875), ("rlif", "subtract", 0.0, 0.75)]),
 ])
 def test_torch_fixture_reproduces_recorded_spikes_exactly(name, kinds):
     net = load_network(FIX / f"{name}.onnx")

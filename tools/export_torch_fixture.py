@@ -3,6 +3,8 @@
 
 Writes into tests/fixtures/ (default):
   snntorch_synaptic_leaky.onnx / .npz   snnTorch Linear+Synaptic(subtract) -> Linear+Leaky(subtract)
+  snntorch_recurrent.onnx / .npz        snnTorch Linear+RSynaptic(zero) -> Linear+RLeaky(subtract),
+                                         spikes carried as explicit state
   torch_rlif_zero.onnx / .npz           plain torch module: recurrent CUBA LIF with reset-to-zero
                                          as edgelearn defines it, then a leaky-integrator readout
   snntorch_leaky_zero.onnx / .npz       snnTorch Leaky(reset_mechanism="zero"): its reset keeps the
@@ -75,6 +77,35 @@ class SnnTorchNet(nn.Module):
         syn1, mem1, mem2 = states
         return {"membrane/0": mem1, "membrane/1": mem2,
                 "spikes/0": (mem1 > 1.0).float(), "spikes/1": out}
+
+
+class SnnTorchRecurrent(nn.Module):
+    """snnTorch: Linear -> RSynaptic(zero) -> Linear -> RLeaky(subtract); spikes are state."""
+
+    def __init__(self, rng, n_in=8, n_hid=10, n_out=4):
+        super().__init__()
+        import snntorch as snn
+
+        self.fc1 = nn.Linear(n_in, n_hid)
+        self.fc2 = nn.Linear(n_hid, n_out)
+        _set_linear(self.fc1, rng, 0.8)
+        _set_linear(self.fc2, rng, 0.8)
+        self.lif1 = snn.RSynaptic(alpha=0.5, beta=0.875, threshold=1.0, reset_mechanism="zero",
+                                  linear_features=n_hid)
+        self.lif2 = snn.RLeaky(beta=0.75, threshold=0.5, reset_mechanism="subtract",
+                               linear_features=n_out)
+        _set_linear(self.lif1.recurrent, rng, 0.4)
+        _set_linear(self.lif2.recurrent, rng, 0.4)
+        self.state_sizes = (n_hid, n_hid, n_hid, n_out, n_out)
+
+    def forward(self, x, spk1, syn1, mem1, spk2, mem2):
+        spk1, syn1, mem1 = self.lif1(self.fc1(x), spk1, syn1, mem1)
+        spk2, mem2 = self.lif2(self.fc2(spk1), spk2, mem2)
+        return spk2, spk1, syn1, mem1, spk2, mem2
+
+    def record(self, out, states):
+        spk1, syn1, mem1, spk2, mem2 = states
+        return {"membrane/0": mem1, "membrane/1": mem2, "spikes/0": spk1, "spikes/1": out}
 
 
 class SnnTorchLeakyZero(nn.Module):
@@ -194,6 +225,8 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     make("snntorch_synaptic_leaky", SnnTorchNet(np.random.default_rng(1)), {0: 1.0, 1: 0.5},
          out, seed=11)
+    make("snntorch_recurrent", SnnTorchRecurrent(np.random.default_rng(4)), {0: 1.0, 1: 0.5},
+         out, seed=14)
     make("torch_rlif_zero", TorchRLifZero(np.random.default_rng(2)), {0: 1.0}, out, seed=12)
     make("snntorch_leaky_zero", SnnTorchLeakyZero(np.random.default_rng(3)), {0: 1.0}, out,
          seed=13)

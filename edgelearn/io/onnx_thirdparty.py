@@ -111,10 +111,13 @@ def recognise(model, what: str = "model") -> tuple[Network, StepIO]:
         if len(cur) > 1:
             raise NotRecognised(f"layer {k} has more than one current-like state {cur}")
         c = cur[0] if cur else None
-        layer, lio, fire = _read_layer(sym, polys, s_atom, m, c, mm, k, used_names=names)
-        used.update([m] + ([c] if c else []))
+        free = {s_atom[s]: s for s in polys if s not in used and s not in (m, c)}
+        layer, spk, fire = _read_layer(sym, polys, s_atom, m, c, mm, k, used_names=names,
+                                       free=free)
+        used.update([m] + ([c] if c else []) + ([spk] if spk else []))
         layers.append(layer)
-        ios.append(LayerIO(c, m, pairs[c] if c else None, pairs[m]))
+        ios.append(LayerIO(c, m, pairs[c] if c else None, pairs[m],
+                           spk, pairs[spk] if spk else None))
         if fire is None:            # readout: must be last and be the output
             if not out_poly.equals(polys[m]):
                 raise NotRecognised(f"layer {k} has no reset (a readout) but is not the output")
@@ -144,8 +147,10 @@ def recognise(model, what: str = "model") -> tuple[Network, StepIO]:
 
 
 def _read_layer(sym: SymbolicGraph, polys, s_atom, m: str, c: str | None, mm: int, k: int,
-                used_names: set):
-    """Match one layer's templates; returns (Layer, LayerIO placeholder, fire atom or None)."""
+                used_names: set, free: dict):
+    """Match one layer's templates; returns (Layer, spike-state name or None, fire atom or
+    None). ``free`` maps atom ids of still unassigned state inputs to their names: one of them
+    may be a carried spike state feeding the recurrent weights (snnTorch RLeaky/RSynaptic)."""
     atoms = sym.atoms
     W = atoms[mm].matrix.T                       # [n_out, n_in]
     n = W.shape[0]
@@ -167,7 +172,8 @@ def _read_layer(sym: SymbolicGraph, polys, s_atom, m: str, c: str | None, mm: in
                   if um not in mo and (r is None or r not in mo)})
         alpha = 0.0
         allowed = {(mm,), ()}
-    rec = [a for a in q.atoms() if atoms[a].kind == "mm" and r is not None and atoms[a].src == (r,)]
+    rec_src = ({(r,)} if r is not None else set()) | {(a,) for a in free}
+    rec = [a for a in q.atoms() if atoms[a].kind == "mm" and atoms[a].src in rec_src]
     allowed |= {(a,) for a in rec}
     extra = q.monomials() - allowed
     if extra:
@@ -188,7 +194,7 @@ def _read_layer(sym: SymbolicGraph, polys, s_atom, m: str, c: str | None, mm: in
         if r is not None and pm.equals(Poly({(um,): beta}) * (one - Poly({(r,): np.ones(())}))
                                        + q):
             raise NotRecognised(f"layer {k}: reset-to-zero clears only the old membrane and "
-                                f"keeps the input of the reset step (snnTorch Leaky/Synaptic "
+                                f"keeps the input of the reset step (snnTorch Leaky "
                                 f"'zero'); edgelearn's zero reset clears both")
         raise NotRecognised(f"layer {k}: the membrane update matches neither reset by "
                             f"subtraction, reset to zero, nor a leaky readout")
@@ -201,11 +207,19 @@ def _read_layer(sym: SymbolicGraph, polys, s_atom, m: str, c: str | None, mm: in
             raise NotRecognised(f"layer {k}: no spike H(U - theta) is computed from the new "
                                 f"membrane")
         fire = fires[0]
-    V = None
+    V, spk = None, None
     if rec:
         if len(rec) > 1 or not np.allclose(q.get((rec[0],)), 1.0):
             raise NotRecognised(f"layer {k}: unusual recurrent structure")
+        if r is None:
+            raise NotRecognised(f"layer {k}: a readout cannot be recurrent")
         V = atoms[rec[0]].matrix.T
+        src_atom = atoms[rec[0]].src[0]
+        if src_atom in free:
+            spk = free[src_atom]
+            if not polys[spk].equals(Poly({(fire,): np.ones(())})):
+                raise NotRecognised(f"layer {k}: state '{spk}' feeds the recurrent weights "
+                                    f"but is not updated to the layer's spikes")
     bias = q.get(())
     name = _layer_name(atoms[mm].weight_name, k, used_names)
     try:
@@ -218,4 +232,4 @@ def _read_layer(sym: SymbolicGraph, polys, s_atom, m: str, c: str | None, mm: in
             recurrent=None if V is None else V.astype(np.float32))
     except ModelError as exc:
         raise NotRecognised(str(exc)) from None
-    return layer, None, fire
+    return layer, spk, fire

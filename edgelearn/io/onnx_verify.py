@@ -40,6 +40,8 @@ class LayerIO:
     membrane_in: str | None
     current_out: str | None
     membrane_out: str | None
+    spikes_in: str | None = None     # a carried spike state (snnTorch RLeaky/RSynaptic)
+    spikes_out: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,11 +111,13 @@ def verify_step(session, net: Network, io: StepIO, path: str = "model",
     for t in range(steps):
         state = probe_state(net, rng, batch)
         feed = {io.input: xs[t]}
-        for lio, st in zip(io.layers, state):
+        for la, lio, st in zip(net.layers, io.layers, state):
             if lio.current_in:
                 feed[lio.current_in] = st.current
             if lio.membrane_in:
                 feed[lio.membrane_in] = st.membrane
+            if lio.spikes_in:  # consistent with the membrane: the spike of the last step
+                feed[lio.spikes_in] = (st.membrane > la.threshold).astype(np.float32)
         try:
             res = dict(zip(out_names, session.run(out_names, feed)))
         except Exception as exc:  # onnxruntime error types
@@ -130,6 +134,8 @@ def verify_step(session, net: Network, io: StepIO, path: str = "model",
                 if la.spiking:
                     live = _compare_spikes(la, t, res[lio.membrane_out], new.membrane, live,
                                            path)
+            if lio.spikes_out:
+                _compare("spike state", la, t, res[lio.spikes_out], h, live, path)
         _compare("output", net.layers[-1], t, np.asarray(res[io.output]), h, live, path)
 
 
