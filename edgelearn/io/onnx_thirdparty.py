@@ -14,7 +14,8 @@ signals H(U - theta) and weight products. Layers are then read off, input side f
                beta U + I' - theta R                  (subtract)
                (beta U + I') (1 - R)                   (zero)
                beta U + I'                             (no reset: a readout, last layer only)
-  recurrent a MatMul applied to the layer's own R inside I'  -> V
+  recurrent a MatMul inside I' applied to the layer's own R, or to a carried spike state
+           whose update is the layer's spikes (snnTorch RLeaky/RSynaptic)  -> V
   spikes   H(U' - theta) with the same theta feeds the next layer (or is the output)
 
 Anything else (other reset forms, nonlinearities, states with no role, graded spikes on the
@@ -134,8 +135,8 @@ def recognise(model, what: str = "model") -> tuple[Network, StepIO]:
         src, k = fire, k + 1
     left = [s for s in polys if s not in used]
     if left:
-        raise NotRecognised(f"state input '{left[0]}' plays no recognised role (e.g. a spike "
-                            f"state of a recurrent snnTorch layer)")
+        raise NotRecognised(f"state input '{left[0]}' plays no recognised role (not a "
+                            f"current, membrane or spike state of any layer)")
     try:
         gname = graph.name if graph.name not in ("", "main_graph", "torch_jit", "torch-jit-export") \
             else Path(what).stem
