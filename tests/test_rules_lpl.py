@@ -152,3 +152,20 @@ def test_variance_never_collapses_100k_steps():
     assert vmin > 0.5
     _, vmin_f = run_float(x, _w0(np.random.default_rng(7)), p, record_var=True)
     assert vmin_f > 0.5
+
+
+@pytest.mark.slow
+def test_fixed_probe_within_one_point_of_float_after_long_run():
+    """40k steps on a stream where 8-bit weights can express the solution: the linear-probe R^2
+    (in points, x100) of fixed-point LPL features is within 1 point of float LPL's."""
+    rng = np.random.default_rng(0)
+    x, s = latent_stream(44_000, rng, noise_std=2.0, n_noise=16)
+    w0 = _w0(rng)
+    p = _params(rounding="dither")
+    w_int = np.clip(np.round(w0 * 2 ** WS), -128, 127).astype(np.int8)
+    w_f, _ = run_float(x[:40_000], w_int / 2.0 ** WS, p)
+    w_q, _ = run_fixed(lpl_rate.quantize_activity(x[:40_000], p), w_int, p)
+    r2_f = 100 * linear_r2(x[-4000:] @ w_f.T, s[-4000:])
+    r2_q = 100 * linear_r2(x[-4000:] @ (w_q.T / 2.0 ** WS), s[-4000:])
+    assert r2_f >= 80
+    assert abs(r2_f - r2_q) <= 1.0, (r2_f, r2_q)

@@ -48,7 +48,7 @@ CASES = [
      6, 4, 32, 7, "LPL rate form driven hard: weight bounds and int32 saturation active"),
     ("lpl_spiking_exact", "lpl_spiking",
      dict(eta=1.0, variant="exact", tau_mean=0.05, tau_var=0.02, delay=3e-3),
-     8, 4, 64, 7, "spiking LPL, per-synapse eligibility (deterministic rounding on synapses)"),
+     8, 4, 64, 7, "spiking LPL, per-synapse eligibility traces (dither-rounded)"),
     ("lpl_spiking_factorised", "lpl_spiking",
      dict(eta=1.0, variant="factorised", tau_mean=0.05, tau_var=0.02, delay=3e-3,
           rounding="dither"),

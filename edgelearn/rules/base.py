@@ -226,6 +226,20 @@ def ema_fixed(x: np.ndarray, target: np.ndarray, code: RateCode, rng: RngState
     return x + stochastic_shift(num, s, r.reshape(x.shape)), rng
 
 
+def ema_fixed_matrix(x: np.ndarray, target: np.ndarray, code: RateCode, rng: RngState
+                     ) -> tuple[np.ndarray, RngState]:
+    """:func:`ema_fixed` for an [n_out, n_in] matrix with dither draws r_ij = a_i + b_j
+    (n_out + n_in words per call instead of one per element; each rounding still unbiased)."""
+    x = np.asarray(x, dtype=np.int64)
+    num = (np.asarray(target, dtype=np.int64) - x) * code.k
+    s = code.s
+    if s > MAX_SHIFT:
+        num = round_shift(num, s - MAX_SHIFT)
+        s = MAX_SHIFT
+    r, rng = draws(rng, x.shape, "dither")
+    return x + stochastic_shift(num, s, r), rng
+
+
 def ema_float(x: np.ndarray, target: np.ndarray, rate: float) -> np.ndarray:
     return x + (target - x) * rate
 
