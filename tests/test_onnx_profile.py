@@ -151,3 +151,30 @@ def test_newer_profile_version_refused(tmp_path):
     path = _tamper(tmp_path, lambda m: M.write_metadata(m, {M.KEY_VERSION: "99"}))
     with pytest.raises(ModelFileError, match="version 99 is not supported"):
         load_network(path)
+
+
+def test_corrupt_metadata_json(tmp_path):
+    path = _tamper(tmp_path, lambda m: M.write_metadata(m, {M.KEY_LAYERS: "[{broken"}))
+    with pytest.raises(ModelFileError, match="'edgelearn.layers' is not valid JSON"):
+        load_network(path)
+
+
+def test_metadata_constant_must_match_graph(tmp_path):
+    def edit(m):
+        layers = json.loads(M.read_metadata(m)[M.KEY_LAYERS])
+        layers[0]["alpha"] = 0.25
+        M.write_metadata(m, {M.KEY_LAYERS: json.dumps(layers)})
+
+    with pytest.raises(ModelFileError, match="layer 'hidden' alpha in the graph differs"):
+        load_network(_tamper(tmp_path, edit))
+
+
+@pytest.mark.parametrize("graph", ["step", "scan"])
+def test_backend_continues_from_state(graph):
+    net = make_net("rlif", "zero")
+    x = spikes_in(30, 4, net.n_in) * 1.5
+    be = OnnxRuntimeBackend(net, graph)
+    first = be.run(x[:12])
+    second = be.run(x[12:], state=first.final_state)
+    whole = run(net, x)
+    np.testing.assert_array_equal(np.concatenate([first.output, second.output]), whole.output)

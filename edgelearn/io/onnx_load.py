@@ -28,9 +28,11 @@ MAX_FILE_BYTES = 2**31 - 1
 PROFILE_OPS = {"Mul", "Add", "Sub", "Gemm", "Greater", "Cast", "Identity", "Scan"}
 
 
-def read_model_file(path: str | os.PathLike) -> tuple[onnx.ModelProto, bytes]:
-    """Parse an ONNX file and check sizes and operators (not yet onnx.checker: profile files
-    get their precise input/output errors first); ModelFileError when it is not valid."""
+def read_model_file(path: str | os.PathLike,
+                    check: bool = True) -> tuple[onnx.ModelProto, bytes]:
+    """Parse an ONNX file and check sizes, operators and (``check``) onnx.checker;
+    ModelFileError when it is not valid. load_model passes check=False and runs the checker
+    after the profile checks, whose messages are more precise."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -43,7 +45,10 @@ def read_model_file(path: str | os.PathLike) -> tuple[onnx.ModelProto, bytes]:
     if size > MAX_FILE_BYTES:
         raise ModelFileError(f"model file '{path}' is {size} bytes, above the 2 GiB ONNX limit")
     data = path.read_bytes()
-    return parse_model_bytes(data, str(path)), data
+    model = parse_model_bytes(data, str(path))
+    if check:
+        run_checker(model, str(path))
+    return model, data
 
 
 def parse_model_bytes(data: bytes, what: str = "model") -> onnx.ModelProto:
@@ -237,7 +242,7 @@ def load_model(path: str | os.PathLike, verify: bool = True):
     from edgelearn.io import onnx_thirdparty
     from edgelearn.io.opaque import OpaqueModel
 
-    model, data = read_model_file(path)
+    model, data = read_model_file(path, check=False)
     what = str(path)
     if M.is_profile(M.read_metadata(model)):
         net, kind = network_from_profile(model, what)
