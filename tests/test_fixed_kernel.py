@@ -55,6 +55,16 @@ def test_float32_blas_accumulator_matches_int64():
     assert np.array_equal(accumulate_event(la, xs), ref)
 
 
+def test_hot_path_helpers_equal_the_fixed_primitives():
+    from edgelearn.fixed import apply_decay, saturate
+    from edgelearn.kernels.lif_fixed import _decay, _sat
+    rng = np.random.default_rng(8)
+    x = rng.integers(-2**20, 2**20, 5000)
+    d = rng.integers(0, 4097, 5000)
+    assert np.array_equal(_decay(x, d), apply_decay(x, d))
+    assert np.array_equal(_sat(x, -2**15, 2**15 - 1), saturate(x, 16))
+
+
 def test_step_equals_run():
     qnet = make_qnet(reset="zero")
     rng = np.random.default_rng(3)

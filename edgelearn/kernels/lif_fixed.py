@@ -32,8 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgelearn.errors import FixedPointError, InputError, ModelError
-from edgelearn.fixed import (DECAY_ONE, apply_decay, decode_decay, int_range, round_shift,
-                             saturate)
+from edgelearn.fixed import DECAY_ONE, decode_decay, int_range, round_shift, saturate
 from edgelearn.model import RESET_MODES, Layer, Network
 
 STATE_BITS = (16, 32)
@@ -60,6 +59,20 @@ def _int_array(name: str, what: str, value, shape: tuple, lo: int, hi: int,
     out = np.array(arr, dtype=dtype, copy=True)
     out.setflags(write=False)
     return out
+
+
+_HALF = 1 << 11          # 2^(DECAY_BITS - 1)
+
+
+def _decay(x: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``apply_decay(x, d)`` of edgelearn.fixed (= round_shift(x * d, 12)) on int64 arrays,
+    without the argument conversions (hot path; tests check it equals apply_decay)."""
+    return (x * d + _HALF) >> 12
+
+
+def _sat(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``saturate(v, bits)`` of edgelearn.fixed for int64 arrays, as max-then-min."""
+    return np.minimum(np.maximum(v, lo), hi)
 
 
 def _shift(x: np.ndarray, s: int) -> np.ndarray:
@@ -181,6 +194,11 @@ class QLayer:
                 c[key] = int(np.abs(self.weight.astype(np.int64)).sum(axis=1).max())
             elif key == "vT_f32":
                 c[key] = np.ascontiguousarray(self.recurrent.T, dtype=np.float32)
+            elif key == "consts":           # int64 copies of the per-neuron constants
+                lo, hi = int_range(self.state_bits)
+                c[key] = (self.alpha.astype(np.int64), self.beta.astype(np.int64),
+                          self.threshold.astype(np.int64),
+                          None if self.bias is None else self.bias.astype(np.int64), lo, hi)
         return c[key]
 
 
@@ -288,9 +306,13 @@ def init_qnetwork_state(qnet: QNetwork, batch: int = 1) -> QNetworkState:
 
 # -- accumulators ---------------------------------------------------------------------------
 
-def accumulate_dense(qlayer: QLayer, x: np.ndarray) -> np.ndarray:
-    """Exact ``x W^T`` as int64 [B, n_out] for integer x [B, n_in] (float32 BLAS when exact)."""
-    xmax = int(np.abs(x).max()) if x.size else 0
+def accumulate_dense(qlayer: QLayer, x: np.ndarray, xmax: int | None = None) -> np.ndarray:
+    """Exact ``x W^T`` as int64 [B, n_out] for integer x [B, n_in] (float32 BLAS when exact).
+
+    ``xmax`` is a known bound on |x| (1 for spikes); computed when None.
+    """
+    if xmax is None:
+        xmax = max(int(x.max()), -int(x.min())) if x.size else 0
     if qlayer._derived("row_abs") * xmax < FLOAT_EXACT:
         return (x.astype(np.float32) @ qlayer._derived("wT_f32")).astype(np.int64)
     return x.astype(np.int64) @ qlayer._derived("wT_i64")
@@ -316,13 +338,17 @@ def accumulate_event(qlayer: QLayer, x: np.ndarray) -> np.ndarray:
     return out
 
 
+EVENT_MAX_ACTIVITY = 0.08    # "auto": event path below this input activity, batch 1 only
+                             # (bench/bench_fixed.py measured the crossover near 10 %)
+
+
 def _accumulate(qlayer: QLayer, x: np.ndarray, mode: str, binary: bool) -> np.ndarray:
-    if mode == "event" or (mode == "auto" and binary and x.size
-                           and np.count_nonzero(x) < 0.06 * x.size):
+    if mode == "event" or (mode == "auto" and binary and x.shape[0] == 1
+                           and np.count_nonzero(x) < EVENT_MAX_ACTIVITY * x.size):
         if not binary:
             raise InputError(f"qlayer '{qlayer.name}': the event path needs binary 0/1 inputs")
         return accumulate_event(qlayer, x)
-    return accumulate_dense(qlayer, x)
+    return accumulate_dense(qlayer, x, 1 if binary else None)
 
 
 # -- steps ----------------------------------------------------------------------------------
@@ -335,7 +361,8 @@ def qlayer_step(qlayer: QLayer, x: np.ndarray, state: QState, mode: str = "auto"
     Args:
         x: integer [B, n_in] (int8-range values, or 0/1 spikes).
         state: :class:`QState` of int64 [B, n_out].
-        mode: "dense", "event" (binary x only) or "auto" (event when x is binary and sparse).
+        mode: "dense", "event" (binary x only) or "auto" (event for batch 1 binary x with
+            activity below EVENT_MAX_ACTIVITY, else dense).
         binary: whether x is known to be 0/1 (None: checked).
         clip_counts: optional int64[2] incremented by the number of saturated I and U entries.
     Returns:
@@ -345,31 +372,33 @@ def qlayer_step(qlayer: QLayer, x: np.ndarray, state: QState, mode: str = "auto"
         raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     if binary is None:
         binary = bool(x.dtype == np.bool_ or not np.any((x != 0) & (x != 1)))
-    bits = qlayer.state_bits
+    alpha, beta, thr, bias, lo, hi = qlayer._derived("consts")
     acc = _accumulate(qlayer, x, mode, binary)
-    cur = apply_decay(state.current, qlayer.alpha) + _shift(acc, qlayer.w_shift)
-    if qlayer.bias is not None:
-        cur = cur + qlayer.bias
-    u = apply_decay(state.membrane, qlayer.beta)
+    cur = _decay(state.current, alpha) + _shift(acc, qlayer.w_shift)
+    if bias is not None:
+        cur += bias
+    u = _decay(state.membrane, beta)
     if qlayer.spiking:
-        reset = (state.membrane > qlayer.threshold).astype(np.int64)
+        fired = state.membrane > thr
         if qlayer.recurrent is not None:
-            rec = (reset.astype(np.float32) @ qlayer._derived("vT_f32")).astype(np.int64)
-            cur = cur + _shift(rec, qlayer.v_shift)
-    cur_s = saturate(cur, bits)
+            rec = (fired.astype(np.float32) @ qlayer._derived("vT_f32")).astype(np.int64)
+            cur += _shift(rec, qlayer.v_shift)
+    cur_s = _sat(cur, lo, hi)
     if not qlayer.spiking:
-        u = u + cur_s
+        u += cur_s
     elif qlayer.reset == "subtract":
-        u = u + cur_s - qlayer.threshold * reset
+        u += cur_s
+        u -= thr * fired
     else:
-        u = (u + cur_s) * (1 - reset)
-    u_s = saturate(u, bits)
+        u += cur_s
+        u[fired] = 0
+    u_s = _sat(u, lo, hi)
     if clip_counts is not None:
         clip_counts[0] += int(np.count_nonzero(cur_s != cur))
         clip_counts[1] += int(np.count_nonzero(u_s != u))
     if not qlayer.spiking:
         return u_s, QState(cur_s, u_s)
-    return (u_s > qlayer.threshold).astype(np.int64), QState(cur_s, u_s)
+    return (u_s > thr).astype(np.int64), QState(cur_s, u_s)
 
 
 def qnetwork_step(qnet: QNetwork, x: np.ndarray, state: QNetworkState, mode: str = "auto"
