@@ -44,8 +44,12 @@ def make_interpreter(model: bytes, prefer: str | None = None):
         try:
             interp = Interpreter(model_content=bytes(model), num_threads=1)
             interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise TargetError(f"{name} cannot load the model: {str(exc).splitlines()[0]}") \
+        except Exception as exc:       # SystemError: a numpy-1 build under numpy 2
+            hint = ""
+            if isinstance(exc, SystemError) and np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+                hint = f" ({name} was built for numpy < 2; this is numpy {np.__version__})"
+            raise TargetError(f"{name} cannot load the model: "
+                              f"{(str(exc).splitlines() or [type(exc).__name__])[0]}{hint}") \
                 from None
         return interp, name
     raise TargetError("no TFLite interpreter is importable (" + "; ".join(errors) + ")")
