@@ -96,3 +96,35 @@ def test_nir_refusals(tmp_path):
     g.nodes["x"] = nir.Threshold(threshold=np.ones(2))
     with pytest.raises(ModelFileError, match="node 'x' is a Threshold"):
         load_nir(g, dt=net.dt)
+
+
+def test_nested_recurrent_subgraph_like_snntorch_rleaky():
+    """snnTorch exports RLeaky as a subgraph input -> lif <-> w_rec -> output."""
+    dt, beta, n = 1e-4, 0.8, 3
+    tau = np.full(n, dt / (1 - beta))
+    rng = np.random.default_rng(0)
+    w, v = rng.standard_normal((n, 2)), rng.standard_normal((n, n))
+    sub = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([n])}),
+        "lif": nir.LIF(tau=tau, r=tau / dt, v_leak=np.zeros(n), v_threshold=np.ones(n),
+                       v_reset=np.zeros(n)),
+        "w_rec": nir.Linear(weight=v),
+        "output": nir.Output(output_type={"output": np.array([n])})},
+        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")])
+    g = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([2])}),
+        "fc": nir.Linear(weight=w), "rlif": sub,
+        "output": nir.Output(output_type={"output": np.array([n])})},
+        edges=[("input", "fc"), ("fc", "rlif"), ("rlif", "output")])
+    (la,) = load_nir(g, dt=dt).layers
+    assert la.name == "rlif_lif" and la.kind == "rlif"
+    np.testing.assert_allclose(la.weight, w, rtol=1e-6)
+    np.testing.assert_allclose(la.recurrent, v, rtol=1e-6)
+    np.testing.assert_allclose(la.beta, beta, rtol=1e-6)
+
+
+def test_li_readout_without_synapse():
+    net = make_net("readout").replace_layer("last", alpha=0.0)
+    graph = to_nir_graph(net)
+    assert type(graph.nodes["last"]).__name__ == "LI"
+    _same(net, load_nir(graph, dt=net.dt))

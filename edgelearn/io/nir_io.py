@@ -22,6 +22,7 @@ lossless; files without it import as reset="zero".
 
 Graph shape: Input -> (Affine|Linear) -> neuron -> (Affine|Linear) -> neuron ... -> Output;
 a neuron may also receive a projection of its own output (a recurrent edge, one step delay).
+Nested NIRGraph nodes (snnTorch's RLeaky/RSynaptic export) are inlined first.
 """
 
 from __future__ import annotations
@@ -117,6 +118,40 @@ def _neuron(name: str, node, n: int, dt: float) -> dict:
             "leak": leak, "spiking": spiking, "reset": reset}
 
 
+def flatten(nodes: dict, edges: list) -> tuple[dict, list]:
+    """Inline nested NIRGraph nodes (snnTorch writes RLeaky/RSynaptic as a subgraph
+    input -> lif <-> w_rec -> output); inner nodes are named ``<outer>_<inner>``."""
+    nodes, edges = dict(nodes), [tuple(e) for e in edges]
+    while True:
+        nested = [k for k, v in nodes.items() if type(v).__name__ == "NIRGraph"]
+        if not nested:
+            return nodes, edges
+        g = nested[0]
+        sub = nodes.pop(g)
+        inner = {f"{g}_{k}": v for k, v in dict(sub.nodes).items()}
+        inner_edges = [(f"{g}_{s}", f"{g}_{d}") for s, d in sub.edges]
+        ins = [k for k, v in inner.items() if type(v).__name__ == "Input"]
+        outs = [k for k, v in inner.items() if type(v).__name__ == "Output"]
+        if len(ins) != 1 or len(outs) != 1:
+            raise ModelFileError(f"NIR subgraph '{g}' must have one Input and one Output node")
+        entry = [d for s, d in inner_edges if s == ins[0]]
+        exit_ = [s for s, d in inner_edges if d == outs[0]]
+        new_edges = [(s, d) for s, d in inner_edges
+                     if ins[0] not in (s, d) and outs[0] not in (s, d)]
+        for s, d in edges:
+            if d == g and s == g:
+                new_edges += [(a, b) for a in exit_ for b in entry]
+            elif d == g:
+                new_edges += [(s, b) for b in entry]
+            elif s == g:
+                new_edges += [(a, d) for a in exit_]
+            else:
+                new_edges.append((s, d))
+        del inner[ins[0]], inner[outs[0]]
+        nodes.update(inner)
+        edges = new_edges
+
+
 def load_nir(source, dt: float) -> Network:
     """A Network from a NIR file path or ``nir.NIRGraph``; ``dt`` is the step in seconds."""
     nir = _nir()
@@ -135,7 +170,7 @@ def load_nir(source, dt: float) -> Network:
             raise ModelFileError(f"{what} is not a readable NIR file: {line[:150]}") from None
     else:
         graph = source
-    nodes, edges = dict(graph.nodes), [tuple(e) for e in graph.edges]
+    nodes, edges = flatten(dict(graph.nodes), [tuple(e) for e in graph.edges])
     succ = {k: [d for s, d in edges if s == k] for k in nodes}
     pred = {k: [s for s, d in edges if d == k] for k in nodes}
     for name, node in nodes.items():
