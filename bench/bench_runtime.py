@@ -6,7 +6,8 @@ T = 100 steps of Bernoulli(0.05) input spikes, batch 1 and 64. Each backend runs
 sequence ``--repeats`` times after one warm-up; the median is reported per time step, with the
 ratio numpy / backend (> 1 means faster than numpy). Outputs are checked to agree first.
 
-Usage: python bench/bench_runtime.py [--repeats 15] [--threads 1] [--json reports/bench_runtime.json]
+Usage: python bench/bench_runtime.py [--repeats 15] [--threads 1]
+                                      [--json reports/bench_runtime.json]
 """
 
 from __future__ import annotations

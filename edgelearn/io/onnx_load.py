@@ -199,7 +199,7 @@ def network_from_profile(model: onnx.ModelProto, what: str = "model") -> tuple[N
                       dt=float(info.get("dt", 1e-3)), meta=dict(info.get("meta", {}) or {}))
     except (ModelError, TypeError, ValueError) as exc:
         raise ModelFileError(f"'{what}': {exc}") from None
-    if "n_in" in info and info["n_in"] != net.n_in or "n_out" in info and info["n_out"] != net.n_out:
+    if info.get("n_in", net.n_in) != net.n_in or info.get("n_out", net.n_out) != net.n_out:
         raise ModelFileError(f"'{what}': metadata says {info.get('n_in')} inputs/"
                              f"{info.get('n_out')} outputs, the layers give {net.n_in}/{net.n_out}")
     check_profile_io(model.graph, net, kind)

@@ -16,7 +16,8 @@ A profile file carries, in ``ModelProto.metadata_props`` (all values are strings
 Graph tensor names (``<p>`` is a layer name, always an identifier so '.' cannot clash):
 
     input  "input"                [B, n_in]        (scan graph: [T, B, n_in])
-    state  "<p>.current_in", "<p>.membrane_in"       [B, n]   -> "<p>.current_out", "<p>.membrane_out"
+    state  "<p>.current_in", "<p>.membrane_in"   [B, n]
+           -> "<p>.current_out", "<p>.membrane_out"  [B, n]
     output "output"               [B, n_out]       (scan graph: [T, B, n_out])
            "<p>.spikes"           [B, n] for every spiking layer (scan graph: [T, B, n])
 """

@@ -138,8 +138,8 @@ def recognise(model, what: str = "model") -> tuple[Network, StepIO]:
         raise NotRecognised(f"state input '{left[0]}' plays no recognised role (not a "
                             f"current, membrane or spike state of any layer)")
     try:
-        gname = graph.name if graph.name not in ("", "main_graph", "torch_jit", "torch-jit-export") \
-            else Path(what).stem
+        generic = ("", "main_graph", "torch_jit", "torch-jit-export")
+        gname = graph.name if graph.name not in generic else Path(what).stem
         net = Network(tuple(layers), name=re.sub(r"[^0-9A-Za-z_]", "_", gname) or "imported",
                       meta={"source": f"third-party ONNX ({Path(what).name})"})
     except ModelError as exc:
