@@ -12,7 +12,7 @@ smooth 1-d functions (K = f_cutoff frequency components, i = 0 .. K-1):
 each coordinate is min-max scaled over that class's samples to [0, 1] and becomes the TIME of one
 spike of unit j (n_spikes > 1 uses independent manifolds for further spikes of each unit):
 
-    t_j = floor(step_frac * n_steps * (f_j(u) - min_j) / (max_j - min_j)),  clipped to n_steps-1
+    t_j = floor(step_frac * n_steps * (f_j(u) - min_j) / (max_j - min_j)),  clipped to ceil(step_frac n_steps) - 1
 
 so x[n, t_j, j] += 1: x is uint8 [N, n_steps, n_units] with n_spikes spikes per unit.
 Everything is drawn from np.random.default_rng(seed): same seed, same bytes.
@@ -93,6 +93,10 @@ def eval_manifold(theta: np.ndarray, u: np.ndarray, alpha: float) -> np.ndarray:
     return out
 
 
+def _last_bin(p: RandmanParams) -> int:
+    return min(p.n_steps, int(np.ceil(p.step_frac * p.n_steps))) - 1
+
+
 def _spike_raster(p: RandmanParams, u: np.ndarray, thetas: list[np.ndarray]) -> np.ndarray:
     n = u.shape[0]
     x = np.zeros((n, p.n_steps, p.n_units), dtype=np.uint8)
@@ -103,7 +107,7 @@ def _spike_raster(p: RandmanParams, u: np.ndarray, thetas: list[np.ndarray]) -> 
         lo, hi = f.min(axis=0), f.max(axis=0)
         scaled = (f - lo) / np.where(hi > lo, hi - lo, 1.0)
         t = np.floor(scaled * p.step_frac * p.n_steps).astype(np.int64)
-        t = np.clip(t, 0, p.n_steps - 1)
+        t = np.clip(t, 0, _last_bin(p))
         np.add.at(x, (np.broadcast_to(rows, t.shape), t, np.broadcast_to(cols, t.shape)), 1)
     return x
 

@@ -8,9 +8,11 @@ A voice is (accent, variant). The splits are disjoint by voice, and more:
 - test: the remaining accents with variants never used in train (unseen speakers).
 - train: the remaining accents with the remaining variants.
 
-``en-us-nyc`` sounds like ``en-us`` for 7 of 10 digits, so it only ever appears with train
-variants... and with test variants (its test voices are still unseen variants); it is never in
-new_user. Variants excluded everywhere (probed with espeak-ng 1.51): ``fast`` (same audio as no
+``en-us-nyc`` sounds like ``en-us`` for 7 of 10 digits, so it is never the held-out accent:
+it speaks train and test voices (test voices are unseen variants either way) and, whispering,
+new_user voices (``en-us+whisper`` is new_user too, so nothing leaks).
+
+Variants excluded everywhere (probed with espeak-ng 1.51): ``fast`` (same audio as no
 variant), ``Mr`` (its file name has a space and falls back to the default), ``caleb`` and
 ``klatt6`` (byte-identical to ``klatt``), ``adam``, ``RicishayMax3``, ``steph3`` (near copies).
 MBROLA voices are listed by espeak-ng but unusable (no mbrola binary) and never used.
