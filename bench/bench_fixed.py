@@ -164,7 +164,6 @@ def bench_runtimes(names, n_test: int | None, tflm: bool) -> dict:
         state = {i.name: np.zeros((B, int(i.shape[1])), np.float32) for i in sess.get_inputs()
                  if i.name != "input"}
         got: dict = {}
-        t0 = time.perf_counter()
         for t in range(x.shape[0]):
             o = dict(zip(names_o, sess.run(None, {"input": x[t].astype(np.float32), **state})))
             state = {n: o[n[:-3] + "_out"] for n in state}
@@ -174,7 +173,7 @@ def bench_runtimes(names, n_test: int | None, tflm: bool) -> dict:
         res["onnxruntime"] = agreement({k: np.stack(v) for k, v in got.items()})
         print(f"{name}: float {100 * ev['float_accuracy']:.2f} %, int8 "
               f"{100 * ev['fixed_accuracy']:.2f} % on {B} test samples; onnxruntime identical "
-              f"neuron-steps {res['onnxruntime']} ({time.perf_counter() - t0:.1f} s)")
+              f"neuron-steps {res['onnxruntime']}")
         tfl = tflite_bytes(qnet, batch=B)
         res["litert"] = agreement(run_sequence(TfliteStepper(tfl, "litert"), x))
         print(f"{name}: LiteRT identical neuron-steps {res['litert']}")
@@ -182,13 +181,11 @@ def bench_runtimes(names, n_test: int | None, tflm: bool) -> dict:
             tfl1 = tflite_bytes(qnet, batch=1)
             arena = probe_tflm_arena(tfl1)
             res["tflm_arena_bytes"] = arena
-            nb = min(B, 50)       # TFLM runs batch 1 graphs sample by sample (slow in Python)
-            st = TfliteStepper(tfl1, "tflm", arena=arena + 1024)
-            outs = {}
+            nb = B                # TFLM runs the batch-1 graph sample by sample
+            st = TfliteStepper(tfl1, "tflm", arena=arena)
+            outs: dict = {}
             for b in range(nb):
-                st = TfliteStepper(tfl1, "tflm", arena=arena + 1024)
-                g = run_sequence(st, x[:, b:b + 1])
-                for k, v in g.items():
+                for k, v in run_sequence(st, x[:, b:b + 1]).items():
                     outs.setdefault(k, []).append(v)
             g = {k: np.concatenate(v, axis=1) for k, v in outs.items()}
             d = {"output": float(np.mean(g["output"] == ref.output[:, :nb]))}
