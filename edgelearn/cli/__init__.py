@@ -19,6 +19,7 @@ COMMANDS = (
     "convert",
     "run",
     "export_tflite",
+    "data",
 )
 
 

@@ -1,0 +1,59 @@
+"""``edgelearn data``: conversions and streams work; every bad input is one line and exit 2."""
+
+import numpy as np
+import pytest
+
+from edgelearn.cli import main
+from edgelearn.data import Dataset, load_npz, save_npz
+
+
+def _fails(capsys, argv, match, out=None):
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and match in lines[0] and "Traceback" not in err, err
+    if out is not None:
+        assert not out.exists()
+
+
+def test_stream_and_info(tmp_path, capsys):
+    src = tmp_path / "src.npz"
+    save_npz(Dataset(np.ones((8, 5, 4), np.uint8), np.arange(8) % 2, 2, "toy"), src)
+    out = tmp_path / "s.npz"
+    assert main(["data", "stream", str(src), str(out), "--dead", "0.5", "--n", "6"]) == 0
+    ds = load_npz(out)
+    assert ds.x.shape == (6, 5, 4) and ds.x.sum() == 6 * 5 * 2
+    assert main(["data", "info", str(out), "--json"]) == 0
+    assert '"samples": 6' in capsys.readouterr().out
+
+
+def test_shd_conversion(tmp_path, capsys):
+    pytest.importorskip("h5py", reason="h5py is the optional 'data' extra")
+    from edgelearn.data.shd import write_shd
+    h5 = tmp_path / "a.h5"
+    write_shd(h5, [[0.1, 0.2]], [[1, 2]], [4])
+    out = tmp_path / "a.npz"
+    assert main(["data", "shd", str(h5), str(out), "--bins", "10", "--downsample", "2"]) == 0
+    ds = load_npz(out)
+    assert ds.x.shape == (1, 10, 350) and ds.x[0, 1, 0] == 1 and ds.x[0, 2, 1] == 1
+
+
+def test_bad_inputs_exit_2(tmp_path, capsys):
+    junk_h5 = tmp_path / "junk.h5"
+    junk_h5.write_bytes(b"garbage")
+    _fails(capsys, ["data", "info", junk_h5], "not a readable HDF5 file")
+    out = tmp_path / "o.npz"
+    _fails(capsys, ["data", "shd", junk_h5, out], "not a readable HDF5 file", out)
+    junk_npz = tmp_path / "junk.npz"
+    junk_npz.write_bytes(b"PK\x03\x04 truncated")
+    _fails(capsys, ["data", "stream", junk_npz, out], "not a readable npz archive", out)
+    badlab = tmp_path / "badlab.npz"
+    np.savez(badlab, x=np.zeros((2, 3, 4), np.uint8), y=np.array([0, 5]), n_classes=np.int64(2))
+    _fails(capsys, ["data", "info", badlab], "label 5 of sample 1 is out of range [0, 2)")
+    src = tmp_path / "src.npz"
+    save_npz(Dataset(np.ones((3, 5, 4), np.uint8), np.zeros(3, int), 1, "toy"), src)
+    _fails(capsys, ["data", "stream", src, out, "--n", "0"], "would be empty", out)
+    _fails(capsys, ["data", "stream", src, out, "--dead", "2"], "DeadChannels severity", out)
+    _fails(capsys, ["data", "info", "speech:dev"], "splits 'train', 'test', 'new_user'")
+    _fails(capsys, ["data", "info", "data.csv"], "unknown data source")
