@@ -8,9 +8,12 @@ relaxing state after every step. These classes build both from a substrate prese
     weight read  W -> gain * Q(W) + offset * w_max + read noise
         Q: quantization to the preset's magnitude levels relative to w_max = max|W| of the matrix
         gain, offset: frozen per-synapse mismatch (drawn once per matrix shape from the seed)
+        drift (pcm): |Q(W)| ((t + t0)/t0)^(-mu_nu(|Q(W)|/w_max)) with the mean drift exponent,
+                    rescaled by the global drift compensation when the preset has it
         read noise: gaussian  sigma_rel * w_max * z
-                    pcm       |Q(W)| * Q_pcm(|Q(W)|/w_max) * sqrt(ln((t0 + t_read)/(2 t_read))) * z
-                    (the aihwkit 1/f read noise right after programming), fresh per read
+                    pcm       |W(t)| * Q_pcm(|Q(W)|/w_max) * sqrt(ln((t + t0 + t_read)/(2 t_read))) * z
+                    (aihwkit's accumulated 1/f noise), fresh per read
+        t: seconds since programming, from ``clock()`` (default: always 0)
     state noise  z -> z + sigma * z',  sigma = sqrt(input_sigma^2 + membrane_sigma^2)
 
 Matrices of the same shape share one frozen mismatch pattern (hEP heads have distinct shapes
@@ -32,8 +35,9 @@ from edgelearn.substrate.params import Preset
 class SubstrateWeightRead:
     """``W -> W_noisy`` for a matrix stored on a device made from ``preset`` and ``seed``."""
 
-    def __init__(self, preset: Preset, seed: int) -> None:
+    def __init__(self, preset: Preset, seed: int, clock=None) -> None:
         self.preset = preset
+        self.clock = clock
         ss = np.random.SeedSequence([int(seed), 0x5E])
         fixed, read = ss.spawn(2)
         self._fixed = np.random.Generator(np.random.PCG64(fixed))
@@ -54,15 +58,23 @@ class SubstrateWeightRead:
         w_max = float(np.max(np.abs(W))) if W.size else 0.0
         if w_max == 0.0:
             return W
-        wq = np.sign(W) * quantize_magnitude(np.abs(W) / w_max, self.preset.mapping) * w_max
+        wq = W if self.preset.mapping.bits is None else \
+            np.sign(W) * quantize_magnitude(np.abs(W) / w_max, self.preset.mapping) * w_max
         gain, offset = self.pattern(W.shape)
         out = gain * wq + offset * w_max
         rp, dr = self.preset.read, self.preset.drift
+        t = float(self.clock()) if self.clock is not None else 0.0
+        g_rel = np.abs(wq) / w_max
+        if dr.kind == "pcm" and t > 0:
+            f = pcm.drift_factor(pcm.nu_mean(g_rel) * dr.scale, t, dr.t0_s)
+            if dr.compensation:
+                f = f * (np.abs(wq).sum() / max(float((np.abs(wq) * f).sum()), 1e-300))
+            out = out * f
         if rp.kind == "gaussian" and rp.sigma_rel > 0:
             out = out + rp.scale * rp.sigma_rel * w_max * self.rng.standard_normal(W.shape)
         elif rp.kind == "pcm":
-            sig = pcm.read_sigma_rel(np.abs(wq) / w_max, 0.0, dr.t0_s, rp.t_read_s)
-            out = out + rp.scale * np.abs(wq) * sig * self.rng.standard_normal(W.shape)
+            sig = pcm.read_sigma_rel(g_rel, t, dr.t0_s, rp.t_read_s)
+            out = out + rp.scale * np.abs(out) * sig * self.rng.standard_normal(W.shape)
         return out
 
 
@@ -80,7 +92,8 @@ class SubstrateStateNoise:
         return z + self.sigma * self.rng.standard_normal(np.shape(z))
 
 
-def head_hooks(preset: Preset, seed: int):
-    """(state_noise or None, weight_read) for an hEP head living on this substrate."""
+def head_hooks(preset: Preset, seed: int, clock=None):
+    """(state_noise or None, weight_read) for an hEP head living on this substrate;
+    ``clock()`` gives the seconds since the head was programmed (drift, read noise)."""
     sn = SubstrateStateNoise(preset, seed)
-    return (sn if sn.sigma > 0 else None), SubstrateWeightRead(preset, seed)
+    return (sn if sn.sigma > 0 else None), SubstrateWeightRead(preset, seed, clock)

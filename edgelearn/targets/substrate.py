@@ -65,7 +65,6 @@ class SubstrateTarget(Target):
     """
 
     name = "substrate"
-    capabilities = frozenset({"pull"})
 
     def __init__(self, preset="bss2", seed: int = 0, budget: int | None = None,
                  readout: str | None = None) -> None:
@@ -140,26 +139,90 @@ class SubstrateTarget(Target):
         self._dev().save(path)
 
     # ---- the adaptation-loop interface (edgelearn.targets.base.Target) ----------------------
+    @property
+    def capabilities(self) -> frozenset:  # type: ignore[override]
+        return frozenset({"pull", "lpl", "hep"}) if self.learner is not None \
+            else frozenset({"pull"})
+
+    learner = None
+    _learn = (False, False)
+    _last_raw = None
+
+    def attach_learner(self, cfg: "AdaptConfig | None" = None, calibration_x=None,
+                       head: EnergyHead | None = None) -> "OnDeviceLearner":
+        """Put an :class:`OnDeviceLearner` (LPL + hEP head) on the device for :meth:`infer` /
+        :meth:`teach`; ``calibration_x`` [N, T, C] standardizes the head's features."""
+        self.learner = OnDeviceLearner(self, cfg or AdaptConfig(), head)
+        if calibration_x is not None:
+            self.learner.calibrate(np.asarray(calibration_x))
+        return self.learner
+
+    def set_learning(self, lpl: bool, hep: bool) -> None:
+        if (lpl or hep) and self.learner is None:
+            raise TargetError("substrate target has no on-device learner; call "
+                              "attach_learner() first")
+        self._learn = (bool(lpl), bool(hep))
+
     def infer(self, x: np.ndarray) -> SampleResult:
-        """One sample [T, n_in]: class scores (readout reduced over time), hidden spike counts."""
-        out, obs = self.run(np.asarray(x)[:, None, :] if np.ndim(x) == 2 else x,
-                            record=("spikes",))
-        scores = reduce_time(out, self.readout)[0]
-        hidden = [n for n in obs.spikes][-1:] if obs.spikes else []
-        feats = obs.spikes[hidden[0]][:, 0].sum(axis=0) if hidden else None
-        return SampleResult(int(np.argmax(scores)), scores, feats,
-                            int(sum(s.sum() for s in obs.spikes.values())))
+        """One sample [T, n_in]: class scores, spike counts of the last hidden layer.
+
+        With a learner attached the scores are the hEP head's (on the device's features), and
+        LPL adapts the hidden layer if learning is on."""
+        xb = np.asarray(x, dtype=np.float32)
+        xb = xb[:, None, :] if xb.ndim == 2 else xb
+        if self.learner is None:
+            out, obs = self.run(xb, record=("spikes",))
+            scores = reduce_time(out, self.readout)[0]
+            hidden = list(obs.spikes)[-1:]
+            feats = obs.spikes[hidden[0]][:, 0].sum(axis=0) if hidden else None
+            return SampleResult(int(np.argmax(scores)), scores, feats,
+                                int(sum(s.sum() for s in obs.spikes.values())))
+        lr = self.learner
+        pre, post, raw = lr.observe(xb)
+        if self._learn[0]:
+            lr.lpl_update(pre, post)
+            self._tele.lpl_updates += 1
+        self._last_raw = raw
+        scores = lr.head.logits(lr.features(raw))[0]
+        return SampleResult(int(np.argmax(scores)), scores, post[0] * xb.shape[0],
+                            int(round(float(post.sum()) * xb.shape[0])))
+
+    def teach(self, label: int) -> None:
+        """hEP update of the head from the last sample's features."""
+        if self.learner is None or not self._learn[1]:
+            raise TargetError("substrate target: hEP is off (attach_learner, set_learning)")
+        if self._last_raw is None:
+            raise TargetError("substrate target: teach() needs a preceding infer()")
+        c = self.learner.cfg
+        self.learner.head.hep_update(self.learner.features(self._last_raw),
+                                     np.array([int(label)]), c.hep_lr, c.amplitude, c.nudges)
+        self._tele.hep_updates += 1
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        """The programmed targets (what the write controller knows), keyed like read_weights."""
+        """The programmed targets (what the write controller knows), keyed like read_weights,
+        plus the head's arrays ('head.W0', 'head.b0', ...) when a learner is attached."""
         dev = self._dev()
-        return {k: to_weights(dev.arrays[k]["g_target"], dev.w_max[k], dev.preset.mapping)
-                for k in dev.keys()}
+        out = {k: to_weights(dev.arrays[k]["g_target"], dev.w_max[k], dev.preset.mapping)
+               for k in dev.keys()}
+        if self.learner is not None:
+            for i, (W, b) in enumerate(zip(self.learner.head.weights, self.learner.head.biases)):
+                out[f"head.W{i}"], out[f"head.b{i}"] = W.copy(), b.copy()
+        return out
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """Write arrays back (each write pays programming noise)."""
+        """Write arrays back (each device write pays programming noise)."""
         for k, w in weights.items():
+            if k.startswith("head."):
+                if self.learner is None:
+                    raise TargetError(f"substrate target has no head for '{k}'")
+                kind, i = k[5], int(k[6:])
+                arrs = self.learner.head.weights if kind == "W" else self.learner.head.biases
+                arrs[i][...] = w
+                continue
             self.write_weights(k.split(".")[0], w, recurrent=k.endswith(".recurrent"))
+            if self.learner is not None and k == self.learner.layer.name:
+                self.learner.master = np.asarray(w, dtype=np.float64).copy()
+                self.learner.written = self.learner.master.copy()
 
     def telemetry(self) -> Telemetry:
         self._tele.extra = self.info() if self.device is not None else {}
@@ -327,7 +390,9 @@ class OnDeviceLearner:
         self.written = self.master.copy()
         self.w_max = dev.w_max[self.layer.name]
         n_feat, n_cls = self.layer.n_out + dev.base.n_out, dev.base.n_out
-        noise, weight_read = head_hooks(dev.preset, dev.seed)
+        self._head_written = dev.time_s
+        noise, weight_read = head_hooks(dev.preset, dev.seed,
+                                        lambda: self.target._dev().time_s - self._head_written)
         if head is None:
             head = EnergyHead((n_feat, cfg.head_hidden, n_cls), seed=cfg.seed,
                               gain=cfg.head_gain)
@@ -402,7 +467,8 @@ class OnDeviceLearner:
         """Run the stream ``ds`` (x [N, T, C], y [N]) ``cfg.epochs`` times; returns per-epoch
         dicts: head accuracy on the labelled batches before each update, counters, seconds."""
         cfg = self.cfg
-        x, y = check_dataset(ds, self.target._dev().base, "adaptation stream")
+        dev = self.target._dev()
+        x, y = check_dataset(ds, dev.base, "adaptation stream")
         rng = np.random.default_rng(cfg.seed)
         labelled = rng.random(x.shape[0]) < cfg.label_fraction
         self.calibrate(x[:cfg.calibration])
@@ -426,6 +492,7 @@ class OnDeviceLearner:
                     g = self.head.hep_update(feats, y[idx][lab], cfg.hep_lr, cfg.amplitude,
                                              cfg.nudges)
                     self.counters["hep_updates"] += 1
+                    self._head_written = dev.time_s
                     del g
                 bar.update(1)
             history.append({"epoch": epoch + 1, **dict(self.counters),
