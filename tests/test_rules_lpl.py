@@ -169,3 +169,19 @@ def test_fixed_probe_within_one_point_of_float_after_long_run():
     r2_q = 100 * linear_r2(x[-4000:] @ (w_q.T / 2.0 ** WS), s[-4000:])
     assert r2_f >= 80
     assert abs(r2_f - r2_q) <= 1.0, (r2_f, r2_q)
+
+
+@pytest.mark.parametrize("rounding", ["full", "dither"])
+def test_event_driven_update_is_bit_identical_to_dense(rounding):
+    """apply_rank1 skips zero rows/columns but gives the dense path's weights and PRNG state."""
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        n_out, n_in = 7, 11
+        w = rng.integers(-128, 128, (n_out, n_in)).astype(np.int8)
+        post = rng.integers(-2**30, 2**30, n_out) * (rng.random(n_out) < 0.7)
+        pre = (rng.random(n_in) < 0.2).astype(np.int64) << 8
+        r0 = rng_init(trial)
+        a = base.apply_rank1(w, post, pre, 31, r0, -100, 100, rounding)
+        b = base.apply_update(w, post[:, None] * pre[None, :], 31, r0, -100, 100, rounding)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1:] == b[1:]

@@ -46,6 +46,11 @@ CASES = [
     ("lpl_rate_saturating", "lpl_rate",
      dict(eta=4.0, xi=1e-3, tau_mean=3.0, tau_var=2.0, warmup=0, w_min=-0.25, w_max=0.25),
      6, 4, 32, 7, "LPL rate form driven hard: weight bounds and int32 saturation active"),
+    ("lpl_rate_event_spikes", "lpl_rate",
+     dict(eta=0.05, tau_mean=20.0, tau_var=20.0, tau_post=5.0, warmup=3, w_min=-0.5,
+          w_max=0.5),
+     16, 6, 48, 7, "LPL rate form on sparse input spikes (event-driven path: only active "
+                   "columns draw PRNG words) with initial weights outside the bounds"),
     ("lpl_spiking_exact", "lpl_spiking",
      dict(eta=1.0, variant="exact", tau_mean=0.05, tau_var=0.02, delay=3e-3),
      8, 4, 64, 7, "spiking LPL, per-synapse eligibility traces (dither-rounded)"),
@@ -82,6 +87,8 @@ def _inputs(name: str, rule: str, n_in: int, n_out: int, steps: int,
         pre = np.clip(np.round(x * 64), -2000, 2000).astype(np.int64)
         post = np.clip(np.round((x @ rng.normal(0, 0.4, (n_in, n_out))) * 64), -3000, 3000)
         d = {"pre": pre, "post": post.astype(np.int64)}
+        if "event" in name:         # binary input spikes in Q.8, 15 % active
+            d["pre"] = (rng.random((steps, n_in)) < 0.15).astype(np.int64) << 8
         if "filters" in name:       # per-neuron f'(a) in Q.12
             d["gain"] = rng.integers(1024, 4097, (steps, n_out)).astype(np.int64)
         if "saturating" in name:    # extreme int16 activities
@@ -129,7 +136,8 @@ def generate() -> tuple[dict, dict[str, bytes]]:
         rng = np.random.default_rng(1000 + i)
         inputs = _inputs(name, rule, n_in, n_out, steps, rng)
         lo, hi = base.int_bounds(p.w_min, p.w_max, w_shift)
-        w0 = rng.integers(max(lo, -60), min(hi, 60) + 1, (n_out, n_in)).astype(np.int64)
+        span = (-128, 127) if "outside" in desc else (max(lo, -60), min(hi, 60))
+        w0 = rng.integers(span[0], span[1] + 1, (n_out, n_in)).astype(np.int64)
         seed = 0xC0FFEE + i
         rec = run_case(rule, p, n_in, n_out, w_shift, inputs, w0, seed)
         arrays = {**inputs, "w0": w0, **rec}

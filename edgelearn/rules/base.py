@@ -34,13 +34,14 @@ Fixed-point helpers (see docs/learning-rules.md for formats):
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from edgelearn.errors import InputError, ParameterError
-from edgelearn.fixed import RngState, rng_draw, round_shift, stochastic_shift
+from edgelearn.fixed import RngState, hash32, rng_draw, round_shift, stochastic_shift
 
 ROUNDING_MODES = ("full", "dither")
 MANTISSA_BITS = 12
@@ -190,6 +191,7 @@ class RateCode(NamedTuple):
         return self.k / float(1 << self.s)
 
 
+@functools.lru_cache(maxsize=4096)
 def encode_rate(rule: str, name: str, r: float) -> RateCode:
     """Encode a per-step rate r in (0, 1] with a 12-bit mantissa (relative error < 2^-12)."""
     if not (math.isfinite(r) and 0 < r <= 1):
@@ -206,15 +208,18 @@ def tau_rate(tau_steps: float) -> float:
     return -math.expm1(-1.0 / tau_steps)
 
 
+@functools.lru_cache(maxsize=4096)
 def decay_code(rule: str, name: str, tau_steps: float) -> RateCode:
     return encode_rate(rule, name, tau_rate(tau_steps))
 
 
-def ema_fixed(x: np.ndarray, target: np.ndarray, code: RateCode, rng: RngState
-              ) -> tuple[np.ndarray, RngState]:
-    """``x + stochastic_shift((target - x) * k, s)`` elementwise (int64), one draw per element.
+def ema_fixed(x: np.ndarray, target: np.ndarray, code: RateCode, rng: RngState,
+              dither: bool = False) -> tuple[np.ndarray, RngState]:
+    """``x + stochastic_shift((target - x) * k, s, draw)`` elementwise (int64).
 
-    If s > 32 the product is first reduced with round_shift by s - 32 (bias < 2^-33 LSB).
+    One PRNG word per element; with ``dither`` (2-D x only) r_ij = a_i + b_j, i.e.
+    n_out + n_in words per call, each rounding still unbiased. If s > 32 the product is first
+    reduced with round_shift by s - 32 (bias < 2^-33 LSB).
     """
     x = np.asarray(x, dtype=np.int64)
     num = (np.asarray(target, dtype=np.int64) - x) * code.k
@@ -222,21 +227,11 @@ def ema_fixed(x: np.ndarray, target: np.ndarray, code: RateCode, rng: RngState
     if s > MAX_SHIFT:
         num = round_shift(num, s - MAX_SHIFT)
         s = MAX_SHIFT
-    r, rng = rng_draw(rng, x.size)
-    return x + stochastic_shift(num, s, r.reshape(x.shape)), rng
-
-
-def ema_fixed_matrix(x: np.ndarray, target: np.ndarray, code: RateCode, rng: RngState
-                     ) -> tuple[np.ndarray, RngState]:
-    """:func:`ema_fixed` for an [n_out, n_in] matrix with dither draws r_ij = a_i + b_j
-    (n_out + n_in words per call instead of one per element; each rounding still unbiased)."""
-    x = np.asarray(x, dtype=np.int64)
-    num = (np.asarray(target, dtype=np.int64) - x) * code.k
-    s = code.s
-    if s > MAX_SHIFT:
-        num = round_shift(num, s - MAX_SHIFT)
-        s = MAX_SHIFT
-    r, rng = draws(rng, x.shape, "dither")
+    if dither:
+        r, rng = draws(rng, x.shape, "dither")
+    else:
+        r, rng = rng_draw(rng, x.size)
+        r = r.reshape(x.shape)
     return x + stochastic_shift(num, s, r), rng
 
 
@@ -246,6 +241,7 @@ def ema_float(x: np.ndarray, target: np.ndarray, rate: float) -> np.ndarray:
 
 # ---------------------------------------------------------------- weight updates
 
+@functools.lru_cache(maxsize=4096)
 def int_bounds(w_min: float, w_max: float, w_shift: float) -> tuple[int, int]:
     """Integer weight bounds: the float bounds in LSBs, intersected with the int8 range."""
     scale = 2.0 ** float(w_shift)
@@ -269,7 +265,12 @@ def draws(rng: RngState, shape: tuple[int, int], rounding: str) -> tuple[np.ndar
 
 def apply_update(w: np.ndarray, num: np.ndarray, shift: int, rng: RngState, lo: int, hi: int,
                  rounding: str) -> tuple[np.ndarray, RngState, int, int]:
-    """w + stochastic_shift(num, shift), clipped to [lo, hi]; returns (w_int8, rng, changed, clipped).
+    """w + stochastic_shift(num, shift) with bounds; returns (w_int8, rng, changed, clipped).
+
+    Bounds stop updates, they never move a weight by themselves: the result is clipped to
+    [min(lo, w), max(hi, w)], so a weight already outside [lo, hi] (e.g. pretrained) stays
+    until an update moves it inwards, and a zero update is always a no-op (which is what lets
+    :func:`apply_rank1` skip inactive synapses).
 
     ``num`` is the exact update in units of 2^-shift weight LSBs (int64 [n_out, n_in]). If
     shift > 32 the numerator is first reduced with round_shift (bias < 2^-33 LSB).
@@ -283,16 +284,68 @@ def apply_update(w: np.ndarray, num: np.ndarray, shift: int, rng: RngState, lo: 
         shift = 0
     r, rng = draws(rng, num.shape, rounding)
     dw = stochastic_shift(num, shift, r)
-    raw = w.astype(np.int64) + dw
-    new = np.clip(raw, lo, hi)
+    w64 = w.astype(np.int64)
+    raw = w64 + dw
+    new = np.clip(raw, np.minimum(lo, w64), np.maximum(hi, w64))
     clipped = int(np.count_nonzero(new != raw))
-    changed = int(np.count_nonzero(new != w))
+    changed = int(np.count_nonzero(new != w64))
     return new.astype(np.int8), rng, changed, clipped
 
 
+def rng_words_at(rng: RngState, idx: np.ndarray) -> np.ndarray:
+    """Words ``idx`` (offsets from the current counter) of the stream, without advancing it:
+    r_k = hash32(key ^ hash32(counter + k)) exactly as :func:`edgelearn.fixed.rng_draw`."""
+    ctr = (np.uint64(rng.counter) + np.asarray(idx, dtype=np.uint64)) & np.uint64(0xFFFFFFFF)
+    return hash32(np.uint64(rng.key) ^ hash32(ctr))
+
+
+def advance(rng: RngState, n: int) -> RngState:
+    return RngState(rng.key, (rng.counter + int(n)) & 0xFFFFFFFF)
+
+
+def apply_rank1(w: np.ndarray, post: np.ndarray, pre: np.ndarray, shift: int, rng: RngState,
+                lo: int, hi: int, rounding: str) -> tuple[np.ndarray, RngState, int, int]:
+    """:func:`apply_update` for ``num = outer(post, pre)``, skipping zero rows and columns.
+
+    A zero numerator never changes a weight whatever its draw (r & (2^s-1) < 2^s), and the
+    counter-based PRNG lets the active synapses fetch their own words, so the result and the
+    PRNG state are bit-identical to the dense path; the cost scales with the number of active
+    (row, column) pairs (event-driven when ``pre`` holds sparse spikes).
+    """
+    post = np.asarray(post, dtype=np.int64)
+    pre = np.asarray(pre, dtype=np.int64)
+    n_out, n_in = w.shape
+    rows, cols = np.flatnonzero(post), np.flatnonzero(pre)
+    if 2 * rows.size * cols.size > n_out * n_in:
+        return apply_update(w, post[:, None] * pre[None, :], shift, rng, lo, hi, rounding)
+    words = n_out * n_in if rounding == "full" else n_out + n_in
+    if rows.size == 0 or cols.size == 0:
+        return w, advance(rng, words), 0, 0
+    num = post[rows, None] * pre[None, cols]
+    if shift > MAX_SHIFT:
+        num = round_shift(num, shift - MAX_SHIFT)
+        shift = MAX_SHIFT
+    elif shift < 0:
+        num = num << -shift
+        shift = 0
+    if rounding == "full":
+        r = rng_words_at(rng, rows[:, None] * n_in + cols[None, :])
+    else:
+        ab = rng_words_at(rng, np.concatenate([rows, n_out + cols]))
+        r = (ab[: rows.size, None] + ab[None, rows.size:]) & np.uint64(0xFFFFFFFF)
+    sub = w[np.ix_(rows, cols)].astype(np.int64)
+    raw = sub + stochastic_shift(num, shift, r)
+    new = np.clip(raw, np.minimum(lo, sub), np.maximum(hi, sub))
+    out = w.copy()
+    out[np.ix_(rows, cols)] = new.astype(np.int8)
+    return (out, advance(rng, words), int(np.count_nonzero(new != sub)),
+            int(np.count_nonzero(new != raw)))
+
+
 def apply_float(w: np.ndarray, dw: np.ndarray, w_min: float, w_max: float) -> np.ndarray:
-    """Float twin of the bounded update: clip(w + dW, w_min, w_max)."""
-    return np.clip(np.asarray(w, dtype=np.float64) + dw, w_min, w_max)
+    """Float twin of the bounded update: clip(w + dW, min(w_min, w), max(w_max, w))."""
+    w = np.asarray(w, dtype=np.float64)
+    return np.clip(w + dw, np.minimum(w_min, w), np.maximum(w_max, w))
 
 
 def saturate_count(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
@@ -302,6 +355,7 @@ def saturate_count(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     return y, int(np.count_nonzero(y != x))
 
 
+@functools.lru_cache(maxsize=4096)
 def encode_scale(rule: str, name: str, value: float) -> RateCode:
     """A positive scale factor (learning rate, coefficient) as mantissa/exponent (k, s).
 

@@ -324,8 +324,8 @@ def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngStat
     changed = clipped = 0
     if not skipped:
         lo, hi = base.int_bounds(params.w_min, params.w_max, w_shift)
-        w, rng, changed, clipped = base.apply_update(
-            w, p[:, None] * x[None, :], params.factor_frac + A, rng, lo, hi, params.rounding)
+        w, rng, changed, clipped = base.apply_rank1(
+            w, p, x, params.factor_frac + A, rng, lo, hi, params.rounding)
     mean, rng = base.ema_fixed(state.mean, z << E, codes.mean, rng)
     var, rng = base.ema_fixed(state.var, round_shift(d * d, E), codes.var, rng)
     cov = state.cov

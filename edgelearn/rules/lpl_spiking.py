@@ -249,9 +249,9 @@ def step_fixed(w_int8, pre, post, fprime_q, state: State, params: Params, rng: R
     nsat = 0
     if params.variant == "exact":
         tgt = round_shift(np.outer(fp, pre_f), FP_FRAC)                       # Q.T
-        el_r, rng = base.ema_fixed_matrix(el_r, tgt, code["tau_err_rise"], rng)
+        el_r, rng = base.ema_fixed(el_r, tgt, code["tau_err_rise"], rng, dither=True)
         el_r, k1 = base.saturate_count(el_r, 16)
-        el_f, rng = base.ema_fixed_matrix(el_f, el_r, code["tau_err_fall"], rng)
+        el_f, rng = base.ema_fixed(el_f, el_r, code["tau_err_fall"], rng, dither=True)
         el_f, k2 = base.saturate_count(el_f, 16)
         nsat += k1 + k2
     else:
