@@ -12,8 +12,9 @@ transmits in answer, so the whole device side is testable without a port and the
 * ordering: a request with seq == expected is executed once; its reply is cached (the last
   ``window`` replies). seq behind expected (a retransmission) gets the cached reply again,
   never a second execution. seq ahead of expected (something was lost) is dropped, and a NAK
-  carrying ``expected`` is sent for the first such frame after each advance and whenever
-  seq == expected + 1, so the host retransmits at once instead of waiting for its timer.
+  carrying ``expected`` is sent for the first such frame after each advance and again for the
+  first frame of each new retransmission round (its seq is not above the last dropped one), so
+  the host retransmits at once instead of waiting for its timer.
 * memory: the link buffers (rx, tx, reply cache) and the model live in one fixed Arena; a model
   or learning state that does not fit is refused with ERROR NO_MEMORY and the previous layout is
   restored, never a crash.
@@ -80,6 +81,7 @@ class Device:
         self.expected = 0
         self.cache: dict[int, bytes] = {}
         self.nak_armed = True
+        self.last_ahead = 0
         self.flash.abort()
         self.upload_len = self.upload_crc = 0
         self.pull_image = b""
@@ -163,10 +165,14 @@ class Device:
                 self.reboot()
             return reply
         if ahead < 128:
-            if self.nak_armed or ahead == 1:
+            # one NAK per retransmission round: a round's frames arrive with rising seq, so a
+            # seq at or below the last ahead one means the host started a new round
+            if self.nak_armed or ahead <= self.last_ahead:
                 self.nak_armed = False
+                self.last_ahead = ahead
                 self.naks += 1
                 return self._send(m.NAK, self.expected, m.Nak(self.expected).pack())
+            self.last_ahead = ahead
             return b""
         self.frames_dup += 1
         return self.cache.get(fr.seq, b"")

@@ -16,7 +16,10 @@ Ports (``read(limit, timeout) -> bytes | None``; None means "the client went awa
   socket:// server elsewhere).
 
 Pacing: with ``baud`` > 0 each direction carries at most baud/10 bytes per second (8N1: ten bit
-times per byte), independently (full duplex); reads and writes go in slices of about 2 ms.
+times per byte), independently (full duplex); reads and writes go in slices of about 2 ms. The
+pacing clock may lag real time by up to SLACK (20 ms): bytes that "arrived" while the loop was
+busy are in the UART's receive FIFO, as on a board with DMA, so loop latency does not slow the
+line; an idle line can therefore deliver at most 20 ms worth of bytes early.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import time
 import tty
 
 from firmware_sim.device import Device
+
+SLACK = 0.020   # seconds the pacing clock may lag (receive FIFO / DMA ring of a board)
 
 
 class PtyPort:
@@ -183,12 +188,12 @@ class Server:
                 n = self.port.write(bytes(self.out[:quantum]))
                 del self.out[:n]
                 if byte_time:
-                    tx_free = max(now, tx_free) + n * byte_time
+                    tx_free = max(now - SLACK, tx_free) + n * byte_time
             now = time.monotonic()
             if now < rx_free:
                 time.sleep(min(rx_free - now, 0.002))
                 continue
-            wait = 0.0 if self.out else 0.05
+            wait = 0.0 if self.out else (0.002 if byte_time else 0.05)
             data = self.port.read(quantum, wait)
             if data is None:                 # the client closed the line
                 self.device.session = False
@@ -200,7 +205,7 @@ class Server:
             if not data:
                 continue
             if byte_time:
-                rx_free = max(now, rx_free) + len(data) * byte_time
+                rx_free = max(now - SLACK, rx_free) + len(data) * byte_time
             if self.reset_after_bytes and self.rx_bytes < self.reset_after_bytes \
                     <= self.rx_bytes + len(data):
                 cut = self.reset_after_bytes - self.rx_bytes

@@ -6,6 +6,8 @@ an 8-bit sequence number; the device answers each with one frame of the same num
 back). A request is retransmitted, together with every later unanswered one, when
 
 * the device sends NAK(expected) (it saw a gap), or
+* a later request was answered first (the line is FIFO, so this one's request or reply was
+  lost), or
 * no reply came within the retransmission timeout: ``timeout`` + the time the line needs to
   carry a full window (``2 * window * max_wire * 10 / baud`` when the device announces a baud).
 
@@ -69,6 +71,7 @@ class LinkStats:
     retransmissions: int = 0
     timeouts: int = 0
     naks: int = 0
+    fast_retransmissions: int = 0
     bad_frames: int = 0
     echoes: int = 0
 
@@ -192,6 +195,14 @@ class Client:
                             f"malformed reply: {exc}".encode())
         del self._pending[fr.seq]
         self._replies[fr.seq] = reply
+        # The line is FIFO and the device answers in order: an unanswered request sent before
+        # the one just answered lost its request or its reply. Resend it now (safe: the device
+        # answers a duplicate from its reply cache) instead of waiting for the timer.
+        for q in list(self._pending.values()):
+            if q.sent_at <= p.sent_at:
+                self._send(q)
+                self.stats.retransmissions += 1
+                self.stats.fast_retransmissions += 1
 
     def _check_timeouts(self) -> None:
         if not self._pending:
@@ -232,7 +243,7 @@ class Client:
         order: list[int] = []
         exhausted = False
         while True:
-            while not exhausted and len(self._pending) < self.window:
+            while not exhausted and self._in_flight() < self.window:
                 try:
                     msg = next(it)
                 except StopIteration:
@@ -248,6 +259,17 @@ class Client:
                 wait = oldest.sent_at + self.rto - time.monotonic()
                 self._pump(min(max(wait, 0.0), 0.05))
                 self._check_timeouts()
+
+    def _in_flight(self) -> int:
+        """Sequence numbers from the oldest unanswered request to the next one to send.
+
+        The window bounds this span, not the count of unanswered requests: the device caches
+        only the last ``window`` replies, so a request whose reply was lost must stay within
+        ``window`` of the newest one or its retransmission could no longer be answered.
+        """
+        if not self._pending:
+            return 0
+        return (self._seq - next(iter(self._pending))) & 0xFF
 
     def request(self, msg: m.Message) -> m.Message:
         """Send one request and return its reply (raises DeviceErrorReply on ERROR)."""

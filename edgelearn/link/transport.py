@@ -1,7 +1,7 @@
 """Byte pipes to a device, opened by URL (L3; the only module family that imports pyserial).
 
     /dev/ttyACM0, COM3, socket://host:port, loop://, rfc2217://...   pyserial serial_for_url
-    sim  or  sim://?profile=cortex-m4-256k&ram=256KiB&flash=1MiB&baud=115200&flash_file=F
+    sim  or  sim?profile=... or sim://?profile=cortex-m4-256k&ram=256KiB&flash=1MiB&baud=115200&flash_file=F
          start ``python -m firmware_sim --pty`` and open the slave path it prints
     faulty:<inner-url>?rate=1e-3&seed=1&kinds=drop,flip,dup,insert&reset_at=N
          any of the above wrapped in byte-level fault injection (faults.py); query keys that
@@ -216,7 +216,7 @@ def open_transport(url: str, baudrate: int = 115200) -> Transport:
         if left:
             inner_url += "?" + urlencode(left)
         return FaultyTransport(open_transport(inner_url, baudrate), cfg)
-    if url == "sim" or url.startswith("sim:"):
+    if url == "sim" or url.startswith(("sim:", "sim?")):
         _, query = _split_query(url)
         return open_sim(query)
     return open_serial(url, baudrate)

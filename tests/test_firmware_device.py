@@ -1,0 +1,210 @@
+"""The simulated board's logic without any I/O: Device.feed(bytes) -> bytes."""
+
+import numpy as np
+import pytest
+
+from edgelearn.kernels.image import from_image, to_image
+from edgelearn.kernels.lif_fixed import qrun
+from edgelearn.link import framing
+from edgelearn.link import messages as m
+from edgelearn.link.framing import Frame, StreamDecoder, crc32, encode_frame
+from firmware_sim.cycles import COSTS, core_of, worst_case_cycles
+from firmware_sim.device import Device
+from firmware_sim.flash import Flash
+from firmware_sim.inprocess import test_image, test_qnetwork
+
+
+class Host:
+    """A minimal scripted host: sends requests, decodes the device's answer."""
+
+    def __init__(self, dev: Device) -> None:
+        self.dev, self.seq, self.dec = dev, 0, StreamDecoder(4096)
+
+    def raw(self, msg: m.Message, seq: int | None = None, version: int = 1) -> list:
+        s = self.seq if seq is None else seq
+        if seq is None:
+            self.seq = (self.seq + 1) & 0xFF
+        out = self.dev.feed(encode_frame(Frame(msg.TYPE, s, msg.pack(), version)))
+        return [(f.seq, m.decode_message(f.type, f.payload)) for f in self.dec.feed(out)]
+
+    def __call__(self, msg: m.Message) -> m.Message:
+        (seq, reply), = self.raw(msg)
+        return reply
+
+
+def make(tmp_path=None, ram=64 * 1024, flash=256 * 1024, **kw):
+    path = None if tmp_path is None else str(tmp_path / "board.flash")
+    return Device(ram=ram, flash=flash, flash_file=path, log=lambda s: None, **kw)
+
+
+def upload(h: Host, image: bytes, chunk: int = 1000) -> m.Message:
+    h(m.UploadBegin(len(image), crc32(image)))
+    for i in range(0, len(image), chunk):
+        h(m.UploadData(image[i:i + chunk]))
+    return h(m.UploadCommit())
+
+
+def test_no_session_then_hello_reports_limits():
+    h = Host(make())
+    err = h(m.Telemetry())
+    assert isinstance(err, m.Error) and err.code == m.E_NO_SESSION
+    info = h(m.Hello())
+    assert info.protocol_version == 1 and info.ram == 64 * 1024 and info.flash == 256 * 1024
+    assert info.active_slot == m.NO_SLOT and info.weight_bits == 8 and info.decay_bits == 12
+
+
+def test_wrong_version_is_refused_naming_both_versions():
+    logs = []
+    dev = Device(ram=64 * 1024, flash=256 * 1024, log=logs.append)
+    (seq, err), = Host(dev).raw(m.Hello(), version=2)
+    assert err.code == m.E_VERSION and (err.arg0, err.arg1) == (1, 2)
+    assert "host speaks version 2, this device speaks version 1" in err.text
+    assert "host speaks version 2" in logs[0] and not dev.session
+
+
+def test_upload_commit_and_inference_is_bit_exact_with_host_kernel():
+    h = Host(make())
+    h(m.Hello())
+    qnet = test_qnetwork()
+    done = upload(h, to_image(qnet))
+    assert isinstance(done, m.UploadCommitReply) and done.generation == 1
+    x = (np.random.default_rng(1).random((30, qnet.n_in)) < 0.2).astype(np.uint8)
+    packed = np.packbits(x, axis=1, bitorder="little")
+    rep = h(m.Infer(30, qnet.n_in, m.INFER_RESET, packed.tobytes()))
+    y = np.unpackbits(np.frombuffer(rep.data, np.uint8).reshape(30, -1), axis=1,
+                      bitorder="little")[:, :qnet.n_out]
+    want = qrun(qnet, x.astype(np.int64)).output[:, 0, :]
+    np.testing.assert_array_equal(y, want)
+    assert y.sum() > 0
+
+
+def test_duplicates_answered_from_cache_not_reexecuted_and_gaps_nakked():
+    h = Host(make())
+    h(m.Hello())
+    h(m.UploadBegin(4, crc32(b"abcd")))
+    seq = h.seq
+    (s, r), = h.raw(m.UploadData(b"ab"), seq=seq)
+    assert r.received == 2
+    (s, r), = h.raw(m.UploadData(b"ab"), seq=seq)        # retransmission: same answer
+    assert r.received == 2 and h.dev.frames_dup == 1
+    (s, r), = h.raw(m.UploadData(b"cd"), seq=seq + 2)    # ahead: dropped, NAK(expected)
+    assert isinstance(r, m.Nak) and r.expected == seq + 1
+    assert h.raw(m.UploadData(b"cd"), seq=seq + 3) == []  # same round: no second NAK
+    (s, r), = h.raw(m.UploadData(b"cd"), seq=seq + 1)
+    assert r.received == 4
+
+
+def test_crc_mismatch_and_bad_image_do_not_activate():
+    h = Host(make())
+    h(m.Hello())
+    img = test_image()
+    assert upload(h, img).generation == 1
+    h(m.UploadBegin(10, 12345))
+    h(m.UploadData(b"0123456789"))
+    err = h(m.UploadCommit())
+    assert err.code == m.E_IMAGE_CRC
+    junk = b"\x01" * 64
+    err = upload(h, junk)
+    assert err.code == m.E_BAD_IMAGE and "magic" in err.text
+    assert h.dev.flash.active().crc == crc32(img)
+
+
+def test_model_too_big_for_ram_is_an_error_frame_and_previous_model_stays():
+    dev = make(ram=24 * 1024, flash=1024 * 1024)
+    h = Host(dev)
+    h(m.Hello())
+    small = test_image()
+    assert upload(h, small).generation == 1
+    big = test_image(n_in=200, n_hidden=200)          # 40 KB of weights > 24 KiB RAM
+    err = upload(h, big)
+    assert isinstance(err, m.Error) and err.code == m.E_NO_MEMORY
+    assert "needs" in err.text and "missing" in err.text
+    tel = h(m.Telemetry())
+    assert tel.arena_high_water >= tel.arena_used > 0 and tel.arena_size == 24 * 1024
+    assert dev.flash.active().crc == crc32(small) and dev.engine is not None
+
+
+def test_learning_state_that_does_not_fit_is_refused():
+    dev = make(ram=32 * 1024, flash=256 * 1024)
+    h = Host(dev)
+    h(m.Hello())
+    assert upload(h, test_image(n_in=100, n_hidden=100)).generation == 1
+    # decorrelation needs 4 * n_out^2 bytes (40 KB) of LPL state
+    err = h(m.Learn(1, 0, ((m.LEARN_PARAM_IDS["lam_decorr"], 1.0),)))
+    assert err.code == m.E_NO_MEMORY
+    ok = h(m.Learn(1, 0, ((m.LEARN_PARAM_IDS["eta"], 0.01),)))
+    assert ok.enable == 1 and ok.layer == 0
+
+
+def test_flash_persists_last_commit_and_reset_mid_upload_keeps_previous(tmp_path):
+    dev = make(tmp_path)
+    h = Host(dev)
+    h(m.Hello())
+    a, b = test_image(seed=1), test_image(seed=2)
+    upload(h, a)
+    h(m.UploadBegin(len(b), crc32(b)))
+    h(m.UploadData(b[:700]))
+    dev.reboot()                                   # power cut in the middle of the upload
+    assert dev.flash.active().crc == crc32(a) and dev.engine is not None
+    again = make(tmp_path)                         # a restarted process with the same file
+    assert again.flash.active().crc == crc32(a)
+    assert again.flash.image(again.flash.active().slot) == a
+    h2 = Host(again)
+    h2(m.Hello())
+    assert upload(h2, b).generation == 2
+    assert make(tmp_path).flash.active().crc == crc32(b)
+
+
+def test_pull_returns_learned_weights_and_telemetry_counts():
+    h = Host(make())
+    h(m.Hello())
+    qnet = test_qnetwork()
+    upload(h, to_image(qnet))
+    h(m.Learn(1, m.LAYER_DEFAULT, ((1, 0.05), (10, 0.0))))
+    x = (np.random.default_rng(2).random((40, qnet.n_in)) < 0.3).astype(np.uint8)
+    h(m.Infer(40, qnet.n_in, 0, np.packbits(x, axis=1, bitorder="little").tobytes()))
+    head = h(m.PullBegin())
+    img = b"".join(h(m.PullRead(o, min(500, head.length - o))).data
+                   for o in range(0, head.length, 500))
+    assert crc32(img) == head.crc
+    pulled = from_image(img)
+    assert not np.array_equal(pulled.layers[0].weight, qnet.layers[0].weight)
+    tel = h(m.Telemetry())
+    assert tel.steps == 40 and tel.learn_updates == 40 and tel.learning == 1
+    assert tel.spikes > 0 and tel.input_spikes == int(x.sum()) and tel.cycles_per_step > 0
+
+
+def test_garbage_and_echoes_are_ignored():
+    dev = make()
+    assert dev.feed(bytes(range(256)) * 4) == b""
+    echo = encode_frame(Frame(m.HELLO | m.REPLY, 0, b"", 1, framing.FLAG_DEVICE))
+    assert dev.feed(echo) == b""
+    assert dev.frames_bad >= 2
+
+
+def test_read_flash_range_checked():
+    h = Host(make())
+    h(m.Hello())
+    img = test_image()
+    slot = upload(h, img).slot
+    assert h(m.ReadFlash(slot, 10, 20)).data == img[10:30]
+    assert h(m.ReadFlash(slot, len(img) - 5, 10)).code == m.E_RANGE
+
+
+def test_flash_too_small_and_wrong_file_size(tmp_path):
+    from firmware_sim.flash import FlashError
+    with pytest.raises(FlashError):
+        Flash(1000)
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"\xff" * 5000)
+    with pytest.raises(FlashError, match="holds 5000 B"):
+        Flash(8192, p)
+
+
+def test_cycle_model_orders_cores_and_counts_learning():
+    shapes = [(700, 256, False), (256, 20, False)]
+    m0, m4, m7 = (worst_case_cycles(COSTS[c], shapes) for c in
+                  ("cortex-m0plus", "cortex-m4", "cortex-m7"))
+    assert m0 > m4 > m7 > 0
+    assert core_of("cortex-m0plus-64k").core == "cortex-m0plus"
+    assert core_of("linux-board").core == "linux"

@@ -1,0 +1,148 @@
+"""The link under damage: byte errors, device resets mid-upload, version mismatch, dead lines."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgelearn.errors import LinkError
+from edgelearn.kernels.image import to_image
+from edgelearn.link.client import Client, DeviceErrorReply
+from edgelearn.link.faults import FaultConfig, FaultyTransport, corrupt
+from edgelearn.link.framing import crc32
+from edgelearn.link.transport import loop_pair, open_transport
+from firmware_sim.inprocess import InProcessBoard, test_image, test_qnetwork
+
+
+def test_corrupt_is_reproducible_and_hits_the_rate():
+    data = bytes(200_000)
+    a, na = corrupt(data, 1e-3, ("flip",), np.random.default_rng(5))
+    b, nb = corrupt(data, 1e-3, ("flip",), np.random.default_rng(5))
+    assert a == b and na == nb and 140 < na < 260 and len(a) == len(data)
+    d, nd = corrupt(data, 1e-2, ("drop",), np.random.default_rng(1))
+    assert len(d) == len(data) - nd
+    with pytest.raises(LinkError, match="fault kinds"):
+        FaultConfig(rate=0.1, kinds=("melt",))
+
+
+def test_one_mib_upload_at_byte_error_rate_1e_3_over_pty():
+    img = test_image(n_in=1024, n_hidden=1024, n_out=10, seed=11)   # 1.02 MiB device image
+    assert len(img) >= 1024 * 1024
+    t = open_transport("faulty:sim?rate=1e-3&seed=7&profile=linux&flash=4MiB")
+    with Client(t, timeout=0.1, retries=40) as c:
+        res = c.upload(img, chunk=256, verify="crc")
+        assert t.faults_tx > 500 and c.stats.retransmissions > 0
+        assert res.crc == crc32(img)
+        info = c.hello()
+        assert (info.active_len, info.active_crc) == (len(img), crc32(img))
+        head = c.read_image(res.slot, 4096)
+        assert head == img[:4096]
+
+
+def _upload_interrupted(client, img, reset_at_written):
+    with pytest.raises(LinkError) as exc:
+        client.upload(img, chunk=512, verify="none")
+    return str(exc.value)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_reset_at_random_point_of_upload_keeps_previous_model(seed):
+    rng = np.random.default_rng(seed)
+    old, new = test_image(seed=20), test_image(n_in=300, n_hidden=64, seed=21)
+    with InProcessBoard("socketpair", ram=256 * 1024, flash=512 * 1024) as board:
+        Client(board.host).upload(old)        # (closing that client would close the pipe)
+        at = int(rng.integers(1, len(new)))
+        ft = FaultyTransport(board.host, FaultConfig(reset_at=at), on_reset=board.reset)
+        c = Client(ft, timeout=0.05, retries=3)
+        msg = _upload_interrupted(c, new, at)
+        assert "NO_SESSION" in msg or "no reply" in msg
+        info = c.hello()
+        assert info.active_crc == crc32(old) and info.active_len == len(old)
+        assert c.read_image(info.active_slot, len(old)) == old
+        x = (rng.random((10, 40)) < 0.3)
+        assert c.infer(x, reset=True).shape == (10, 10)     # the old model still runs
+
+
+def test_power_cut_mid_upload_then_restart_keeps_last_commit(tmp_path):
+    flash = tmp_path / "board.flash"
+    url = f"sim?flash_file={flash}&ram=256KiB&flash=512KiB"
+    old, new = test_image(seed=30), test_image(n_in=400, n_hidden=64, seed=31)
+    with Client(url) as c:
+        c.upload(old)
+    t = open_transport(url)
+    ft = FaultyTransport(t, FaultConfig(reset_at=len(new) // 2),
+                         on_reset=lambda: os.kill(t.proc.pid, signal.SIGKILL))
+    c = Client(ft, timeout=0.05, retries=2)
+    with pytest.raises(LinkError):
+        c.upload(new, verify="none")
+    c.close()
+    with Client(url) as c2:                       # a new process on the same flash file
+        assert c2.info.active_crc == crc32(old)
+        assert c2.read_image(c2.info.active_slot, len(old)) == old
+
+
+def test_sigusr1_reset_through_faulty_sim_url():
+    old = test_image(seed=40)
+    t = open_transport("faulty:sim?reset_at=3000&ram=256KiB&flash=512KiB")
+    with Client(t, timeout=0.05, retries=3) as c:
+        c.upload(old)                 # 2 KiB: finishes before the reset point
+        with pytest.raises(LinkError):
+            c.upload(test_image(n_in=200, seed=41), verify="none")
+        assert c.hello().active_crc == crc32(old)
+
+
+def test_wrong_protocol_version_fails_clearly_on_both_sides():
+    proc = subprocess.Popen([sys.executable, "-m", "firmware_sim", "--port",
+                             "socket-server://127.0.0.1:0", "--protocol-version", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        with pytest.raises(LinkError, match="protocol version mismatch: host speaks version 1, "
+                                            "device speaks version 2"):
+            Client(url)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=5)
+    assert "protocol version mismatch: host speaks version 1, this device speaks version 2" \
+        in err
+    logs = []
+    with InProcessBoard("socketpair", ram=64 * 1024, flash=256 * 1024, log=logs.append) as b:
+        with pytest.raises(LinkError, match="host speaks version 3, device speaks version 1"):
+            Client(b.host, protocol_version=3)
+    assert any("host speaks version 3, this device speaks version 1" in line for line in logs)
+
+
+def test_timeouts_name_the_message_and_loopback_is_detected():
+    host, _dead = loop_pair()                   # nobody serves the other end
+    with pytest.raises(LinkError, match=r"no reply to HELLO \(seq 0\) after 2 retries"):
+        Client(host, timeout=0.02, retries=2)
+    with pytest.raises(LinkError, match="loop-back, not a device"):
+        Client("loop://", timeout=0.02, retries=1)
+
+
+def test_garbage_on_the_line_and_device_reboot_are_survived():
+    qnet = test_qnetwork(seed=50)
+    with InProcessBoard("socketpair", ram=256 * 1024, flash=512 * 1024) as board:
+        with Client(board.host, timeout=0.05) as c:
+            c.upload(to_image(qnet))
+            board.host.write(bytes(np.random.default_rng(0).integers(0, 256, 5000,
+                                                                      dtype=np.uint8)))
+            assert c.telemetry().frames_bad > 0
+            board.reset()
+            with pytest.raises(DeviceErrorReply, match="NO_SESSION"):
+                for _ in range(50):
+                    c.telemetry()
+            c.hello()
+            assert c.telemetry().active_slot == 0
+
+
+def test_throttled_line_upload_reaches_90_percent_of_baud():
+    img = test_image(n_in=200, n_hidden=60, seed=60)       # ~12 KiB
+    with Client("sim?baud=115200&ram=256KiB&flash=512KiB") as c:
+        assert c.info.baud == 115200
+        res = c.upload(img, verify="none")
+    rate = res.length / res.seconds
+    assert rate >= 0.9 * 115200 / 10, rate
