@@ -106,10 +106,12 @@ def bench_event(repeat: int) -> dict:
     return res
 
 
-def load_model_and_data(name: str):
+def load_model_and_data(spec: str):
+    """``name`` (models/<name>.onnx) or ``name=PATH``; the name picks the data set."""
     from edgelearn.io import load_network
 
-    path = ROOT / "models" / f"{name}.onnx"
+    name, _, path = spec.partition("=")
+    path = Path(path) if path else ROOT / "models" / f"{name}.onnx"
     if not path.is_file():
         return None
     net = load_network(path)
@@ -133,10 +135,11 @@ def bench_runtimes(names, n_test: int | None, tflm: bool) -> dict:
     from edgelearn.io.tflite_runtime import TfliteStepper, probe_tflm_arena, run_sequence
 
     out = {}
-    for name in names:
-        loaded = load_model_and_data(name)
+    for spec in names:
+        name = spec.partition("=")[0]
+        loaded = load_model_and_data(spec)
         if loaded is None:
-            print(f"{name}: models/{name}.onnx not found, skipped")
+            print(f"{spec}: model file not found, skipped")
             continue
         net, tr, te, y = loaded
         calib = tr[:, :256]
@@ -226,7 +229,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats, 100 test samples")
     ap.add_argument("--no-tflm", action="store_true", help="skip TFLite Micro")
-    ap.add_argument("--models", default="randman_small,speech_digits")
+    ap.add_argument("--models", default="randman_small,speech_digits",
+                    help="comma-separated NAME or NAME=PATH (NAME picks the data set: "
+                         "randman_small or speech_digits)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_fixed.json"))
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
