@@ -7,7 +7,7 @@ sequence ``--repeats`` times after one warm-up; the median is reported per time 
 ratio numpy / backend (> 1 means faster than numpy). Outputs are checked to agree first.
 
 Usage: python bench/bench_runtime.py [--repeats 15] [--threads 1]
-                                      [--json reports/bench_runtime.json]
+           [--json reports/bench_runtime.json] [--plot reports/bench_runtime.png]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgelearn.atomic import atomic_write_text  # noqa: E402
+from edgelearn.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from edgelearn.io import OnnxRuntimeBackend  # noqa: E402
 from edgelearn.model import Layer, Network  # noqa: E402
 from edgelearn.runtime.reference import run as run_numpy  # noqa: E402
@@ -55,6 +55,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--plot", default=None, help="also draw a bar chart here (.png, matplotlib)")
     args = ap.parse_args(argv)
     net = make_net()
     backends = {"onnxruntime step": OnnxRuntimeBackend(net, "step", threads=args.threads),
@@ -88,7 +89,36 @@ def main(argv=None) -> int:
                                                  "threads": args.threads,
                                                  "results": results}, indent=1))
         print(f"wrote {args.json}")
+    if args.plot:
+        plot(results, args.plot)
     return 0
+
+
+def plot(results: list[dict], path: str) -> None:
+    """Bar chart of microseconds per step, one group per batch size."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = sorted({r["batch"] for r in results})
+    names = list(dict.fromkeys(r["backend"] for r in results))
+    fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.2))
+    for ax, b in zip(np.atleast_1d(axes), batches):
+        vals = [next(r["seconds_per_step"] for r in results
+                     if r["batch"] == b and r["backend"] == n) * 1e6 for n in names]
+        ax.bar(range(len(names)), vals, color=["0.5", "tab:blue", "tab:orange"][:len(names)])
+        ax.set_xticks(range(len(names)), [n.replace("onnxruntime ", "ort ") for n in names])
+        ax.set_title(f"batch {b}")
+        ax.set_ylabel("us per time step")
+    fig.suptitle("700-256-20 SNN, T=100: sequence inference")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    atomic_write_bytes(path, buf.getvalue())
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -130,7 +130,8 @@ def test_verification_names_layer_step_and_deviation(tmp_path):
 
 def test_verification_catches_scan_graph_change(tmp_path):
     def poison(model):
-        body = model.graph.node[0].attribute[0].g
+        scan = next(n for n in model.graph.node if n.op_type == "Scan")
+        body = scan.attribute[0].g
         for node in body.node:
             if node.name == "body/hidden/fire":  # threshold > U instead of U > threshold
                 node.input[0], node.input[1] = node.input[1], node.input[0]

@@ -33,16 +33,18 @@ _F = TensorProto.FLOAT
 
 
 def _layer_nodes(layer: Layer, h: str, cur_in: str, mem_in: str, cur_out: str, mem_out: str,
-                 spikes: str | None, prefix: str = "") -> list:
-    """Nodes of one layer step; ``prefix`` keeps intermediate names unique inside a body."""
+                 spikes: str | None, prefix: str = "", wx: str | None = None) -> list:
+    """Nodes of one layer step; ``prefix`` keeps intermediate names unique inside a body;
+    ``wx`` names an already computed W h (the Scan graph hoists the first projection)."""
     p = layer.name
     t = lambda s: f"{prefix}{p}/{s}"  # noqa: E731
-    nodes = [
-        helper.make_node("Mul", [f"{p}.alpha", cur_in], [t("a_i")], name=t("decay_current")),
-        helper.make_node("Gemm", [h, f"{p}.weight"], [t("wx")], transB=1, name=t("weight")),
-    ]
+    nodes = [helper.make_node("Mul", [f"{p}.alpha", cur_in], [t("a_i")], name=t("decay_current"))]
+    if wx is None:
+        wx = t("wx")
+        nodes.append(helper.make_node("Gemm", [h, f"{p}.weight"], [wx], transB=1,
+                                      name=t("weight")))
     last = t("i1")
-    nodes.append(helper.make_node("Add", [t("a_i"), t("wx")], [last], name=t("add_input")))
+    nodes.append(helper.make_node("Add", [t("a_i"), wx], [last], name=t("add_input")))
     if layer.bias is not None:
         nodes.append(helper.make_node("Add", [last, f"{p}.bias"], [t("i2")], name=t("bias")))
         last = t("i2")
@@ -163,21 +165,29 @@ def build_step_model(net: Network) -> onnx.ModelProto:
 
 
 def build_scan_model(net: Network) -> onnx.ModelProto:
-    """The whole-sequence Scan graph of ``net``."""
+    """The whole-sequence Scan graph of ``net``.
+
+    The first layer's input projection does not depend on the state, so it is computed for
+    all steps at once before the Scan (one [T*B, n_in] x [n_in, n] matmul instead of T small
+    ones); the body reads its slice ``body/<first>.wx``.
+    """
     pre = "body/"
+    first = net.layers[0].name
+    wx_seq, wx_body = f"{first}.wx_seq", f"{pre}{first}.wx"
     nodes, h = [], pre + M.INPUT
     for la in net.layers:
         p = la.name
         spk = pre + M.spikes_name(p) if la.spiking else None
         nodes += _layer_nodes(la, h, pre + M.state_in(p, "current"),
                               pre + M.state_in(p, "membrane"), pre + M.state_out(p, "current"),
-                              pre + M.state_out(p, "membrane"), spk, prefix=pre)
+                              pre + M.state_out(p, "membrane"), spk, prefix=pre,
+                              wx=wx_body if p == first else None)
         h = spk if la.spiking else pre + M.state_out(p, "membrane")
     nodes.append(helper.make_node("Identity", [h], [pre + M.OUTPUT], name=pre + "output"))
     states = list(_state_names(net))
     spiking = [la for la in net.layers if la.spiking]
     body_in = [_vi(pre + M.state_in(la.name, k), "B", la.n_out) for la, k in states]
-    body_in.append(_vi(pre + M.INPUT, "B", net.n_in))
+    body_in.append(_vi(wx_body, "B", net.layers[0].n_out))
     body_out = [_vi(pre + M.state_out(la.name, k), "B", la.n_out) for la, k in states]
     body_out.append(_vi(pre + M.OUTPUT, "B", net.n_out))
     # spike scan outputs go through Identity so no body output name is listed twice
@@ -187,7 +197,7 @@ def build_scan_model(net: Network) -> onnx.ModelProto:
                                       name=pre + "seq." + la.name))
         body_out.append(_vi(pre + "seq." + M.spikes_name(la.name), "B", la.n_out))
     body = helper.make_graph(nodes, f"{net.name}_body", body_in, body_out)
-    scan_in = [M.state_in(la.name, k) for la, k in states] + [M.INPUT]
+    scan_in = [M.state_in(la.name, k) for la, k in states] + [wx_seq]
     scan_out = [M.state_out(la.name, k) for la, k in states] + [M.OUTPUT]
     scan_out += [M.spikes_name(la.name) for la in spiking]
     scan = helper.make_node("Scan", scan_in, scan_out, body=body, num_scan_inputs=1,
@@ -197,7 +207,12 @@ def build_scan_model(net: Network) -> onnx.ModelProto:
     outputs = [_vi(M.state_out(la.name, k), "B", la.n_out) for la, k in states]
     outputs.append(_vi(M.OUTPUT, "T", "B", net.n_out))
     outputs += [_vi(M.spikes_name(la.name), "T", "B", la.n_out) for la in spiking]
-    graph = helper.make_graph([scan], f"{net.name}_scan", inputs, outputs, _initializers(net))
+    hoist = [helper.make_node("Transpose", [f"{first}.weight"], [f"{first}.weight_t"],
+                              perm=[1, 0], name=f"{first}/weight_t"),
+             helper.make_node("MatMul", [M.INPUT, f"{first}.weight_t"], [wx_seq],
+                              name=f"{first}/weight_seq")]
+    graph = helper.make_graph(hoist + [scan], f"{net.name}_scan", inputs, outputs,
+                              _initializers(net))
     return _finish(graph, net, "scan")
 
 

@@ -25,7 +25,8 @@ from edgelearn.io.ort_session import make_session
 from edgelearn.model import MAX_PARAMETERS, Layer, Network
 
 MAX_FILE_BYTES = 2**31 - 1
-PROFILE_OPS = {"Mul", "Add", "Sub", "Gemm", "Greater", "Cast", "Identity", "Scan"}
+PROFILE_OPS = {"Mul", "Add", "Sub", "Gemm", "Greater", "Cast", "Identity", "Scan", "Transpose",
+               "MatMul"}
 
 
 def read_model_file(path: str | os.PathLike,
