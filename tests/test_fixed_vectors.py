@@ -18,7 +18,7 @@ ROOT = Path(__file__).parent.parent
 
 def manifests():
     out = []
-    for p in sorted(VEC.glob("*.json")):
+    for p in sorted(VEC.rglob("*.json")):
         m = json.loads(p.read_text())
         if m.get("format") == "edgelearn-vectors":
             out.append(m)
