@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -89,6 +90,18 @@ def test_unrecognised_graph_runs_opaque(tmp_path):
     for _ in range(5):
         h = 1 / (1 + np.exp(-(4.0 + h)))
     np.testing.assert_allclose(y[-1], h, rtol=1e-5)
+
+
+def test_fixed_batch_export_loads(tmp_path):
+    """torch.onnx without dynamic axes fixes the batch; verification must respect it."""
+    model = onnx.load(str(FIX / "snntorch_synaptic_leaky.onnx"))
+    for vi in list(model.graph.input) + list(model.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_value = 1
+    path = tmp_path / "fixed.onnx"
+    path.write_bytes(model.SerializeToString())
+    net = load_network(path)
+    data = np.load(FIX / "snntorch_synaptic_leaky.npz", allow_pickle=False)
+    np.testing.assert_array_equal(run(net, data["input"]).output, data["output"])
 
 
 def test_recognised_network_is_a_network():

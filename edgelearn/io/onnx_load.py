@@ -20,7 +20,7 @@ from onnx import numpy_helper
 
 from edgelearn.errors import ModelError, ModelFileError
 from edgelearn.io import onnx_meta as M
-from edgelearn.io.onnx_verify import LayerIO, StepIO, verify_scan, verify_step
+from edgelearn.io.onnx_verify import PROBE_BATCH, LayerIO, StepIO, verify_scan, verify_step
 from edgelearn.io.ort_session import make_session
 from edgelearn.model import MAX_PARAMETERS, Layer, Network
 
@@ -237,6 +237,14 @@ def verify_profile(data: bytes, net: Network, kind: str, what: str = "model") ->
         verify_scan(session, net, path=what)
 
 
+def _fixed_batch(model) -> int | None:
+    """The batch size a graph was exported for, if its first input fixes it."""
+    init = {t.name for t in model.graph.initializer}
+    first = next(i for i in model.graph.input if i.name not in init)
+    shape = M.value_info_shape(first)
+    return shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else None
+
+
 def load_model(path: str | os.PathLike, verify: bool = True):
     """Load an ONNX file as a Network (profile or recognised third-party step graph) or, when
     the graph is not recognised, as an :class:`OpaqueModel` for inference only."""
@@ -258,7 +266,7 @@ def load_model(path: str | os.PathLike, verify: bool = True):
         return OpaqueModel(model, data, why=str(why), what=what)
     if verify:
         session = make_session(data, what=f"'{what}'")
-        verify_step(session, net, io, path=what)
+        verify_step(session, net, io, path=what, batch=_fixed_batch(model) or PROBE_BATCH)
     return net
 
 
