@@ -66,6 +66,22 @@ def test_info_text_and_json(capsys, model_path):
     assert [la["n_out"] for la in info["layers"]] == [10, 5]
 
 
+def test_info_quantized(tmp_path, capsys):
+    from edgelearn.io.onnx_quant import save_quant_onnx
+    from edgelearn.quant import quantize_network
+
+    net = make_net("rlif")
+    qnet, _ = quantize_network(net, spikes_in(30, 4, net.n_in))
+    save_quant_onnx(qnet, tmp_path / "q.onnx")
+    assert main(["info", str(tmp_path / "q.onnx"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "quantized" and info["parameters"] == net.n_parameters
+    assert main(["info", str(tmp_path / "q.onnx")]) == 0
+    assert "quantized network" in capsys.readouterr().out
+    fails(capsys, ["convert", tmp_path / "q.onnx", "-o", tmp_path / "f.onnx"],
+          "is a quantized edgelearn model", tmp_path / "f.onnx")
+
+
 def test_info_opaque(capsys):
     assert main(["info", str(FIX / "snntorch_leaky_zero.onnx"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -8,6 +8,9 @@ import json
 import numpy as np
 
 from edgelearn.io import OpaqueModel, load_any
+from edgelearn.io import onnx_meta as M
+from edgelearn.io.model_file import file_kind
+from edgelearn.io.onnx_load import read_model_file
 
 EXAMPLES = """examples:
   edgelearn info models/shd.onnx
@@ -19,9 +22,9 @@ EXAMPLES = """examples:
 def register(sub) -> None:
     p = sub.add_parser(
         "info", help="describe a model file (layers, constants, sizes)",
-        description="Describe an ONNX (edgelearn profile or third-party step graph) or NIR "
-                    "model: layers, shapes, neuron constants, parameter counts and the bytes "
-                    "the parameters take at float32 and int8.",
+        description="Describe an ONNX (edgelearn profile, quantized profile or third-party "
+                    "step graph) or NIR model: layers, shapes, neuron constants, parameter "
+                    "counts and the bytes the parameters take at float32 and int8.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="ONNX or NIR file")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -37,8 +40,37 @@ def _const(arr: np.ndarray):
     return lo if lo == hi else [lo, hi]
 
 
+def load_for_info(path: str, dt: float | None, verify: bool):
+    """Network, OpaqueModel, or (for a quantized profile file) the integer QNetwork."""
+    if file_kind(path) == "onnx":
+        model, _ = read_model_file(path, check=False)
+        if M.KEY_QUANTIZED in M.read_metadata(model):
+            from edgelearn.io.onnx_quant import load_qnetwork
+
+            return load_qnetwork(path, verify=verify)
+    return load_any(path, dt=dt, verify=verify)
+
+
+def describe_quantized(qnet) -> dict:
+    """JSON-ready description of an integer QNetwork (bytes as stored on a device)."""
+    layers, params, nbytes = [], 0, 0
+    for la in qnet.layers:
+        n = la.weight.size + (0 if la.recurrent is None else la.recurrent.size)
+        nb = 0 if la.bias is None else la.bias.size
+        params += n + nb
+        nbytes += n + 4 * nb
+        layers.append({"name": la.name, "kind": la.kind, "n_in": la.n_in, "n_out": la.n_out,
+                       "reset": la.reset if la.spiking else None, "w_shift": int(la.w_shift),
+                       "state_bits": int(la.state_bits), "parameters": n + nb})
+    return {"kind": "quantized", "name": qnet.name, "dt": qnet.dt, "n_in": qnet.n_in,
+            "n_out": qnet.n_out, "layers": layers, "parameters": params,
+            "bytes_float32": 4 * params, "bytes_int8": nbytes, "learning": True}
+
+
 def describe(model) -> dict:
-    """A JSON-ready description of a Network or OpaqueModel."""
+    """A JSON-ready description of a Network, OpaqueModel or QNetwork."""
+    if hasattr(model, "input_bits"):
+        return describe_quantized(model)
     if isinstance(model, OpaqueModel):
         return {"kind": "opaque", "name": model.name, "n_in": model.n_in, "n_out": model.n_out,
                 "states": len(model.state_names), "learning": False,
@@ -63,8 +95,7 @@ def _fmt(v) -> str:
 
 
 def run(args) -> int:
-    model = load_any(args.model, dt=args.dt, verify=not args.no_verify)
-    info = describe(model)
+    info = describe(load_for_info(args.model, args.dt, not args.no_verify))
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
@@ -72,6 +103,16 @@ def run(args) -> int:
         print(f"{args.model}: opaque step graph '{info['name']}', {info['n_in']} inputs -> "
               f"{info['n_out']} outputs, {info['states']} state tensors")
         print(f"inference only (onnxruntime); learning unavailable: {info['why_no_learning']}")
+        return 0
+    if info["kind"] == "quantized":
+        print(f"{args.model}: quantized network '{info['name']}', dt {info['dt']:g} s, "
+              f"{info['n_in']} inputs -> {info['n_out']} outputs")
+        for d in info["layers"]:
+            print(f"  {d['name']:<16}{d['kind']:<9}{d['n_in']:>5} ->{d['n_out']:>4}  "
+                  f"w_shift {d['w_shift']:>3}  state {d['state_bits']}-bit  "
+                  f"reset {d['reset'] or '-'}")
+        print(f"parameters {info['parameters']}: {info['bytes_int8']} bytes as stored (int8 "
+              f"weights, int32 biases), {info['bytes_float32']} bytes at float32")
         return 0
     print(f"{args.model}: network '{info['name']}', dt {info['dt']:g} s, "
           f"{info['n_in']} inputs -> {info['n_out']} outputs")

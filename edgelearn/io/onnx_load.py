@@ -147,6 +147,9 @@ def network_from_profile(model: onnx.ModelProto, what: str = "model") -> tuple[N
     """
     meta = M.read_metadata(model)
     M.parse_version(meta)
+    if M.KEY_QUANTIZED in meta and M.KEY_LAYERS not in meta:
+        raise ModelFileError(f"'{what}' is a quantized edgelearn model (integer weights, no "
+                             f"float layers); read it with edgelearn.io.onnx_quant.load_qnetwork")
     kind = meta.get(M.KEY_GRAPH, "")
     if kind not in M.GRAPH_KINDS:
         raise ModelFileError(f"'{what}': metadata {M.KEY_GRAPH} must be one of "
