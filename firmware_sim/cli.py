@@ -67,7 +67,7 @@ def serve(args: argparse.Namespace) -> int:
         host, _, num = args.port[len("socket-server://"):].rpartition(":")
         port = srv.TcpPort(host or "127.0.0.1", int(num or 0))
     else:
-        port = srv.UrlPort(args.port)
+        port = srv.url_port(args.port)
     server = srv.Server(device, port, baud=args.baud, exit_on_close=args.exit_on_close,
                         reset_after_bytes=args.reset_after_bytes)
     srv.install_signals(server)

@@ -17,25 +17,7 @@ import numpy as np
 
 from edgelearn.link.transport import Transport, loop_pair
 from firmware_sim.device import Device
-from firmware_sim.server import Server
-
-
-class TransportPort:
-    """Server port over an edgelearn Transport (the device end of an in-process pipe)."""
-
-    def __init__(self, transport: Transport) -> None:
-        self.t = transport
-        self.announce = transport.url
-
-    def read(self, limit: int, timeout: float) -> bytes | None:
-        return self.t.read(timeout)
-
-    def write(self, data: bytes) -> int:
-        self.t.write(data)
-        return len(data)
-
-    def close(self) -> None:
-        self.t.close()
+from firmware_sim.server import Server, TransportPort
 
 
 class SocketTransport(Transport):

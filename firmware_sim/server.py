@@ -12,7 +12,7 @@ Ports (``read(limit, timeout) -> bytes | None``; None means "the client went awa
   client (or exits with ``--exit-on-close``). The slave path is printed on stdout.
 * TcpPort: listens on host:port (port 0 picks one), prints ``socket://host:port``, serves one
   client at a time (pyserial's socket:// connects to it).
-* UrlPort: any pyserial URL or device path through edgelearn.link.transport (a real UART, a
+* url_port: any pyserial URL or device path through edgelearn.link.transport (a real UART, a
   socket:// server elsewhere).
 
 Pacing: with ``baud`` > 0 each direction carries at most baud/10 bytes per second (8N1: ten bit
@@ -138,11 +138,12 @@ class TcpPort:
         self.server.close()
 
 
-class UrlPort:
-    def __init__(self, url: str) -> None:
-        from edgelearn.link.transport import open_transport
-        self.t = open_transport(url)
-        self.announce = url
+class TransportPort:
+    """Server port over an edgelearn Transport: a pyserial URL or an in-process pipe end."""
+
+    def __init__(self, transport) -> None:
+        self.t = transport
+        self.announce = transport.url
 
     def read(self, limit: int, timeout: float) -> bytes | None:
         return self.t.read(timeout)
@@ -153,6 +154,12 @@ class UrlPort:
 
     def close(self) -> None:
         self.t.close()
+
+
+def url_port(url: str) -> TransportPort:
+    """Serve a device path or pyserial URL (opened through edgelearn.link.transport)."""
+    from edgelearn.link.transport import open_transport
+    return TransportPort(open_transport(url))
 
 
 class Server:

@@ -1,0 +1,145 @@
+"""``edgelearn board --port URL info|upload|pull|reset``: talk to a board over the serial link."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgelearn.atomic import atomic_write_bytes
+from edgelearn.errors import InputError, ModelFileError
+from edgelearn.link.client import Client
+from edgelearn.progress import Progress
+
+EXAMPLES = """examples:
+  edgelearn board --port /dev/ttyACM0 info
+  edgelearn board --port sim info                       (a throw-away simulated board)
+  edgelearn board --port "sim?flash_file=b.flash" upload model.bin
+  edgelearn board --port socket://127.0.0.1:7000 upload models/shd.onnx --calib x.npy
+  edgelearn board --port /dev/ttyACM0 pull -o learned.bin
+  edgelearn board --port /dev/ttyACM0 reset --reboot
+
+Ports are URLs: a device path, socket://host:port, loop://, sim[?profile=..&ram=..&flash=..
+&baud=..&flash_file=..], or faulty:<url>?rate=1e-3 (fault injection).
+"""
+
+IMAGE_SUFFIXES = (".bin", ".elqn", ".img")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "board", help="talk to a board over the serial link (info, upload, pull, reset)",
+        description="Talk to an edgelearn board (or firmware simulator) over the serial link "
+                    "of docs/protocol.md.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", required=True, metavar="URL", help="where the board is")
+    p.add_argument("--baudrate", type=int, default=115200, help="UART baud rate (real ports)")
+    p.add_argument("--timeout", type=float, default=0.2, help="base retransmit timeout, s")
+    p.add_argument("--retries", type=int, default=10, help="timeouts before giving up")
+    acts = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = acts.add_parser("info", help="handshake and telemetry")
+    a.add_argument("--json", action="store_true", help="one JSON object")
+    a = acts.add_parser("upload", help="upload a model into the inactive slot and commit it")
+    a.add_argument("model", metavar="MODEL",
+                   help=f"device image ({', '.join(IMAGE_SUFFIXES)}) or ONNX/NIR model "
+                        f"(quantized first)")
+    a.add_argument("--chunk", type=int, default=None, help="bytes per data frame")
+    a.add_argument("--verify", choices=("readback", "crc", "none"), default="readback")
+    a.add_argument("--calib", metavar="NPY",
+                   help="calibration input [T, B, n_in] or [T, n_in] for quantizing ONNX/NIR "
+                        "(default: random spikes at --calib-rate)")
+    a.add_argument("--calib-rate", type=float, default=0.1,
+                   help="spike probability of the random calibration input")
+    a.add_argument("--state-bits", type=int, default=16, choices=(16, 32))
+    a.add_argument("--dt", type=float, default=None, help="time step for NIR files, s")
+    a = acts.add_parser("pull", help="download the running network (learned weights)")
+    a.add_argument("-o", "--output", required=True, help="device image file to write")
+    a = acts.add_parser("reset", help="zero the neuron state, or reboot")
+    a.add_argument("--reboot", action="store_true", help="power-cycle instead")
+    p.set_defaults(func=run)
+
+
+def _image_for(args: argparse.Namespace) -> bytes:
+    path = Path(args.model)
+    if not path.exists():
+        raise ModelFileError(f"model file '{path}' does not exist")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        data = path.read_bytes()
+        from edgelearn.kernels.image import from_image
+        from_image(data)        # refuse a file that is not a device image before sending it
+        return data
+    from edgelearn.io import load_any
+    from edgelearn.kernels.image import to_image
+    from edgelearn.model import Network
+    from edgelearn.quant import quantize_network
+    net = load_any(path, dt=args.dt)
+    if not isinstance(net, Network):
+        raise ModelFileError(f"'{path}' is an opaque ONNX graph; only edgelearn-profile "
+                             f"networks can be quantized for a board")
+    if args.calib:
+        calib = np.load(args.calib, allow_pickle=False)
+        if calib.ndim == 2:
+            calib = calib[:, None, :]
+    else:
+        rng = np.random.default_rng(0)
+        calib = (rng.random((100, 8, net.n_in)) < args.calib_rate).astype(np.float32)
+    if calib.ndim != 3 or calib.shape[2] != net.n_in:
+        raise InputError(f"calibration input must be [T, B, {net.n_in}], got {calib.shape}")
+    qnet, report = quantize_network(net, calib, state_bits=args.state_bits)
+    for w in getattr(report, "warnings", []):
+        print(f"warning: {w}")
+    return to_image(qnet)
+
+
+def run(args: argparse.Namespace) -> int:
+    image = _image_for(args) if args.action == "upload" else None
+    with Client(args.port, timeout=args.timeout, retries=args.retries,
+                baudrate=args.baudrate) as c:
+        info = c.info
+        if args.action == "info":
+            tel = c.telemetry()
+            d = {"port": c.transport.url, **info.__dict__, **{f"telemetry_{k}": v for k, v in
+                                                              tel.__dict__.items()}}
+            if args.json:
+                print(json.dumps(d))
+            else:
+                slot = "none" if info.active_slot == 0xFF else str(info.active_slot)
+                print(f"board on {c.transport.url}: profile {info.profile}, protocol "
+                      f"{info.protocol_version}, kernel {info.kernel_version}")
+                print(f"  RAM {info.ram} B (arena high-water {tel.arena_high_water} B), flash "
+                      f"{info.flash} B, slot {info.slot_size} B, max payload "
+                      f"{info.max_payload} B, window {info.window}, baud "
+                      f"{info.baud or 'unpaced'}")
+                print(f"  fixed point: int{info.weight_bits} weights, int{info.state_bits} "
+                      f"state, int{info.acc_bits} accumulators, {info.decay_bits}-bit decays")
+                print(f"  active slot {slot}: {info.active_len} B, CRC 0x{info.active_crc:08x}"
+                      f", ~{tel.cycles_per_step} cycles/step")
+                print(f"  steps {tel.steps}, spikes {tel.spikes}, learning "
+                      f"{'on' if tel.learning else 'off'} ({tel.learn_updates} updates)")
+            return 0
+        if args.action == "upload":
+            bar = Progress(len(image), "upload", unit="B")
+            last = [0]
+
+            def progress(done: int, total: int) -> None:   # the read-back reports again: skip
+                if last[0] < total:
+                    bar.update(max(0, done - last[0]))
+                    last[0] = done
+
+            res = c.upload(image, chunk=args.chunk, progress=progress, verify=args.verify)
+            bar.close()
+            print(f"uploaded {res.length} B to slot {res.slot} (generation {res.generation}, "
+                  f"CRC 0x{res.crc:08x}) in {res.seconds:.2f} s "
+                  f"({res.length / max(res.seconds, 1e-9) / 1024:.1f} KiB/s, "
+                  f"{res.retransmissions} retransmissions); verify {args.verify} ok")
+            return 0
+        if args.action == "pull":
+            data = c.pull()
+            atomic_write_bytes(args.output, data)
+            print(f"pulled {len(data)} B into {args.output}")
+            return 0
+        c.reset(reboot=args.reboot)
+        print("rebooted" if args.reboot else "neuron state reset")
+        return 0

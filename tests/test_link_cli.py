@@ -1,0 +1,42 @@
+"""``edgelearn board`` and ``edgelearn firmware-sim`` end to end against a simulated board."""
+
+import json
+import subprocess
+import sys
+
+from edgelearn.cli import main
+from edgelearn.kernels.image import from_image
+from firmware_sim.inprocess import test_image
+
+
+def test_board_upload_info_pull_reset(tmp_path, capsys):
+    model = tmp_path / "m.bin"
+    model.write_bytes(test_image(seed=70))
+    port = f"sim?flash_file={tmp_path / 'b.flash'}&profile=cortex-m0plus-64k"
+    assert main(["board", "--port", port, "upload", str(model)]) == 0
+    assert "verify readback ok" in capsys.readouterr().out
+    assert main(["board", "--port", port, "info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["profile"] == "cortex-m0plus-64k" and info["ram"] == 64 * 1024
+    assert info["active_len"] == model.stat().st_size and info["telemetry_cycles_per_step"] > 0
+    out = tmp_path / "pulled.bin"
+    assert main(["board", "--port", port, "pull", "-o", str(out)]) == 0
+    assert from_image(out.read_bytes()).name == "linktest"
+    assert main(["board", "--port", port, "reset", "--reboot"]) == 0
+
+
+def test_board_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "junk.bin"
+    bad.write_bytes(b"not an image" * 10)
+    assert main(["board", "--port", "sim", "upload", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not an edgelearn device image" in err[0]
+    assert main(["board", "--port", "loop://", "--timeout", "0.02", "--retries", "1",
+                 "info"]) == 2
+    assert "loop-back, not a device" in capsys.readouterr().err
+
+
+def test_firmware_sim_command_forwards_to_the_simulator():
+    out = subprocess.run([sys.executable, "-m", "edgelearn", "firmware-sim", "--help"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "--flash-file" in out.stdout and "--pty" in out.stdout
