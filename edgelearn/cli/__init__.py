@@ -20,6 +20,8 @@ COMMANDS = (
     "run",
     "export_tflite",
     "data",
+    "firmware_sim",
+    "board",
 )
 
 
