@@ -62,15 +62,15 @@ def load_setup(args):
                 raise
             print(f"speech setup unavailable ({e}); using Randman")
     from edgelearn.data.randman import randman_splits
-    from edgelearn.data.streams import ChannelShift, NoiseSpikes, make_stream
+    from edgelearn.data.streams import NoiseSpikes, TimeWarp, make_stream
     path = Path(args.model) if args.model else ROOT / "models" / "randman_small.onnx"
     net = load_network(path)
     _, test = randman_splits(n_classes=10, n_units=32, n_steps=50, dim_manifold=2, alpha=2.0,
                              samples_per_class=200, seed=0)
-    stream = make_stream(test, [NoiseSpikes(0.03), ChannelShift(1.0, wrap=True)],
-                         n_samples=len(test), seed=1)
-    x, y = stream.as_arrays()
-    return net, x, y, test.n_classes, f"randman test split, NoiseSpikes(0.03)+ChannelShift(1.0) + {path.name}"
+    shift = [NoiseSpikes(0.005), TimeWarp(0.1)]
+    x, y = make_stream(test, shift, seed=1).as_arrays()
+    return (net, x, y, test.n_classes,
+            f"randman test split through NoiseSpikes(0.005)+TimeWarp(0.1), {path.name}")
 
 
 # ----------------------------------------------------------------------------- hidden layer
@@ -196,94 +196,154 @@ def adapt_fixed(ql, w_int, xs_int, p, w_shift, pre_scale, with_lpl=True, seed=7)
 
 # ----------------------------------------------------------------------------- main
 
+def scaling_timing(sizes, steps=100, activity=0.05, seed=0):
+    """Median per-step seconds: integer matvec (the kernel's exact float32 BLAS path) vs the
+    fixed LPL step, dense (filtered inputs) and event-driven (sparse input spikes)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n_in, n_out in sizes:
+        w = rng.integers(-20, 21, (n_out, n_in)).astype(np.int8)
+        wf = w.astype(np.float32)
+        spikes = (rng.random((steps, n_in)) < activity).astype(np.int64)
+        post = (rng.random((steps, n_out)) < activity).astype(np.int64) << 8
+        t_inf = []
+        for t in range(steps):
+            t0 = time.perf_counter()
+            _ = (wf @ spikes[t].astype(np.float32)).astype(np.int64)
+            t_inf.append(time.perf_counter() - t0)
+        row = {"n_in": n_in, "n_out": n_out, "inference_s": float(np.median(t_inf))}
+        for label, tau_pre, rounding in (("dense_dither", 10.0, "dither"),
+                                         ("dense_full", 10.0, "full"),
+                                         ("event_full", 0.0, "full")):
+            p = lpl_rate.Params(warmup=0, tau_pre=tau_pre, tau_post=10.0, rounding=rounding)
+            st = lpl_rate.init_fixed(p, n_in, n_out)
+            r = rng_init(1)
+            ww = w.copy()
+            ts = []
+            for t in range(steps):
+                t0 = time.perf_counter()
+                ww, st, r, _ = lpl_rate.step_fixed(ww, spikes[t] << 8, post[t], st, p, r, 7.0)
+                ts.append(time.perf_counter() - t0)
+            row[label + "_s"] = float(np.median(ts))
+        rows.append(row)
+    return rows
+
+
+def adaptation_run(net, layer, ql, xa, xa_int, xe, xe_int, ye, n_classes, p, w_shift,
+                   pre_scale, shots, repeats):
+    t0 = time.perf_counter()
+    w_float = adapt_float(layer, layer.weight, xa, p)
+    t_float = time.perf_counter() - t0
+    w_fixed, step_lpl = adapt_fixed(ql, ql.weight, xa_int, p, w_shift, pre_scale)
+    lsb = 2.0 ** -w_shift
+    res = {"eta": p.eta, "float_adaptation_s": t_float, "fixed_step_s": step_lpl,
+           "mean_abs_dw_lsb": {
+               "float": float(np.abs(w_float - layer.weight).mean() / lsb),
+               "fixed": float(np.abs(w_fixed.astype(np.int64) - ql.weight).mean())}}
+    variants = {"after_float_lpl": run_float_layer(layer, w_float, xe),
+                "after_fixed_lpl": run_fixed_layer(ql, w_fixed, xe_int)}
+    res["probe"], res["hidden_rate"] = {}, {}
+    for name, spikes in variants.items():
+        F = features(spikes)
+        res["probe"][name] = {str(k): probe_accuracy(F, ye, n_classes, k, repeats)
+                              for k in shots}
+        res["hidden_rate"][name] = float(spikes.mean())
+    res["readout_after_float_lpl"] = readout_accuracy(net, variants["after_float_lpl"], ye)
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", choices=("auto", "speech", "randman"), default="auto")
     ap.add_argument("--model", default=None)
-    ap.add_argument("--adapt", type=int, default=300, help="unlabelled adaptation samples")
-    ap.add_argument("--eta", type=float, default=1e-4)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--shots", default="1,5,20")
+    ap.add_argument("--adapt-frac", type=float, default=0.5,
+                    help="fraction of the stream used (unlabelled) for adaptation")
+    ap.add_argument("--passes", type=int, default=3, help="passes over the adaptation part")
+    ap.add_argument("--etas", default="1e-5,1e-4,1e-3")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--shots", default="1,5,10")
+    ap.add_argument("--sizes", default="32x32,128x256,700x256")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_lpl.json"))
     args = ap.parse_args(argv)
 
     from edgelearn.quant.calibrate import quantize_network
     net, x, y, n_classes, source = load_setup(args)
     layer = net.layers[0]
-    n_adapt = min(args.adapt, len(y) // 2)
-    xa, xe, ye = x[:n_adapt], x[n_adapt:], y[n_adapt:]
-    print(f"source: {source}; hidden {layer.n_in}->{layer.n_out}; adapt on {n_adapt} "
-          f"unlabelled samples x {x.shape[1]} steps; probe on {len(ye)}")
-
+    n_adapt = int(len(y) * args.adapt_frac)
+    xa = np.concatenate([x[:n_adapt]] * args.passes)
+    xe, ye = x[n_adapt:], y[n_adapt:]
+    print(f"source: {source}; hidden {layer.n_in}->{layer.n_out}; adaptation: {n_adapt} "
+          f"unlabelled samples x {args.passes} passes x {x.shape[1]} steps; probe pool "
+          f"{len(ye)} samples")
     qnet, _ = quantize_network(net, np.transpose(x[:64], (1, 0, 2)).astype(np.float32))
     ql = qnet.layers[0]
     w_shift = base.qlayer_w_shift(ql)
     lsb = 2.0 ** -w_shift
     pre_scale = qnet.input_scale
-    xa_int = np.rint(xa / qnet.input_scale).astype(np.int64)
-    xe_int = np.rint(xe / qnet.input_scale).astype(np.int64)
-    p = lpl_rate.Params(eta=args.eta, tau_mean=1000.0, tau_var=1000.0, tau_pre=10.0,
-                        tau_post=10.0, var_init=0.01, warmup=1000, xi=1e-4,
-                        w_min=-128 * lsb, w_max=127 * lsb, rounding="dither")
-    print(f"w_shift {w_shift:.3f} (LSB {lsb:.4g}), input_scale {pre_scale:.4g}")
+    xa_int = np.rint(xa / pre_scale).astype(np.int64)
+    xe_int = np.rint(xe / pre_scale).astype(np.int64)
+    shots = [int(k) for k in args.shots.split(",")]
 
-    shots = [int(s) for s in args.shots.split(",")]
-    result = {"source": source, "n_adapt": n_adapt, "n_eval": int(len(ye)),
-              "hidden": [layer.n_in, layer.n_out], "params": {
-                  k: (str(v) if isinstance(v, float) and not np.isfinite(v) else v)
-                  for k, v in dataclasses.asdict(p).items()},
-              "extra_bytes_fixed": rule_memory_bytes(p, layer.n_in, layer.n_out),
-              "extra_bytes_float": rule_memory_bytes(p, layer.n_in, layer.n_out, fixed=False),
+    def params(eta):
+        return lpl_rate.Params(eta=eta, tau_mean=1000.0, tau_var=1000.0, tau_pre=10.0,
+                               tau_post=10.0, var_init=0.01, warmup=1000, xi=1e-4,
+                               w_min=-128 * lsb, w_max=127 * lsb, rounding="dither")
+
+    p0 = params(1e-4)
+    result = {"source": source, "n_adapt": n_adapt, "passes": args.passes,
+              "n_eval": int(len(ye)), "hidden": [layer.n_in, layer.n_out],
+              "w_shift": w_shift, "params": {k: (str(v) if isinstance(v, float)
+                                                 and not np.isfinite(v) else v)
+                                             for k, v in dataclasses.asdict(p0).items()},
+              "extra_bytes_fixed": rule_memory_bytes(p0, layer.n_in, layer.n_out),
+              "extra_bytes_float": rule_memory_bytes(p0, layer.n_in, layer.n_out, fixed=False),
               "weight_bytes_int8": layer.n_in * layer.n_out}
+    before = {"before_float": run_float_layer(layer, layer.weight.astype(np.float64), xe),
+              "before_fixed": run_fixed_layer(ql, ql.weight, xe_int)}
+    result["before"] = {name: {str(k): probe_accuracy(features(sp), ye, n_classes, k,
+                                                      args.repeats) for k in shots}
+                        for name, sp in before.items()}
+    result["readout_before_float"] = readout_accuracy(net, before["before_float"], ye)
+    result["hidden_rate_before"] = float(before["before_float"].mean())
+    n_time = max(20, n_adapt // 5)
+    _, step_inf = adapt_fixed(ql, ql.weight, xa_int[:n_time], p0, w_shift, pre_scale,
+                              with_lpl=False)
+    result["inference_step_s"] = step_inf
+    result["runs"] = []
+    for eta in [float(e) for e in args.etas.split(",")]:
+        res = adaptation_run(net, layer, ql, xa, xa_int, xe, xe_int, ye, n_classes,
+                             params(eta), w_shift, pre_scale, shots, args.repeats)
+        result["runs"].append(res)
+        print(f"eta {eta:g}: done (fixed step {res['fixed_step_s'] * 1e6:.0f} us)")
+    sizes = [tuple(int(v) for v in sz.split("x")) for sz in args.sizes.split(",")]
+    result["scaling"] = scaling_timing(sizes)
 
-    t0 = time.perf_counter()
-    w_float = adapt_float(layer, layer.weight, xa, p)
-    t_float = time.perf_counter() - t0
-    w_fixed, step_lpl = adapt_fixed(ql, ql.weight, xa_int, p, w_shift, pre_scale)
-    _, step_inf = adapt_fixed(ql, ql.weight, xa_int[: max(20, n_adapt // 5)], p, w_shift,
-                              pre_scale, with_lpl=False)
-    p_full = dataclasses.replace(p, rounding="full")
-    _, step_full = adapt_fixed(ql, ql.weight, xa_int[: max(20, n_adapt // 5)], p_full, w_shift,
-                               pre_scale)
-    result["timing"] = {"inference_step_s": step_inf, "inference_plus_lpl_dither_step_s":
-                        step_lpl, "inference_plus_lpl_full_step_s": step_full,
-                        "ratio_dither": step_lpl / step_inf, "ratio_full": step_full / step_inf,
-                        "float_adaptation_s": t_float}
-    drift = {"float_mean_abs_dw": float(np.abs(w_float - layer.weight).mean() / lsb),
-             "fixed_mean_abs_dw_lsb": float(np.abs(w_fixed.astype(np.int64)
-                                                   - ql.weight.astype(np.int64)).mean())}
-    result["weight_change_lsb"] = drift
-
-    variants = {
-        "before_float": run_float_layer(layer, layer.weight.astype(np.float64), xe),
-        "after_float_lpl": run_float_layer(layer, w_float, xe),
-        "before_fixed": run_fixed_layer(ql, ql.weight, xe_int),
-        "after_fixed_lpl": run_fixed_layer(ql, w_fixed, xe_int),
-    }
-    result["probe"] = {}
-    result["readout"] = {}
-    result["hidden_rate"] = {}
-    for name, spikes in variants.items():
-        F = features(spikes)
-        result["probe"][name] = {str(k): probe_accuracy(F, ye, n_classes, k, args.repeats)
-                                 for k in shots}
-        result["hidden_rate"][name] = float(spikes.mean())
-        if name.endswith("float") or name.endswith("float_lpl"):
-            result["readout"][name] = readout_accuracy(net, spikes, ye)
-    print(f"extra memory: {result['extra_bytes_fixed']} B fixed "
-          f"({result['extra_bytes_float']} B float) for {result['weight_bytes_int8']} B of "
-          f"int8 weights")
-    print("per step: inference {:.1f} us, +LPL dither {:.1f} us (x{:.2f}), +LPL full {:.1f} us "
-          "(x{:.2f})".format(step_inf * 1e6, step_lpl * 1e6, step_lpl / step_inf,
-                             step_full * 1e6, step_full / step_inf))
-    print(f"weight change: float {drift['float_mean_abs_dw']:.2f} LSB, fixed "
-          f"{drift['fixed_mean_abs_dw_lsb']:.2f} LSB (mean |dW|)")
-    print("probe accuracy (mean +- std over label draws), k labels per class:")
-    for name, d in result["probe"].items():
-        row = "  ".join(f"k={k}: {m * 100:5.1f} +- {s * 100:4.1f}" for k, (m, s) in d.items())
-        print(f"  {name:16s} {row}   hidden rate {result['hidden_rate'][name]:.3f}")
-    for name, a in result["readout"].items():
-        print(f"  pretrained readout on {name}: {a * 100:.1f} %")
+    print(f"\nextra memory of LPL on the {layer.n_in}->{layer.n_out} hidden layer: "
+          f"{result['extra_bytes_fixed']} B fixed ({result['extra_bytes_float']} B float) "
+          f"vs {result['weight_bytes_int8']} B of int8 weights")
+    fmt = lambda d: "  ".join(f"k={k}: {m * 100:5.1f}+-{s * 100:4.1f}"  # noqa: E731
+                              for k, (m, s) in d.items())
+    print("linear probe on hidden features (mean+-std over label draws; k labels per class):")
+    for name, d in result["before"].items():
+        print(f"  {name:28s} {fmt(d)}")
+    for r in result["runs"]:
+        for name, d in r["probe"].items():
+            print(f"  {name + ' eta=' + format(r['eta'], 'g'):28s} {fmt(d)}   rate "
+                  f"{r['hidden_rate'][name]:.3f}  mean|dW| {r['mean_abs_dw_lsb'][name[6:11]]:.1f}"
+                  f" LSB")
+    print(f"pretrained readout: before {result['readout_before_float'] * 100:.1f} %, after "
+          + ", ".join(f"eta={r['eta']:g}: {r['readout_after_float_lpl'] * 100:.1f} %"
+                      for r in result["runs"]))
+    print(f"streaming step of this hidden layer: inference {step_inf * 1e6:.0f} us, inference "
+          f"+ fixed LPL {result['runs'][0]['fixed_step_s'] * 1e6:.0f} us "
+          f"(x{result['runs'][0]['fixed_step_s'] / step_inf:.1f})")
+    print("per-step scaling (median us): size, int matvec, LPL dense dither, dense full, "
+          "event-driven full (5 % input spikes)")
+    for r in result["scaling"]:
+        print(f"  {r['n_in']}x{r['n_out']}: {r['inference_s'] * 1e6:7.1f} "
+              f"{r['dense_dither_s'] * 1e6:8.1f} {r['dense_full_s'] * 1e6:8.1f} "
+              f"{r['event_full_s'] * 1e6:8.1f}   ratios x{r['dense_dither_s'] / r['inference_s']:.0f}"
+              f" x{r['dense_full_s'] / r['inference_s']:.0f} x{r['event_full_s'] / r['inference_s']:.0f}")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -293,23 +353,30 @@ def main(argv=None) -> int:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for i, (name, d) in enumerate(result["probe"].items()):
-            ms = [d[str(k)][0] * 100 for k in shots]
-            ss = [d[str(k)][1] * 100 for k in shots]
-            ax.errorbar(np.arange(len(shots)) + (i - 1.5) * 0.08, ms, ss, marker="o", label=name,
-                        capsize=3)
-        ax.set_xticks(range(len(shots)), [f"{k}/class" for k in shots])
-        ax.set_ylabel("linear-probe accuracy (%)")
-        ax.set_title(f"LPL-only adaptation: {source[:60]}", fontsize=8)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120)
-        atomic_write_bytes(out.with_suffix(".png"), buf.getvalue())
-        print(f"wrote {out} and {out.with_suffix('.png')}")
     except ImportError:
         print(f"wrote {out} (matplotlib missing: no plot)")
+        return 0
+    fig, axes = plt.subplots(1, len(shots), figsize=(3.2 * len(shots), 3.2), sharey=True)
+    etas = [r["eta"] for r in result["runs"]]
+    for ax, k in zip(np.atleast_1d(axes), shots):
+        for name, style in (("float", "o-"), ("fixed", "s--")):
+            m = [r["probe"][f"after_{name}_lpl"][str(k)][0] * 100 for r in result["runs"]]
+            e = [r["probe"][f"after_{name}_lpl"][str(k)][1] * 100 for r in result["runs"]]
+            ax.errorbar(etas, m, e, fmt=style, capsize=3, label=f"after LPL ({name})")
+            b = result["before"][f"before_{name}"][str(k)][0] * 100
+            ax.axhline(b, ls=":", color="C0" if name == "float" else "C1",
+                       label=f"before ({name})")
+        ax.set_xscale("log")
+        ax.set_xlabel("LPL learning rate eta")
+        ax.set_title(f"{k} label(s) per class", fontsize=9)
+    np.atleast_1d(axes)[0].set_ylabel("linear-probe accuracy (%)")
+    np.atleast_1d(axes)[0].legend(fontsize=6)
+    fig.suptitle(source[:90], fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    atomic_write_bytes(out.with_suffix(".png"), buf.getvalue())
+    print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
 

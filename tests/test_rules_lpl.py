@@ -185,3 +185,13 @@ def test_event_driven_update_is_bit_identical_to_dense(rounding):
         b = base.apply_update(w, post[:, None] * pre[None, :], 31, r0, -100, 100, rounding)
         np.testing.assert_array_equal(a[0], b[0])
         assert a[1:] == b[1:]
+
+
+def test_fast_prng_words_equal_fixed_rng_draw():
+    from edgelearn.fixed import rng_draw
+    from edgelearn.fixed import RngState
+    for st in (rng_init(0), rng_init(123456789), RngState(0xDEADBEEF, 0xFFFFFFF0)):
+        want, after = rng_draw(st, 40)                       # includes counter wrap-around
+        got, after2 = base.words(st, 40)
+        np.testing.assert_array_equal(got.astype(np.uint64), want)
+        assert after == after2

@@ -41,7 +41,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from edgelearn.errors import InputError, ParameterError
-from edgelearn.fixed import RngState, hash32, rng_draw, round_shift, stochastic_shift
+from edgelearn.fixed import RngState, round_shift, stochastic_shift
 
 ROUNDING_MODES = ("full", "dither")
 MANTISSA_BITS = 12
@@ -213,6 +213,17 @@ def decay_code(rule: str, name: str, tau_steps: float) -> RateCode:
     return encode_rate(rule, name, tau_rate(tau_steps))
 
 
+def fit_shift(num: np.ndarray, shift: int) -> tuple[np.ndarray, int]:
+    """Bring a stochastic shift into 0..32 (one 32-bit draw per element): for shift > 32 first
+    round_shift by shift - 32 (bias < 2^-33 LSB); for shift < 0 shift left instead."""
+    num = np.asarray(num, dtype=np.int64)
+    if shift > MAX_SHIFT:
+        return round_shift(num, shift - MAX_SHIFT), MAX_SHIFT
+    if shift < 0:
+        return num << -shift, 0
+    return num, shift
+
+
 def ema_fixed(x: np.ndarray, target: np.ndarray, code: RateCode, rng: RngState,
               dither: bool = False) -> tuple[np.ndarray, RngState]:
     """``x + stochastic_shift((target - x) * k, s, draw)`` elementwise (int64).
@@ -222,17 +233,20 @@ def ema_fixed(x: np.ndarray, target: np.ndarray, code: RateCode, rng: RngState,
     reduced with round_shift by s - 32 (bias < 2^-33 LSB).
     """
     x = np.asarray(x, dtype=np.int64)
-    num = (np.asarray(target, dtype=np.int64) - x) * code.k
-    s = code.s
-    if s > MAX_SHIFT:
-        num = round_shift(num, s - MAX_SHIFT)
-        s = MAX_SHIFT
+    num, s = fit_shift((np.asarray(target, dtype=np.int64) - x) * code.k, code.s)
     if dither:
         r, rng = draws(rng, x.shape, "dither")
     else:
-        r, rng = rng_draw(rng, x.size)
+        r, rng = words(rng, x.size)
         r = r.reshape(x.shape)
     return x + stochastic_shift(num, s, r), rng
+
+
+def ema_apply(x: np.ndarray, target: np.ndarray, code: RateCode, r: np.ndarray) -> np.ndarray:
+    """:func:`ema_fixed` with the PRNG words ``r`` given (one per element)."""
+    x = np.asarray(x, dtype=np.int64)
+    num, s = fit_shift((np.asarray(target, dtype=np.int64) - x) * code.k, code.s)
+    return x + stochastic_shift(num, s, r)
 
 
 def ema_float(x: np.ndarray, target: np.ndarray, rate: float) -> np.ndarray:
@@ -257,10 +271,10 @@ def draws(rng: RngState, shape: tuple[int, int], rounding: str) -> tuple[np.ndar
     """PRNG words for an [n_out, n_in] update: full (one per synapse) or dither (a_i + b_j)."""
     n_out, n_in = shape
     if rounding == "full":
-        r, rng = rng_draw(rng, n_out * n_in)
+        r, rng = words(rng, n_out * n_in)
         return r.reshape(n_out, n_in), rng
-    r, rng = rng_draw(rng, n_out + n_in)
-    return (r[:n_out, None] + r[None, n_out:]) & np.uint64(0xFFFFFFFF), rng
+    r, rng = words(rng, n_out + n_in)
+    return r[:n_out, None] + r[None, n_out:], rng          # uint32 arrays wrap mod 2^32
 
 
 def apply_update(w: np.ndarray, num: np.ndarray, shift: int, rng: RngState, lo: int, hi: int,
@@ -275,13 +289,7 @@ def apply_update(w: np.ndarray, num: np.ndarray, shift: int, rng: RngState, lo: 
     ``num`` is the exact update in units of 2^-shift weight LSBs (int64 [n_out, n_in]). If
     shift > 32 the numerator is first reduced with round_shift (bias < 2^-33 LSB).
     """
-    num = np.asarray(num, dtype=np.int64)
-    if shift > MAX_SHIFT:
-        num = round_shift(num, shift - MAX_SHIFT)
-        shift = MAX_SHIFT
-    elif shift < 0:
-        num = num << -shift
-        shift = 0
+    num, shift = fit_shift(num, shift)
     r, rng = draws(rng, num.shape, rounding)
     dw = stochastic_shift(num, shift, r)
     w64 = w.astype(np.int64)
@@ -292,11 +300,27 @@ def apply_update(w: np.ndarray, num: np.ndarray, shift: int, rng: RngState, lo: 
     return new.astype(np.int8), rng, changed, clipped
 
 
+def _hash32_u32(x: np.ndarray) -> np.ndarray:
+    """:func:`edgelearn.fixed.hash32` in native uint32 arithmetic (multiplication wraps mod
+    2^32 by itself, so no masking): the same values, about 2x faster (tested equal)."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
 def rng_words_at(rng: RngState, idx: np.ndarray) -> np.ndarray:
     """Words ``idx`` (offsets from the current counter) of the stream, without advancing it:
-    r_k = hash32(key ^ hash32(counter + k)) exactly as :func:`edgelearn.fixed.rng_draw`."""
-    ctr = (np.uint64(rng.counter) + np.asarray(idx, dtype=np.uint64)) & np.uint64(0xFFFFFFFF)
-    return hash32(np.uint64(rng.key) ^ hash32(ctr))
+    r_k = hash32(key ^ hash32(counter + k)) exactly as :func:`edgelearn.fixed.rng_draw`
+    (uint32 array)."""
+    ctr = np.asarray(idx, dtype=np.uint32) + np.uint32(rng.counter & 0xFFFFFFFF)  # wraps
+    return _hash32_u32(np.uint32(rng.key & 0xFFFFFFFF) ^ _hash32_u32(ctr))
+
+
+def words(rng: RngState, n: int) -> tuple[np.ndarray, RngState]:
+    """Fast equivalent of ``rng_draw(rng, n)`` (uint32 words)."""
+    return rng_words_at(rng, np.arange(n, dtype=np.uint32)), advance(rng, n)
 
 
 def advance(rng: RngState, n: int) -> RngState:
@@ -321,18 +345,12 @@ def apply_rank1(w: np.ndarray, post: np.ndarray, pre: np.ndarray, shift: int, rn
     words = n_out * n_in if rounding == "full" else n_out + n_in
     if rows.size == 0 or cols.size == 0:
         return w, advance(rng, words), 0, 0
-    num = post[rows, None] * pre[None, cols]
-    if shift > MAX_SHIFT:
-        num = round_shift(num, shift - MAX_SHIFT)
-        shift = MAX_SHIFT
-    elif shift < 0:
-        num = num << -shift
-        shift = 0
+    num, shift = fit_shift(post[rows, None] * pre[None, cols], shift)
     if rounding == "full":
         r = rng_words_at(rng, rows[:, None] * n_in + cols[None, :])
     else:
         ab = rng_words_at(rng, np.concatenate([rows, n_out + cols]))
-        r = (ab[: rows.size, None] + ab[None, rows.size:]) & np.uint64(0xFFFFFFFF)
+        r = ab[: rows.size, None] + ab[None, rows.size:]
     sub = w[np.ix_(rows, cols)].astype(np.int64)
     raw = sub + stochastic_shift(num, shift, r)
     new = np.clip(raw, np.minimum(lo, sub), np.maximum(hi, sub))
@@ -351,7 +369,10 @@ def apply_float(w: np.ndarray, dw: np.ndarray, w_min: float, w_max: float) -> np
 def saturate_count(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     """Clip int64 ``x`` to signed ``bits`` range; return it and the number of clipped entries."""
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    y = np.clip(x, lo, hi)
+    x = np.asarray(x)
+    if x.size == 0 or (x.min() >= lo and x.max() <= hi):
+        return x, 0
+    y = np.minimum(np.maximum(x, lo), hi)
     return y, int(np.count_nonzero(y != x))
 
 

@@ -33,6 +33,7 @@ No per-synapse state.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -241,6 +242,7 @@ class _Codes(NamedTuple):
     post: base.RateCode | None
 
 
+@functools.lru_cache(maxsize=256)
 def _codes(params: Params) -> _Codes:
     return _Codes(
         base.decay_code(RULE, "tau_mean", params.tau_mean),
@@ -309,35 +311,47 @@ def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngStat
          else base.int_input(RULE, "gain", gain_q, n_out))
     A, E = params.act_frac, params.ema_frac
     codes = _codes(params)
+    count = int(state.count[0])
+    skipped = count < params.warmup
+    # PRNG word offsets of this step (the documented order); per-neuron words in one pass
+    k_pre = n_in if codes.pre is not None else 0
+    k_post = n_out if codes.post is not None else 0
+    o_w = k_pre + k_post
+    k_w = 0 if skipped else (n_out * n_in if params.rounding == "full" else n_out + n_in)
+    o_mean = o_w + k_w
+    total = o_mean + 2 * n_out + state.cov.size
+    r = base.rng_words_at(rng, np.concatenate([np.arange(o_w), np.arange(o_mean, total)]))
+    r_mean = r[o_w:o_w + n_out]
+    r_var = r[o_w + n_out:o_w + 2 * n_out]
     nsat = 0
     pre_tr, post_tr = state.pre_trace, state.post_trace
     if codes.pre is not None:
-        pre_tr, rng = base.ema_fixed(pre_tr, x << E, codes.pre, rng)
+        pre_tr = base.ema_apply(pre_tr, x << E, codes.pre, r[:k_pre])
         x = round_shift(pre_tr, E)
     if codes.post is not None:
-        post_tr, rng = base.ema_fixed(post_tr, z << E, codes.post, rng)
+        post_tr = base.ema_apply(post_tr, z << E, codes.post, r[k_pre:o_w])
         z = round_shift(post_tr, E)
     p, d, s1 = bracket_fixed(x, z, state, params, w_shift, g)
     nsat += s1
-    count = int(state.count[0])
-    skipped = count < params.warmup
     changed = clipped = 0
     if not skipped:
         lo, hi = base.int_bounds(params.w_min, params.w_max, w_shift)
-        w, rng, changed, clipped = base.apply_rank1(
-            w, p, x, params.factor_frac + A, rng, lo, hi, params.rounding)
-    mean, rng = base.ema_fixed(state.mean, z << E, codes.mean, rng)
-    var, rng = base.ema_fixed(state.var, round_shift(d * d, E), codes.var, rng)
+        w, _, changed, clipped = base.apply_rank1(
+            w, p, x, params.factor_frac + A, base.advance(rng, o_w), lo, hi, params.rounding)
+    mean = base.ema_apply(state.mean, z << E, codes.mean, r_mean)
+    var = base.ema_apply(state.var, round_shift(d * d, E), codes.var, r_var)
     cov = state.cov
     if cov.size:
-        cov, rng = base.ema_fixed(cov, round_shift(np.outer(d, d), E), codes.var, rng)
+        cov = base.ema_apply(cov, round_shift(np.outer(d, d), E), codes.var,
+                             r[o_w + 2 * n_out:].reshape(cov.shape))
+    rng = base.advance(rng, total)
     out = []
     for a in (mean, var, cov):
-        a, s = base.saturate_count(a, 32)
-        nsat += s
+        a, k = base.saturate_count(a, 32)
+        nsat += k
         out.append(a.astype(np.int32))
     new = State(
-        z_prev=np.clip(z, -32768, 32767).astype(np.int16),
+        z_prev=np.minimum(np.maximum(z, -32768), 32767).astype(np.int16),
         mean=out[0], var=np.maximum(out[1], 0).astype(np.int32),
         count=np.array([min(count + 1, params.warmup)], np.int32),
         pre_trace=np.asarray(pre_tr, np.int32), post_trace=np.asarray(post_tr, np.int32),
