@@ -179,3 +179,25 @@ def test_backend_continues_from_state(graph):
     second = be.run(x[12:], state=first.final_state)
     whole = run(net, x)
     np.testing.assert_array_equal(np.concatenate([first.output, second.output]), whole.output)
+
+
+def test_byte_corruption_never_escapes_as_a_crash(tmp_path):
+    """Seeded random byte flips: every outcome is a loaded model or an EdgelearnError."""
+    from edgelearn.errors import EdgelearnError
+
+    save_onnx(make_net("rlif", "zero"), tmp_path / "a.onnx", graph="scan")
+    src = (tmp_path / "a.onnx").read_bytes()
+    rng = np.random.default_rng(7)
+    refused = 0
+    for _ in range(150):
+        data = bytearray(src)
+        for j in rng.integers(0, len(data), rng.integers(1, 4)):
+            data[j] = rng.integers(0, 256)
+        path = tmp_path / "f.onnx"
+        path.write_bytes(bytes(data))
+        try:
+            load_model(path)
+        except EdgelearnError as exc:
+            refused += 1
+            assert "\n" not in str(exc)
+    assert refused > 50

@@ -170,6 +170,16 @@ def load_nir(source, dt: float) -> Network:
             raise ModelFileError(f"{what} is not a readable NIR file: {line[:150]}") from None
     else:
         graph = source
+    try:
+        return _network_from_graph(graph, dt, what)
+    except (ModelFileError, ModelError):
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        raise ModelFileError(f"{what} is malformed ({type(exc).__name__}: "
+                             f"{str(exc)[:120]})") from None
+
+
+def _network_from_graph(graph, dt: float, what: str) -> Network:
     nodes, edges = flatten(dict(graph.nodes), [tuple(e) for e in graph.edges])
     succ = {k: [d for s, d in edges if s == k] for k in nodes}
     pred = {k: [s for s, d in edges if d == k] for k in nodes}

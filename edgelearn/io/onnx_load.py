@@ -18,7 +18,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-from edgelearn.errors import ModelError, ModelFileError
+from edgelearn.errors import EdgelearnError, ModelError, ModelFileError
 from edgelearn.io import onnx_meta as M
 from edgelearn.io.onnx_verify import PROBE_BATCH, LayerIO, StepIO, verify_scan, verify_step
 from edgelearn.io.ort_session import make_session
@@ -83,6 +83,8 @@ def run_checker(model: onnx.ModelProto, what: str = "model") -> None:
 def _check_known_ops(graph, what: str) -> None:
     """Name the first operator of the standard domain that ONNX does not define."""
     for node in graph.node:
+        if not isinstance(node.op_type, str) or not isinstance(node.domain, str):
+            raise ModelFileError(f"'{what}': a node's op type or domain is not valid text")
         if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
             raise ModelFileError(f"'{what}': unknown op '{node.op_type}' (node '{node.name}')")
         for attr in node.attribute:
@@ -93,7 +95,11 @@ def _check_known_ops(graph, what: str) -> None:
 def _check_declared_sizes(graph, what: str) -> None:
     """Refuse absurd tensors before numpy allocates them."""
     total = 0
+    known = set(onnx.TensorProto.DataType.values())
     for init in graph.initializer:
+        if init.data_type not in known or init.data_type == onnx.TensorProto.UNDEFINED:
+            raise ModelFileError(f"'{what}': initializer '{init.name}' has unknown element type "
+                                 f"{init.data_type}")
         n = M.tensor_size(init)
         if any(d < 0 for d in init.dims) or n > MAX_PARAMETERS:
             raise ModelFileError(f"'{what}': initializer '{init.name}' declares shape "
@@ -251,6 +257,17 @@ def _fixed_batch(model) -> int | None:
 def load_model(path: str | os.PathLike, verify: bool = True):
     """Load an ONNX file as a Network (profile or recognised third-party step graph) or, when
     the graph is not recognised, as an :class:`OpaqueModel` for inference only."""
+    try:
+        return _load_model(path, verify)
+    except EdgelearnError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, UnicodeError, OverflowError) as exc:
+        # a corrupt file can trip the onnx library itself; still one line, no traceback
+        raise ModelFileError(f"'{path}' is malformed ({type(exc).__name__}: "
+                             f"{str(exc)[:120]})") from None
+
+
+def _load_model(path, verify: bool):
     from edgelearn.io import onnx_thirdparty
     from edgelearn.io.opaque import OpaqueModel
 
