@@ -284,6 +284,10 @@ def _load_model(path, verify: bool):
         net, io = onnx_thirdparty.recognise(model, what)
     except onnx_thirdparty.NotRecognised as why:
         return OpaqueModel(model, data, why=str(why), what=what)
+    except (ArithmeticError, ValueError, TypeError, KeyError, IndexError) as exc:
+        # a graph shape the recogniser did not anticipate: still usable for inference
+        return OpaqueModel(model, data, what=what, why=f"structure not recognised "
+                           f"({type(exc).__name__}: {str(exc)[:100]})")
     if verify:
         session = make_session(data, what=f"'{what}'")
         verify_step(session, net, io, path=what, batch=_fixed_batch(model) or PROBE_BATCH)
