@@ -17,11 +17,27 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from edgelearn.data.dataset import Dataset, read_npz_arrays
 from edgelearn.errors import DataError
 
 BUNDLED = Path(__file__).resolve().parent / "bundled" / "speech_digits.npz"
 SPLIT_KEYS = {"train": "train", "test": "test", "new_user": "newuser", "newuser": "newuser"}
+_CACHE: dict[tuple, dict] = {}
+
+
+def _cached_arrays(path: Path) -> dict:
+    """The archive's arrays, read once per (path, size, mtime): splits share one read."""
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return read_npz_arrays(path)            # raises DataError naming the file
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = read_npz_arrays(path)
+    return _CACHE[key]
 
 
 def load_speech_digits(split: str = "train", path: str | os.PathLike | None = None) -> Dataset:
@@ -32,7 +48,7 @@ def load_speech_digits(split: str = "train", path: str | os.PathLike | None = No
     if split not in SPLIT_KEYS:
         raise DataError(f"speech_digits has splits 'train', 'test', 'new_user'; got {split!r}")
     path = Path(path) if path is not None else BUNDLED
-    arrays = read_npz_arrays(path)
+    arrays = _cached_arrays(path)
     key = SPLIT_KEYS[split]
     for suffix in ("x", "y"):
         if f"{key}_{suffix}" not in arrays:
@@ -49,7 +65,7 @@ def load_speech_digits(split: str = "train", path: str | os.PathLike | None = No
     meta["split"] = split_name
     meta["voices"] = meta_all.get("splits", {}).get(split_name, {}).get("voices", [])
     if f"{key}_voice" in arrays:
-        meta["voice"] = arrays[f"{key}_voice"]
+        meta["voice"] = np.array(arrays[f"{key}_voice"])
     n_classes = int(meta_all.get("n_classes", 10))
     return Dataset(arrays[f"{key}_x"], arrays[f"{key}_y"], n_classes,
                    f"speech_digits/{split_name}", meta)
