@@ -59,7 +59,7 @@ def test_snntorch_zero_reset_is_opaque_with_reason():
     np.testing.assert_array_equal(model.run(data["input"]), data["output"])
     with pytest.raises(ModelFileError, match="opaque graph: layer 0: reset-to-zero"):
         load_network(FIX / "snntorch_leaky_zero.onnx")
-    with pytest.raises(InputError, match="n_in=8"):
+    with pytest.raises(InputError, match="expects 8 input channels, got 5"):
         model.run(np.zeros((3, 5), np.float32))
 
 

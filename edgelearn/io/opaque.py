@@ -14,6 +14,7 @@ import numpy as np
 from edgelearn.errors import InputError, ModelFileError
 from edgelearn.io.onnx_meta import value_info_shape
 from edgelearn.io.ort_session import make_session
+from edgelearn.runtime.reference import as_sequence
 
 
 class OpaqueModel:
@@ -63,17 +64,7 @@ class OpaqueModel:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run a sequence [T, n_in] or [T, B, n_in] from zero state; returns [T, B, n_out]."""
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "biuf":
-            raise InputError(f"input must be numeric, got dtype {arr.dtype}")
-        if arr.ndim == 2:
-            arr = arr[:, None, :]
-        if arr.ndim != 3 or arr.shape[2] != self.n_in or 0 in arr.shape:
-            raise InputError(f"model '{self.path}' expects input [T, n_in] or [T, B, n_in] "
-                             f"with n_in={self.n_in}, got shape {np.shape(x)}")
-        arr = arr.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(arr)):
-            raise InputError("input contains NaN or Inf")
+        arr = as_sequence(self, x)  # same checks as for a Network (uses .n_in and .name)
         T, B, _ = arr.shape
         if self.batch is not None and B != self.batch:
             raise InputError(f"model '{self.path}' was exported for batch {self.batch}, "
