@@ -324,17 +324,9 @@ def accumulate_event(qlayer: QLayer, x: np.ndarray) -> np.ndarray:
     Cost is O(active inputs * n_out); int32 sums are exact because |sum| <= 127 * n_in.
     """
     wT = qlayer._derived("wT_i32")
-    B = x.shape[0]
-    if B == 1:
-        idx = np.flatnonzero(x[0])
-        return wT[idx].sum(axis=0, dtype=np.int64)[None, :]
-    b, j = np.nonzero(x)
-    out = np.zeros((B, qlayer.n_out), dtype=np.int64)
-    if j.size == 0:
-        return out
-    rows = wT[j]                                   # [nnz, n_out], grouped by batch (row-major)
-    starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
-    out[b[starts]] = np.add.reduceat(rows, starts, axis=0, dtype=np.int64)
+    out = np.empty((x.shape[0], qlayer.n_out), dtype=np.int64)
+    for b, row in enumerate(x):
+        out[b] = wT[np.flatnonzero(row)].sum(axis=0, dtype=np.int64)
     return out
 
 
