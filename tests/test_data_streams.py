@@ -136,3 +136,14 @@ def test_bad_streams(ds):
         DeadChannels(1.5)
     with pytest.raises(ParameterError, match="NoiseSpikes severity must be >= 0"):
         NoiseSpikes(-0.1)
+
+
+def test_holdout_keeps_speakers_on_both_sides(ds):
+    from edgelearn.data.streams import holdout
+    adapt, ev = holdout(ds, 0.5, seed=0, group_key="voice")
+    assert len(adapt) + len(ev) == len(ds)
+    assert set(adapt.meta["voice"]) == set(ev.meta["voice"]) == set(range(6))
+    a2, _ = holdout(ds, 0.5, seed=0, group_key="voice")
+    assert np.array_equal(a2.x, adapt.x)
+    with pytest.raises(DataError, match="fraction must lie in"):
+        holdout(ds, 1.0)

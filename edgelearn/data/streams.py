@@ -298,3 +298,33 @@ def make_stream(ds: Dataset, transforms: Sequence[Transform] = (), n_samples: in
         passes = [rng.permutation(len(ds)) for _ in range(-(-int(n) // len(ds)))]
         indices = np.concatenate(passes)[: int(n)]
     return Stream(ds, transforms, indices.astype(np.int64), seed)
+
+
+def holdout(ds: Dataset, fraction: float = 0.5, seed: int = 0,
+            group_key: str | None = None) -> tuple[Dataset, Dataset]:
+    """Split ``ds`` into (adapt, evaluate): ``fraction`` of each class goes to evaluate.
+
+    With ``group_key`` (e.g. "voice") the split is made within each (group, class) cell, so the
+    same speakers appear on both sides (adapt to a user, then measure on that user's other
+    utterances); cells with one sample go to adapt. Deterministic given ``seed``.
+    """
+    if not 0 < fraction < 1:
+        raise DataError(f"holdout fraction must lie in (0, 1), got {fraction}")
+    groups = np.zeros(len(ds), dtype=np.int64)
+    if group_key is not None:
+        g = ds.meta.get(group_key)
+        if not (isinstance(g, np.ndarray) and g.shape[:1] == (len(ds),)):
+            raise DataError(f"dataset '{ds.name}' has no per-sample meta['{group_key}']")
+        groups = np.unique(g, return_inverse=True)[1].ravel()
+    rng = np.random.default_rng([int(seed), 3])
+    evaluate = np.zeros(len(ds), dtype=bool)
+    cells = groups * ds.n_classes + ds.y
+    for cell in np.unique(cells):
+        idx = np.flatnonzero(cells == cell)
+        k = int(np.floor(fraction * idx.size + rng.random()))   # unbiased rounding
+        k = min(k, idx.size - 1)
+        if k > 0:
+            evaluate[rng.permutation(idx)[:k]] = True
+    if not evaluate.any() or evaluate.all():
+        raise DataError(f"holdout of '{ds.name}' with fraction {fraction} leaves one side empty")
+    return (ds.subset(~evaluate, f"{ds.name}/adapt"), ds.subset(evaluate, f"{ds.name}/eval"))
