@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from edgelearn.data.baseline import fit_logistic
-from edgelearn.data.randman import RandmanParams, eval_manifold, make_randman, randman_splits
+from edgelearn.data.randman import (
+    RandmanParams,
+    eval_manifold,
+    make_randman,
+    randman_splits,
+)
 from edgelearn.errors import DataError, ParameterError
 
 

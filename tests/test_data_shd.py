@@ -5,8 +5,8 @@ import pytest
 
 h5py = pytest.importorskip("h5py", reason="h5py is the optional 'data' extra")
 
-from edgelearn.data.shd import load_shd, write_shd  # noqa: E402
-from edgelearn.errors import DataError  # noqa: E402
+from edgelearn.data.shd import load_shd, write_shd
+from edgelearn.errors import DataError
 
 
 @pytest.fixture

@@ -11,7 +11,11 @@ import pytest
 
 from edgelearn.data import load_speech_digits
 from edgelearn.data.speech.encoder import EncoderParams, encode
-from edgelearn.data.speech.filterbank import Filterbank, FilterbankParams, centre_frequencies
+from edgelearn.data.speech.filterbank import (
+    Filterbank,
+    FilterbankParams,
+    centre_frequencies,
+)
 from edgelearn.data.speech.mix import colored_noise, mix
 from edgelearn.data.speech.splits import NEW_USER_ACCENT, split_voices
 from edgelearn.data.speech_digits import BUNDLED
@@ -41,7 +45,7 @@ def test_splits_are_disjoint_by_voice(splits):
             for s, d in splits.items()}
     assert not used["train"] & used["test"]
     assert not used["train"] & used["new_user"] and not used["test"] & used["new_user"]
-    variant = lambda v: v.split("+", 1)[1] if "+" in v else ""  # noqa: E731
+    variant = lambda v: v.split("+", 1)[1] if "+" in v else ""
     assert not {variant(v) for v in used["train"]} & {variant(v) for v in used["test"]}
     for v in used["train"] | used["test"]:
         assert not v.startswith(NEW_USER_ACCENT) and "whisper" not in v
@@ -120,7 +124,7 @@ def test_generator_is_byte_deterministic(tmp_path):
         res = subprocess.run([sys.executable, str(ROOT / "tools" / "make_dataset.py"),
                               "--out", str(out), "--train", "6", "--test", "3",
                               "--new-user", "4", "--seed", "7"],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120, check=False)
         assert res.returncode == 0, res.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]

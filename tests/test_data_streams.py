@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from edgelearn.data.dataset import Dataset
-from edgelearn.data.streams import (ChannelShift, DeadChannels, GainDrift, NoiseSpikes, TimeWarp,
-                                    make_stream, warp_time)
+from edgelearn.data.streams import (
+    ChannelShift,
+    DeadChannels,
+    GainDrift,
+    NoiseSpikes,
+    TimeWarp,
+    make_stream,
+    warp_time,
+)
 from edgelearn.errors import DataError, ParameterError
 
 

@@ -29,16 +29,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgelearn.atomic import atomic_write_bytes  # noqa: E402
-from edgelearn.data.dataset import npz_bytes  # noqa: E402
-from edgelearn.data.speech.encoder import EncoderParams, encode  # noqa: E402
-from edgelearn.data.speech.espeak import PITCH_RANGES, speak, trim_silence  # noqa: E402
-from edgelearn.data.speech.filterbank import Filterbank, FilterbankParams  # noqa: E402
-from edgelearn.data.speech.mix import NOISE_KINDS, mix  # noqa: E402
-from edgelearn.data.speech.splits import (SPLITS, WHISPER_VARIANTS, split_voices,  # noqa: E402
-                                          voice_name)
-from edgelearn.errors import EdgelearnError  # noqa: E402
-from edgelearn.progress import Progress  # noqa: E402
+from edgelearn.atomic import atomic_write_bytes
+from edgelearn.data.dataset import npz_bytes
+from edgelearn.data.speech.encoder import EncoderParams, encode
+from edgelearn.data.speech.espeak import PITCH_RANGES, speak, trim_silence
+from edgelearn.data.speech.filterbank import Filterbank, FilterbankParams
+from edgelearn.data.speech.mix import NOISE_KINDS, mix
+from edgelearn.data.speech.splits import (
+    SPLITS,
+    WHISPER_VARIANTS,
+    split_voices,
+    voice_name,
+)
+from edgelearn.errors import EdgelearnError
+from edgelearn.progress import Progress
 
 GENERATOR_VERSION = 1
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -89,7 +93,7 @@ def utterance(split_id: int, index: int, voices, seed: int, fb: Filterbank, enc:
 def espeak_version() -> str:
     try:
         out = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True,
-                             timeout=10).stdout
+                             timeout=10, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.strip().split("Data at")[0].strip()

@@ -10,4 +10,4 @@
 from edgelearn.data.dataset import Dataset, load_npz, save_npz
 from edgelearn.data.speech_digits import load_speech_digits
 
-__all__ = ["Dataset", "load_npz", "save_npz", "load_speech_digits"]
+__all__ = ["Dataset", "load_npz", "load_speech_digits", "save_npz"]

@@ -18,7 +18,7 @@ from edgelearn.errors import DataError
 
 def pooled_features(x: np.ndarray, time_pools: int) -> np.ndarray:
     """Spike counts summed in ``time_pools`` windows: [N, T, C] -> [N, time_pools * C]."""
-    n, t, c = x.shape
+    t = x.shape[1]
     edges = np.linspace(0, t, time_pools + 1).round().astype(int)
     xs = x.astype(np.float64)
     feats = [xs[:, a:b].sum(axis=1) for a, b in zip(edges[:-1], edges[1:])]

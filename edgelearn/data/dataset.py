@@ -124,7 +124,7 @@ class Dataset:
         """C, the number of input channels."""
         return int(self.x.shape[2])
 
-    def subset(self, index, name: str | None = None) -> "Dataset":
+    def subset(self, index, name: str | None = None) -> Dataset:
         """The samples at ``index`` (an int array or boolean mask), per-sample meta included."""
         idx = np.asarray(index)
         if idx.dtype == bool:

@@ -34,7 +34,7 @@ SHD_CLASSES = 20
 
 def _h5py():
     try:
-        import h5py  # noqa: PLC0415 - optional dependency, imported lazily
+        import h5py
     except ImportError:
         raise DataError("reading SHD files needs h5py: pip install h5py (or edgelearn[data])"
                         ) from None

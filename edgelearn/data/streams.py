@@ -23,8 +23,9 @@ Counts stay uint8 (saturating at 255); float32 data stays float32 (no rounding, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -222,7 +223,7 @@ class Stream:
                        for j, t in enumerate(self.transforms)]
 
     def __len__(self) -> int:
-        return int(len(self.indices))
+        return len(self.indices)
 
     @property
     def n_classes(self) -> int:
