@@ -146,3 +146,33 @@ def test_throttled_line_upload_reaches_90_percent_of_baud():
         res = c.upload(img, verify="none")
     rate = res.length / res.seconds
     assert rate >= 0.9 * 115200 / 10, rate
+
+
+def _spawn_pty_sim(*args):
+    proc = subprocess.Popen([sys.executable, "-m", "firmware_sim", "--pty", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    path = proc.stdout.readline().strip()
+    assert path.startswith("/dev/"), path
+    return proc, path
+
+
+def test_pty_client_close_is_eio_and_the_next_client_is_served():
+    proc, path = _spawn_pty_sim("--ram", "64KiB", "--flash", "256KiB")
+    try:
+        with Client(path) as c:
+            c.upload(test_image(seed=80))
+        with Client(path) as c:                 # a second client on the same pty
+            assert c.info.active_crc == crc32(test_image(seed=80))
+        assert proc.poll() is None              # still serving
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        proc.stdout.close()
+
+
+def test_pty_exit_on_close():
+    proc, path = _spawn_pty_sim("--exit-on-close")
+    with Client(path) as c:
+        c.ping(b"x")
+    assert proc.wait(5) == 0
+    proc.stdout.close()

@@ -15,6 +15,7 @@ is the ``baudrate`` argument (ignored by pty, socket and loop).
 
 from __future__ import annotations
 
+import abc
 import os
 import signal
 import subprocess
@@ -29,16 +30,18 @@ from edgelearn.errors import LinkError
 READ_CHUNK = 65536
 
 
-class Transport:
+class Transport(abc.ABC):
     """Interface of every byte pipe (see module docstring)."""
 
     url = ""
 
+    @abc.abstractmethod
     def write(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Send all of ``data`` (raises LinkError if the line is gone or stuck)."""
 
+    @abc.abstractmethod
     def read(self, timeout: float) -> bytes:
-        raise NotImplementedError
+        """Bytes that arrived within ``timeout`` seconds (b"" if none)."""
 
     def close(self) -> None:
         pass
