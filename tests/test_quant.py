@@ -143,3 +143,28 @@ def test_quantize_tool_end_to_end_and_errors(tmp_path):
     # an already quantized model -> exit 2
     r = _tool(tmp_path / "q.onnx", "--calib", tmp_path / "calib.npz", "-o", tmp_path / "y.onnx")
     assert r.returncode == 2 and "already quantized" in r.stderr
+
+
+VEC = ROOT / "tests" / "vectors"
+
+
+@pytest.mark.parametrize("case", ["ff_int8", "rec_spikes", "saturating"])
+def test_onnx_graph_reproduces_shared_vectors(case, tmp_path):
+    """Reset to zero, bias, negative shifts, int8 inputs and saturation in onnxruntime."""
+    from edgelearn.kernels.image import from_image
+    qnet = from_image((VEC / f"lif_{case}.bin").read_bytes())
+    with np.load(VEC / f"lif_{case}.npz", allow_pickle=False) as z:
+        v = {k: z[k] for k in z.files}
+    path = tmp_path / "v.onnx"
+    save_quant_onnx(qnet, path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    x = v["x"]
+    state = {i.name: np.zeros((x.shape[1], int(i.shape[1])), np.float32)
+             for i in sess.get_inputs() if i.name != "input"}
+    for t in range(x.shape[0]):
+        out = dict(zip(names, sess.run(None, {"input": x[t].astype(np.float32), **state})))
+        state = {n: out[n[:-3] + "_out"] for n in state}
+        assert np.array_equal(out["output"], v["output"][t])
+        for la in qnet.layers:
+            assert np.array_equal(out[f"{la.name}.membrane_out"], v[f"membrane__{la.name}"][t])

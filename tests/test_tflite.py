@@ -83,3 +83,21 @@ def test_cli_refuses_float_model(tmp_path):
     with pytest.raises(EdgelearnError, match="is a float model"):
         _cli(tmp_path / "f.onnx", "-o", tmp_path / "f.tflite")
     assert not (tmp_path / "f.tflite").exists()
+
+
+@pytest.mark.parametrize("case", ["ff_int8", "rec_spikes", "saturating"])
+def test_tflite_reproduces_shared_vectors(case):
+    from pathlib import Path
+    from edgelearn.kernels.image import from_image
+    vec = Path(__file__).parent / "vectors"
+    qnet = from_image((vec / f"lif_{case}.bin").read_bytes())
+    with np.load(vec / f"lif_{case}.npz", allow_pickle=False) as z:
+        x, want = z["x"], z["output"]
+    backends = ["litert"] + (["tflm"] if HAS_TFLM else [])
+    for b in backends:
+        batch = x.shape[1] if b == "litert" else 1
+        model = tflite_bytes(qnet, batch=batch)
+        st = TfliteStepper(model, b, arena=1 << 20 if b == "tflm" else None)
+        for k in range(0, x.shape[1], batch):
+            got = run_sequence(st, x[:, k:k + batch])
+            assert np.array_equal(got["output"], want[:, k:k + batch]), (b, k)

@@ -8,8 +8,7 @@ For layer k with float weights W (max |W| = m) and integer input worth ``in_scal
                    need = max(peak |I|, peak |U|, max theta, max |b|) / headroom
                    (peaks of the float model on the calibration data, at ``percentile``),
                    capped so that the worst-case contribution (max row sum |W_int| * max|x|)
-                   << k fits int32 and, for 16-bit state, stays below 2^21 (so the exported
-                   ONNX/TFLite graphs are exact, edgelearn.kernels.step_graph).
+                   << k fits int32.
     theta_int = round(theta / s_u), b_int = round(b / s_u), alpha, beta -> 12-bit multipliers.
     recurrent V:   v_shift = ceil(log2(max|V| / (127 s_u))), V_int = round(V / (s_u 2^v_shift)).
 
@@ -151,8 +150,6 @@ def quantize_network(net: Network, calib_x, *, state_bits: int = 16, headroom: f
         shift = math.floor(math.log2(hi * ws / need))
         row_abs = int(np.abs(w_int).sum(axis=1).max()) or 1
         cap = 30 - math.ceil(math.log2(row_abs * xmax + 1))      # contribution fits int32
-        if state_bits == 16:                                      # exchange graphs stay exact
-            cap = min(cap, 21 - math.ceil(math.log2(row_abs * xmax + 1)))
         shift = int(max(-31, min(31, shift, cap)))
         if layer.name in shifts:
             shift = int(shifts[layer.name])
