@@ -176,3 +176,35 @@ def test_pty_exit_on_close():
         c.ping(b"x")
     assert proc.wait(5) == 0
     proc.stdout.close()
+
+
+class _DropNth:
+    """Transport wrapper that silently loses the n-th frame written after arming."""
+
+    def __init__(self, inner, n):
+        self.inner, self.n, self.count, self.armed, self.url = inner, n, 0, False, "drop"
+
+    def write(self, data):
+        if self.armed:
+            self.count += 1
+            if self.count == self.n:
+                return
+        self.inner.write(data)
+
+    def read(self, timeout):
+        return self.inner.read(timeout)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_requests_lost_after_an_error_are_renumbered():
+    from edgelearn.link import messages as m
+    with InProcessBoard("socketpair", ram=64 * 1024, flash=256 * 1024) as board:
+        t = _DropNth(board.host, 5)
+        c = Client(t, timeout=0.05)
+        t.armed = True
+        with pytest.raises(DeviceErrorReply, match="BAD_STATE on UPLOAD_DATA"):
+            list(c.pipeline([m.UploadData(b"x")] * 5))   # no UPLOAD_BEGIN: all fail; #5 lost
+        tel = c.telemetry()                              # the device still waits for #5
+        assert tel.naks >= 1 and c.stats.timeouts == 0

@@ -50,6 +50,7 @@ class _Pending:
     wire: bytes
     sent_at: float
     timeouts: int = 0
+    reply: m.Message | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,6 @@ class Client:
         self.max_payload = 64
         self._seq = 0
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
-        self._replies: dict[int, m.Message] = {}
         self._closed = False
         if handshake:
             try:
@@ -160,6 +160,20 @@ class Client:
                 self._send(self._pending[s])
                 self.stats.retransmissions += 1
 
+    def _renumber(self, expected: int) -> None:
+        """The device waits for ``expected``, older than every pending request: requests that
+        were abandoned after an error never reached it. Nothing from ``expected`` on has been
+        executed, so the pending requests are renumbered from ``expected`` and resent."""
+        old = list(self._pending.values())
+        self._pending.clear()
+        self._seq = expected
+        for p in old:
+            p.seq = self._next_seq()
+            p.wire = framing.encode_frame(Frame(p.msg.TYPE, p.seq, p.msg.pack(), self.version, 0))
+            self._pending[p.seq] = p
+            self._send(p)
+            self.stats.retransmissions += 1
+
     def _pump(self, wait: float) -> None:
         """Read for up to ``wait`` seconds (returns after the first data); handle frames."""
         data = self.transport.read(max(wait, 0.0))
@@ -181,7 +195,10 @@ class Client:
                 nak = m.Nak.unpack(fr.payload)
             except m.MessageError:
                 return
-            self._resend_from(nak.expected)
+            if nak.expected in self._pending:
+                self._resend_from(nak.expected)
+            elif self._pending and (next(iter(self._pending)) - nak.expected) & 0xFF < 128:
+                self._renumber(nak.expected)
             return
         p = self._pending.get(fr.seq)
         if p is None:
@@ -194,7 +211,7 @@ class Client:
             reply = m.Error(m.E_BAD_LENGTH, p.msg.TYPE, 0, 0,
                             f"malformed reply: {exc}".encode())
         del self._pending[fr.seq]
-        self._replies[fr.seq] = reply
+        p.reply = reply
         # The line is FIFO and the device answers in order: an unanswered request sent before
         # the one just answered lost its request or its reply. Resend it now (safe: the device
         # answers a duplicate from its reply cache) instead of waiting for the timer.
@@ -221,11 +238,12 @@ class Client:
                             f"{hint}")
         self._resend_from(oldest.seq)
 
-    def _take(self, seq: int) -> m.Message:
-        reply = self._replies.pop(seq)
+    def _take(self, p: _Pending) -> m.Message:
+        reply = p.reply
         if isinstance(reply, m.Error):
+            # abandon the rest: requests already on the line may still execute; ones that were
+            # lost are renumbered when the device NAKs an older number (see _renumber)
             self._pending.clear()
-            self._replies.clear()
             if reply.code == m.E_VERSION:
                 raise LinkError(f"protocol version mismatch: host speaks version {self.version}, "
                                 f"device speaks version {reply.arg0}")
@@ -240,7 +258,7 @@ class Client:
     def pipeline(self, msgs: Iterable[m.Message]) -> Iterator[m.Message]:
         """Send ``msgs`` with up to ``window`` in flight; yield replies in request order."""
         it = iter(msgs)
-        order: list[int] = []
+        order: list[_Pending] = []
         exhausted = False
         while True:
             while not exhausted and self._in_flight() < self.window:
@@ -249,8 +267,8 @@ class Client:
                 except StopIteration:
                     exhausted = True
                     break
-                order.append(self._queue(msg).seq)
-            while order and order[0] in self._replies:
+                order.append(self._queue(msg))
+            while order and order[0].reply is not None:
                 yield self._take(order.pop(0))
             if exhausted and not order:
                 return
@@ -279,7 +297,6 @@ class Client:
     def hello(self) -> m.HelloReply:
         """(Re)start the session; checks versions and adopts the device's limits."""
         self._pending.clear()
-        self._replies.clear()
         self.decoder.reset()
         self.window, self.max_payload = 1, 64
         self.transport.write(framing.DELIMITER)   # end any partial frame on the line
