@@ -9,8 +9,10 @@ are arbitrary but shared by U and theta):
     U[n]   = (1 - R[n]) * (beta * U[n-1] + I[n])     reset to zero           (reset="zero")
     S[n]   = H(U[n] - theta),  H(v) = 1 if v > 0 else 0
 
-This is the state update of snnTorch's ``Synaptic``/``RSynaptic`` (``Leaky`` is alpha = 0), so
-the spike S[n] of a step is the reset signal of the next one and the state is just (I, U).
+This is the state update of snnTorch's ``Synaptic``/``RSynaptic`` (and of ``Leaky``/``RLeaky``
+with reset by subtraction, as alpha = 0; snnTorch's ``Leaky`` with reset to zero computes
+beta (1 - R) U + I instead and loads as an opaque graph), so the spike S[n] of a step is the
+reset signal of the next one and the state is just (I, U).
 A readout layer (``spiking=False``) has no threshold and no reset; its output is U[n].
 alpha = exp(-dt/tau_syn), beta = exp(-dt/tau_mem).
 """
