@@ -5,7 +5,7 @@ import pytest
 
 from _rule_streams import latent_stream, linear_r2
 from edgelearn.fixed import rng_init, round_shift
-from edgelearn.rules import base, lpl_rate
+from edgelearn.rules import lpl_rate, qmath
 
 N_IN, N_OUT, WS = 32, 8, 7
 
@@ -25,7 +25,7 @@ def run_float(x, w, p, record_var=False):
     vmin = np.inf
     for t in range(x.shape[0]):
         dw, st = lpl_rate.step(x[t], w @ x[t], st, p)
-        w = base.apply_float(w, dw, p.w_min, p.w_max)
+        w = qmath.apply_float(w, dw, p.w_min, p.w_max)
         if record_var and t > p.warmup:
             vmin = min(vmin, float(st.var.min()))
     return w, vmin
@@ -181,8 +181,8 @@ def test_event_driven_update_is_bit_identical_to_dense(rounding):
         post = rng.integers(-2**30, 2**30, n_out) * (rng.random(n_out) < 0.7)
         pre = (rng.random(n_in) < 0.2).astype(np.int64) << 8
         r0 = rng_init(trial)
-        a = base.apply_rank1(w, post, pre, 31, r0, -100, 100, rounding)
-        b = base.apply_update(w, post[:, None] * pre[None, :], 31, r0, -100, 100, rounding)
+        a = qmath.apply_rank1(w, post, pre, 31, r0, -100, 100, rounding)
+        b = qmath.apply_update(w, post[:, None] * pre[None, :], 31, r0, -100, 100, rounding)
         np.testing.assert_array_equal(a[0], b[0])
         assert a[1:] == b[1:]
 
@@ -192,6 +192,6 @@ def test_fast_prng_words_equal_fixed_rng_draw():
     from edgelearn.fixed import RngState
     for st in (rng_init(0), rng_init(123456789), RngState(0xDEADBEEF, 0xFFFFFFF0)):
         want, after = rng_draw(st, 40)                       # includes counter wrap-around
-        got, after2 = base.words(st, 40)
+        got, after2 = qmath.words(st, 40)
         np.testing.assert_array_equal(got.astype(np.uint64), want)
         assert after == after2

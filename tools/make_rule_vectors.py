@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgelearn.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from edgelearn.fixed import rng_init  # noqa: E402
-from edgelearn.rules import base, istdp, lpl_rate, lpl_spiking, oja, triplet_stdp  # noqa: E402
+from edgelearn.rules import istdp, lpl_rate, lpl_spiking, oja, qmath, triplet_stdp  # noqa: E402
 
 OUT = ROOT / "tests" / "vectors" / "rules"
 MODULES = {"lpl_rate": lpl_rate, "lpl_spiking": lpl_spiking, "triplet_stdp": triplet_stdp,
@@ -135,7 +135,7 @@ def generate() -> tuple[dict, dict[str, bytes]]:
         p = mod.Params(**kw)
         rng = np.random.default_rng(1000 + i)
         inputs = _inputs(name, rule, n_in, n_out, steps, rng)
-        lo, hi = base.int_bounds(p.w_min, p.w_max, w_shift)
+        lo, hi = qmath.int_bounds(p.w_min, p.w_max, w_shift)
         span = (-128, 127) if "outside" in desc else (max(lo, -60), min(hi, 60))
         w0 = rng.integers(span[0], span[1] + 1, (n_out, n_in)).astype(np.int64)
         seed = 0xC0FFEE + i

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgelearn.errors import ParameterError
 from edgelearn.fixed import RngState
-from edgelearn.rules import base
+from edgelearn.rules import base, qmath
 from edgelearn.rules.base import FixedStats
 
 RULE = "istdp"
@@ -98,19 +98,19 @@ def step_fixed(w_int8, pre, post, state: State, params: Params, rng: RngState, w
     s_pre = base.spikes_input(RULE, "pre", pre, n_in)
     s_post = base.spikes_input(RULE, "post", post, n_out)
     T, P = params.trace_frac, params.factor_frac
-    code = base.decay_code(RULE, "tau", params.tau / params.dt)
-    (xp, xq), rng = base.decay_traces_fixed(tuple(state), (code, code), rng)
-    eta = base.encode_scale(RULE, "eta", params.eta * 2.0 ** float(w_shift))
+    code = qmath.decay_code(RULE, "tau", params.tau / params.dt)
+    (xp, xq), rng = qmath.decay_traces_fixed(tuple(state), (code, code), rng)
+    eta = qmath.encode_scale(RULE, "eta", params.eta * 2.0 ** float(w_shift))
     alpha_q = int(round(params.alpha * (1 << T)))
-    a = base.to_factor(xq - alpha_q, T, eta, P)                 # per post, times S_j << T
-    b = base.to_factor(s_post << T, T, eta, P)                  # per post, times x_j
+    a = qmath.to_factor(xq - alpha_q, T, eta, P)                 # per post, times S_j << T
+    b = qmath.to_factor(s_post << T, T, eta, P)                  # per post, times x_j
     num = a[:, None] * (s_pre << T)[None, :] + b[:, None] * xp[None, :]
-    lo, hi = base.int_bounds(params.w_min, params.w_max, w_shift)
-    w, rng, changed, clipped = base.apply_update(w, num, P + T, rng, lo, hi, params.rounding)
+    lo, hi = qmath.int_bounds(params.w_min, params.w_max, w_shift)
+    w, rng, changed, clipped = qmath.apply_update(w, num, P + T, rng, lo, hi, params.rounding)
     nsat = 0
     outs = []
     for arr, s in ((xp, s_pre), (xq, s_post)):
-        arr, k = base.saturate_count(arr + (s << T), 32)
+        arr, k = qmath.saturate_count(arr + (s << T), 32)
         nsat += k
         outs.append(arr.astype(np.int32))
     return w, State(*outs), rng, FixedStats(changed, clipped, nsat, 0)

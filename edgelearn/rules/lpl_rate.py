@@ -42,7 +42,7 @@ import numpy as np
 
 from edgelearn.errors import ParameterError
 from edgelearn.fixed import RngState, round_shift
-from edgelearn.rules import base
+from edgelearn.rules import base, qmath
 from edgelearn.rules.base import FixedStats
 
 RULE = "lpl_rate"
@@ -192,7 +192,7 @@ def step(pre, post, state: State, params: Params, gain=None) -> tuple[np.ndarray
     """Float twin: returns (dW [n_out, n_in] float64, new state). Refuses NaN/Inf inputs.
 
     ``pre``: x [n_in]; ``post``: z [n_out]; ``gain``: f'(a) [n_out] (default 1).
-    Apply with ``base.apply_float(w, dW, params.w_min, params.w_max)``.
+    Apply with ``qmath.apply_float(w, dW, params.w_min, params.w_max)``.
     """
     n_out = state.mean.shape[0]
     n_in = state.pre_trace.shape[0] if params.tau_pre > 0 else np.asarray(pre).reshape(-1).size
@@ -201,10 +201,10 @@ def step(pre, post, state: State, params: Params, gain=None) -> tuple[np.ndarray
     g = np.ones(n_out) if gain is None else base.float_input(RULE, "gain", gain, n_out)
     pre_tr, post_tr = state.pre_trace, state.post_trace
     if params.tau_pre > 0:
-        pre_tr = base.ema_float(pre_tr.astype(np.float64), x, base.tau_rate(params.tau_pre))
+        pre_tr = qmath.ema_float(pre_tr.astype(np.float64), x, qmath.tau_rate(params.tau_pre))
         x = pre_tr
     if params.tau_post > 0:
-        post_tr = base.ema_float(post_tr.astype(np.float64), z, base.tau_rate(params.tau_post))
+        post_tr = qmath.ema_float(post_tr.astype(np.float64), z, qmath.tau_rate(params.tau_post))
         z = post_tr
     mean = state.mean.astype(np.float64)
     var = state.var.astype(np.float64)
@@ -219,15 +219,15 @@ def step(pre, post, state: State, params: Params, gain=None) -> tuple[np.ndarray
         dw = np.zeros((n_out, n_in))
     else:
         dw = np.outer(params.eta * bracket * g, x)
-    r_m, r_v = base.tau_rate(params.tau_mean), base.tau_rate(params.tau_var)
+    r_m, r_v = qmath.tau_rate(params.tau_mean), qmath.tau_rate(params.tau_var)
     new = State(
         z_prev=z.astype(np.float32),
-        mean=base.ema_float(mean, z, r_m).astype(np.float32),
-        var=base.ema_float(var, d * d, r_v).astype(np.float32),
+        mean=qmath.ema_float(mean, z, r_m).astype(np.float32),
+        var=qmath.ema_float(var, d * d, r_v).astype(np.float32),
         count=np.array([min(count + 1, params.warmup)], np.int32),
         pre_trace=np.asarray(pre_tr, np.float32),
         post_trace=np.asarray(post_tr, np.float32),
-        cov=(base.ema_float(cov, np.outer(d, d), r_v).astype(np.float32) if cov.size
+        cov=(qmath.ema_float(cov, np.outer(d, d), r_v).astype(np.float32) if cov.size
              else state.cov),
     )
     return dw, new
@@ -236,19 +236,19 @@ def step(pre, post, state: State, params: Params, gain=None) -> tuple[np.ndarray
 # ---------------------------------------------------------------- fixed point
 
 class _Codes(NamedTuple):
-    mean: base.RateCode
-    var: base.RateCode
-    pre: base.RateCode | None
-    post: base.RateCode | None
+    mean: qmath.RateCode
+    var: qmath.RateCode
+    pre: qmath.RateCode | None
+    post: qmath.RateCode | None
 
 
 @functools.lru_cache(maxsize=256)
 def _codes(params: Params) -> _Codes:
     return _Codes(
-        base.decay_code(RULE, "tau_mean", params.tau_mean),
-        base.decay_code(RULE, "tau_var", params.tau_var),
-        base.decay_code(RULE, "tau_pre", params.tau_pre) if params.tau_pre > 0 else None,
-        base.decay_code(RULE, "tau_post", params.tau_post) if params.tau_post > 0 else None,
+        qmath.decay_code(RULE, "tau_mean", params.tau_mean),
+        qmath.decay_code(RULE, "tau_var", params.tau_var),
+        qmath.decay_code(RULE, "tau_pre", params.tau_pre) if params.tau_pre > 0 else None,
+        qmath.decay_code(RULE, "tau_post", params.tau_post) if params.tau_post > 0 else None,
     )
 
 
@@ -256,7 +256,7 @@ def _scale(x: np.ndarray, value: float, name: str) -> np.ndarray:
     """x * value with value as a 12-bit mantissa/exponent (round half up). 0 gives zeros."""
     if value == 0:
         return np.zeros_like(x)
-    c = base.encode_scale(RULE, name, value)
+    c = qmath.encode_scale(RULE, name, value)
     prod = x * c.k
     return round_shift(prod, c.s) if c.s >= 0 else prod << -c.s
 
@@ -282,11 +282,11 @@ def bracket_fixed(x: np.ndarray, z: np.ndarray, state: State, params: Params, w_
         dec = round_shift(c @ d, 2 * A)                                      # Q.(A+E)
         b = b - _scale(dec, params.lam_decorr / (n_out - 1), "lam_decorr")
     b = round_shift(b * gain, GAIN_FRAC)                                     # Q.B
-    eta = base.encode_scale(RULE, "eta * 2^w_shift", params.eta * 2.0 ** float(w_shift))
+    eta = qmath.encode_scale(RULE, "eta * 2^w_shift", params.eta * 2.0 ** float(w_shift))
     sh = B + eta.s - P
     p = b * eta.k
     p = round_shift(p, sh) if sh >= 0 else p << -sh                          # Q.P
-    p, nsat = base.saturate_count(p, 41)
+    p, nsat = qmath.saturate_count(p, 41)
     return p, d, nsat
 
 
@@ -320,34 +320,34 @@ def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngStat
     k_w = 0 if skipped else (n_out * n_in if params.rounding == "full" else n_out + n_in)
     o_mean = o_w + k_w
     total = o_mean + 2 * n_out + state.cov.size
-    r = base.rng_words_at(rng, np.concatenate([np.arange(o_w), np.arange(o_mean, total)]))
+    r = qmath.rng_words_at(rng, np.concatenate([np.arange(o_w), np.arange(o_mean, total)]))
     r_mean = r[o_w:o_w + n_out]
     r_var = r[o_w + n_out:o_w + 2 * n_out]
     nsat = 0
     pre_tr, post_tr = state.pre_trace, state.post_trace
     if codes.pre is not None:
-        pre_tr = base.ema_apply(pre_tr, x << E, codes.pre, r[:k_pre])
+        pre_tr = qmath.ema_apply(pre_tr, x << E, codes.pre, r[:k_pre])
         x = round_shift(pre_tr, E)
     if codes.post is not None:
-        post_tr = base.ema_apply(post_tr, z << E, codes.post, r[k_pre:o_w])
+        post_tr = qmath.ema_apply(post_tr, z << E, codes.post, r[k_pre:o_w])
         z = round_shift(post_tr, E)
     p, d, s1 = bracket_fixed(x, z, state, params, w_shift, g)
     nsat += s1
     changed = clipped = 0
     if not skipped:
-        lo, hi = base.int_bounds(params.w_min, params.w_max, w_shift)
-        w, _, changed, clipped = base.apply_rank1(
-            w, p, x, params.factor_frac + A, base.advance(rng, o_w), lo, hi, params.rounding)
-    mean = base.ema_apply(state.mean, z << E, codes.mean, r_mean)
-    var = base.ema_apply(state.var, round_shift(d * d, E), codes.var, r_var)
+        lo, hi = qmath.int_bounds(params.w_min, params.w_max, w_shift)
+        w, _, changed, clipped = qmath.apply_rank1(
+            w, p, x, params.factor_frac + A, qmath.advance(rng, o_w), lo, hi, params.rounding)
+    mean = qmath.ema_apply(state.mean, z << E, codes.mean, r_mean)
+    var = qmath.ema_apply(state.var, round_shift(d * d, E), codes.var, r_var)
     cov = state.cov
     if cov.size:
-        cov = base.ema_apply(cov, round_shift(np.outer(d, d), E), codes.var,
+        cov = qmath.ema_apply(cov, round_shift(np.outer(d, d), E), codes.var,
                              r[o_w + 2 * n_out:].reshape(cov.shape))
-    rng = base.advance(rng, total)
+    rng = qmath.advance(rng, total)
     out = []
     for a in (mean, var, cov):
-        a, k = base.saturate_count(a, 32)
+        a, k = qmath.saturate_count(a, 32)
         nsat += k
         out.append(a.astype(np.int32))
     new = State(

@@ -41,7 +41,7 @@ import numpy as np
 
 from edgelearn.errors import ParameterError
 from edgelearn.fixed import RngState, round_shift
-from edgelearn.rules import base
+from edgelearn.rules import base, qmath
 from edgelearn.rules.base import FixedStats
 
 RULE = "lpl_spiking"
@@ -182,7 +182,7 @@ def surrogate_q(u_q, theta_q, slope: int = 10) -> np.ndarray:
 def _rates(params: Params) -> dict[str, float]:
     names = ("tau_pre_rise", "tau_pre_fall", "tau_err_rise", "tau_err_fall", "tau_mean",
              "tau_var")
-    return {n: base.tau_rate(getattr(params, n) / params.dt) for n in names}
+    return {n: qmath.tau_rate(getattr(params, n) / params.dt) for n in names}
 
 
 def step(pre, post, fprime, state: State, params: Params) -> tuple[np.ndarray, State]:
@@ -192,7 +192,7 @@ def step(pre, post, fprime, state: State, params: Params) -> tuple[np.ndarray, S
     S = base.spikes_input(RULE, "post", post, n_out).astype(np.float64)
     fp = base.float_input(RULE, "fprime", fprime, n_out)
     r = _rates(params)
-    ema = base.ema_float
+    ema = qmath.ema_float
     pre_r = ema(state.pre_r, s, r["tau_pre_rise"])
     pre_f = ema(state.pre_f, pre_r, r["tau_pre_fall"])
     pb_r, pb_f, fp_r, fp_f, el_r, el_f = state[2:8]
@@ -241,18 +241,18 @@ def step_fixed(w_int8, pre, post, fprime_q, state: State, params: Params, rng: R
     S = base.spikes_input(RULE, "post", post, n_out)
     fp = base.int_input(RULE, "fprime", fprime_q, n_out)
     T, E, P = params.trace_frac, params.ema_frac, params.factor_frac
-    code = {k: base.encode_rate(RULE, k, v) for k, v in _rates(params).items()}
-    ema = base.ema_fixed
+    code = {k: qmath.encode_rate(RULE, k, v) for k, v in _rates(params).items()}
+    ema = qmath.ema_fixed
     pre_r, rng = ema(state.pre_r, s << T, code["tau_pre_rise"], rng)
     pre_f, rng = ema(state.pre_f, pre_r, code["tau_pre_fall"], rng)
     pb_r, pb_f, fp_r, fp_f, el_r, el_f = (np.asarray(a, np.int64) for a in state[2:8])
     nsat = 0
     if params.variant == "exact":
         tgt = round_shift(np.outer(fp, pre_f), FP_FRAC)                       # Q.T
-        el_r, rng = base.ema_fixed(el_r, tgt, code["tau_err_rise"], rng, dither=True)
-        el_r, k1 = base.saturate_count(el_r, 16)
-        el_f, rng = base.ema_fixed(el_f, el_r, code["tau_err_fall"], rng, dither=True)
-        el_f, k2 = base.saturate_count(el_f, 16)
+        el_r, rng = qmath.ema_fixed(el_r, tgt, code["tau_err_rise"], rng, dither=True)
+        el_r, k1 = qmath.saturate_count(el_r, 16)
+        el_f, rng = qmath.ema_fixed(el_f, el_r, code["tau_err_fall"], rng, dither=True)
+        el_f, k2 = qmath.saturate_count(el_f, 16)
         nsat += k1 + k2
     else:
         pb_r, rng = ema(pb_r, pre_f, code["tau_err_rise"], rng)
@@ -268,20 +268,20 @@ def step_fixed(w_int8, pre, post, fprime_q, state: State, params: Params, rng: R
     err = (_scale(round_shift(d * inv, INV_FRAC), params.lam)
            - _scale((S - s_delayed) << B, params.pred)
            + int(round(params.delta * (1 << B))))
-    err, k3 = base.saturate_count(err, 32)
+    err, k3 = qmath.saturate_count(err, 32)
     err_r, rng = ema(state.err_r, err, code["tau_err_rise"], rng)
     err_f, rng = ema(state.err_f, err_r, code["tau_err_fall"], rng)
-    eta = base.encode_scale(RULE, "eta * 2^w_shift", params.eta * 2.0 ** float(w_shift))
-    lo, hi = base.int_bounds(params.w_min, params.w_max, w_shift)
+    eta = qmath.encode_scale(RULE, "eta * 2^w_shift", params.eta * 2.0 ** float(w_shift))
+    lo, hi = qmath.int_bounds(params.w_min, params.w_max, w_shift)
     if params.variant == "exact":
-        a = base.to_factor(err_f, B, eta, P)                                  # Q.P
+        a = qmath.to_factor(err_f, B, eta, P)                                  # Q.P
         num = a[:, None] * el_f
     else:
-        a = base.to_factor(round_shift(err_f * fp_f, FP_FRAC), B, eta, P)
+        a = qmath.to_factor(round_shift(err_f * fp_f, FP_FRAC), B, eta, P)
         num = a[:, None] * pb_f[None, :]
-    a_sat, k4 = base.saturate_count(a, 40)
+    a_sat, k4 = qmath.saturate_count(a, 40)
     nsat += k3 + k4
-    w, rng, changed, clipped = base.apply_update(w, num, P + T, rng, lo, hi, params.rounding)
+    w, rng, changed, clipped = qmath.apply_update(w, num, P + T, rng, lo, hi, params.rounding)
     mean, rng = ema(state.mean, S << B, code["tau_mean"], rng)
     var, rng = ema(state.var, round_shift(d * d, E), code["tau_var"], rng)
     ring = state.ring.copy()
@@ -296,6 +296,6 @@ def step_fixed(w_int8, pre, post, fprime_q, state: State, params: Params, rng: R
 def _scale(x: np.ndarray, value: float) -> np.ndarray:
     if value == 0:
         return np.zeros_like(x)
-    c = base.encode_scale(RULE, "coefficient", value)
+    c = qmath.encode_scale(RULE, "coefficient", value)
     prod = np.asarray(x, np.int64) * c.k
     return round_shift(prod, c.s) if c.s >= 0 else prod << -c.s

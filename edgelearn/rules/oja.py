@@ -19,7 +19,7 @@ import numpy as np
 
 from edgelearn.errors import InputError
 from edgelearn.fixed import RngState
-from edgelearn.rules import base
+from edgelearn.rules import base, qmath
 from edgelearn.rules.base import FixedStats
 
 RULE = "oja"
@@ -82,9 +82,9 @@ def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngStat
     base.check_int(RULE, "w_shift", w_shift, 0, 24)
     x = base.int_input(RULE, "pre", pre_q, n_in)
     y = base.int_input(RULE, "post", post_q, n_out)
-    eta = base.encode_scale(RULE, "eta", params.eta)
+    eta = qmath.encode_scale(RULE, "eta", params.eta)
     num = eta.k * ((np.outer(y, x) << w_shift) - (y * y)[:, None] * w.astype(np.int64))
-    lo, hi = base.int_bounds(params.w_min, params.w_max, w_shift)
-    w, rng, changed, clipped = base.apply_update(w, num, eta.s + 2 * params.act_frac, rng, lo,
+    lo, hi = qmath.int_bounds(params.w_min, params.w_max, w_shift)
+    w, rng, changed, clipped = qmath.apply_update(w, num, eta.s + 2 * params.act_frac, rng, lo,
                                                  hi, params.rounding)
     return w, state, rng, FixedStats(changed, clipped, 0, 0)

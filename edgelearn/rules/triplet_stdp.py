@@ -25,7 +25,7 @@ import numpy as np
 
 from edgelearn.errors import ParameterError
 from edgelearn.fixed import RngState, round_shift
-from edgelearn.rules import base
+from edgelearn.rules import base, qmath
 from edgelearn.rules.base import FixedStats
 
 RULE = "triplet_stdp"
@@ -125,20 +125,20 @@ def step_fixed(w_int8, pre, post, state: State, params: Params, rng: RngState, w
     s_pre = base.spikes_input(RULE, "pre", pre, n_in)
     s_post = base.spikes_input(RULE, "post", post, n_out)
     T, P = params.trace_frac, params.factor_frac
-    codes = tuple(base.decay_code(RULE, "trace", tau / params.dt) for tau in params.taus())
-    (x, y, y2, h), rng = base.decay_traces_fixed(tuple(state), codes, rng)
+    codes = tuple(qmath.decay_code(RULE, "trace", tau / params.dt) for tau in params.taus())
+    (x, y, y2, h), rng = qmath.decay_traces_fixed(tuple(state), codes, rng)
     scale = 2.0 ** float(w_shift)
-    pot = base.to_factor(y2 * s_post, T, base.encode_scale(RULE, "a3_plus", params.a3_plus * scale), P)
-    h2, nsat = base.saturate_count(round_shift(h * h, T), 32)
-    dep = base.to_factor(y * h2, 2 * T,
-                         base.encode_scale(RULE, "hom_fudge", params.hom_fudge * scale), P)
+    pot = qmath.to_factor(y2 * s_post, T, qmath.encode_scale(RULE, "a3_plus", params.a3_plus * scale), P)
+    h2, nsat = qmath.saturate_count(round_shift(h * h, T), 32)
+    dep = qmath.to_factor(y * h2, 2 * T,
+                         qmath.encode_scale(RULE, "hom_fudge", params.hom_fudge * scale), P)
     num = pot[:, None] * x[None, :] - dep[:, None] * (s_pre << T)[None, :]
-    lo, hi = base.int_bounds(params.w_min, params.w_max, w_shift)
-    w, rng, changed, clipped = base.apply_update(w, num, P + T, rng, lo, hi, params.rounding)
+    lo, hi = qmath.int_bounds(params.w_min, params.w_max, w_shift)
+    w, rng, changed, clipped = qmath.apply_update(w, num, P + T, rng, lo, hi, params.rounding)
     one = 1 << T
     outs = []
     for a, s in ((x, s_pre), (y, s_post), (y2, s_post), (h, s_post)):
-        a, k = base.saturate_count(a + s * one, 32)
+        a, k = qmath.saturate_count(a + s * one, 32)
         nsat += k
         outs.append(a.astype(np.int32))
     return w, State(*outs), rng, FixedStats(changed, clipped, nsat, 0)

@@ -54,13 +54,19 @@ class EnergyHead:
       their largest singular value is about ``coupling`` (< 1: the loop gain between dynamic
       layers is below 1, the free equilibrium is unique and the analyticity radius in beta
       is large; N(0, 1/fan_in) there gives ||W_K|| ~ 1.6 for 32 -> 10, a multistable head).
+    max_coupling: after every update (:meth:`apply`) all coupling weights are scaled down
+      together if the spectral norm of the coupling matrix A exceeds it (None: never). With
+      ||A|| < 1 and rho' <= 1 the energy is strictly convex (Hessian >= (1 - ||A||) I), so the
+      free equilibrium is unique and relaxation converges; the nudged energy stays convex for
+      |beta| < 2 (1 - ||A||) (the cross-entropy Hessian is <= I/2). Without it, training grows
+      ||W_K|| until the head turns multistable and the exact gradient blows up near the folds.
     seed / rng: explicit randomness for the initialisation (np.random.Generator preferred).
     relax: RelaxParams.  noise: state-noise callable z -> z.  weight_read: callable W -> W.
     """
 
     def __init__(self, sizes: Sequence[int], *, seed: int | None = None,
                  rng: np.random.Generator | None = None, gain: float = 1.0,
-                 coupling: float = 0.5,
+                 coupling: float = 0.5, max_coupling: float | None = 0.95,
                  activation: str = "tanh", relax: RelaxParams | None = None,
                  noise: Callable | None = None, weight_read: Callable | None = None,
                  weights: Sequence[np.ndarray] | None = None,
@@ -78,6 +84,9 @@ class EnergyHead:
             raise ParameterError(f"EnergyHead gain and coupling must be > 0, got {gain}, {coupling}")
         self.sizes, self.activation = sizes, activation
         self.gain, self.coupling = float(gain), float(coupling)
+        if max_coupling is not None and not 0 < max_coupling:
+            raise ParameterError(f"EnergyHead max_coupling must be > 0 or None, got {max_coupling}")
+        self.max_coupling = None if max_coupling is None else float(max_coupling)
         self.relax_params = relax if relax is not None else RelaxParams()
         self.noise, self.weight_read = noise, weight_read
         if weights is None:
@@ -266,6 +275,24 @@ class EnergyHead:
             W -= lr * g
         for bb, g in zip(self.biases, grad.biases):
             bb -= lr * g
+        self.project()
+
+    def coupling_norm(self) -> float:
+        """Spectral norm of the symmetric coupling matrix A between dynamic layers."""
+        A = en.coupling_matrix(self.weights, self.sizes)
+        return float(np.abs(np.linalg.eigvalsh(A)).max())
+
+    def project(self) -> float:
+        """Scale coupling weights so ||A|| <= max_coupling; returns the factor applied (<= 1)."""
+        if self.max_coupling is None:
+            return 1.0
+        n = self.coupling_norm()
+        if n <= self.max_coupling:
+            return 1.0
+        f = self.max_coupling / n
+        for W in self.weights[1:]:
+            W *= f
+        return f
 
     def hep_update(self, x, y, lr: float, amplitude: float = 0.5, nudges: int = 6,
                    **kw) -> Gradient:
@@ -328,7 +355,8 @@ class EnergyHead:
         """npz with sizes, activation, gain and W{k}/b{k}; written atomically."""
         arrays = {"sizes": np.array(self.sizes, dtype=np.int64),
                   "activation": np.array(self.activation), "gain": np.array(self.gain),
-                  "coupling": np.array(self.coupling)}
+                  "coupling": np.array(self.coupling),
+                  "max_coupling": np.array(np.nan if self.max_coupling is None else self.max_coupling)}
         for k, (W, b) in enumerate(zip(self.weights, self.biases)):
             arrays[f"W{k}"], arrays[f"b{k}"] = W, b
         buf = _io.BytesIO()
@@ -346,7 +374,9 @@ class EnergyHead:
                 bs = [f[f"b{k}"] for k in range(K)]
                 activation, gain = str(f["activation"]), float(f["gain"])
                 coupling = float(f["coupling"])
+                mc = float(f["max_coupling"])
         except (OSError, KeyError, ValueError) as e:
             raise ModelFileError(f"hEP head file {path}: {e}") from None
+        kw.setdefault("max_coupling", None if np.isnan(mc) else mc)
         return cls(sizes, activation=activation, gain=gain, coupling=coupling, weights=Ws,
                    biases=bs, **kw)
