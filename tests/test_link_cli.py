@@ -40,3 +40,21 @@ def test_firmware_sim_command_forwards_to_the_simulator():
     out = subprocess.run([sys.executable, "-m", "edgelearn", "firmware-sim", "--help"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "--flash-file" in out.stdout and "--pty" in out.stdout
+
+
+def test_board_upload_accepts_quantized_and_float_onnx(tmp_path, capsys):
+    from edgelearn.io.onnx_quant import save_quant_onnx
+    from edgelearn.kernels.image import to_image
+    from firmware_sim.inprocess import test_qnetwork
+    qnet = test_qnetwork(seed=71)
+    path = tmp_path / "q.onnx"
+    save_quant_onnx(qnet, path)
+    port = f"sim?flash_file={tmp_path / 'b.flash'}"
+    assert main(["board", "--port", port, "upload", str(path), "--verify", "crc"]) == 0
+    assert main(["board", "--port", port, "info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["active_len"] == len(to_image(qnet))
+    model = __import__("pathlib").Path(__file__).resolve().parent.parent / "models" / \
+        "randman_small.onnx"
+    assert main(["board", "--port", port, "upload", str(model)]) == 0
+    assert "verify readback ok" in capsys.readouterr().out

@@ -43,8 +43,8 @@ def register(sub) -> None:
     a.add_argument("--json", action="store_true", help="one JSON object")
     a = acts.add_parser("upload", help="upload a model into the inactive slot and commit it")
     a.add_argument("model", metavar="MODEL",
-                   help=f"device image ({', '.join(IMAGE_SUFFIXES)}) or ONNX/NIR model "
-                        f"(quantized first)")
+                   help=f"device image ({', '.join(IMAGE_SUFFIXES)}), quantized ONNX, or float "
+                        f"ONNX/NIR model (quantized first)")
     a.add_argument("--chunk", type=int, default=None, help="bytes per data frame")
     a.add_argument("--verify", choices=("readback", "crc", "none"), default="readback")
     a.add_argument("--calib", metavar="NPY",
@@ -62,18 +62,28 @@ def register(sub) -> None:
 
 
 def _image_for(args: argparse.Namespace) -> bytes:
-    path = Path(args.model)
-    if not path.exists():
-        raise ModelFileError(f"model file '{path}' does not exist")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        data = path.read_bytes()
-        from edgelearn.kernels.image import from_image
-        from_image(data)        # refuse a file that is not a device image before sending it
-        return data
+    """Device image bytes for MODEL: an image file as is, a quantized ONNX file converted,
+    a float ONNX/NIR model quantized first (with --calib or random calibration spikes)."""
     from edgelearn.io import load_any
-    from edgelearn.kernels.image import to_image
+    from edgelearn.io.model_file import file_kind
+    from edgelearn.io.onnx_load import read_model_file
+    from edgelearn.io.onnx_quant import is_quantized_model, qnetwork_from_model
+    from edgelearn.kernels.image import MAGIC, from_image, to_image
     from edgelearn.model import Network
     from edgelearn.quant import quantize_network
+
+    path = Path(args.model)
+    kind = file_kind(path)          # ModelFileError if missing
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head == MAGIC or path.suffix.lower() in IMAGE_SUFFIXES:
+        data = path.read_bytes()
+        from_image(data)        # refuse a file that is not a device image before sending it
+        return data
+    if kind == "onnx":
+        model, _ = read_model_file(path)
+        if is_quantized_model(model):
+            return to_image(qnetwork_from_model(model, str(path)))
     net = load_any(path, dt=args.dt)
     if not isinstance(net, Network):
         raise ModelFileError(f"'{path}' is an opaque ONNX graph; only edgelearn-profile "
