@@ -1,0 +1,147 @@
+"""A deployable bundle: the float network, its integer twin, and the hEP head.
+
+Files next to a model ``NAME.onnx`` (all optional):
+
+    NAME.head.npz    the energy-based hEP head trained on the integer network's hidden
+                     spike rates (tools/train_head.py); without it, hEP is unavailable
+    NAME.calib.npz   calibration inputs (key ``x``, [N, T, n_in]) for quantization
+
+A quantized ONNX file (tools/quantize.py) is used as is; a float one is quantized at load time
+with calibration data from ``--calib``, the side file, or the bundled data set named in the
+model's metadata (``meta["dataset"] == "speech_digits"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgelearn.data import load_speech_digits
+from edgelearn.data.dataset import read_npz_arrays
+from edgelearn.errors import ModelFileError
+from edgelearn.io import load_any
+from edgelearn.io.onnx_load import read_model_file
+from edgelearn.io.onnx_quant import is_quantized_model, load_qnetwork
+from edgelearn.kernels.lif_fixed import QNetwork, dequantize
+from edgelearn.memory import get_profile, parse_bytes
+from edgelearn.memory.planner import AdaptConfig, HeadShape, Plan, plan_deployment, shapes_of
+from edgelearn.memory.profiles import DEFAULT_PROFILE
+from edgelearn.model import Network
+from edgelearn.quant.calibrate import quantize_network
+from edgelearn.rules.hep import EnergyHead
+
+CALIBRATION_SAMPLES = 256
+
+
+@dataclass
+class Bundle:
+    """What a deployment carries."""
+
+    network: Network
+    qnet: QNetwork | None
+    head: EnergyHead | None
+    source: Path
+    head_path: Path | None = None
+
+    @property
+    def hidden_names(self) -> tuple[str, ...]:
+        """Spiking layers before the readout (LPL candidates)."""
+        layers = self.network.layers
+        names = tuple(la.name for la in layers[:-1] if la.spiking)
+        return names or tuple(la.name for la in layers if la.spiking)
+
+    @property
+    def feature_layer(self) -> str:
+        """The layer whose spike counts feed the head."""
+        return self.hidden_names[-1]
+
+
+def side_file(model: Path, suffix: str) -> Path:
+    return model.with_name(model.name.removesuffix(".onnx") + suffix)
+
+
+def calibration_inputs(net: Network, model: Path, calib: str | None) -> np.ndarray:
+    """Calibration inputs [T, B, n_in] for quantizing ``net``."""
+    if calib:
+        x = read_npz_arrays(calib).get("x")
+        if x is None:
+            raise ModelFileError(f"calibration file {calib} has no array 'x' [N, T, n_in]")
+    elif side_file(model, ".calib.npz").exists():
+        x = read_npz_arrays(side_file(model, ".calib.npz"))["x"]
+    elif net.meta.get("dataset") == "speech_digits":
+        x = load_speech_digits("train").x
+    else:
+        raise ModelFileError(f"model '{model.name}' is a float model and needs calibration data "
+                             f"to be quantized: pass --calib DATA.npz (array 'x' [N, T, "
+                             f"{net.n_in}])")
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[2] != net.n_in:
+        raise ModelFileError(f"calibration data must be [N, T, {net.n_in}], got shape "
+                             f"{tuple(x.shape)}")
+    return np.ascontiguousarray(np.swapaxes(x[:CALIBRATION_SAMPLES], 0, 1))
+
+
+def load_bundle(model: str | Path, quantize: bool = True, calib: str | None = None,
+                head: str | None = None) -> Bundle:
+    """Load a model file, its head, and (if ``quantize``) its integer twin."""
+    model = Path(model)
+    if not model.exists():
+        raise ModelFileError(f"model file {model} does not exist")
+    qnet = None
+    if model.suffix == ".onnx" and is_quantized_model(read_model_file(model, check=False)[0]):
+        qnet = load_qnetwork(model)
+        net = dequantize(qnet)
+    else:
+        net = load_any(model)
+        if not isinstance(net, Network):
+            raise ModelFileError(f"model {model.name} is an unrecognised graph and cannot be "
+                                 f"deployed for learning: {net.why_no_learning}")
+        if quantize:
+            qnet, _ = quantize_network(net, calibration_inputs(net, model, calib))
+    head_path = Path(head) if head else side_file(model, ".head.npz")
+    energy_head = EnergyHead.load(head_path) if head_path.exists() else None
+    if head and energy_head is None:
+        raise ModelFileError(f"head file {head} does not exist")
+    b = Bundle(net, qnet, energy_head, model, head_path if energy_head else None)
+    if energy_head is not None and energy_head.n_in != net.layer(b.feature_layer).n_out:
+        raise ModelFileError(f"head {head_path.name} expects {energy_head.n_in} features but "
+                             f"layer '{b.feature_layer}' has {net.layer(b.feature_layer).n_out}")
+    return b
+
+
+def requested_config(bundle: Bundle, lpl: str = "all", variant: str = "rate",
+                     master: str = "int8-sr", hep: bool = True) -> AdaptConfig:
+    """Turn CLI words into an :class:`AdaptConfig` for this bundle."""
+    hidden = bundle.hidden_names
+    if lpl == "all":
+        layers = hidden
+    elif lpl == "last":
+        layers = hidden[-1:]
+    elif lpl == "none":
+        layers = ()
+    else:
+        layers = tuple(n.strip() for n in lpl.split(",") if n.strip())
+        for n in layers:
+            bundle.network.layer(n)
+    return AdaptConfig(lpl_layers=layers, lpl_variant=variant, master_weights=master,
+                       hep=hep and bundle.head is not None)
+
+
+def plan_for(bundle: Bundle, args, link: bool | None = None) -> Plan:
+    """Plan from CLI arguments (budget, device, lpl, lpl_variant, master, no_hep, target)."""
+    from edgelearn.targets.spec import parse_target
+
+    profile = get_profile(args.device or DEFAULT_PROFILE)
+    budget = parse_bytes(args.budget)
+    if link is None:
+        link = parse_target(getattr(args, "target", "host")).has_link
+    cfg = requested_config(bundle, args.lpl, args.lpl_variant, args.master, not args.no_hep)
+    head = HeadShape(bundle.head.sizes) if bundle.head is not None else None
+    image = 0
+    if bundle.qnet is not None:
+        from edgelearn.kernels.image import to_image
+        image = len(to_image(bundle.qnet))
+    return plan_deployment(shapes_of(bundle.network), budget, profile, cfg, link=link,
+                           head=head, image_bytes=image)

@@ -1,0 +1,51 @@
+"""``edgelearn plan MODEL --budget B [--device PROFILE] [--json]``: print the memory plan."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+EXAMPLES = """examples:
+  edgelearn plan models/speech_digits.onnx --budget 256KiB
+  edgelearn plan models/speech_digits.onnx --budget 24KiB --device cortex-m0plus-64k --json
+  edgelearn plan models/speech_digits.onnx --budget 64KiB --master int16 --lpl-variant spiking-exact
+"""
+
+
+def add_learning_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by plan, deploy and demo that say what to adapt."""
+    p.add_argument("--budget", required=True, help="RAM budget in bytes (KiB/MiB accepted)")
+    p.add_argument("--device", default=None,
+                   help="device profile (default: cortex-m4-256k; see --list-devices)")
+    p.add_argument("--lpl", default="all", metavar="LAYERS",
+                   help="hidden layers LPL adapts: 'all', 'last', 'none' or comma-separated names")
+    p.add_argument("--lpl-variant", default="rate",
+                   choices=("rate", "spiking-exact", "spiking-factorised"))
+    p.add_argument("--master", default="int8-sr", choices=("int8-sr", "int16"),
+                   help="int8 weights with stochastic rounding, or int16 master weights")
+    p.add_argument("--no-hep", action="store_true", help="do not train the hEP head")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("plan", help="print the memory plan of a model under a budget",
+                       description="Plan which buffers a deployment needs and what can be "
+                                   "adapted within a RAM budget.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="model file (.onnx in the edgelearn profile, or NIR)")
+    add_learning_arguments(p)
+    p.add_argument("--target", default="host",
+                   help="host, sim or serial:URL (board targets add link buffers)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from edgelearn.adapt.bundle import load_bundle, plan_for
+
+    bundle = load_bundle(args.model, quantize=False)
+    plan = plan_for(bundle, args)
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2))
+    else:
+        print(plan.table())
+    return 0
