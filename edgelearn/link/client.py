@@ -8,8 +8,10 @@ back). A request is retransmitted, together with every later unanswered one, whe
 * the device sends NAK(expected) (it saw a gap), or
 * a later request was answered first (the line is FIFO, so this one's request or reply was
   lost), or
-* no reply came within the retransmission timeout: ``timeout`` + the time the line needs to
-  carry a full window (``2 * window * max_wire * 10 / baud`` when the device announces a baud).
+* no reply came within the retransmission timeout (``rto``): adaptive from measured round
+  trips (Jacobson/Karn, at least ``min_timeout``; ``timeout`` before any measurement), plus the
+  time the line needs to carry two windows (``2 * window * max_wire * 10 / baud``) when the
+  device announces a baud rate, doubled after each timeout.
 
 The device executes each sequence number once and answers retransmissions from its reply cache,
 so retransmitting is always safe. After ``retries`` timeouts of the same request the client
@@ -50,6 +52,7 @@ class _Pending:
     wire: bytes
     sent_at: float
     timeouts: int = 0
+    sends: int = 0
     reply: m.Message | None = None
 
 
@@ -81,7 +84,8 @@ class Client:
     """A session with one device. ``port`` is a URL (see transport.py) or a Transport.
 
     Args:
-        timeout: base retransmission timeout in seconds.
+        timeout: retransmission timeout in seconds until round trips have been measured.
+        min_timeout: lower bound of the adaptive timeout, seconds.
         retries: timeouts of one request before giving up.
         window: requests in flight (None: the device's announced window).
         protocol_version: the version this host speaks (tests set a wrong one on purpose).
@@ -89,11 +93,16 @@ class Client:
         handshake: send HELLO on construction.
     """
 
-    def __init__(self, port: str | Transport, *, timeout: float = 0.2, retries: int = 10,
+    def __init__(self, port: str | Transport, *, timeout: float = 0.2, min_timeout: float = 0.02,
+                 retries: int = 10,
                  window: int | None = None, protocol_version: int = framing.PROTOCOL_VERSION,
                  baud: int = 0, handshake: bool = True, baudrate: int = 115200) -> None:
         self.transport = open_transport(port, baudrate) if isinstance(port, str) else port
         self.timeout, self.retries = float(timeout), int(retries)
+        self.min_timeout = float(min_timeout)
+        self.srtt: float | None = None     # smoothed round-trip time (Jacobson/Karn)
+        self.rttvar = 0.0
+        self._backoff = 1
         self.want_window = window
         self.version = int(protocol_version)
         self.baud = int(baud)
@@ -126,11 +135,23 @@ class Client:
 
     @property
     def rto(self) -> float:
-        """Retransmission timeout in seconds (base + time to carry two windows at the baud)."""
+        """Retransmission timeout, seconds: ``timeout`` until a round trip was measured, then
+        max(min_timeout, srtt + 4 rttvar) (Jacobson); plus, when the line rate is known, the
+        time to carry two full windows; doubled per consecutive timeout (Karn, up to 8x)."""
+        base = self.timeout if self.srtt is None else max(self.min_timeout,
+                                                          self.srtt + 4 * self.rttvar)
         baud = (self.info.baud if self.info and self.info.baud else 0) or self.baud
-        if not baud:
-            return self.timeout
-        return self.timeout + 2 * self.window * framing.max_wire_len(self.max_payload) * 10 / baud
+        if baud:
+            base += 2 * self.window * framing.max_wire_len(self.max_payload) * 10 / baud
+        return base * self._backoff
+
+    def _sample_rtt(self, rtt: float) -> None:
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar += 0.25 * (abs(self.srtt - rtt) - self.rttvar)
+            self.srtt += 0.125 * (rtt - self.srtt)
+        self._backoff = 1
 
     # -- frames --------------------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -141,6 +162,7 @@ class Client:
     def _send(self, p: _Pending) -> None:
         self.transport.write(p.wire)
         p.sent_at = time.monotonic()
+        p.sends += 1
         self.stats.frames_sent += 1
         self.stats.bytes_sent += len(p.wire)
 
@@ -212,6 +234,8 @@ class Client:
                             f"malformed reply: {exc}".encode())
         del self._pending[fr.seq]
         p.reply = reply
+        if p.sends == 1:           # Karn: only unambiguous round trips are measured
+            self._sample_rtt(time.monotonic() - p.sent_at)
         # The line is FIFO and the device answers in order: an unanswered request sent before
         # the one just answered lost its request or its reply. Resend it now (safe: the device
         # answers a duplicate from its reply cache) instead of waiting for the timer.
@@ -229,12 +253,14 @@ class Client:
             return
         oldest.timeouts += 1
         self.stats.timeouts += 1
+        rto = self.rto
+        self._backoff = min(self._backoff * 2, 8)
         if oldest.timeouts > self.retries:
             hint = ""
             if self.stats.echoes and not self.info:
                 hint = "; only our own frames came back: the port is a loop-back, not a device"
             raise LinkError(f"no reply to {oldest.msg.name} (seq {oldest.seq}) after "
-                            f"{self.retries} retries of {self.rto:.2f} s on {self.transport.url}"
+                            f"{self.retries} retries (timeout {rto:.2f} s) on {self.transport.url}"
                             f"{hint}")
         self._resend_from(oldest.seq)
 
