@@ -30,7 +30,6 @@ from edgelearn.errors import DataError, TargetError
 from edgelearn.model import Network
 from edgelearn.progress import Progress
 from edgelearn.rules import lpl_rate
-from edgelearn.rules.base import apply_float
 from edgelearn.rules.hep.head import EnergyHead
 from edgelearn.substrate import Device, Observation, WriteReport, get_preset
 from edgelearn.substrate.hooks import head_hooks
@@ -243,11 +242,16 @@ def evaluate_on(target: SubstrateTarget, ds, batch_size: int = 256) -> float:
 
 
 def train_in_loop(target: SubstrateTarget, net: Network, train_ds, cfg: TrainConfig,
-                  progress: bool = True, callback=None) -> tuple[Network, list[dict]]:
+                  progress: bool = True, callback=None,
+                  write_threshold: float = 0.0) -> tuple[Network, list[dict]]:
     """Surrogate-gradient training with the forward pass on the device (see module docstring).
 
     ``net`` holds the host's master weights (normally the network that was loaded). The master
     weights are kept inside the device's representable range +-w_max, so writes never clip.
+    ``write_threshold`` > 0: a synapse is rewritten only when its master weight moved by at least
+    that fraction of w_max since its last write (mixed precision: on a device with programming
+    noise the untouched synapses keep their programmed value, which training then sees and
+    corrects, instead of a fresh programming error every batch).
     Returns the trained master network (what was last written) and one history dict per epoch:
     loss, train_acc (measured on the device), written (synapses reprogrammed), seconds.
     """
@@ -263,6 +267,8 @@ def train_in_loop(target: SubstrateTarget, net: Network, train_ds, cfg: TrainCon
     n_batches = (n + cfg.batch_size - 1) // cfg.batch_size
     bar = Progress(cfg.epochs * n_batches, "in-the-loop", unit="batch", enabled=progress)
     current = with_parameters(net, params)
+    last = {k: np.array(v, dtype=np.float32) for k, v in target.get_weights().items()
+            if not k.startswith("head.")}
     history = []
     for epoch in range(cfg.epochs):
         t0 = time.monotonic()
@@ -287,7 +293,12 @@ def train_in_loop(target: SubstrateTarget, net: Network, train_ds, cfg: TrainCon
                     if field_ in d:
                         key = f"{name}.recurrent" if rec else name
                         np.clip(d[field_], -dev.w_max[key], dev.w_max[key], out=d[field_])
-                        written += target.write_weights(name, d[field_], recurrent=rec).n_written
+                        if write_threshold > 0:
+                            move = np.abs(d[field_] - last[key]) >= write_threshold * dev.w_max[key]
+                            last[key] = np.where(move, d[field_], last[key])
+                        else:
+                            last[key] = d[field_].copy()
+                        written += target.write_weights(name, last[key], recurrent=rec).n_written
                 if "bias" in d:
                     target.write_bias(name, d["bias"])
             current = with_parameters(net, params)
@@ -436,7 +447,7 @@ class OnDeviceLearner:
         for b in range(pre.shape[0]):
             d, self.lpl_state = lpl_rate.step(pre[b], post[b], self.lpl_state, p)
             dw += d
-        new = apply_float(self.master, dw, p.w_min, p.w_max)
+        new = np.clip(self.master + dw, p.w_min, p.w_max)
         if self.cfg.keep_row_norm:
             new *= (np.linalg.norm(self.master, axis=1, keepdims=True)
                     / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-12))
