@@ -66,7 +66,7 @@ class EnergyHead:
 
     def __init__(self, sizes: Sequence[int], *, seed: int | None = None,
                  rng: np.random.Generator | None = None, gain: float = 1.0,
-                 coupling: float = 0.5, max_coupling: float | None = 0.95,
+                 coupling: float = 0.5, max_coupling: float | None = 0.5,
                  activation: str = "tanh", relax: RelaxParams | None = None,
                  noise: Callable | None = None, weight_read: Callable | None = None,
                  weights: Sequence[np.ndarray] | None = None,
@@ -279,6 +279,10 @@ class EnergyHead:
 
     def coupling_norm(self) -> float:
         """Spectral norm of the symmetric coupling matrix A between dynamic layers."""
+        if len(self.weights) == 2:  # one coupling block: ||A|| = ||W_2|| (small Gram matrix)
+            W = self.weights[1]
+            G = W @ W.T if W.shape[0] <= W.shape[1] else W.T @ W
+            return float(np.sqrt(max(np.linalg.eigvalsh(G).max(), 0.0)))
         A = en.coupling_matrix(self.weights, self.sizes)
         return float(np.abs(np.linalg.eigvalsh(A)).max())
 
