@@ -100,7 +100,8 @@ def test_on_device_hep_learns_and_lpl_writes_through_the_device(task):
     tgt.load(net)
     learner = OnDeviceLearner(tgt, AdaptConfig(lpl=True, epochs=1, write_threshold=1e-3))
     hist = learner.adapt(tr, progress=False)
-    assert hist[0]["hep_updates"] == 15 and hist[0]["lpl_updates"] == 480
+    assert [h["phase"] for h in hist] == ["lpl", "hep"]         # unsupervised first, then hEP
+    assert hist[-1]["hep_updates"] == 15 and hist[-1]["lpl_updates"] == 480
     assert hist[0]["written"] > 0
     assert learner.accuracy(te) > 0.5
 

@@ -343,6 +343,8 @@ class AdaptConfig:
         every batch; one 6-bit LSB by default).  keep_row_norm: after each LPL update rescale
         every neuron's weight row to its previous L2 norm (per-neuron synaptic scaling, a local
         homeostatic step; without it the Hebbian term grows the weights until rates saturate).
+        lpl_epochs: unsupervised LPL passes before the head learns (features then stay fixed
+        while hEP trains, unless lpl_during_hep).
         label_fraction:
         share of samples whose label arrives (seeded mask).  lpl: rule parameters (eta etc.).
         seed: head initialisation, label mask and sample order.
@@ -361,8 +363,10 @@ class AdaptConfig:
     feature_scale: float = 1.0
     write_threshold: float = 1.0 / 63
     keep_row_norm: bool = True
+    lpl_epochs: int = 1
+    lpl_during_hep: bool = False
     label_fraction: float = 1.0
-    lpl_params: lpl_rate.Params = lpl_rate.Params(eta=2e-4, warmup=50, tau_mean=200.0,
+    lpl_params: lpl_rate.Params = lpl_rate.Params(eta=1e-3, warmup=50, tau_mean=200.0,
                                                  tau_var=200.0)
     seed: int = 0
 
@@ -475,39 +479,48 @@ class OnDeviceLearner:
         return float(np.mean(self.predict(ds) == np.asarray(ds.y)))
 
     def adapt(self, ds, progress: bool = True) -> list[dict]:
-        """Run the stream ``ds`` (x [N, T, C], y [N]) ``cfg.epochs`` times; returns per-epoch
-        dicts: head accuracy on the labelled batches before each update, counters, seconds."""
+        """Adapt on the stream ``ds`` (x [N, T, C], y [N]).
+
+        Phase 1 (if ``cfg.lpl``): ``cfg.lpl_epochs`` unsupervised LPL passes (no labels).
+        Phase 2 (if ``cfg.hep``): calibrate the feature standardization on the device, then
+        ``cfg.epochs`` passes of hEP updates from the labelled samples (LPL continues during them
+        if ``cfg.lpl_during_hep``). Returns one dict per pass: phase, counters, seconds.
+        """
         cfg = self.cfg
         dev = self.target._dev()
         x, y = check_dataset(ds, dev.base, "adaptation stream")
         rng = np.random.default_rng(cfg.seed)
         labelled = rng.random(x.shape[0]) < cfg.label_fraction
-        self.calibrate(x[:cfg.calibration])
         n_batches = (x.shape[0] + cfg.batch_size - 1) // cfg.batch_size
-        bar = Progress(cfg.epochs * n_batches, "on-device", unit="batch", enabled=progress)
+        phases = ([("lpl", True, False)] * (cfg.lpl_epochs if cfg.lpl else 0)
+                  + [("hep", cfg.lpl and cfg.lpl_during_hep, True)] * (cfg.epochs if cfg.hep
+                                                                        else 0))
+        bar = Progress(len(phases) * n_batches, "on-device", unit="batch", enabled=progress)
         history = []
-        for epoch in range(cfg.epochs):
+        calibrated = False
+        for phase, do_lpl, do_hep in phases:
+            if do_hep and not calibrated:
+                self.calibrate(x[:cfg.calibration])
+                calibrated = True
             t0 = time.monotonic()
             perm = rng.permutation(x.shape[0])
-            correct = seen = 0
             for k in range(n_batches):
                 idx = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
                 xb = np.ascontiguousarray(x[idx].transpose(1, 0, 2), dtype=np.float32)
                 pre, post, raw = self.observe(xb)
                 self.counters["samples"] += len(idx)
-                if cfg.lpl:
+                if do_lpl:
                     self.lpl_update(pre, post)
                 lab = labelled[idx]
-                if cfg.hep and lab.any():
-                    feats = self.features(raw[lab])
-                    g = self.head.hep_update(feats, y[idx][lab], cfg.hep_lr, cfg.amplitude,
-                                             cfg.nudges)
+                if do_hep and lab.any():
+                    self.head.hep_update(self.features(raw[lab]), y[idx][lab], cfg.hep_lr,
+                                         cfg.amplitude, cfg.nudges)
                     self.counters["hep_updates"] += 1
                     self._head_written = dev.time_s
-                    del g
-                bar.update(1)
-            history.append({"epoch": epoch + 1, **dict(self.counters),
+                bar.update(1, phase)
+            history.append({"phase": phase, **dict(self.counters),
                             "seconds": round(time.monotonic() - t0, 3)})
-            del correct, seen
+        if not calibrated:
+            self.calibrate(x[:cfg.calibration])
         bar.close()
         return history
