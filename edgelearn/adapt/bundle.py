@@ -2,8 +2,8 @@
 
 Files next to a model ``NAME.onnx`` (all optional):
 
-    NAME.head.npz    the energy-based hEP head trained on the integer network's hidden
-                     spike rates (tools/train_head.py); without it, hEP is unavailable
+    NAME.head.npz    the hEP head on normalised features (edgelearn.device.head), trained
+                     by tools/train_head.py; without it, hEP is unavailable
     NAME.calib.npz   calibration inputs (key ``x``, [N, T, n_in]) for quantization
 
 A quantized ONNX file (tools/quantize.py) is used as is; a float one is quantized at load time
@@ -30,7 +30,7 @@ from edgelearn.memory.planner import AdaptConfig, HeadShape, Plan, plan_deployme
 from edgelearn.memory.profiles import DEFAULT_PROFILE
 from edgelearn.model import Network
 from edgelearn.quant.calibrate import quantize_network
-from edgelearn.rules.hep import EnergyHead
+from edgelearn.device.head import DeviceHead
 
 CALIBRATION_SAMPLES = 256
 
@@ -41,7 +41,7 @@ class Bundle:
 
     network: Network
     qnet: QNetwork | None
-    head: EnergyHead | None
+    head: DeviceHead | None
     source: Path
     head_path: Path | None = None
 
@@ -101,13 +101,15 @@ def load_bundle(model: str | Path, quantize: bool = True, calib: str | None = No
         if quantize:
             qnet, _ = quantize_network(net, calibration_inputs(net, model, calib))
     head_path = Path(head) if head else side_file(model, ".head.npz")
-    energy_head = EnergyHead.load(head_path) if head_path.exists() else None
-    if head and energy_head is None:
+    if head and not head_path.exists():
         raise ModelFileError(f"head file {head} does not exist")
-    b = Bundle(net, qnet, energy_head, model, head_path if energy_head else None)
-    if energy_head is not None and energy_head.n_in != net.layer(b.feature_layer).n_out:
-        raise ModelFileError(f"head {head_path.name} expects {energy_head.n_in} features but "
-                             f"layer '{b.feature_layer}' has {net.layer(b.feature_layer).n_out}")
+    dhead = DeviceHead.load(head_path) if head_path.exists() else None
+    b = Bundle(net, qnet, dhead, model, head_path if dhead else None)
+    n_feat = net.layer(b.feature_layer).n_out + net.n_out
+    if dhead is not None and dhead.n_features != n_feat:
+        raise ModelFileError(f"head {head_path.name} expects {dhead.n_features} features but "
+                             f"the model gives {n_feat} ('{b.feature_layer}' rates and "
+                             f"{net.n_out} readout scores)")
     return b
 
 
@@ -138,7 +140,7 @@ def plan_for(bundle: Bundle, args, link: bool | None = None) -> Plan:
     if link is None:
         link = parse_target(getattr(args, "target", "host")).has_link
     cfg = requested_config(bundle, args.lpl, args.lpl_variant, args.master, not args.no_hep)
-    head = HeadShape(bundle.head.sizes) if bundle.head is not None else None
+    head = HeadShape(bundle.head.head.sizes) if bundle.head is not None else None
     image = 0
     if bundle.qnet is not None:
         from edgelearn.kernels.image import to_image

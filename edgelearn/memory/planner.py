@@ -196,6 +196,7 @@ def inference_buffers(layers: tuple[LayerShape, ...], align: int, link: bool,
         n_b = sum(head.sizes[1:])
         add("head.weights", 4 * (n_w + n_b), "weights",
             f"float32 hEP head {'-'.join(map(str, head.sizes))}")
+        add("head.norm", 4 * 2 * head.sizes[0], "weights", "float32 feature mean and std")
         add("head.state", 4 * 2 * sum(head.sizes[1:]), "state",
             "float32 free-phase state and its previous iterate")
     if link:
@@ -204,24 +205,27 @@ def inference_buffers(layers: tuple[LayerShape, ...], align: int, link: bool,
     return out
 
 
+def lpl_state_arrays(layer: LayerShape, variant: str):
+    """The LPL state a device allocates for ``layer`` (the rule's own ``init_fixed``)."""
+    from edgelearn.device.engine import default_lpl
+    from edgelearn.rules import lpl_rate, lpl_spiking
+
+    if variant == "rate":
+        return lpl_rate.init_fixed(default_lpl(), layer.n_in, layer.n_out)
+    p = lpl_spiking.Params(variant=variant.removeprefix("spiking-"))
+    return lpl_spiking.init_fixed(p, layer.n_in, layer.n_out)
+
+
 def lpl_buffers(layer: LayerShape, variant: str, master: str, align: int) -> list[Buffer]:
-    """Learning state of LPL on one layer (see docs/learning-rules.md for the layouts)."""
-    out = []
-    n_in, n_out = layer.n_in, layer.n_out
-    per_neuron = 4 * 4  # int32: previous output z, running mean, running variance, 1/(var+xi)
-    out.append(Buffer(f"{layer.name}.lpl", aligned(n_out * per_neuron, align), "learning",
-                      "int32 z_prev, mean, var, inv_var per neuron"))
-    out.append(Buffer(f"{layer.name}.lpl_pre", aligned(4 * n_in, align), "learning",
-                      "int32 presynaptic rate trace per input"))
-    if variant == "spiking-exact":
-        out.append(Buffer(f"{layer.name}.eligibility", aligned(2 * n_in * n_out, align),
-                          "learning", "int16 eligibility trace per synapse"))
-    elif variant == "spiking-factorised":
-        out.append(Buffer(f"{layer.name}.post_trace", aligned(4 * n_out, align), "learning",
-                          "int32 filtered error per neuron"))
+    """Learning state of LPL on one layer: one buffer per array of the rule's state (sizes
+    from the rule's own allocation, so plan and device agree), plus int16 master weights."""
+    st = lpl_state_arrays(layer, variant)
+    out = [Buffer(f"{layer.name}.lpl.{name}", aligned(arr.nbytes, align), "learning",
+                  f"{arr.dtype} {'x'.join(map(str, arr.shape))}")
+           for name, arr in zip(st._fields, st) if arr.nbytes]
     if master == "int16":
-        out.append(Buffer(f"{layer.name}.master", aligned(2 * n_in * n_out, align), "learning",
-                          "int16 master weights"))
+        out.append(Buffer(f"{layer.name}.master", aligned(2 * layer.n_in * layer.n_out, align),
+                          "learning", "int16 master weights"))
     return out
 
 

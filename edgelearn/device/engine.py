@@ -1,0 +1,309 @@
+"""The device engine: a deployed integer SNN (+ hEP head) running in a fixed RAM arena.
+
+Per sample x [T, n_in] (integer counts), with neuron state reset at the start:
+
+    for t in 0..T-1:
+        h = x[t];  for each layer k:  h, state_k = qlayer_step(layer_k, h, state_k)
+        if LPL is on for layer k:  W_k <- lpl_rate.step_fixed(W_k, pre = layer input,
+                                                                post = layer spikes)
+        features += spikes of the feature layer (last hidden layer), uint16
+        readout: running max (or sum, for mean) of the readout membrane, int32
+    prediction = argmax head((f - mean) / std)   if an hEP head is deployed, with
+                 f = [features / T, readout score]  (edgelearn.device.head)
+               = argmax readout                     otherwise
+
+``teach(label)`` makes one real-valued hEP update of the head from the last sample's features.
+
+Every buffer of the memory plan (edgelearn.memory.planner) lives in the arena: int8 weights,
+neuron constants, neuron state, spike vectors, features, readout accumulator, head weights and
+state (float32), LPL state per adapted layer (the arrays of ``lpl_rate.init_fixed``), hEP
+accumulators and nudged state. The arena's high-water mark is what the device uses; numpy
+temporaries of the host computation (a device computes row by row) are not device memory.
+The head is stored in float32 on the device (an FPU part); its relaxation computes in float64
+from those float32 weights, and updated weights are rounded back to float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgelearn.errors import InputError, ParameterError
+from edgelearn.fixed import rng_init
+from edgelearn.kernels.lif_fixed import QNetwork, QState, qlayer_step, quantize_input
+from edgelearn.memory.arena import Arena
+from edgelearn.rules import lpl_rate
+from edgelearn.rules.base import qlayer_w_shift
+from edgelearn.device.head import DeviceHead
+
+READOUTS = ("max", "mean")
+
+
+@dataclass(frozen=True)
+class HEPSettings:
+    """On-device hEP: SGD step ``lr``, oscillation amplitude, distinct nudge values."""
+
+    lr: float = 0.05
+    amplitude: float = 0.5
+    nudges: int = 4
+
+    def __post_init__(self) -> None:
+        if not (self.lr > 0 and self.amplitude > 0 and self.nudges >= 2):
+            raise ParameterError(f"hEP settings need lr > 0, amplitude > 0 and nudges >= 2, "
+                                 f"got {self.lr}, {self.amplitude}, {self.nudges}")
+
+
+def default_lpl() -> lpl_rate.Params:
+    """LPL for a deployed hidden layer: slow statistics, filtered rates, dithered rounding."""
+    return lpl_rate.Params(eta=1e-4, tau_mean=2000.0, tau_var=2000.0, tau_pre=20.0,
+                           tau_post=20.0, warmup=200, rounding="dither", var_init=0.01)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the engine adapts and how.
+
+    Attributes:
+        readout: 'max' or 'mean' over time of the readout membrane (when there is no head).
+        lpl_layers: hidden layers LPL adapts (names).
+        lpl: LPL parameters (rate form).
+        hep: hEP settings, or None for no supervised learning.
+        seed: seed of the device's stochastic-rounding stream.
+    """
+
+    readout: str = "max"
+    lpl_layers: tuple[str, ...] = ()
+    lpl: lpl_rate.Params = field(default_factory=default_lpl)
+    hep: HEPSettings | None = field(default_factory=HEPSettings)
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.readout not in READOUTS:
+            raise ParameterError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        object.__setattr__(self, "lpl_layers", tuple(self.lpl_layers))
+
+
+@dataclass
+class SampleResult:
+    prediction: int
+    scores: np.ndarray
+    features: np.ndarray
+    spikes: int
+
+
+class Engine:
+    """One model on one device. See the module docstring for the per-sample computation."""
+
+    def __init__(self, qnet: QNetwork, arena: Arena, head: DeviceHead | None = None,
+                 config: EngineConfig = EngineConfig()) -> None:
+        self.qnet = qnet
+        self.arena = arena
+        self.config = config
+        self.layers = list(qnet.layers)
+        names = [la.name for la in self.layers]
+        for n in config.lpl_layers:
+            if n not in names or not qnet.layer(n).spiking:
+                raise ParameterError(f"LPL layer '{n}' is not a spiking layer of model "
+                                     f"'{qnet.name}' (layers {names})")
+        spiking = [k for k, la in enumerate(self.layers) if la.spiking]
+        hidden = [k for k in spiking if k < len(self.layers) - 1] or spiking
+        if not hidden:
+            raise ParameterError(f"model '{qnet.name}' has no spiking layer to take features from")
+        self.feature_index = hidden[-1]
+        n_feat = self.layers[self.feature_index].n_out + qnet.n_out
+        if head is not None and head.n_features != n_feat:
+            raise ParameterError(f"head expects {head.n_features} features, the model gives "
+                                 f"{n_feat} ('{self.layers[self.feature_index].name}' rates "
+                                 f"and {qnet.n_out} readout scores)")
+        self.dhead = head
+        self.head = None if head is None else head.head
+        self.lpl_on = False
+        self.hep_on = False
+        self.rng = rng_init(config.seed)
+        self.counters = {"steps": 0, "spikes": 0, "lpl_updates": 0, "hep_updates": 0,
+                         "samples": 0, "hep_nonconverged": 0}
+        self._allocate()
+        self._last_features: np.ndarray | None = None
+
+    # -- memory ---------------------------------------------------------------------------
+    def _allocate(self) -> None:
+        a, q = self.arena, self.qnet
+        self.input = a.allocate("input", q.n_in, np.uint8)
+        self.w, self.cur, self.mem, self.spk = [], [], [], []
+        for la in self.layers:
+            self.w.append(a.store(f"{la.name}.weight", la.weight, np.int8))
+            if la.recurrent is not None:
+                a.store(f"{la.name}.recurrent", la.recurrent, np.int8)
+            if la.bias is not None:
+                a.store(f"{la.name}.bias", la.bias, np.int32)
+            consts = a.allocate(f"{la.name}.consts", 2 * la.n_out, np.int32)
+            consts.view(np.int16)[0::2][: la.n_out] = la.alpha
+            consts.view(np.int16)[1::2][: la.n_out] = la.beta
+            consts[la.n_out:] = la.threshold
+            state = a.allocate(f"{la.name}.state", (2, la.n_out), np.int32)
+            self.cur.append(state[0])
+            self.mem.append(state[1])
+            self.spk.append(a.allocate(f"{la.name}.spikes", la.n_out, np.uint8)
+                            if la.spiking else None)
+        self.features = a.allocate("features", self.layers[self.feature_index].n_out, np.uint16)
+        self.output = a.allocate("output", q.n_out, np.int32)
+        self.head_w: list[np.ndarray] = []
+        if self.head is not None:
+            n = self.head.n_params
+            flat = a.allocate("head.weights", n, np.float32)
+            off = 0
+            for W, b in zip(self.head.weights, self.head.biases):
+                for arr in (W, b):
+                    view = flat[off:off + arr.size].reshape(arr.shape)
+                    view[...] = arr
+                    self.head_w.append(view)
+                    off += arr.size
+            self._sync_head_from_arena()
+            norm = a.allocate("head.norm", (2, self.head.n_in), np.float32)
+            norm[0], norm[1] = self.dhead.mean, self.dhead.std
+            self.dhead.mean, self.dhead.std = norm[0], norm[1]
+            a.allocate("head.state", 2 * sum(self.head.sizes[1:]), np.float32)
+        self.lpl_state: dict[int, lpl_rate.State] = {}
+        for name in self.config.lpl_layers:
+            k = [la.name for la in self.layers].index(name)
+            la = self.layers[k]
+            st = lpl_rate.init_fixed(self.config.lpl, la.n_in, la.n_out)
+            self.lpl_state[k] = lpl_rate.State(*(
+                a.store(f"{name}.lpl.{f}", arr) for f, arr in zip(st._fields, st)))
+        if self.head is not None and self.config.hep is not None:
+            a.allocate("head.accumulators", self.head.n_params, np.float32)
+            a.allocate("head.nudged_state", sum(self.head.sizes[1:]), np.float32)
+
+    def _sync_head_from_arena(self) -> None:
+        """The head computes from the float32 values the device stores."""
+        self.head.weights = [np.asarray(v, dtype=np.float64) for v in self.head_w[0::2]]
+        self.head.biases = [np.asarray(v, dtype=np.float64) for v in self.head_w[1::2]]
+
+    def _sync_head_to_arena(self) -> None:
+        for k, (W, b) in enumerate(zip(self.head.weights, self.head.biases)):
+            self.head_w[2 * k][...] = W
+            self.head_w[2 * k + 1][...] = b
+        self._sync_head_from_arena()
+
+    # -- control ----------------------------------------------------------------------------
+    def set_learning(self, lpl: bool, hep: bool) -> None:
+        if lpl and not self.lpl_state:
+            raise ParameterError("LPL was not planned for this deployment (no LPL layers)")
+        if hep and (self.head is None or self.config.hep is None):
+            raise ParameterError("hEP was not planned for this deployment (no head)")
+        self.lpl_on, self.hep_on = bool(lpl), bool(hep)
+
+    # -- running ------------------------------------------------------------------------------
+    def run_sample(self, x: np.ndarray) -> SampleResult:
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.qnet.n_in:
+            raise InputError(f"sample must be [T, {self.qnet.n_in}], got shape {tuple(x.shape)}")
+        if x.dtype.kind not in "iub":
+            raise InputError(f"sample must hold integer counts, got dtype {x.dtype}")
+        T = x.shape[0]
+        for k in range(len(self.layers)):
+            self.cur[k][...] = 0
+            self.mem[k][...] = 0
+        self.features[...] = 0
+        mean = self.config.readout == "mean"
+        self.output[...] = 0 if mean else np.iinfo(np.int32).min
+        fk = self.feature_index
+        spikes = 0
+        xs = quantize_input(self.qnet, x)
+        for t in range(T):
+            self.input[...] = np.clip(x[t], 0, 255)
+            h = xs[t][None, :]
+            for k, la in enumerate(self.layers):
+                st = QState(self.cur[k][None, :].astype(np.int64),
+                            self.mem[k][None, :].astype(np.int64))
+                y, st = qlayer_step(la, h, st)
+                self.cur[k][...] = st.current[0]
+                self.mem[k][...] = st.membrane[0]
+                if la.spiking:
+                    self.spk[k][...] = y[0]
+                    spikes += int(self.spk[k].sum())
+                if self.lpl_on and k in self.lpl_state:
+                    self._lpl_step(k, h[0], y[0])
+                h = y
+            self.features += self.spk[fk]
+            last = h[0]
+            if mean:
+                self.output += np.clip(last, -(1 << 31) // T, (1 << 31) // T).astype(np.int32)
+            else:
+                np.maximum(self.output, last.astype(np.int32), out=self.output)
+        self.counters["steps"] += T
+        self.counters["spikes"] += spikes
+        self.counters["samples"] += 1
+        scores = self.readout_scores(T)
+        if self.head is not None:
+            f = np.concatenate([self.features.astype(np.float64) / T, scores])
+            self._last_features = self.dhead.normalise(f)
+            scores = self.head.logits(self._last_features)[0]
+        return SampleResult(int(np.argmax(scores)), scores, self.features.copy(), spikes)
+
+    def readout_scores(self, T: int) -> np.ndarray:
+        """Readout scores in threshold units: max (or mean) over time of the membrane."""
+        out = self.output.astype(np.float64) * self.layers[-1].scale
+        return out / T if self.config.readout == "mean" else out
+
+    def _lpl_step(self, k: int, pre: np.ndarray, post: np.ndarray) -> None:
+        la = self.layers[k]
+        p = self.config.lpl
+        a = p.act_frac
+        w, st, self.rng, stats = lpl_rate.step_fixed(
+            self.w[k], np.asarray(pre, np.int64) << a, np.asarray(post, np.int64) << a,
+            self.lpl_state[k], p, self.rng, qlayer_w_shift(la))
+        for dst, src in zip(self.lpl_state[k], st):
+            if dst.size:
+                dst[...] = src
+        if not stats.skipped:
+            self.counters["lpl_updates"] += 1
+            if stats.n_changed:
+                self.w[k][...] = w
+                self.layers[k] = la.replace(weight=self.w[k])
+
+    def teach(self, label: int) -> None:
+        """One hEP update of the head from the last sample's features (if hEP is on)."""
+        if not self.hep_on:
+            return
+        if self._last_features is None:
+            raise InputError("teach() needs a sample first: call run_sample")
+        if not 0 <= int(label) < self.head.n_out:
+            raise InputError(f"label {label} out of range [0, {self.head.n_out})")
+        s = self.config.hep
+        g = self.head.hep_gradient(self._last_features, int(label), s.amplitude, s.nudges)
+        if not g.info.get("converged", True):
+            self.counters["hep_nonconverged"] += 1
+            return
+        if not all(np.all(np.isfinite(v)) for v in list(g) + list(g.biases)):
+            return
+        self.head.apply(g, s.lr)
+        self._sync_head_to_arena()
+        self.counters["hep_updates"] += 1
+
+    # -- weights ------------------------------------------------------------------------------
+    def get_weights(self) -> dict[str, np.ndarray]:
+        out = {f"{self.layers[k].name}.weight": self.w[k].copy() for k in self.lpl_state}
+        if self.head is not None:
+            for k, (W, b) in enumerate(zip(self.head_w[0::2], self.head_w[1::2])):
+                out[f"head.W{k}"] = W.copy()
+                out[f"head.b{k}"] = b.copy()
+        return out
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        for k, la in enumerate(self.layers):
+            key = f"{la.name}.weight"
+            if key in weights:
+                self.w[k][...] = weights[key]
+                self.layers[k] = la.replace(weight=self.w[k])
+        if self.head is not None:
+            for k in range(len(self.head.weights)):
+                if f"head.W{k}" in weights:
+                    self.head_w[2 * k][...] = weights[f"head.W{k}"]
+                    self.head_w[2 * k + 1][...] = weights[f"head.b{k}"]
+            self._sync_head_from_arena()
+
+    def network(self) -> QNetwork:
+        """The running integer network, learned weights included."""
+        return self.qnet.replace(layers=tuple(self.layers))
