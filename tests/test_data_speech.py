@@ -132,3 +132,12 @@ def test_generator_is_byte_deterministic(tmp_path):
     assert ds.x.shape == (4, 100, 64)
     meta = json.loads(str(np.load(tmp_path / "sd0.npz")["meta"]))
     assert meta["seed"] == 7 and meta["splits"]["train"]["n"] == 6
+
+
+def test_bundled_meta_matches_the_code(splits):
+    from edgelearn.data.speech.splits import voice_name
+    voices = split_voices(0)
+    for name, ds in splits.items():
+        assert ds.meta["voices"] == [voice_name(a, v) for a, v in voices[name]]
+        assert ds.meta["generator_version"] >= 1 and ds.meta["seed"] == 0
+        assert ds.meta["encoder"]["n_bins"] == 100 and ds.meta["filterbank"]["n_channels"] == 64
