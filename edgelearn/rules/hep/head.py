@@ -58,15 +58,17 @@ class EnergyHead:
       together if the spectral norm of the coupling matrix A exceeds it (None: never). With
       ||A|| < 1 and rho' <= 1 the energy is strictly convex (Hessian >= (1 - ||A||) I), so the
       free equilibrium is unique and relaxation converges; the nudged energy stays convex for
-      |beta| < 2 (1 - ||A||) (the cross-entropy Hessian is <= I/2). Without it, training grows
-      ||W_K|| until the head turns multistable and the exact gradient blows up near the folds.
+      |beta| < 2 (1 - ||A||) (the cross-entropy Hessian is <= I/2; a worst-case bound, saturated
+      hidden units widen it a lot). Without it, training grows ||W_K|| until the head turns
+      multistable and relaxation fails near the folds (measured on SNN features, 64-64-10).
+      It also bounds the logit range: after 2 epochs 0.95 gave 89.8 %, 0.8 87.3 %, 0.5 ~72 %.
     seed / rng: explicit randomness for the initialisation (np.random.Generator preferred).
     relax: RelaxParams.  noise: state-noise callable z -> z.  weight_read: callable W -> W.
     """
 
     def __init__(self, sizes: Sequence[int], *, seed: int | None = None,
                  rng: np.random.Generator | None = None, gain: float = 1.0,
-                 coupling: float = 0.5, max_coupling: float | None = 0.5,
+                 coupling: float = 0.5, max_coupling: float | None = 0.95,
                  activation: str = "tanh", relax: RelaxParams | None = None,
                  noise: Callable | None = None, weight_read: Callable | None = None,
                  weights: Sequence[np.ndarray] | None = None,
