@@ -16,7 +16,7 @@ in models/ (or --model is given), else Randman with models/randman_small.onnx an
 stream (background noise spikes + a channel shift). Writes reports/bench_lpl.json and
 reports/bench_lpl.png. Honest by construction: numbers are printed whatever they show.
 
-    python bench/bench_lpl.py [--data auto|speech|randman] [--model PATH] [--adapt N]
+    python bench/bench_lpl.py [--data auto|speech|randman] [--model PATH] [--configs ...]
 """
 
 from __future__ import annotations
@@ -259,7 +259,8 @@ def main(argv=None) -> int:
     ap.add_argument("--adapt-frac", type=float, default=0.5,
                     help="fraction of the stream used (unlabelled) for adaptation")
     ap.add_argument("--passes", type=int, default=3, help="passes over the adaptation part")
-    ap.add_argument("--etas", default="1e-5,1e-4,1e-3")
+    ap.add_argument("--configs", default="1e-5:1:0,1e-5:0.03:10,1e-4:1:0",
+                    help="comma-separated eta:lam:lam_decorr LPL settings to compare")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--shots", default="1,5,10")
     ap.add_argument("--sizes", default="32x32,128x256,700x256")
@@ -284,12 +285,14 @@ def main(argv=None) -> int:
     xe_int = np.rint(xe / pre_scale).astype(np.int64)
     shots = [int(k) for k in args.shots.split(",")]
 
-    def params(eta):
-        return lpl_rate.Params(eta=eta, tau_mean=1000.0, tau_var=1000.0, tau_pre=10.0,
-                               tau_post=10.0, var_init=0.01, warmup=1000, xi=1e-4,
-                               w_min=-128 * lsb, w_max=127 * lsb, rounding="dither")
+    def params(eta, lam=1.0, decorr=0.0):
+        return lpl_rate.Params(eta=eta, lam=lam, lam_decorr=decorr, tau_mean=1000.0,
+                               tau_var=1000.0, tau_pre=10.0, tau_post=10.0, var_init=0.01,
+                               warmup=1000, xi=1e-4, w_min=-128 * lsb, w_max=127 * lsb,
+                               rounding="dither")
 
-    p0 = params(1e-4)
+    configs = [tuple(float(v) for v in c.split(":")) for c in args.configs.split(",")]
+    p0 = params(*configs[0])
     result = {"source": source, "n_adapt": n_adapt, "passes": args.passes,
               "n_eval": int(len(ye)), "hidden": [layer.n_in, layer.n_out],
               "w_shift": w_shift, "params": {k: (str(v) if isinstance(v, float)
@@ -310,11 +313,15 @@ def main(argv=None) -> int:
                               with_lpl=False)
     result["inference_step_s"] = step_inf
     result["runs"] = []
-    for eta in [float(e) for e in args.etas.split(",")]:
+    for cfg in configs:
+        pc = params(*cfg)
         res = adaptation_run(net, layer, ql, xa, xa_int, xe, xe_int, ye, n_classes,
-                             params(eta), w_shift, pre_scale, shots, args.repeats)
+                             pc, w_shift, pre_scale, shots, args.repeats)
+        res["label"] = f"eta={pc.eta:g} lam={pc.lam:g} dec={pc.lam_decorr:g}"
+        res["extra_bytes_fixed"] = rule_memory_bytes(pc, layer.n_in, layer.n_out)
         result["runs"].append(res)
-        print(f"eta {eta:g}: done (fixed step {res['fixed_step_s'] * 1e6:.0f} us)")
+        print(f"{res['label']}: done (fixed step {res['fixed_step_s'] * 1e6:.0f} us, "
+              f"{res['extra_bytes_fixed']} B)")
     sizes = [tuple(int(v) for v in sz.split("x")) for sz in args.sizes.split(",")]
     result["scaling"] = scaling_timing(sizes)
 
@@ -325,14 +332,14 @@ def main(argv=None) -> int:
                               for k, (m, s) in d.items())
     print("linear probe on hidden features (mean+-std over label draws; k labels per class):")
     for name, d in result["before"].items():
-        print(f"  {name:28s} {fmt(d)}")
+        print(f"  {name:36s} {fmt(d)}")
     for r in result["runs"]:
         for name, d in r["probe"].items():
-            print(f"  {name + ' eta=' + format(r['eta'], 'g'):28s} {fmt(d)}   rate "
+            print(f"  {name[6:] + ' ' + r['label']:36s} {fmt(d)}   rate "
                   f"{r['hidden_rate'][name]:.3f}  mean|dW| {r['mean_abs_dw_lsb'][name[6:11]]:.1f}"
                   f" LSB")
     print(f"pretrained readout: before {result['readout_before_float'] * 100:.1f} %, after "
-          + ", ".join(f"eta={r['eta']:g}: {r['readout_after_float_lpl'] * 100:.1f} %"
+          + ", ".join(f"{r['label']}: {r['readout_after_float_lpl'] * 100:.1f} %"
                       for r in result["runs"]))
     print(f"streaming step of this hidden layer: inference {step_inf * 1e6:.0f} us, inference "
           f"+ fixed LPL {result['runs'][0]['fixed_step_s'] * 1e6:.0f} us "
@@ -357,17 +364,18 @@ def main(argv=None) -> int:
         print(f"wrote {out} (matplotlib missing: no plot)")
         return 0
     fig, axes = plt.subplots(1, len(shots), figsize=(3.2 * len(shots), 3.2), sharey=True)
-    etas = [r["eta"] for r in result["runs"]]
+    xs = np.arange(len(result["runs"]))
+    labels = [r["label"].replace(" ", "\n") for r in result["runs"]]
     for ax, k in zip(np.atleast_1d(axes), shots):
         for name, style in (("float", "o-"), ("fixed", "s--")):
             m = [r["probe"][f"after_{name}_lpl"][str(k)][0] * 100 for r in result["runs"]]
             e = [r["probe"][f"after_{name}_lpl"][str(k)][1] * 100 for r in result["runs"]]
-            ax.errorbar(etas, m, e, fmt=style, capsize=3, label=f"after LPL ({name})")
+            ax.errorbar(xs + (0.05 if name == "fixed" else -0.05), m, e, fmt=style, capsize=3,
+                        label=f"after LPL ({name})")
             b = result["before"][f"before_{name}"][str(k)][0] * 100
             ax.axhline(b, ls=":", color="C0" if name == "float" else "C1",
                        label=f"before ({name})")
-        ax.set_xscale("log")
-        ax.set_xlabel("LPL learning rate eta")
+        ax.set_xticks(xs, labels, fontsize=6)
         ax.set_title(f"{k} label(s) per class", fontsize=9)
     np.atleast_1d(axes)[0].set_ylabel("linear-probe accuracy (%)")
     np.atleast_1d(axes)[0].legend(fontsize=6)
