@@ -90,6 +90,7 @@ def train(net: Network, train_ds, cfg: TrainConfig, val_ds=None, progress: bool 
     ``callback(epoch_dict, net)`` is called after each epoch.
     """
     x, y = check_dataset(train_ds, net, "training set")
+    net = net.replace(meta={**net.meta, "readout": cfg.readout})  # callbacks classify like this
     if val_ds is not None:
         check_dataset(val_ds, net, "validation set")
     rng = np.random.default_rng(cfg.seed)
@@ -139,6 +140,4 @@ def train(net: Network, train_ds, cfg: TrainConfig, val_ds=None, progress: bool 
             callback(rec, current)
         opt.lr *= cfg.lr_decay
     bar.close()
-    meta = dict(current.meta)
-    meta["readout"] = cfg.readout
-    return current.replace(meta=meta), history
+    return current, history
