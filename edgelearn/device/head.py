@@ -11,15 +11,18 @@ The head sees x = (f - mean) / std with mean and std fixed at training time (flo
 on the device). Including the readout score lets the frozen head start from the pretrained
 SNN's decision, while the hidden rates give on-device learning room to re-weight evidence.
 
-File format (``NAME.head.npz``, no pickle): the EnergyHead arrays (sizes, activation, gain,
-coupling, W{k}, b{k}) plus ``feature_mean`` and ``feature_std``.
+File format (``NAME.head.npz``, no pickle): the arrays of ``EnergyHead.save`` plus
+``feature_mean`` and ``feature_std``.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -60,12 +63,12 @@ class DeviceHead:
         return cls(head, f.mean(axis=0), np.maximum(f.std(axis=0), floor))
 
     def save(self, path: str | os.PathLike) -> None:
-        arrays = {"sizes": np.array(self.head.sizes, dtype=np.int64),
-                  "activation": np.array(self.head.activation),
-                  "gain": np.array(self.head.gain), "coupling": np.array(self.head.coupling),
-                  "feature_mean": self.mean, "feature_std": self.std}
-        for k, (W, b) in enumerate(zip(self.head.weights, self.head.biases)):
-            arrays[f"W{k}"], arrays[f"b{k}"] = W, b
+        """The head's own file (EnergyHead.save) plus the normalisation, written atomically."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self.head.save(Path(tmp) / "head.npz")
+            with np.load(Path(tmp) / "head.npz", allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        arrays["feature_mean"], arrays["feature_std"] = self.mean, self.std
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
@@ -81,8 +84,5 @@ class DeviceHead:
         return cls(head, mean, std)
 
     def copy(self) -> "DeviceHead":
-        h = self.head
-        twin = EnergyHead(h.sizes, activation=h.activation, gain=h.gain, coupling=h.coupling,
-                          weights=[W.copy() for W in h.weights],
-                          biases=[b.copy() for b in h.biases], relax=h.relax_params)
-        return DeviceHead(twin, self.mean.copy(), self.std.copy())
+        """An independent copy (a deployment must not change the bundle's head)."""
+        return DeviceHead(copy.deepcopy(self.head), self.mean.copy(), self.std.copy())

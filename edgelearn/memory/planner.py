@@ -118,6 +118,12 @@ class Plan:
     def total_bytes(self) -> int:
         return self.inference_bytes + self.learning_bytes
 
+    def without_learning(self) -> "Plan":
+        """The same deployment with all learning dropped (a frozen twin)."""
+        return Plan(self.budget, self.profile,
+                    [b for b in self.buffers if b.category != "learning"], AdaptConfig(),
+                    AdaptConfig(), ["all learning dropped (frozen baseline)"], self.image_bytes)
+
     def by_category(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for b in self.buffers:

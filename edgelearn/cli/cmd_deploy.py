@@ -1,0 +1,128 @@
+"""``edgelearn deploy MODEL --target T --budget B [--adapt STREAM] [--labels FRACTION]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgelearn.cli.cmd_plan import add_learning_arguments
+
+EXAMPLES = """examples:
+  edgelearn deploy models/speech_digits.onnx --target host --budget 256KiB
+  edgelearn deploy models/speech_digits.onnx --target sim --budget 256KiB --adapt new_user
+  edgelearn deploy models/speech_digits.onnx --target serial:/dev/ttyACM0 --budget 64KiB \\
+      --device cortex-m0plus-64k --adapt new_user --labels 0.1
+  edgelearn deploy models/speech_digits.onnx --target substrate:bss2 --budget 1MiB --adapt new_user
+  edgelearn deploy models/speech_digits.onnx --target tflite --budget 256KiB --adapt new_user
+
+Streams: new_user (bundled new speakers), speech:SPLIT, or a data set .npz.
+The report folder gets metrics.json, accuracy.png, weight_drift.png, memory.png, the adapted
+model (adapted_model.onnx, quantized profile, and adapted_model.head.npz) and a checkpoint
+from which a killed run resumes.
+"""
+
+
+def add_loop_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adapt", metavar="STREAM", help="run the adaptation loop on this stream")
+    p.add_argument("--labels", type=float, default=0.1, metavar="FRACTION",
+                   help="fraction of samples whose label arrives (default 0.1)")
+    p.add_argument("--limit", type=int, help="use only the first N samples of the stream")
+    p.add_argument("--report", help="report folder (default reports/<model>-<target>)")
+    p.add_argument("--seed", type=int, default=0, help="stream order, label mask, device seed")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the frozen-model run on the same stream")
+    p.add_argument("--calib", help="calibration data .npz (array 'x') for a float model")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("deploy", help="put a model on a target and optionally adapt it",
+                       description="Load and verify a model, quantize it if needed, plan its "
+                                   "memory, upload it to the target, verify it by read-back, "
+                                   "and optionally run the on-device adaptation loop.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model")
+    p.add_argument("--target", default="host",
+                   help="host | sim | serial:URL | substrate[:PRESET] | tflite")
+    add_learning_arguments(p)
+    add_loop_arguments(p)
+    p.set_defaults(func=run)
+
+
+def say(args, text: str) -> None:
+    if not args.quiet:
+        print(text, flush=True)
+
+
+def run(args) -> int:
+    from edgelearn.adapt.bundle import load_bundle, plan_for
+    from edgelearn.adapt.loop import LoopConfig
+    from edgelearn.adapt.session import adapt_and_report, make_target, save_adapted
+    from edgelearn.adapt.streams import load_stream
+    from edgelearn.errors import TargetError
+    from edgelearn.targets.spec import parse_target
+
+    spec = parse_target(args.target)
+    if spec.kind == "tflite":
+        if args.lpl != "none" or not args.no_hep:
+            args.lpl, args.no_hep = "none", True   # TFLite has no training
+    bundle = load_bundle(args.model, calib=args.calib)
+    say(args, f"model {bundle.source.name}: {len(bundle.network.layers)} layers, "
+              f"{bundle.network.n_parameters} parameters, quantized to int8 "
+              f"(head: {'yes' if bundle.head else 'none'})")
+    stream = None
+    if args.adapt:
+        stream = load_stream(args.adapt, bundle.network.n_in, seed=args.seed, limit=args.limit)
+    plan = plan_for(bundle, args)
+    say(args, plan.table())
+    if spec.kind == "tflite":
+        say(args, "dropped: all learning (TensorFlow Lite does not train)")
+    target = make_target(spec, bundle, plan, seed=args.seed + 1, progress=not args.quiet,
+                         calibration_x=None if stream is None else stream[0][:256])
+    with target:
+        say(args, f"deployed on {spec} ({target.name}); learning: {plan.config.describe()}")
+        if stream is None:
+            return 0
+        x, y, ds = stream
+        report = Path(args.report or f"reports/{bundle.source.stem}-{spec.kind}")
+        frozen = None
+        if not args.no_baseline:
+            # boards run the host's engine bit for bit, so their frozen twin runs on the host
+            twin = spec if spec.kind in ("host", "substrate", "tflite") else parse_target("host")
+            frozen = make_target(twin, bundle, plan.without_learning(), seed=args.seed + 1,
+                                 progress=False)
+        cfg = LoopConfig(lpl=bool(plan.config.lpl_layers), hep=plan.config.hep,
+                         label_fraction=args.labels, seed=args.seed)
+        if not (cfg.lpl or cfg.hep) and spec.kind != "tflite":
+            say(args, "note: nothing to adapt within this budget; running inference only")
+        try:
+            metrics = adapt_and_report(target, frozen, x, y, cfg, report, plan,
+                                       extra={"model": str(bundle.source), "target": str(spec),
+                                              "stream": args.adapt},
+                                       progress=not args.quiet)
+        finally:
+            if frozen is not None:
+                frozen.close()
+        try:
+            saved = save_adapted(target, bundle, report)
+        except TargetError as exc:
+            saved = []
+            say(args, f"adapted model not pulled back: {exc}")
+        print_summary(metrics, report, saved)
+    return 0
+
+
+def print_summary(metrics: dict, report: Path, saved: list[str]) -> None:
+    runs = metrics["runs"]
+    print("\nsummary")
+    print(f"{'run':<10} {'accuracy':>9} {'samples':>8} {'labels':>7} {'rollbacks':>10}")
+    for name, r in runs.items():
+        print(f"{name:<10} {100 * r['accuracy']:>8.1f}% {r['samples']:>8} {r['labels']:>7} "
+              f"{len(r['rollbacks']):>10}")
+    mem = metrics["memory"]
+    print(f"memory: plan {mem['planned_total']} B, measured high-water "
+          f"{mem['measured_high_water']} B, budget {mem['budget']} B, learning "
+          f"{100 * mem['learning_over_inference']:.1f} % of inference")
+    print(f"report: {report}/ ({', '.join(metrics['files'] + saved)})")
+    sys.stdout.flush()
