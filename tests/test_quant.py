@@ -168,3 +168,18 @@ def test_onnx_graph_reproduces_shared_vectors(case, tmp_path):
         assert np.array_equal(out["output"], v["output"][t])
         for la in qnet.layers:
             assert np.array_equal(out[f"{la.name}.membrane_out"], v[f"membrane__{la.name}"][t])
+
+
+def test_float32_decay_split_equals_apply_decay():
+    """The exchange graphs' decay (d = 64 d_hi + d_lo, two floors) is round_shift(x d, 12) for
+    every 12-bit d and int16 x (all d, 2000 x incl. the extremes), evaluated in float32."""
+    from edgelearn.fixed import apply_decay
+    from edgelearn.kernels.step_graph import StepGraph, _decay
+    x = np.concatenate([[-32768, -32767, -1, 0, 1, 32766, 32767],
+                        np.random.default_rng(9).integers(-32768, 32768, 1993)])
+    d = np.arange(4097)
+    g = StepGraph()
+    out = _decay(g, "x", d, "t")
+    g.outputs = [(out, None)]
+    got = run_step_graph(g, {"x": x[:, None].astype(np.float32)})[out]
+    assert np.array_equal(got, apply_decay(x[:, None], d[None, :]))
