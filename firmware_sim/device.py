@@ -11,8 +11,9 @@ transmits in answer, so the whole device side is testable without a port and the
   the simulator's log, on both sides naming both versions.
 * ordering: a request with seq == expected is executed once; its reply is cached (the last
   ``window`` replies). seq behind expected (a retransmission) gets the cached reply again,
-  never a second execution. seq ahead of expected (something was lost) is dropped, and a NAK
-  carrying ``expected`` is sent for the first such frame after each advance and again for the
+  never a second execution. seq ahead of expected (something was lost) is held (within the
+  window) until the gap is filled, then executed in order, and a NAK carrying ``expected`` and
+  a bitmap of the held requests is sent for the first such frame after each advance and again for the
   first frame of each new retransmission round (its seq is not above the last dropped one), so
   the host retransmits at once instead of waiting for its timer.
 * memory: the link buffers (rx, tx, reply cache) and the model live in one fixed Arena; a model
@@ -80,6 +81,7 @@ class Device:
         self.session = False
         self.expected = 0
         self.cache: dict[int, bytes] = {}
+        self.held: dict[int, Frame] = {}
         self.nak_armed = True
         self.last_ahead = 0
         self.flash.abort()
@@ -105,6 +107,7 @@ class Device:
         self.arena.allocate("link.rx", wire, np.uint8)
         self.arena.allocate("link.tx", wire, np.uint8)
         self.arena.allocate("link.reply_cache", self.window * wire, np.uint8)
+        self.arena.allocate("link.reorder", self.window * wire, np.uint8)
 
     def _relayout(self, engine: Engine | None) -> None:
         """Free everything and allocate link buffers + ``engine`` (may raise MemoryBudgetError)."""
@@ -146,6 +149,7 @@ class Device:
         if fr.type == m.HELLO:
             self.session = True
             self.cache.clear()
+            self.held.clear()
             self.expected = (fr.seq + 1) & 0xFF
             self.nak_armed = True
             reply = self._execute(fr)
@@ -156,22 +160,32 @@ class Device:
                 m.E_NO_SESSION, "no session (device was reset?): send HELLO"))
         ahead = (fr.seq - self.expected) & 0xFF
         if ahead == 0:
-            reply = self._execute(fr)
-            self.cache[fr.seq] = reply
-            self.cache.pop((fr.seq - self.window) & 0xFF, None)
-            self.expected = (self.expected + 1) & 0xFF
-            self.nak_armed = True
-            if fr.type == m.RESET and fr.payload == bytes([m.RESET_REBOOT]):
-                self.reboot()
-            return reply
+            out = bytearray()
+            while fr is not None:           # execute it, then whatever it unblocks
+                reply = self._execute(fr)
+                out += reply
+                self.cache[fr.seq] = reply
+                self.cache.pop((fr.seq - self.window) & 0xFF, None)
+                self.expected = (self.expected + 1) & 0xFF
+                self.nak_armed = True
+                if fr.type == m.RESET and fr.payload == bytes([m.RESET_REBOOT]):
+                    self.reboot()
+                    break
+                fr = self.held.pop(self.expected, None)
+            return bytes(out)
         if ahead < 128:
+            if ahead < self.window:
+                self.held.setdefault(fr.seq, fr)
             # one NAK per retransmission round: a round's frames arrive with rising seq, so a
             # seq at or below the last ahead one means the host started a new round
             if self.nak_armed or ahead <= self.last_ahead:
                 self.nak_armed = False
                 self.last_ahead = ahead
                 self.naks += 1
-                return self._send(m.NAK, self.expected, m.Nak(self.expected).pack())
+                held = 0
+                for seq in self.held:
+                    held |= 1 << (((seq - self.expected) & 0xFF) - 1)
+                return self._send(m.NAK, self.expected, m.Nak(self.expected, held).pack())
             self.last_ahead = ahead
             return b""
         self.frames_dup += 1

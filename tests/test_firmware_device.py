@@ -78,20 +78,23 @@ def test_upload_commit_and_inference_is_bit_exact_with_host_kernel():
     assert y.sum() > 0
 
 
-def test_duplicates_answered_from_cache_not_reexecuted_and_gaps_nakked():
+def test_duplicates_answered_from_cache_not_reexecuted_and_gaps_held_and_nakked():
     h = Host(make())
     h(m.Hello())
-    h(m.UploadBegin(4, crc32(b"abcd")))
+    h(m.UploadBegin(8, crc32(b"abcdefgh")))
     seq = h.seq
     (s, r), = h.raw(m.UploadData(b"ab"), seq=seq)
     assert r.received == 2
     (s, r), = h.raw(m.UploadData(b"ab"), seq=seq)        # retransmission: same answer
     assert r.received == 2 and h.dev.frames_dup == 1
-    (s, r), = h.raw(m.UploadData(b"cd"), seq=seq + 2)    # ahead: dropped, NAK(expected)
-    assert isinstance(r, m.Nak) and r.expected == seq + 1
-    assert h.raw(m.UploadData(b"cd"), seq=seq + 3) == []  # same round: no second NAK
-    (s, r), = h.raw(m.UploadData(b"cd"), seq=seq + 1)
-    assert r.received == 4
+    (s, r), = h.raw(m.UploadData(b"ef"), seq=seq + 2)    # ahead: held, NAK(expected, held)
+    assert isinstance(r, m.Nak) and r.expected == seq + 1 and r.holds(seq + 2)
+    assert not r.holds(seq + 1) and not r.holds(seq + 3)
+    assert h.raw(m.UploadData(b"gh"), seq=seq + 3) == []  # same round: no second NAK
+    replies = h.raw(m.UploadData(b"cd"), seq=seq + 1)    # fills the gap: three replies
+    assert [(s, r.received) for s, r in replies] == [(seq + 1, 4), (seq + 2, 6), (seq + 3, 8)]
+    h.seq = seq + 4
+    assert h.dev.flash.staged() == b"abcdefgh"
 
 
 def test_crc_mismatch_and_bad_image_do_not_activate():

@@ -198,7 +198,7 @@ class _DropNth:
         self.inner.close()
 
 
-def test_requests_lost_after_an_error_are_renumbered():
+def test_requests_left_in_flight_by_an_error_still_complete_in_order():
     from edgelearn.link import messages as m
     with InProcessBoard("socketpair", ram=64 * 1024, flash=256 * 1024) as board:
         t = _DropNth(board.host, 5)

@@ -22,7 +22,7 @@ EXAMPLES = [
     Frame(m.UPLOAD_DATA | m.REPLY, 2, m.UploadDataReply(4).pack(), 1, D),
     Frame(m.UPLOAD_COMMIT, 3, b""),
     Frame(m.ERROR, 3, m.Error(m.E_BAD_IMAGE, m.UPLOAD_COMMIT, 0, 0, b"bad magic").pack(), 1, D),
-    Frame(m.NAK, 5, m.Nak(5).pack(), 1, D),
+    Frame(m.NAK, 5, m.Nak(5, 0b110).pack(), 1, D),
     Frame(m.INFER, 6, m.Infer(2, 10, 1, bytes([0x05, 0x02, 0x00, 0x01])).pack()),
     Frame(m.INFER | m.REPLY, 6, m.InferReply(2, 3, 0, bytes([0x04, 0x00])).pack(), 1, D),
     Frame(m.ERROR, 0, m.Error(m.E_VERSION, m.HELLO, 1, 2, b"").pack(), 1, D),

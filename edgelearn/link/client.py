@@ -5,7 +5,7 @@ an 8-bit sequence number; the device answers each with one frame of the same num
 ``window`` requests are in flight (pipelining keeps a slow line busy while replies travel
 back). A request is retransmitted, together with every later unanswered one, when
 
-* the device sends NAK(expected) (it saw a gap), or
+* the device sends NAK(expected, held) (it saw a gap; requests it holds are not resent), or
 * a later request was answered first (the line is FIFO, so this one's request or reply was
   lost), or
 * no reply came within the retransmission timeout (``rto``): adaptive from measured round
@@ -174,26 +174,30 @@ class Client:
         self._send(p)
         return p
 
-    def _resend_from(self, seq: int) -> None:
-        """Retransmit pending requests from ``seq`` on, in sequence order."""
-        order = list(self._pending)
-        if seq in order:
-            for s in order[order.index(seq):]:
-                self._send(self._pending[s])
-                self.stats.retransmissions += 1
+    def _resend_from(self, seq: int, nak: m.Nak | None = None) -> None:
+        """Retransmit pending requests from ``seq`` on, in sequence order.
 
-    def _renumber(self, expected: int) -> None:
-        """The device waits for ``expected``, older than every pending request: requests that
-        were abandoned after an error never reached it. Nothing from ``expected`` on has been
-        executed, so the pending requests are renumbered from ``expected`` and resent."""
-        old = list(self._pending.values())
-        self._pending.clear()
-        self._seq = expected
-        for p in old:
-            p.seq = self._next_seq()
-            p.wire = framing.encode_frame(Frame(p.msg.TYPE, p.seq, p.msg.pack(), self.version, 0))
-            self._pending[p.seq] = p
-            self._send(p)
+        After a NAK (selective repeat) only ``seq`` itself and the gaps below the newest
+        request the device holds are resent, then the newest request as a probe: later
+        requests are probably still on their way (the NAK left at the first out-of-order
+        arrival); if they or the resent ones were lost, the probe draws the next NAK.
+        """
+        order = list(self._pending)
+        if seq not in order:
+            return
+        top = nak.held.bit_length() if nak is not None else 255
+        sent = None
+        for s in order[order.index(seq):]:
+            k = (s - seq) & 0xFF
+            if k > top or (nak is not None and nak.holds(s)):
+                continue
+            self._send(self._pending[s])
+            self.stats.retransmissions += 1
+            sent = s
+        if nak is not None and sent != order[-1]:
+            # probe with the newest request: if the resent one is lost again, the probe
+            # arrives out of order and draws the next NAK instead of a timeout
+            self._send(self._pending[order[-1]])
             self.stats.retransmissions += 1
 
     def _pump(self, wait: float) -> None:
@@ -217,10 +221,7 @@ class Client:
                 nak = m.Nak.unpack(fr.payload)
             except m.MessageError:
                 return
-            if nak.expected in self._pending:
-                self._resend_from(nak.expected)
-            elif self._pending and (next(iter(self._pending)) - nak.expected) & 0xFF < 128:
-                self._renumber(nak.expected)
+            self._resend_from(nak.expected, nak)
             return
         p = self._pending.get(fr.seq)
         if p is None:
@@ -267,9 +268,8 @@ class Client:
     def _take(self, p: _Pending) -> m.Message:
         reply = p.reply
         if isinstance(reply, m.Error):
-            # abandon the rest: requests already on the line may still execute; ones that were
-            # lost are renumbered when the device NAKs an older number (see _renumber)
-            self._pending.clear()
+            # the rest of an aborted pipeline stays pending: those requests complete (in order,
+            # once each) and their replies are dropped, so sequence numbers stay in step
             if reply.code == m.E_VERSION:
                 raise LinkError(f"protocol version mismatch: host speaks version {self.version}, "
                                 f"device speaks version {reply.arg0}")

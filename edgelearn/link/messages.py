@@ -416,11 +416,17 @@ class ResetReply(Message):
 
 @dataclass(frozen=True)
 class Nak(Message):
-    """Device -> host: a request arrived out of order; resend from sequence ``expected``."""
+    """Device -> host: request ``expected`` is missing. Bit k-1 of ``held`` is set when the
+    device holds request expected + k (k = 1..63) and needs only the others resent."""
 
     TYPE: ClassVar[int] = NAK
-    FMT: ClassVar[str] = "<B"
+    FMT: ClassVar[str] = "<BQ"
     expected: int
+    held: int = 0
+
+    def holds(self, seq: int) -> bool:
+        k = (seq - self.expected) & 0xFF
+        return 1 <= k <= 63 and bool(self.held >> (k - 1) & 1)
 
 
 @dataclass(frozen=True)
