@@ -231,11 +231,17 @@ class EnergyHead:
                   for _ in range(coef.shape[0])]
         steps, conv, resid = free.iterations, free.converged, free.residual
         z = free.z
+        wabs = np.abs(np.asarray(scheme.weights))
+        rp = rx.params
         for j, (t, w) in enumerate(zip(scheme.nodes, scheme.weights)):
             if t == 0.0:
                 ss = free.s
             else:
-                res = rx.relax(x, b * t, onehot, init=z, strict=strict)
+                kw = {}
+                if rx.noisy and rp.allocate:
+                    a = max(1, int(round(len(wabs) * rp.average * wabs[j] / wabs.sum())))
+                    kw = {"average": a, "steps": rp.noisy_steps - rp.average + a}
+                res = rx.relax(x, b * t, onehot, init=z, strict=strict, **kw)
                 z, ss = res.z, res.s
                 steps += res.iterations
                 conv &= res.converged
