@@ -202,7 +202,7 @@ def test_updates_reduce_loss_and_online_learner():
         worst = max(worst, rel(twin.hep_gradient(x, y, 0.5, 6), ex))
         twin.apply(ex, 0.2)
     assert twin.coupling_norm() > 0.79 and worst < 1e-2, worst  # measured 1.5e-3
-    learner = OnlineHEP(EnergyHead((6, 12, 3), seed=0), lr=0.2)
+    learner = OnlineHEP(EnergyHead((6, 12, 3), seed=0), lr=0.05)
     for i in range(32):
         learner.update(x[i % 16], int(y[i % 16]))
     assert learner.updates == 32 and learner.nonconverged == 0
