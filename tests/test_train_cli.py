@@ -71,6 +71,14 @@ def test_speech_card_command_reproduces_shipped_model(tmp_path):
     shipped = json.loads((MODELS / "speech_digits.history.json").read_text())
     for split in ("test", "new_user"):
         assert abs(hist["accuracy"][split] - shipped["accuracy"][split]) <= 0.01, split
+    from edgelearn.io import load_network
+
+    net, ref = load_network(out), load_network(MODELS / "speech_digits.onnx")
+    assert net.meta["readout"] == "mean"
+    for a, b in zip(net.layers, ref.layers):
+        np.testing.assert_allclose(a.weight, b.weight, atol=1e-6)
+        if b.recurrent is not None:
+            np.testing.assert_allclose(a.recurrent, b.recurrent, atol=1e-6)
 
 
 def _npz(path: Path, **arrays) -> Path:
@@ -114,3 +122,18 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert tool.main(argv) == 0
     hist = json.loads((tmp_path / "g.history.json").read_text())
     assert set(hist["accuracy"]) == {"train", "held"} and len(hist["epochs"]) == 2
+
+
+def test_speech_path_runs_and_reports_every_split(tmp_path):
+    from edgelearn.io import load_network
+
+    out = tmp_path / "tiny.onnx"
+    argv = ["--data", "speech", "--limit", "64", "--epochs", "1", "--hidden", "8",
+            "--readout", "mean", "--no-progress", "--out", str(out)]
+    assert _tool().main(argv) == 0
+    hist = json.loads(out.with_suffix(".history.json").read_text())
+    assert set(hist["accuracy"]) == {"train", "test", "new_user"}
+    assert hist["dataset"]["n_train"] == 64 and hist["dataset"]["channels"] == 64
+    assert set(hist["epochs"][0]["eval_acc"]) == {"new_user"}
+    net = load_network(out)
+    assert net.meta["readout"] == "mean" and net.meta["accuracy_test"]
