@@ -146,3 +146,14 @@ def test_validation_messages():
         qrun(qnet, np.full((2, 1, 4), 300))
     with pytest.raises(InputError, match="quantize_input"):
         qrun(qnet, np.full((2, 1, 4), 0.5))
+
+
+def test_int32_state_arrays_are_widened():
+    from edgelearn.kernels.lif_fixed import QState, qlayer_step
+    la = QLayer("w", np.full((2, 3), 100), alpha=4000, beta=4000, threshold=2**30,
+                state_bits=32)
+    big = np.full((1, 2), 2**30, dtype=np.int32)
+    out64, st64 = qlayer_step(la, np.ones((1, 3), np.int64), QState(big.astype(np.int64),
+                                                                     big.astype(np.int64)))
+    out32, st32 = qlayer_step(la, np.ones((1, 3), np.int64), QState(big, big))
+    assert np.array_equal(st64.membrane, st32.membrane) and st32.membrane.min() > 0

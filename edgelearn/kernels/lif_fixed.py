@@ -365,13 +365,15 @@ def qlayer_step(qlayer: QLayer, x: np.ndarray, state: QState, mode: str = "auto"
     if binary is None:
         binary = bool(x.dtype == np.bool_ or not np.any((x != 0) & (x != 1)))
     alpha, beta, thr, bias, lo, hi = qlayer._derived("consts")
+    i_prev = state.current.astype(np.int64, copy=False)      # no-op for the usual int64 state
+    u_prev = state.membrane.astype(np.int64, copy=False)
     acc = _accumulate(qlayer, x, mode, binary)
-    cur = _decay(state.current, alpha) + _shift(acc, qlayer.w_shift)
+    cur = _decay(i_prev, alpha) + _shift(acc, qlayer.w_shift)
     if bias is not None:
         cur += bias
-    u = _decay(state.membrane, beta)
+    u = _decay(u_prev, beta)
     if qlayer.spiking:
-        fired = state.membrane > thr
+        fired = u_prev > thr
         if qlayer.recurrent is not None:
             rec = (fired.astype(np.float32) @ qlayer._derived("vT_f32")).astype(np.int64)
             cur += _shift(rec, qlayer.v_shift)
