@@ -343,7 +343,9 @@ class AdaptConfig:
         every batch; one 6-bit LSB by default).  keep_row_norm: after each LPL update rescale
         every neuron's weight row to its previous L2 norm (per-neuron synaptic scaling, a local
         homeostatic step; without it the Hebbian term grows the weights until rates saturate).
-        lpl_epochs: unsupervised LPL passes before the head learns (features then stay fixed
+        lpl_trust: each neuron's weight row stays within this fraction of its initial L2 norm
+        of where it started (a trust region; 0 = off): LPL may retune features, not erase the
+        pretrained ones.  lpl_epochs: unsupervised LPL passes before the head learns (features then stay fixed
         while hEP trains, unless lpl_during_hep).
         label_fraction:
         share of samples whose label arrives (seeded mask).  lpl: rule parameters (eta etc.).
@@ -364,6 +366,7 @@ class AdaptConfig:
     write_threshold: float = 1.0 / 63
     keep_row_norm: bool = True
     lpl_epochs: int = 1
+    lpl_trust: float = 0.1
     lpl_during_hep: bool = False
     label_fraction: float = 1.0
     lpl_params: lpl_rate.Params = lpl_rate.Params(eta=1e-3, warmup=50, tau_mean=200.0,
@@ -403,6 +406,7 @@ class OnDeviceLearner:
         self.layer = dev.base.layers[self.layer_index]
         self.master = np.asarray(target.get_weights()[self.layer.name], dtype=np.float64)
         self.written = self.master.copy()
+        self.initial = self.master.copy()
         self.w_max = dev.w_max[self.layer.name]
         n_feat, n_cls = self.layer.n_out + dev.base.n_out, dev.base.n_out
         self._head_written = dev.time_s
@@ -455,6 +459,11 @@ class OnDeviceLearner:
         if self.cfg.keep_row_norm:
             new *= (np.linalg.norm(self.master, axis=1, keepdims=True)
                     / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-12))
+        if self.cfg.lpl_trust > 0:
+            delta = new - self.initial
+            dn = np.linalg.norm(delta, axis=1, keepdims=True)
+            cap = self.cfg.lpl_trust * np.linalg.norm(self.initial, axis=1, keepdims=True)
+            new = self.initial + delta * np.minimum(1.0, cap / np.maximum(dn, 1e-12))
         self.master = np.clip(new, -self.w_max, self.w_max)
         self.counters["lpl_updates"] += pre.shape[0]
         move = np.abs(self.master - self.written) >= self.cfg.write_threshold * self.w_max
