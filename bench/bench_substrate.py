@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Accuracy of the headline model on simulated analog substrates, over time and device instances.
 
-    python bench/bench_substrate.py                       # headline model, 10 instances, ~5-15 min
+    python bench/bench_substrate.py                       # headline model, 10 instances, <15 min
     python bench/bench_substrate.py --instances 3 --presets bss2   # quick look
+    python bench/bench_substrate.py --model models/randman_small.onnx --conditions hep,lpl+hep
 
 For each preset (bss2, pcm) and each of N device instances (seeds 0..N-1) it measures test
 accuracy at log-spaced times after programming (1 s .. 1 year) for:
@@ -10,8 +11,8 @@ accuracy at log-spaced times after programming (1 s .. 1 year) for:
   deployed    the float model programmed as is
   in-loop     after in-the-loop training (forward on the device, software backward on the
               measured traces, writes through the noisy write path; tools/train_in_loop.py)
-  hep         after on-device hEP only (head on the chip's observed features)
-  lpl+hep     after on-device LPL + hEP adaptation
+  hep         after on-device hEP only (head on the chip's observed features; --conditions)
+  lpl+hep     after on-device LPL + hEP adaptation (one LPL pass, then the hEP head)
 
 and prints mean +- std over instances, the float model's accuracy (baseline, same run), and the
 share of the accuracy lost to each preset that in-the-loop training recovers
@@ -146,13 +147,14 @@ def main(argv=None) -> int:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--presets", default="bss2,pcm")
     ap.add_argument("--instances", type=int, default=10)
-    ap.add_argument("--conditions", default=",".join(CONDITIONS[2:]),
+    ap.add_argument("--conditions", default="lpl+hep",
                     help="on-device conditions to run besides deployed and in-loop")
-    ap.add_argument("--loop-epochs", type=int, default=3)
+    ap.add_argument("--loop-epochs", type=int, default=2)
     ap.add_argument("--loop-lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--adapt-epochs", type=int, default=2)
-    ap.add_argument("--max-train", type=int, default=0, help="0 = whole training set")
+    ap.add_argument("--max-train", type=int, default=2000,
+                    help="training samples for in-loop training and adaptation (0 = all)")
     ap.add_argument("--max-test", type=int, default=0, help="0 = whole test set")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_substrate.json")
     args = ap.parse_args(argv)

@@ -135,3 +135,20 @@ def test_train_in_loop_cli(tmp_path):
     bad = subprocess.run(cmd[:2] + [str(tmp_path / "missing.onnx")], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_in_the_loop_training_writes_recurrent_weights(task):
+    from edgelearn.train import init_network
+    _, tr, _ = task
+    net = init_network(32, [16], 10, np.random.default_rng(0), recurrent=True, bias=True,
+                       meta={"readout": "mean"})
+    tgt = SubstrateTarget("pcm", 0)
+    tgt.load(net)
+    assert set(tgt.read_weights()) == {"hidden0", "hidden0.recurrent", "readout"}
+    v0 = tgt.get_weights()["hidden0.recurrent"]
+    trained, hist = train_in_loop(tgt, net, tr.subset(np.arange(64)),
+                                  TrainConfig(epochs=1, batch_size=32, lr=1e-2, readout="mean"),
+                                  progress=False)
+    assert not np.array_equal(tgt.get_weights()["hidden0.recurrent"], v0)
+    np.testing.assert_array_equal(tgt.device.base.layer("hidden0").bias,
+                                  trained.layer("hidden0").bias)      # digital bias written
