@@ -367,7 +367,7 @@ def main(argv=None) -> int:
     xs = np.arange(len(result["runs"]))
     labels = [r["label"].replace(" ", "\n") for r in result["runs"]]
     for ax, k in zip(np.atleast_1d(axes), shots):
-        for name, style in (("float", "o-"), ("fixed", "s--")):
+        for name, style in (("float", "o"), ("fixed", "s")):
             m = [r["probe"][f"after_{name}_lpl"][str(k)][0] * 100 for r in result["runs"]]
             e = [r["probe"][f"after_{name}_lpl"][str(k)][1] * 100 for r in result["runs"]]
             ax.errorbar(xs + (0.05 if name == "fixed" else -0.05), m, e, fmt=style, capsize=3,
