@@ -195,3 +195,12 @@ def test_fast_prng_words_equal_fixed_rng_draw():
         got, after2 = qmath.words(st, 40)
         np.testing.assert_array_equal(got.astype(np.uint64), want)
         assert after == after2
+
+
+def test_sshift_equals_fixed_stochastic_shift():
+    from edgelearn.fixed import stochastic_shift
+    rng = np.random.default_rng(0)
+    num = rng.integers(-2**45, 2**45, 500)
+    r = rng.integers(0, 2**32, 500, dtype=np.uint64).astype(np.uint32)
+    for s in (0, 1, 7, 23, 31, 32):
+        np.testing.assert_array_equal(qmath.sshift(num, s, r), stochastic_shift(num, s, r))
