@@ -10,7 +10,7 @@
    data), and image bytes / host wire bytes measured over a whole clean upload.
 4. Throttled line: the sim paced to 115200 and 460800 baud (8N1, baud/10 B/s); effective
    upload rate (image bytes / upload time, handshake excluded, BEGIN..COMMIT included) as a
-   fraction of the baud limit.
+   fraction of the baud limit; and at 115200 baud with a byte error rate of 1e-3.
 5. Streamed inference: round-trip latency of one step per frame (window 1) vs an empty PING,
    and throughput with many steps per frame, pipelined.
 Prints medians and ratios; writes JSON (+ PNG of parts 2-3 when matplotlib is available).
@@ -140,6 +140,16 @@ def main() -> int:
         out["throttled"].append(r)
         print(f"throttled {baud} baud (limit {limit:.0f} B/s), {len(img)} B: median "
               f"{r['rate_Bps']:.0f} B/s = {100 * r['over_limit']:.1f} % of the baud limit")
+
+    img = test_image(n_in=1024, n_hidden=16, n_out=10, seed=2)
+    r = upload_runs(f"faulty:sim?baud=115200&profile=linux&flash=4MiB&rate=1e-3&seed=5", img,
+                    256, 1, timeout=0.1, retries=40)
+    r.update(baud=115200, image_bytes=len(img), limit_Bps=11520.0,
+             over_limit=r["rate_Bps"] / 11520.0, byte_error_rate=1e-3)
+    out["throttled_ber_1e-3"] = r
+    print(f"throttled 115200 baud at byte error rate 1e-3, chunk 256, {len(img)} B: "
+          f"{r['rate_Bps']:.0f} B/s = {100 * r['over_limit']:.1f} % of the baud limit "
+          f"(image/wire {100 * r['image_over_wire']:.1f} %)")
 
     # 5. streamed inference
     img = test_image(n_in=700, n_hidden=256, n_out=20, seed=3)

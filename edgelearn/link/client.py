@@ -6,12 +6,12 @@ an 8-bit sequence number; the device answers each with one frame of the same num
 back). A request is retransmitted, together with every later unanswered one, when
 
 * the device sends NAK(expected, held) (it saw a gap; requests it holds are not resent), or
-* a later request was answered first (the line is FIFO, so this one's request or reply was
-  lost), or
+* a later-numbered request was answered first (the device answers in order over a FIFO line,
+  so this one's reply was lost), or
 * no reply came within the retransmission timeout (``rto``): adaptive from measured round
-  trips (Jacobson/Karn, at least ``min_timeout``; ``timeout`` before any measurement), plus the
-  time the line needs to carry two windows (``2 * window * max_wire * 10 / baud``) when the
-  device announces a baud rate, doubled after each timeout.
+  trips (Jacobson/Karn, at least ``min_timeout``; ``timeout`` before any measurement), plus
+  twice the time the line needs for the unanswered requests (``2 * bytes * 10 / baud``) when
+  the device announces a baud rate, doubled after each timeout.
 
 The device executes each sequence number once and answers retransmissions from its reply cache,
 so retransmitting is always safe. After ``retries`` timeouts of the same request the client
@@ -136,13 +136,16 @@ class Client:
     @property
     def rto(self) -> float:
         """Retransmission timeout, seconds: ``timeout`` until a round trip was measured, then
-        max(min_timeout, srtt + 4 rttvar) (Jacobson); plus, when the line rate is known, the
-        time to carry two full windows; doubled per consecutive timeout (Karn, up to 8x)."""
+        max(min_timeout, srtt + 4 rttvar) (Jacobson); plus, when the line rate is known, twice
+        the time the line needs for the unanswered requests; doubled per consecutive timeout
+        (Karn, up to 8x)."""
         base = self.timeout if self.srtt is None else max(self.min_timeout,
                                                           self.srtt + 4 * self.rttvar)
         baud = (self.info.baud if self.info and self.info.baud else 0) or self.baud
         if baud:
-            base += 2 * self.window * framing.max_wire_len(self.max_payload) * 10 / baud
+            queued = sum(len(p.wire) for p in self._pending.values()) or \
+                framing.max_wire_len(self.max_payload)
+            base += 2 * queued * 10 / baud
         return base * self._backoff
 
     def _sample_rtt(self, rtt: float) -> None:
@@ -233,15 +236,22 @@ class Client:
         except m.MessageError as exc:
             reply = m.Error(m.E_BAD_LENGTH, p.msg.TYPE, 0, 0,
                             f"malformed reply: {exc}".encode())
+        earlier = []
+        for q in self._pending.values():          # sequence order
+            if q is p:
+                break
+            earlier.append(q)
         del self._pending[fr.seq]
         p.reply = reply
+        now = time.monotonic()
         if p.sends == 1:           # Karn: only unambiguous round trips are measured
-            self._sample_rtt(time.monotonic() - p.sent_at)
-        # The line is FIFO and the device answers in order: an unanswered request sent before
-        # the one just answered lost its request or its reply. Resend it now (safe: the device
-        # answers a duplicate from its reply cache) instead of waiting for the timer.
-        for q in list(self._pending.values()):
-            if q.sent_at <= p.sent_at:
+            self._sample_rtt(now - p.sent_at)
+        # The device executes and answers in sequence order over a FIFO line: an unanswered
+        # request numbered before this one was executed and its reply lost. Resend it now (the
+        # device answers from its reply cache) instead of waiting for the timer; at most once
+        # per round trip, unless it was last sent before this one.
+        for q in earlier:
+            if q.sent_at <= p.sent_at or now - q.sent_at > 2 * (self.srtt or self.timeout):
                 self._send(q)
                 self.stats.retransmissions += 1
                 self.stats.fast_retransmissions += 1
