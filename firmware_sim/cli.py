@@ -12,6 +12,7 @@ from edgelearn.memory.profiles import PROFILES, get_profile, parse_bytes
 
 ALIASES = {"linux": "linux-board"}
 LINUX_DEFAULT_RAM = 16 * 1024 * 1024   # the sim's arena for the linux profile (not 512 MiB)
+LINUX_DEFAULT_FLASH = 16 * 1024 * 1024  # and its flash file (not 4 GiB)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "socket://HOST:PORT), or a device path / pyserial URL to serve")
     p.add_argument("--profile", default="cortex-m4-256k",
                    help=f"board profile: {', '.join(PROFILES)} (alias: linux)")
-    p.add_argument("--ram", help="RAM arena size (default: the profile's), e.g. 256KiB")
-    p.add_argument("--flash", help="flash size (default: the profile's), e.g. 1MiB")
+    p.add_argument("--ram", help="RAM arena size (default: the profile's; linux: 16 MiB), "
+                                 "e.g. 256KiB")
+    p.add_argument("--flash", help="flash size (default: the profile's; linux: 16 MiB), "
+                                   "e.g. 1MiB")
     p.add_argument("--flash-file", help="persist flash here (a restart keeps the last commit)")
     p.add_argument("--baud", type=int, default=0,
                    help="pace both directions to this baud rate, 8N1 (default: unpaced)")
@@ -52,7 +55,7 @@ def make_device(args: argparse.Namespace):
     else:
         ram = min(profile.ram, LINUX_DEFAULT_RAM) if profile.name == "linux-board" \
             else profile.ram
-    flash = parse_bytes(args.flash) if args.flash else min(profile.flash, 64 * 1024 * 1024)
+    flash = parse_bytes(args.flash) if args.flash else min(profile.flash, LINUX_DEFAULT_FLASH)
     return Device(ram=ram, flash=flash, profile=profile.name, flash_file=args.flash_file,
                   max_payload=args.max_payload, window=args.window, baud=args.baud,
                   protocol_version=args.protocol_version, seed=args.seed)

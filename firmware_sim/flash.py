@@ -68,6 +68,7 @@ class Flash:
             else:
                 raise FlashError(f"flash file {self.path} holds {len(data)} B, this device "
                                  f"has {self.size} B of flash")
+        self._active: SlotInfo | None | bool = False   # False: not computed yet
         self._writing: int | None = None
         self._wpos = 0
         self._wlen = 0
@@ -90,9 +91,12 @@ class Flash:
         return SlotInfo(slot, gen, length, crc)
 
     def active(self) -> SlotInfo | None:
-        """The valid slot with the highest generation, or None."""
-        infos = [i for i in (self.slot_info(0), self.slot_info(1)) if i is not None]
-        return max(infos, key=lambda i: i.generation) if infos else None
+        """The valid slot with the highest generation, or None (cached until the next commit:
+        nothing else can change it, an upload only ever writes the inactive slot)."""
+        if self._active is False:
+            infos = [i for i in (self.slot_info(0), self.slot_info(1)) if i is not None]
+            self._active = max(infos, key=lambda i: i.generation) if infos else None
+        return self._active
 
     def inactive_slot(self) -> int:
         act = self.active()
@@ -160,6 +164,7 @@ class Flash:
         base = self._base(slot)
         self.mem[base:base + len(hdr)] = hdr
         self._writing = None
+        self._active = False
         self.persist()
         info = self.slot_info(slot)
         if info is None:
