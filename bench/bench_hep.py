@@ -44,7 +44,7 @@ from edgelearn.rules.hep import (EnergyHead, OnlineHEP, RelaxParams, StateNoise,
                                  oscillating_gradient)
 from edgelearn.rules.hep import energy as en  # noqa: E402
 
-AMPS = [0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0]
+AMPS = [0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
 USABLE = 0.1
 
 
@@ -312,21 +312,27 @@ def train_online(data, estimator, amplitude, sigma, epochs, seed=0, lr=0.02, nud
 
 
 def part_online(epochs, sigmas, quick, data):
-    runs = [("exact", 0.5)]
-    for est in ("hep", "centered", "one-sided"):
-        runs += [(est, b) for b in ((0.5, 1.0) if not quick else (0.5,))]
-    out = {}
+    """Noise-free: exact vs real hEP (6 nudges, b 0.5) vs centered EP (b 0.5). Under each state
+    noise sigma > 0: real hEP (4 nudges: the smallest noise gain, b 2) vs centered EP at b 0.5,
+    1 and 2 vs one-sided EP at b 1 (evaluation always noise-free)."""
+    runs = []
     for sigma in sigmas:
-        for est, b in runs:
-            if est == "exact" and sigma > 0:
-                continue
-            key = f"{est} b={b} sigma={sigma}"
-            out[key] = {"estimator": est, "amplitude": b, "sigma": sigma,
-                        **train_online(data, est, b, sigma, epochs)}
-            r = out[key]
-            print(f"  online {key:32s} test acc per epoch {[round(a, 4) for a in r['test_acc']]}"
-                  f"  ({r['seconds']:.0f} s, {r['steps_per_update']:.0f} relax steps/update, "
-                  f"{r['nonconverged']} non-converged)", flush=True)
+        if sigma == 0:
+            runs += [("exact", 0.5, 6, 0.0), ("hep", 0.5, 6, 0.0), ("centered", 0.5, 6, 0.0)]
+        else:
+            runs += [("hep", 2.0, 4, sigma), ("centered", 0.5, 6, sigma),
+                     ("centered", 1.0, 6, sigma), ("centered", 2.0, 6, sigma)]
+            if not quick:
+                runs += [("hep", 1.0, 4, sigma), ("one-sided", 1.0, 6, sigma)]
+    out = {}
+    for est, b, nudges, sigma in runs:
+        key = f"{est}{'' if est != 'hep' else nudges} b={b} sigma={sigma}"
+        out[key] = {"estimator": est, "amplitude": b, "nudges": nudges, "sigma": sigma,
+                    **train_online(data, est, b, sigma, epochs, nudges=nudges)}
+        r = out[key]
+        print(f"  online {key:32s} test acc per epoch {[round(a, 4) for a in r['test_acc']]}"
+              f"  ({r['seconds']:.0f} s, {r['steps_per_update']:.0f} relax steps/update, "
+              f"{r['nonconverged']} non-converged)", flush=True)
     return out
 
 
@@ -388,7 +394,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01, 0.05])
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--online-noise", type=float, nargs="+", default=[0.0, 0.1])
+    ap.add_argument("--online-noise", type=float, nargs="+", default=[0.0, 0.1, 0.3])
     ap.add_argument("--quick", action="store_true", help="fewer amplitudes and runs")
     ap.add_argument("--skip-online", action="store_true")
     ap.add_argument("--json", default="reports/bench_hep.json")
