@@ -31,9 +31,11 @@ import numpy as np
 
 from edgelearn.errors import InputError, ParameterError
 from edgelearn.fixed import rng_init
-from edgelearn.kernels.lif_fixed import QNetwork, QState, qlayer_step, quantize_input
+from edgelearn.kernels.lif_fixed import (QNetwork, QState, bind_weight, qlayer_step,
+                                         quantize_input, weight_changed)
 from edgelearn.memory.arena import Arena
 from edgelearn.rules import lpl_rate
+from edgelearn.rules.lpl_rate_fast import LPLRateFast
 from edgelearn.rules.base import qlayer_w_shift
 from edgelearn.device.head import DeviceHead
 
@@ -125,6 +127,19 @@ class Engine:
                          "samples": 0, "hep_nonconverged": 0}
         self._allocate()
         self._last_features: np.ndarray | None = None
+        self._bind_fast_lpl()
+
+    def _bind_fast_lpl(self) -> None:
+        """LPL layers learn in place: the QLayer's weight is a view of its arena buffer and
+        :class:`LPLRateFast` (bit-exact with ``lpl_rate.step_fixed``) updates the arena weights
+        and LPL state directly. Decorrelating LPL falls back to ``step_fixed``."""
+        self._fast: dict[int, LPLRateFast] = {}
+        if self.config.lpl.lam_decorr > 0:
+            return
+        for k in self.lpl_state:
+            self.layers[k] = bind_weight(self.layers[k], self.w[k])
+            self._fast[k] = LPLRateFast(self.config.lpl, self.w[k], self.lpl_state[k],
+                                        qlayer_w_shift(self.layers[k]))
 
     # -- memory ---------------------------------------------------------------------------
     def _allocate(self) -> None:
@@ -202,36 +217,65 @@ class Engine:
         if x.dtype.kind not in "iub":
             raise InputError(f"sample must hold integer counts, got dtype {x.dtype}")
         T = x.shape[0]
-        for k in range(len(self.layers)):
+        layers = self.layers
+        n_layers = len(layers)
+        for k in range(n_layers):
             self.cur[k][...] = 0
             self.mem[k][...] = 0
         self.features[...] = 0
         mean = self.config.readout == "mean"
         self.output[...] = 0 if mean else np.iinfo(np.int32).min
         fk = self.feature_index
-        spikes = 0
         xs = quantize_input(self.qnet, x)
+        x_in = np.clip(x, 0, 255)
+        # host working state: the kernel's int64 state between steps (the arena's int32 state
+        # buffers get the final values; every intermediate value is identical)
+        states = [QState(np.zeros((1, la.n_out), np.int64), np.zeros((1, la.n_out), np.int64))
+                  for la in layers]
+        counts = [np.zeros(la.n_out, np.int64) if la.spiking else None for la in layers]
+        binary0 = bool(xs.size and xs.min() >= 0 and xs.max() <= 1)
+        fast = self._fast if self.lpl_on else {}
+        slow = [k for k in self.lpl_state if k not in fast] if self.lpl_on else []
+        act = self.config.lpl.act_frac
+        lpl_updates = 0
+        lo_mean, hi_mean = -(1 << 31) // T, (1 << 31) // T
+        acc = np.zeros(self.qnet.n_out, np.int64)
+        spk, features, output, inp = self.spk, self.features, self.output, self.input
         for t in range(T):
-            self.input[...] = np.clip(x[t], 0, 255)
-            h = xs[t][None, :]
-            for k, la in enumerate(self.layers):
-                st = QState(self.cur[k][None, :].astype(np.int64),
-                            self.mem[k][None, :].astype(np.int64))
-                y, st = qlayer_step(la, h, st)
-                self.cur[k][...] = st.current[0]
-                self.mem[k][...] = st.membrane[0]
+            inp[...] = x_in[t]
+            h = xs[t:t + 1]
+            binary = binary0
+            for k in range(n_layers):
+                la = layers[k]
+                y, st = qlayer_step(la, h, states[k], binary=binary)
+                states[k] = st
+                binary = True
                 if la.spiking:
-                    self.spk[k][...] = y[0]
-                    spikes += int(self.spk[k].sum())
-                if self.lpl_on and k in self.lpl_state:
+                    y0 = y[0]
+                    np.copyto(spk[k], y0, casting="unsafe")
+                    counts[k] += y0
+                if k in fast:
+                    self.rng, _, ran = fast[k].step(h[0], y[0], self.rng, act)
+                    if ran:
+                        lpl_updates += 1
+                        weight_changed(la)
+                elif k in slow:
                     self._lpl_step(k, h[0], y[0])
+                    layers = self.layers
                 h = y
-            self.features += self.spk[fk]
+            np.add(features, spk[fk], out=features)
             last = h[0]
             if mean:
-                self.output += np.clip(last, -(1 << 31) // T, (1 << 31) // T).astype(np.int32)
+                np.maximum(last, lo_mean, out=acc)
+                np.minimum(acc, hi_mean, out=acc)
+                np.add(output, acc, out=output, casting="unsafe")
             else:
-                np.maximum(self.output, last.astype(np.int32), out=self.output)
+                np.maximum(output, last, out=output, casting="unsafe")
+        for k in range(n_layers):
+            self.cur[k][...] = states[k].current[0]
+            self.mem[k][...] = states[k].membrane[0]
+        spikes = int(sum(int(c.sum()) for c in counts if c is not None))
+        self.counters["lpl_updates"] += lpl_updates
         self.counters["steps"] += T
         self.counters["spikes"] += spikes
         self.counters["samples"] += 1
@@ -248,6 +292,8 @@ class Engine:
         return out / T if self.config.readout == "mean" else out
 
     def _lpl_step(self, k: int, pre: np.ndarray, post: np.ndarray) -> None:
+        """Reference LPL step (``lpl_rate.step_fixed``); used when the fast step does not
+        apply (decorrelation). Same integers as :class:`LPLRateFast`."""
         la = self.layers[k]
         p = self.config.lpl
         a = p.act_frac
@@ -296,7 +342,10 @@ class Engine:
             key = f"{la.name}.weight"
             if key in weights:
                 self.w[k][...] = weights[key]
-                self.layers[k] = la.replace(weight=self.w[k])
+                if k in self._fast:
+                    weight_changed(la)
+                else:
+                    self.layers[k] = la.replace(weight=self.w[k])
         if self.head is not None:
             for k in range(len(self.head.weights)):
                 if f"head.W{k}" in weights:
@@ -306,4 +355,5 @@ class Engine:
 
     def network(self) -> QNetwork:
         """The running integer network, learned weights included."""
-        return self.qnet.replace(layers=tuple(self.layers))
+        return self.qnet.replace(layers=tuple(
+            la.replace() if k in self._fast else la for k, la in enumerate(self.layers)))

@@ -202,6 +202,44 @@ class QLayer:
         return c[key]
 
 
+# -- in-place weights (device engines that learn) -------------------------------------------
+
+def bind_weight(qlayer: QLayer, buffer: np.ndarray) -> QLayer:
+    """A copy of ``qlayer`` whose weight is a read-only VIEW of ``buffer`` (no copy).
+
+    For an engine that updates its int8 weights in place (on-device learning): it writes the
+    buffer, then calls :func:`weight_changed` on the returned layer before the next step.
+    Only shape and dtype are checked (int8 [n_out, n_in] as before); every int8 value is a
+    valid weight, so the full revalidation of :meth:`QLayer.replace` is not needed.
+    """
+    buf = np.asarray(buffer)
+    if buf.dtype != np.int8 or buf.shape != qlayer.weight.shape:
+        raise ModelError(f"qlayer '{qlayer.name}': weight buffer must be int8 "
+                         f"{tuple(qlayer.weight.shape)}, got {buf.dtype} {tuple(buf.shape)}")
+    view = buf.view()
+    view.setflags(write=False)
+    new = dataclasses.replace(qlayer)            # validated copy of the other fields
+    object.__setattr__(new, "weight", view)
+    object.__setattr__(new, "_cache", {})
+    return new
+
+
+def weight_changed(qlayer: QLayer) -> None:
+    """Refresh the cached forms of ``qlayer.weight`` after its buffer changed in place.
+
+    The float32 transpose is rewritten in place (no allocation); the other weight-derived
+    forms are dropped (rebuilt on first use). ``row_abs`` (the bound that proves the float32
+    accumulator exact) is set to the int8 bound 128 * n_in, valid for any int8 matrix, so the
+    dense path stays exact without a per-change reduction.
+    """
+    c = qlayer._cache
+    f = c.get("wT_f32")
+    if f is not None:
+        np.copyto(f, qlayer.weight.T)
+    for key in ("wT_i32", "wT_i64"):
+        c.pop(key, None)
+    c["row_abs"] = (1 << (WEIGHT_BITS - 1)) * qlayer.n_in
+
 @dataclass(frozen=True, eq=False)
 class QNetwork:
     """A chain of :class:`QLayer`; network input integers are float inputs / input_scale.
