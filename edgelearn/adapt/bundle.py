@@ -8,7 +8,7 @@ Files next to a model ``NAME.onnx`` (all optional):
 
 A quantized ONNX file (tools/quantize.py) is used as is; a float one is quantized at load time
 with calibration data from ``--calib``, the side file, or the bundled data set named in the
-model's metadata (``meta["dataset"] == "speech_digits"``).
+model's metadata (``meta["dataset"]`` "speech").
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def calibration_inputs(net: Network, model: Path, calib: str | None) -> np.ndarr
             raise ModelFileError(f"calibration file {calib} has no array 'x' [N, T, n_in]")
     elif side_file(model, ".calib.npz").exists():
         x = read_npz_arrays(side_file(model, ".calib.npz"))["x"]
-    elif net.meta.get("dataset") == "speech_digits":
+    elif net.meta.get("dataset") in ("speech", "speech_digits"):
         x = load_speech_digits("train").x
     else:
         raise ModelFileError(f"model '{model.name}' is a float model and needs calibration data "

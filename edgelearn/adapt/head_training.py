@@ -47,6 +47,7 @@ def train_head(head: EnergyHead, x: np.ndarray, y: np.ndarray, epochs: int = 20,
                 vi *= b2
                 vi += (1 - b2) * gi * gi
                 p -= lr * (mi / (1 - b1 ** t)) / (np.sqrt(vi / (1 - b2 ** t)) + eps)
+            head.project()      # keep the coupling contractive: one stable equilibrium
             bar.update(1)
         acc = head.accuracy(x, y)
         history.append({"epoch": ep + 1, "train_accuracy": acc})

@@ -15,6 +15,7 @@ from edgelearn import __version__
 from edgelearn.errors import EdgelearnError
 
 COMMANDS = (
+    "demo",
     "deploy",
     "plan",
     "info",

@@ -12,7 +12,8 @@ Per sample x [T, n_in] (integer counts), with neuron state reset at the start:
                  f = [features / T, readout score]  (edgelearn.device.head)
                = argmax readout                     otherwise
 
-``teach(label)`` makes one real-valued hEP update of the head from the last sample's features.
+``teach(label)`` makes one real-valued hEP update of the head from the last sample's features
+(edgelearn.device.hep_factored: the clamped input needs no per-synapse accumulators).
 
 Every buffer of the memory plan (edgelearn.memory.planner) lives in the arena: int8 weights,
 neuron constants, neuron state, spike vectors, features, readout accumulator, head weights and
@@ -38,6 +39,7 @@ from edgelearn.rules import lpl_rate
 from edgelearn.rules.lpl_rate_fast import LPLRateFast
 from edgelearn.rules.base import qlayer_w_shift
 from edgelearn.device.head import DeviceHead
+from edgelearn.device.hep_factored import accumulator_count, factored_hep_update
 
 READOUTS = ("max", "mean")
 
@@ -187,7 +189,7 @@ class Engine:
             self.lpl_state[k] = lpl_rate.State(*(
                 a.store(f"{name}.lpl.{f}", arr) for f, arr in zip(st._fields, st)))
         if self.head is not None and self.config.hep is not None:
-            a.allocate("head.accumulators", self.head.n_params, np.float32)
+            a.allocate("head.accumulators", accumulator_count(self.head.sizes), np.float32)
             a.allocate("head.nudged_state", sum(self.head.sizes[1:]), np.float32)
 
     def _sync_head_from_arena(self) -> None:
@@ -318,13 +320,11 @@ class Engine:
         if not 0 <= int(label) < self.head.n_out:
             raise InputError(f"label {label} out of range [0, {self.head.n_out})")
         s = self.config.hep
-        g = self.head.hep_gradient(self._last_features, int(label), s.amplitude, s.nudges)
-        if not g.info.get("converged", True):
+        info = factored_hep_update(self.head, self._last_features, int(label), s.lr,
+                                   s.amplitude, s.nudges)
+        if not info["applied"]:
             self.counters["hep_nonconverged"] += 1
             return
-        if not all(np.all(np.isfinite(v)) for v in list(g) + list(g.biases)):
-            return
-        self.head.apply(g, s.lr)
         self._sync_head_to_arena()
         self.counters["hep_updates"] += 1
 

@@ -236,11 +236,12 @@ def lpl_buffers(layer: LayerShape, variant: str, master: str, align: int) -> lis
 
 
 def hep_buffers(head: HeadShape, align: int) -> list[Buffer]:
-    """hEP learning state: one float32 accumulator per head parameter, and the nudged state."""
-    n_w = sum(a * b for a, b in zip(head.sizes, head.sizes[1:]))
-    n_b = sum(head.sizes[1:])
-    return [Buffer("head.accumulators", aligned(4 * (n_w + n_b), align), "learning",
-                   "float32, one per synapse and bias"),
+    """hEP learning state: the factored accumulators (edgelearn.device.hep_factored: biases
+    and the synapses between relaxing layers) and the state carried from phase to phase."""
+    from edgelearn.device.hep_factored import accumulator_count
+
+    return [Buffer("head.accumulators", aligned(4 * accumulator_count(head.sizes), align),
+                   "learning", "float32, per bias and per synapse between relaxing layers"),
             Buffer("head.nudged_state", aligned(4 * sum(head.sizes[1:]), align), "learning",
                    "float32 state carried from phase to phase")]
 

@@ -1,0 +1,54 @@
+"""``edgelearn demo``: the main job on the bundled model and a simulated board.
+
+Deploys models/speech_digits.onnx to a firmware simulator on a pseudo-terminal within a
+256 KiB budget (Cortex-M4 profile) and adapts it on the bundled new-user stream with 10 %
+labels: the plan, the upload, progress, a before/after table and the report folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgelearn.errors import ModelFileError
+
+EXAMPLES = """examples:
+  edgelearn demo                         # simulated board, 256 KiB, new-user stream, 10 % labels
+  edgelearn demo --target host --limit 300
+  edgelearn demo --labels 0.2 --report reports/demo-20
+"""
+
+
+def bundled_model() -> Path:
+    root = Path(__file__).resolve().parents[2]
+    path = root / "models" / "speech_digits.onnx"
+    if not path.exists():
+        raise ModelFileError(f"bundled model not found at {path}: run the demo from a source "
+                             f"checkout (pip install -e .)")
+    return path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="deploy the bundled model to a simulated board and adapt",
+                       description=__doc__.split("\n\n")[1].replace("\n", " "),
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", default="sim", help="sim (default), host, substrate[:PRESET]")
+    p.add_argument("--budget", default="256KiB")
+    p.add_argument("--device", default="cortex-m4-256k")
+    p.add_argument("--labels", type=float, default=0.1)
+    p.add_argument("--limit", type=int, help="use only the first N samples of the stream")
+    p.add_argument("--report", default="reports/demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from edgelearn.cli import cmd_deploy
+
+    ns = argparse.Namespace(
+        model=str(bundled_model()), target=args.target, budget=args.budget, device=args.device,
+        lpl="all", lpl_variant="rate", master="int8-sr", no_hep=False, adapt="new_user",
+        labels=args.labels, limit=args.limit, report=args.report, seed=args.seed,
+        no_baseline=False, calib=None, quiet=args.quiet)
+    return cmd_deploy.run(ns)
