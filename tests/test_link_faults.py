@@ -208,3 +208,24 @@ def test_requests_left_in_flight_by_an_error_still_complete_in_order():
             list(c.pipeline([m.UploadData(b"x")] * 5))   # no UPLOAD_BEGIN: all fail; #5 lost
         tel = c.telemetry()                              # the device still waits for #5
         assert tel.naks >= 1 and c.stats.timeouts == 0
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(rate=st.sampled_from([0.0, 1e-3, 3e-3]), seed=st.integers(0, 2**16),
+       window=st.integers(1, 8), steps=st.integers(1, 9))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_exactly_once_in_order_under_random_faults(rate, seed, window, steps):
+    """Stateful INFER calls through a damaged line give exactly the host kernel's outputs:
+    any request executed twice, skipped or reordered would change the neuron state."""
+    from edgelearn.kernels.lif_fixed import qrun
+    qnet = test_qnetwork(seed=seed % 7)
+    x = np.random.default_rng(seed).random((60, qnet.n_in)) < 0.3
+    with InProcessBoard("socketpair", ram=256 * 1024, flash=512 * 1024) as board:
+        ft = FaultyTransport(board.host, FaultConfig(rate=rate, seed=seed))
+        c = Client(ft, timeout=0.05, retries=60, window=window)
+        c.upload(to_image(qnet), chunk=128, verify="readback")
+        y = c.infer(x, steps_per_frame=steps, reset=True)
+    np.testing.assert_array_equal(y, qrun(qnet, x.astype(np.int64)).output[:, 0, :])

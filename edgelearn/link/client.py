@@ -388,7 +388,7 @@ class Client:
         wire, retx = self.stats.bytes_sent - sent0, self.stats.retransmissions - re0
         t1 = time.perf_counter()
         if verify == "readback":
-            back = self.read_image(done.slot, total, progress)
+            back = self.read_image(done.slot, total, progress, step=chunk)
             if back != image:
                 bad = next(i for i, (a, b) in enumerate(zip(back, image)) if a != b)
                 raise LinkError(f"read-back of slot {done.slot} differs from the upload at byte "
@@ -396,9 +396,11 @@ class Client:
         return UploadResult(done.slot if done.slot == begin.slot else done.slot, total, crc,
                             done.generation, seconds, time.perf_counter() - t1, wire, retx)
 
-    def read_image(self, slot: int, length: int, progress: ProgressFn | None = None) -> bytes:
-        """Read ``length`` bytes of a slot's image back (pipelined READ_FLASH)."""
-        step = self.max_payload - 8
+    def read_image(self, slot: int, length: int, progress: ProgressFn | None = None,
+                   step: int | None = None) -> bytes:
+        """Read ``length`` bytes of a slot's image back (pipelined READ_FLASH of ``step`` bytes
+        each, default as large as a reply may be; smaller replies survive a noisy line)."""
+        step = min(self.max_payload - 8, step or self.max_payload)
         reqs = (m.ReadFlash(slot, off, min(step, length - off)) for off in range(0, length, step))
         parts = []
         got = 0
