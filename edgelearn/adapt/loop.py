@@ -85,8 +85,12 @@ class LoopResult:
 
 
 def _drift(w0: dict[str, np.ndarray], w: dict[str, np.ndarray]) -> dict[str, float]:
+    """Relative change of every weight array (keys starting with 'state.' are learning state,
+    not weights, and are skipped)."""
     out = {}
     for k, a in w0.items():
+        if k.startswith("state."):
+            continue
         a = a.astype(np.float64)
         b = w[k].astype(np.float64)
         norm = float(np.linalg.norm(a))
@@ -129,7 +133,8 @@ def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConf
     hits = np.zeros(n, dtype=bool)
     start = 0
     rollbacks: list[dict] = []
-    drift: dict[str, list[tuple[int, float]]] = {k: [(0, 0.0)] for k in w0}
+    drift: dict[str, list[tuple[int, float]]] = {k: [(0, 0.0)] for k in w0
+                                                  if not k.startswith("state.")}
     held_x: list[np.ndarray] = []
     held_y: list[int] = []
     held_idx: list[int] = []

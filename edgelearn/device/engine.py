@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgelearn.errors import InputError, ParameterError
-from edgelearn.fixed import rng_init
+from edgelearn.fixed import RngState, rng_draw, rng_init
 from edgelearn.kernels.lif_fixed import (QNetwork, QState, bind_weight, qlayer_step,
                                          quantize_input, weight_changed)
 from edgelearn.memory.arena import Arena
@@ -46,16 +46,31 @@ READOUTS = ("max", "mean")
 
 @dataclass(frozen=True)
 class HEPSettings:
-    """On-device hEP: SGD step ``lr``, oscillation amplitude, distinct nudge values."""
+    """On-device hEP.
 
-    lr: float = 0.05
+    Attributes:
+        lr: SGD step of one hEP update.
+        amplitude: oscillation amplitude b of the teaching signal.
+        nudges: distinct nudge values per estimate.
+        replay: labelled samples kept on the device (ring buffer of raw features: uint8 spike
+            counts, float16 readout scores, label, length); 0 disables replay.
+        repeats: hEP updates per arriving label: one on the new sample, the others on samples
+            drawn from the replay buffer with the device PRNG.
+    """
+
+    lr: float = 0.005
     amplitude: float = 0.5
     nudges: int = 4
+    replay: int = 20
+    repeats: int = 16
 
     def __post_init__(self) -> None:
         if not (self.lr > 0 and self.amplitude > 0 and self.nudges >= 2):
             raise ParameterError(f"hEP settings need lr > 0, amplitude > 0 and nudges >= 2, "
                                  f"got {self.lr}, {self.amplitude}, {self.nudges}")
+        if self.replay < 0 or self.repeats < 1 or (self.repeats > 1 and self.replay == 0):
+            raise ParameterError(f"hEP replay must be >= 0 and repeats >= 1 (repeats > 1 needs "
+                                 f"a replay buffer), got {self.replay}, {self.repeats}")
 
 
 def default_lpl() -> lpl_rate.Params:
@@ -191,6 +206,14 @@ class Engine:
         if self.head is not None and self.config.hep is not None:
             a.allocate("head.accumulators", accumulator_count(self.head.sizes), np.float32)
             a.allocate("head.nudged_state", sum(self.head.sizes[1:]), np.float32)
+            R = self.config.hep.replay
+            if R:
+                n_h, n_o = self.features.size, self.qnet.n_out
+                self.replay = {"counts": a.allocate("head.replay.counts", (R, n_h), np.uint8),
+                               "scores": a.allocate("head.replay.scores", (R, n_o), np.float16),
+                               "labels": a.allocate("head.replay.labels", R, np.uint8),
+                               "lengths": a.allocate("head.replay.lengths", R, np.uint16),
+                               "ring": a.allocate("head.replay.ring", 2, np.int32)}
 
     def _sync_head_from_arena(self) -> None:
         """The head computes from the float32 values the device stores."""
@@ -285,6 +308,7 @@ class Engine:
         if self.head is not None:
             f = np.concatenate([self.features.astype(np.float64) / T, scores])
             self._last_features = self.dhead.normalise(f)
+            self._last_raw = (np.minimum(self.features, 255), scores, T)
             scores = self.head.logits(self._last_features)[0]
         return SampleResult(int(np.argmax(scores)), scores, self.features.copy(), spikes)
 
@@ -320,21 +344,43 @@ class Engine:
         if not 0 <= int(label) < self.head.n_out:
             raise InputError(f"label {label} out of range [0, {self.head.n_out})")
         s = self.config.hep
-        info = factored_hep_update(self.head, self._last_features, int(label), s.lr,
-                                   s.amplitude, s.nudges)
-        if not info["applied"]:
-            self.counters["hep_nonconverged"] += 1
-            return
+        samples = [(self._last_features, int(label))]
+        if s.replay:
+            rp = self.replay
+            pos, n = int(rp["ring"][0]), int(rp["ring"][1])
+            counts, scores, T = self._last_raw
+            rp["counts"][pos], rp["scores"][pos] = counts, scores
+            rp["labels"][pos], rp["lengths"][pos] = int(label), T
+            rp["ring"][0], rp["ring"][1] = (pos + 1) % s.replay, min(n + 1, s.replay)
+            draws, self.rng = rng_draw(self.rng, s.repeats - 1)
+            for r in draws:
+                j = int(r % rp["ring"][1])
+                f = np.concatenate([rp["counts"][j] / float(rp["lengths"][j]),
+                                    rp["scores"][j].astype(np.float64)])
+                samples.append((self.dhead.normalise(f), int(rp["labels"][j])))
+        for feats, y in samples:
+            info = factored_hep_update(self.head, feats, y, s.lr, s.amplitude, s.nudges)
+            if info["applied"]:
+                self.counters["hep_updates"] += 1
+            else:
+                self.counters["hep_nonconverged"] += 1
         self._sync_head_to_arena()
-        self.counters["hep_updates"] += 1
 
     # -- weights ------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, np.ndarray]:
+        """Everything learning changes: adapted int8 weights, head weights, and the learning
+        state (LPL statistics, replay buffer, PRNG position) so a restore resumes exactly."""
         out = {f"{self.layers[k].name}.weight": self.w[k].copy() for k in self.lpl_state}
+        for k, st in self.lpl_state.items():
+            for f, arr in zip(st._fields, st):
+                out[f"state.{self.layers[k].name}.lpl.{f}"] = arr.copy()
         if self.head is not None:
             for k, (W, b) in enumerate(zip(self.head_w[0::2], self.head_w[1::2])):
                 out[f"head.W{k}"] = W.copy()
                 out[f"head.b{k}"] = b.copy()
+        for name, arr in getattr(self, "replay", {}).items():
+            out[f"state.replay.{name}"] = arr.copy()
+        out["state.rng"] = np.array([self.rng.key, self.rng.counter], dtype=np.uint32)
         return out
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
@@ -352,6 +398,19 @@ class Engine:
                     self.head_w[2 * k][...] = weights[f"head.W{k}"]
                     self.head_w[2 * k + 1][...] = weights[f"head.b{k}"]
             self._sync_head_from_arena()
+        for k, st in self.lpl_state.items():
+            for f, arr in zip(st._fields, st):
+                key = f"state.{self.layers[k].name}.lpl.{f}"
+                if key in weights:
+                    arr[...] = weights[key]
+            if k in self._fast:
+                self._fast[k].reload()
+        for name, arr in getattr(self, "replay", {}).items():
+            if f"state.replay.{name}" in weights:
+                arr[...] = weights[f"state.replay.{name}"]
+        if "state.rng" in weights:
+            key, counter = (int(v) for v in weights["state.rng"])
+            self.rng = RngState(key, counter)
 
     def network(self) -> QNetwork:
         """The running integer network, learned weights included."""

@@ -43,10 +43,11 @@ class LayerShape:
 
 @dataclass(frozen=True)
 class HeadShape:
-    """Sizes of the energy-based hEP head: layer widths input -> hidden... -> output."""
+    """The hEP head: layer widths input -> hidden... -> output (the input is the last hidden
+    layer's rates followed by the readout scores) and the replay buffer length."""
 
     sizes: tuple[int, ...]
-    phases: int = 10
+    replay: int = 20
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,23 @@ def hep_buffers(head: HeadShape, align: int) -> list[Buffer]:
     return [Buffer("head.accumulators", aligned(4 * accumulator_count(head.sizes), align),
                    "learning", "float32, per bias and per synapse between relaxing layers"),
             Buffer("head.nudged_state", aligned(4 * sum(head.sizes[1:]), align), "learning",
-                   "float32 state carried from phase to phase")]
+                   "float32 state carried from phase to phase")] + replay_buffers(head, align)
+
+
+def replay_buffers(head: HeadShape, align: int) -> list[Buffer]:
+    """The ring buffer of labelled samples that hEP replays (edgelearn.device.engine)."""
+    R = head.replay
+    if not R:
+        return []
+    n_o = head.sizes[-1]
+    n_h = head.sizes[0] - n_o
+    return [Buffer("head.replay.counts", aligned(R * n_h, align), "learning",
+                   f"uint8 spike counts of {R} labelled samples"),
+            Buffer("head.replay.scores", aligned(2 * R * n_o, align), "learning",
+                   "float16 readout scores"),
+            Buffer("head.replay.labels", aligned(R, align), "learning", "uint8 labels"),
+            Buffer("head.replay.lengths", aligned(2 * R, align), "learning", "uint16 lengths"),
+            Buffer("head.replay.ring", aligned(8, align), "learning", "int32 position, fill")]
 
 
 def buffers_for(layers: tuple[LayerShape, ...], config: AdaptConfig, align: int, link: bool,
