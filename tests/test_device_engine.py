@@ -105,3 +105,23 @@ def test_engine_errors(setup):
         t.infer(np.zeros((5, 31), np.uint8))
     with pytest.raises(ParameterError, match="not a spiking layer"):
         HostTarget(q, 32768, head, EngineConfig(lpl_layers=("readout",)))
+
+
+def test_chunked_sample_equals_whole_sample(setup):
+    b, q, head, te = setup
+    t1 = HostTarget(q, 32768, head, EngineConfig(lpl_layers=("hidden0",)))
+    t2 = HostTarget(q, 32768, head, EngineConfig(lpl_layers=("hidden0",)))
+    t1.set_learning(True, False)
+    t2.set_learning(True, False)
+    for i in range(3):
+        r1 = t1.engine.run_sample(te.x[i])
+        e = t2.engine
+        e.begin_sample()
+        for lo in range(0, te.x.shape[1], 7):
+            e.run_steps(te.x[i][lo:lo + 7])
+        r2 = e.end_sample()
+        np.testing.assert_array_equal(r1.scores, r2.scores)
+        np.testing.assert_array_equal(r1.features, r2.features)
+    np.testing.assert_array_equal(t1.engine.w[0], t2.engine.w[0])
+    with pytest.raises(InputError, match="begin_sample"):
+        t2.engine.run_steps(te.x[0])

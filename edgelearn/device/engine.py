@@ -42,6 +42,7 @@ from edgelearn.device.head import DeviceHead
 from edgelearn.device.hep_factored import accumulator_count, factored_hep_update
 
 READOUTS = ("max", "mean")
+SAMPLE_STEPS_MAX = 4096   # longest sample; bounds the per-step clip of the mean readout
 
 
 @dataclass(frozen=True)
@@ -236,35 +237,56 @@ class Engine:
 
     # -- running ------------------------------------------------------------------------------
     def run_sample(self, x: np.ndarray) -> SampleResult:
+        """One whole sample x [T, n_in]: begin, all steps, end."""
+        self.begin_sample()
+        self.run_steps(x)
+        return self.end_sample()
+
+    def begin_sample(self) -> None:
+        """Zero the neuron state, the features and the readout accumulator."""
+        for k in range(len(self.layers)):
+            self.cur[k][...] = 0
+            self.mem[k][...] = 0
+        self.features[...] = 0
+        mean = self.config.readout == "mean"
+        self.output[...] = 0 if mean else np.iinfo(np.int32).min
+        # host working state: the kernel's int64 state between steps (the arena's int32 state
+        # buffers get the values at the end of every chunk; every value is identical)
+        self._states = [QState(np.zeros((1, la.n_out), np.int64),
+                               np.zeros((1, la.n_out), np.int64)) for la in self.layers]
+        self._counts = [np.zeros(la.n_out, np.int64) if la.spiking else None
+                        for la in self.layers]
+        self._acc = np.zeros(self.qnet.n_out, np.int64)
+        self._T = 0
+
+    def run_steps(self, x: np.ndarray) -> None:
+        """Run the next steps x [t, n_in] of the current sample (a board streams a sample in
+        chunks; the result does not depend on how it is chunked). The mean readout sums the
+        membrane clipped to |v| <= 2^31 / SAMPLE_STEPS_MAX per step, so the int32 sum cannot
+        overflow for samples up to SAMPLE_STEPS_MAX steps."""
+        if not hasattr(self, "_states"):
+            raise InputError("run_steps() needs begin_sample() first")
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.qnet.n_in:
             raise InputError(f"sample must be [T, {self.qnet.n_in}], got shape {tuple(x.shape)}")
         if x.dtype.kind not in "iub":
             raise InputError(f"sample must hold integer counts, got dtype {x.dtype}")
         T = x.shape[0]
+        if self._T + T > SAMPLE_STEPS_MAX:
+            raise InputError(f"sample longer than {SAMPLE_STEPS_MAX} steps")
         layers = self.layers
         n_layers = len(layers)
-        for k in range(n_layers):
-            self.cur[k][...] = 0
-            self.mem[k][...] = 0
-        self.features[...] = 0
         mean = self.config.readout == "mean"
-        self.output[...] = 0 if mean else np.iinfo(np.int32).min
         fk = self.feature_index
         xs = quantize_input(self.qnet, x)
         x_in = np.clip(x, 0, 255)
-        # host working state: the kernel's int64 state between steps (the arena's int32 state
-        # buffers get the final values; every intermediate value is identical)
-        states = [QState(np.zeros((1, la.n_out), np.int64), np.zeros((1, la.n_out), np.int64))
-                  for la in layers]
-        counts = [np.zeros(la.n_out, np.int64) if la.spiking else None for la in layers]
+        states, counts, acc = self._states, self._counts, self._acc
         binary0 = bool(xs.size and xs.min() >= 0 and xs.max() <= 1)
         fast = self._fast if self.lpl_on else {}
         slow = [k for k in self.lpl_state if k not in fast] if self.lpl_on else []
         act = self.config.lpl.act_frac
         lpl_updates = 0
-        lo_mean, hi_mean = -(1 << 31) // T, (1 << 31) // T
-        acc = np.zeros(self.qnet.n_out, np.int64)
+        lo_mean, hi_mean = -(1 << 31) // SAMPLE_STEPS_MAX, (1 << 31) // SAMPLE_STEPS_MAX
         spk, features, output, inp = self.spk, self.features, self.output, self.input
         for t in range(T):
             inp[...] = x_in[t]
@@ -299,9 +321,16 @@ class Engine:
         for k in range(n_layers):
             self.cur[k][...] = states[k].current[0]
             self.mem[k][...] = states[k].membrane[0]
-        spikes = int(sum(int(c.sum()) for c in counts if c is not None))
         self.counters["lpl_updates"] += lpl_updates
         self.counters["steps"] += T
+        self._T += T
+
+    def end_sample(self) -> SampleResult:
+        """Classify the sample that began with :meth:`begin_sample`."""
+        T = self._T
+        if T == 0:
+            raise InputError("end_sample() after no steps: a sample needs at least one step")
+        spikes = int(sum(int(c.sum()) for c in self._counts if c is not None))
         self.counters["spikes"] += spikes
         self.counters["samples"] += 1
         scores = self.readout_scores(T)
@@ -310,6 +339,7 @@ class Engine:
             self._last_features = self.dhead.normalise(f)
             self._last_raw = (np.minimum(self.features, 255), scores, T)
             scores = self.head.logits(self._last_features)[0]
+        del self._states
         return SampleResult(int(np.argmax(scores)), scores, self.features.copy(), spikes)
 
     def readout_scores(self, T: int) -> np.ndarray:
