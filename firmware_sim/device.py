@@ -34,6 +34,7 @@ from edgelearn.link import framing
 from edgelearn.link import messages as m
 from edgelearn.link.framing import FLAG_DEVICE, Frame, FrameError, StreamDecoder, crc32
 from edgelearn.memory.arena import Arena
+from edgelearn.memory.planner import LINK_FRAME_BYTES
 from firmware_sim.cycles import core_of
 from firmware_sim.engine import Engine
 from firmware_sim.flash import Flash, FlashError
@@ -103,9 +104,12 @@ class Device:
                 self._relayout(None)
 
     def _alloc_link(self) -> None:
+        # rx/tx as the memory planner charges them (at least one largest frame each); the
+        # reply cache and the reorder buffer hold a window of frames each
         wire = framing.max_wire_len(self.max_payload)
-        self.arena.allocate("link.rx", wire, np.uint8)
-        self.arena.allocate("link.tx", wire, np.uint8)
+        frame = max(wire, LINK_FRAME_BYTES)
+        self.arena.allocate("link.rx", frame, np.uint8)
+        self.arena.allocate("link.tx", frame, np.uint8)
         self.arena.allocate("link.reply_cache", self.window * wire, np.uint8)
         self.arena.allocate("link.reorder", self.window * wire, np.uint8)
 
@@ -300,8 +304,12 @@ class Device:
                               f"payload limit", msg.n_steps, self.max_payload)
         if msg.flags & m.INFER_RESET:
             eng.reset_state()
-        bits = np.frombuffer(msg.data, np.uint8).reshape(msg.n_steps, m.packed_len(msg.n_in))
-        x = np.unpackbits(bits, axis=1, bitorder="little")[:, :msg.n_in]
+        if msg.flags & m.INFER_COUNTS:
+            x = np.frombuffer(msg.data, np.int8).reshape(msg.n_steps, msg.n_in)
+        else:
+            bits = np.frombuffer(msg.data, np.uint8).reshape(msg.n_steps,
+                                                             m.packed_len(msg.n_in))
+            x = np.unpackbits(bits, axis=1, bitorder="little")[:, :msg.n_in]
         y = eng.run(x)
         if eng.output_spiking:
             data = np.packbits(y.astype(np.uint8), axis=1, bitorder="little").tobytes()

@@ -128,7 +128,7 @@ def test_model_too_big_for_ram_is_an_error_frame_and_previous_model_stays():
 
 
 def test_learning_state_that_does_not_fit_is_refused():
-    dev = make(ram=32 * 1024, flash=256 * 1024)
+    dev = make(ram=40 * 1024, flash=256 * 1024)
     h = Host(dev)
     h(m.Hello())
     assert upload(h, test_image(n_in=100, n_hidden=100)).generation == 1
@@ -211,3 +211,16 @@ def test_cycle_model_orders_cores_and_counts_learning():
     assert m0 > m4 > m7 > 0
     assert core_of("cortex-m0plus-64k").core == "cortex-m0plus"
     assert core_of("linux-board").core == "linux"
+
+
+def test_arena_use_equals_the_memory_plan_plus_the_link_window():
+    from edgelearn.memory.planner import inference_buffers, shapes_of
+    dev = make(ram=256 * 1024, flash=256 * 1024)
+    h = Host(dev)
+    h(m.Hello())
+    qnet = test_qnetwork(n_in=64, n_hidden=48, n_out=10)
+    upload(h, to_image(qnet))
+    plan = sum(b.nbytes for b in inference_buffers(shapes_of(qnet), 4, True, None))
+    window = 2 * dev.window * framing.max_wire_len(dev.max_payload)   # reply cache + reorder
+    tel = h(m.Telemetry())
+    assert tel.arena_used == tel.arena_high_water == plan + window

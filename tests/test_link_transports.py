@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgelearn.errors import LinkError
+from edgelearn.errors import InputError, LinkError
 from edgelearn.kernels.image import from_image, to_image
 from edgelearn.kernels.lif_fixed import qrun
 from edgelearn.link import messages as m
@@ -125,3 +125,13 @@ def test_device_errors_are_named(client):
         client.learn(True, etta=1.0)
     # the session is still usable after errors
     assert client.telemetry().active_slot in (0, 1)
+
+
+def test_integer_count_inputs_travel_as_bytes(client):
+    qnet = test_qnetwork(seed=9)
+    client.upload(to_image(qnet), verify="crc")
+    x = np.random.default_rng(3).integers(0, 4, (25, qnet.n_in))       # spike counts 0..3
+    y = client.infer(x, reset=True)
+    np.testing.assert_array_equal(y, qrun(qnet, x).output[:, 0, :])
+    with pytest.raises(InputError, match=r"\[-128, 127\]"):
+        client.infer(np.full((2, qnet.n_in), 300))

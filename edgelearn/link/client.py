@@ -412,29 +412,38 @@ class Client:
         return b"".join(parts)
 
     # -- inference and learning ----------------------------------------------------------------
-    def infer(self, spikes: np.ndarray, steps_per_frame: int | None = None,
+    def infer(self, x: np.ndarray, steps_per_frame: int | None = None,
               reset: bool = False) -> np.ndarray:
-        """Stream input spikes [T, n_in] (0/1) through the device; returns outputs [T, n_out].
+        """Stream inputs x [T, n_in] through the device; returns outputs [T, n_out].
 
-        Output spikes come back as 0/1 (int64); a non-spiking readout comes back as its int32
-        membrane values. Several steps travel per frame (``steps_per_frame``, default: as many
-        as fit the payload limit) and frames are pipelined up to the window.
+        Boolean or 0/1 inputs travel as packed bits (input spikes); other integer inputs in
+        [-128, 127] (spike counts, int8 values) travel as one byte each. Output spikes come
+        back as 0/1 (int64); a non-spiking readout comes back as its int32 membrane values.
+        Several steps travel per frame (``steps_per_frame``, default: as many as fit the
+        payload limit) and frames are pipelined up to the window.
         """
         self._need_session()
-        x = np.asarray(spikes)
+        x = np.asarray(x)
         if x.ndim != 2 or x.shape[0] == 0:
-            raise InputError(f"input spikes must be [T, n_in] with T >= 1, got shape {x.shape}")
-        if x.dtype != np.bool_ and np.any((x != 0) & (x != 1)):
-            raise InputError("input spikes must be 0/1")
+            raise InputError(f"input must be [T, n_in] with T >= 1, got shape {x.shape}")
+        if x.dtype.kind not in "biu" and not np.array_equal(x, np.round(x)):
+            raise InputError(f"input must hold integers, got dtype {x.dtype}")
         T, n_in = x.shape
-        row = m.packed_len(n_in)
+        binary = x.dtype == np.bool_ or not np.any((x != 0) & (x != 1))
+        if not binary and (x.min() < -128 or x.max() > 127):
+            raise InputError(f"input values must lie in [-128, 127], got range "
+                             f"[{x.min()}, {x.max()}]")
+        flags = 0 if binary else m.INFER_COUNTS
+        row = m.input_row_len(n_in, flags)
         fit = max(1, (self.max_payload - 5) // row)
         k = fit if steps_per_frame is None else int(steps_per_frame)
         if not 1 <= k <= fit:
             raise InputError(f"steps_per_frame must be 1..{fit} for {n_in} inputs, got {k}")
-        packed = np.packbits(x.astype(np.uint8), axis=1, bitorder="little")
-        reqs = (m.Infer(min(k, T - t), n_in, m.INFER_RESET if (reset and t == 0) else 0,
-                        packed[t:t + k].tobytes()) for t in range(0, T, k))
+        rows = (np.packbits(x.astype(np.uint8), axis=1, bitorder="little") if binary
+                else x.astype(np.int8))
+        reqs = (m.Infer(min(k, T - t), n_in, flags | (m.INFER_RESET if (reset and t == 0)
+                                                      else 0), rows[t:t + k].tobytes())
+                for t in range(0, T, k))
         outs = []
         for reply in self.pipeline(reqs):
             if reply.fmt == m.OUT_BITS:

@@ -263,6 +263,7 @@ class ReadFlashReply(_Tail):
 
 # ---- inference and learning ------------------------------------------------------------------
 INFER_RESET = 0x01    # INFER flags bit 0: zero the neuron state before the first step
+INFER_COUNTS = 0x02   # INFER flags bit 1: inputs are int8 values (one byte each), not bits
 OUT_BITS = 0          # reply format: one bit per output neuron per step (spiking output)
 OUT_INT32 = 1         # reply format: int32 per output neuron per step (non-spiking readout)
 
@@ -272,9 +273,15 @@ def packed_len(n: int) -> int:
     return (n + 7) // 8
 
 
+def input_row_len(n_in: int, flags: int) -> int:
+    """Bytes of one INFER input row: packed bits, or one int8 per input with INFER_COUNTS."""
+    return n_in if flags & INFER_COUNTS else packed_len(n_in)
+
+
 @dataclass(frozen=True)
 class Infer(_Tail):
-    """Run ``n_steps`` steps; ``data`` holds n_steps rows of packed_len(n_in) bytes of bits."""
+    """Run ``n_steps`` steps; ``data`` holds n_steps rows of input: packed bits
+    (packed_len(n_in) bytes per row), or int8 values (n_in bytes per row) with INFER_COUNTS."""
 
     TYPE: ClassVar[int] = INFER
     FMT: ClassVar[str] = "<HHB"
@@ -286,7 +293,7 @@ class Infer(_Tail):
     @classmethod
     def unpack(cls, payload: bytes) -> "Infer":
         msg = super().unpack(payload)
-        want = msg.n_steps * packed_len(msg.n_in)
+        want = msg.n_steps * input_row_len(msg.n_in, msg.flags)
         if len(msg.data) != want:
             raise MessageError(f"INFER: {msg.n_steps} steps of {msg.n_in} inputs need {want} B "
                                f"of spikes, got {len(msg.data)} B")
