@@ -221,3 +221,21 @@ def test_engine_set_weights_reaches_the_bound_layer():
     ref.set_weights(w)
     x = np.random.default_rng(0).integers(0, 4, (20, 16))
     np.testing.assert_array_equal(fast.run_sample(x).scores, ref.run_sample(x).scores)
+
+
+def test_engine_restore_resumes_bit_exactly_on_the_fast_path():
+    fast, _ = _engines()
+    fast.set_learning(True, False)
+    g = np.random.default_rng(4)
+    xs = [g.integers(0, 4, (25, 16)) * (g.random((25, 16)) < 0.3) for _ in range(5)]
+    for x in xs[:2]:
+        fast.run_sample(x)
+    saved = fast.get_weights()
+    first = [fast.run_sample(x).scores for x in xs[2:]]
+    after = fast.get_weights()
+    fast.set_weights(saved)
+    again = [fast.run_sample(x).scores for x in xs[2:]]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    for key, arr in fast.get_weights().items():
+        np.testing.assert_array_equal(arr, after[key], err_msg=key)

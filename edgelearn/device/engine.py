@@ -157,7 +157,7 @@ class Engine:
         for k in self.lpl_state:
             self.layers[k] = bind_weight(self.layers[k], self.w[k])
             self._fast[k] = LPLRateFast(self.config.lpl, self.w[k], self.lpl_state[k],
-                                        qlayer_w_shift(self.layers[k]))
+                                        qlayer_w_shift(self.layers[k]), write_back=False)
 
     # -- memory ---------------------------------------------------------------------------
     def _allocate(self) -> None:
@@ -321,6 +321,8 @@ class Engine:
         for k in range(n_layers):
             self.cur[k][...] = states[k].current[0]
             self.mem[k][...] = states[k].membrane[0]
+        for f in fast.values():
+            f.flush()                  # LPL state (int64 working copies) into the arena
         self.counters["lpl_updates"] += lpl_updates
         self.counters["steps"] += T
         self._T += T

@@ -220,7 +220,9 @@ def bind_weight(qlayer: QLayer, buffer: np.ndarray) -> QLayer:
     view.setflags(write=False)
     new = dataclasses.replace(qlayer)            # validated copy of the other fields
     object.__setattr__(new, "weight", view)
-    object.__setattr__(new, "_cache", {})
+    # the float32 transpose as a view of a row-major [n_out, n_in] copy: refreshing it after
+    # a weight change is then a contiguous int8 -> float32 conversion
+    object.__setattr__(new, "_cache", {"wT_f32": view.astype(np.float32).T})
     return new
 
 

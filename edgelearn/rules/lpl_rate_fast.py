@@ -33,61 +33,60 @@ from edgelearn.rules.base import FixedStats
 from edgelearn.rules.lpl_rate import GAIN_FRAC, INV_FRAC, RULE, Params, State, _codes
 
 PRNG_BLOCK = 1 << 15        # words hashed per refill of the PRNG window
-
-
-def _hash_block(key: int, counter: int, n: int) -> np.ndarray:
-    """Words counter .. counter + n - 1 of the stream (uint32), as qmath.rng_words_at."""
-    return qmath.rng_words_at(RngState(key, counter), np.arange(n, dtype=np.uint32))
+I64 = np.int64
 
 
 class _Words:
-    """A window of precomputed PRNG words of one stream key."""
+    """Precomputed PRNG words for a run of steps with the same word layout, already masked.
 
-    def __init__(self, block: int) -> None:
-        self.block = int(block)
+    A step with ``total`` words uses words counter .. counter + total - 1; a block holds the
+    words of ``m`` consecutive steps ([m, total]) and, per segment, ``word & mask`` as int64
+    (the masks of the stochastic shifts that consume them), so a step only slices rows.
+    """
+
+    def __init__(self, masks: np.ndarray, block: int) -> None:
+        self.masks = masks.astype(np.uint32)          # [total]
+        self.total = int(masks.size)
+        self.m = max(1, int(block) // max(self.total, 1))
         self.key = -1
         self.start = 0
-        self.buf = np.zeros(0, np.uint32)
+        self.rows = np.zeros((0, self.total), np.int64)
 
-    def get(self, rng: RngState, n: int) -> np.ndarray:
-        """Words 0..n-1 from the current counter of ``rng`` (a view; do not modify)."""
+    def row(self, rng: RngState) -> np.ndarray:
         off = (rng.counter - self.start) & 0xFFFFFFFF
-        if rng.key != self.key or off + n > self.buf.size:
-            self.key, self.start = rng.key, rng.counter
-            self.buf = _hash_block(rng.key, rng.counter, max(self.block, n))
-            off = 0
-        return self.buf[off:off + n]
+        i, rem = divmod(off, self.total) if self.total else (0, 0)
+        if rng.key != self.key or rem or i >= self.rows.shape[0]:
+            self.key, self.start, i = rng.key, rng.counter, 0
+            n = self.m * self.total
+            w = qmath.rng_words_at(rng, np.arange(n, dtype=np.uint32)).reshape(self.m,
+                                                                              self.total)
+            np.bitwise_and(w, self.masks, out=w)
+            self.rows = w.astype(np.int64)
+        return self.rows[i]
 
 
 class _Ema:
-    """x += stochastic_shift(fit_shift((target - x) * k, s), r) on int64 vectors, in place."""
+    """x += stochastic_shift(fit_shift((target - x) * k, s), r) on int64 vectors, in place,
+    with ``r`` already masked to the low s bits (int64)."""
 
     def __init__(self, code: qmath.RateCode) -> None:
-        self.k = int(code.k)
+        self.k = I64(code.k)
         s = int(code.s)
         self.pre = s - qmath.MAX_SHIFT if s > qmath.MAX_SHIFT else 0    # round_shift first
+        self.pre_half = I64(1 << (self.pre - 1)) if self.pre else None
         self.s = min(s, qmath.MAX_SHIFT)
-        self.mask = np.uint32((1 << self.s) - 1) if self.s > 0 else None
+        self.mask = (1 << self.s) - 1
 
-    def apply(self, x: np.ndarray, target: np.ndarray, r: np.ndarray, t: np.ndarray,
-              u: np.ndarray) -> None:
-        """x, target, t: int64 [n] (t scratch); r: uint32 words [n]; u: uint32 scratch [n]."""
+    def apply(self, x: np.ndarray, target: np.ndarray, rm: np.ndarray, t: np.ndarray) -> None:
         np.subtract(target, x, out=t)
         np.multiply(t, self.k, out=t)
         if self.pre:
-            t += 1 << (self.pre - 1)
-            t >>= self.pre
+            np.add(t, self.pre_half, out=t)
+            np.right_shift(t, self.pre, out=t)
         if self.s:
-            np.bitwise_and(r, self.mask, out=u)
-            np.add(t, u, out=t, casting="unsafe")
-            t >>= self.s
-        x += t
-
-
-def _clip(x: np.ndarray, lo, hi, out: np.ndarray) -> np.ndarray:
-    """min(max(x, lo), hi) into ``out`` (np.clip without its Python-level overhead)."""
-    np.maximum(x, lo, out=out)
-    return np.minimum(out, hi, out=out)
+            np.add(t, rm, out=t)
+            np.right_shift(t, self.s, out=t)
+        np.add(x, t, out=x)
 
 
 def _scale_code(value: float, name: str):
@@ -98,18 +97,26 @@ def _scale_code(value: float, name: str):
     return int(c.k), int(c.s)
 
 
-def _apply_scale(v: np.ndarray, code, out: np.ndarray) -> None:
-    """out = lpl_rate._scale(v, value) for the code of ``value`` (in place; v may be out)."""
+def _apply_scale(v: np.ndarray, code) -> None:
+    """v = lpl_rate._scale(v, value) in place, for the code of ``value``."""
     if code is None:
-        out[...] = 0
+        v[...] = 0
         return
     k, s = code
-    np.multiply(v, k, out=out)
+    np.multiply(v, I64(k), out=v)
     if s > 0:
-        out += 1 << (s - 1)
-        out >>= s
+        np.add(v, I64(1 << (s - 1)), out=v)
+        np.right_shift(v, s, out=v)
     elif s < 0:
-        out <<= -s
+        np.left_shift(v, -s, out=v)
+
+
+def _is_identity(code, bound_bits: int) -> bool:
+    """Whether _scale(v, .) == v exactly for every |v| <= 2^bound_bits (k = 2^s, no overflow)."""
+    if code is None:
+        return False
+    k, s = code
+    return s >= 0 and k == 1 << s and bound_bits + s <= 62
 
 
 class LPLRateFast:
@@ -118,13 +125,19 @@ class LPLRateFast:
     Args:
         params: LPL rate parameters (``lam_decorr`` must be 0).
         weight: int8 [n_out, n_in], writable; updated in place by :meth:`step`.
-        state: fixed state (lpl_rate.init_fixed dtypes and shapes), writable; updated in place.
+        state: fixed state (lpl_rate.init_fixed dtypes and shapes), writable.
         w_shift: weight LSB exponent of the rule (``w_float = w_int * 2^-w_shift``).
         prng_block: words hashed per refill of the PRNG window.
+        write_back: write the state arrays after every step (True), or only in :meth:`flush`
+            (the working copies are int64; a caller that reads the state between steps must
+            keep True or call flush first). The weight matrix is written every step.
+
+    The caller promises what ``step_fixed`` checks: activities in the int16 range (Q.A) and
+    bound arrays that nobody else writes (after an outside write call :meth:`reload`).
     """
 
     def __init__(self, params: Params, weight: np.ndarray, state: State, w_shift: float,
-                 prng_block: int = PRNG_BLOCK) -> None:
+                 prng_block: int = PRNG_BLOCK, write_back: bool = True) -> None:
         if params.lam_decorr > 0:
             raise ParameterError(f"{RULE}: the fast step does not implement decorrelation "
                                  f"(lam_decorr={params.lam_decorr}); use lpl_rate.step_fixed")
@@ -150,94 +163,113 @@ class LPLRateFast:
                 raise InputError(f"{RULE}: state.{f} must be writable (updated in place)")
         self.params, self.w, self.state = params, weight, state
         self.n_in, self.n_out = n_in, n_out
+        self.write_back = bool(write_back)
         p = params
         A, E, P = p.act_frac, p.ema_frac, p.factor_frac
         self.A, self.E = A, E
         codes = _codes(p)
-        self.filt_pre = codes.pre is not None
-        self.filt_post = codes.post is not None
-        self.k_pre = n_in if self.filt_pre else 0
-        self.k_post = n_out if self.filt_post else 0
-        self.o_w = self.k_pre + self.k_post
+        kp = n_in if codes.pre is not None else 0
+        ko = n_out if codes.post is not None else 0
+        self.k_pre, self.k_post, self.o_w = kp, ko, kp + ko
         self.full = p.rounding == "full"
         self.k_w = n_out * n_in if self.full else n_out + n_in
         self.warmup = int(p.warmup)
-        # filters: stacked [pre | post] trace when both are on with the same code
-        self.ema_pre = _Ema(codes.pre) if self.filt_pre else None
-        self.ema_post = _Ema(codes.post) if self.filt_post else None
-        self.stack_filters = (self.filt_pre and self.filt_post and codes.pre == codes.post)
+        self.ema_pre = _Ema(codes.pre) if kp else None
+        self.ema_post = _Ema(codes.post) if ko else None
+        self.stack_filters = bool(kp and ko and codes.pre == codes.post)
         self.ema_mean, self.ema_var = _Ema(codes.mean), _Ema(codes.var)
         self.stack_stats = codes.mean == codes.var
-        i64 = lambda n: np.zeros(n, np.int64)  # noqa: E731
-        n_tr = self.k_pre + self.k_post
-        self.tr = i64(n_tr)                     # [pre_trace | post_trace] working copy
-        self.tr_target = i64(n_tr)
-        self.tr_t = i64(n_tr)
-        self.tr_u = np.zeros(n_tr, np.uint32)
-        self.x = i64(n_in)                      # Q.A input activity (filtered)
-        self.z = i64(n_out)                     # Q.A output activity (filtered)
-        self.st = i64(2 * n_out)                # [mean | var] working copy
-        self.st_target = i64(2 * n_out)
-        self.st_t = i64(2 * n_out)
-        self.st_u = np.zeros(2 * n_out, np.uint32)
-        self.d = i64(n_out)
-        self.inv = i64(n_out)
-        self.hebb = i64(n_out)
-        self.pred = i64(n_out)
-        self.pv = i64(n_out)
-        self.zprev = i64(n_out)
-        self.num = np.zeros((n_out, n_in), np.int64)
-        self.raw = np.zeros((n_out, n_in), np.int64)
-        self.r2 = np.zeros((n_out, n_in), np.uint32)
-        self.w64 = np.zeros((n_out, n_in), np.int64)
-        self.lo_arr = self.hi_arr = None
-        self.inv_num = np.int64(1) << np.int64(2 * A + E + INV_FRAC)
-        self.xi_q = int(p.xi_q)
+        # PRNG word layouts (warm-up: no weight words) with the mask of each word's shift
+        self.w_shift_total = P + A                          # <= 32 (Params checks)
+        m_filt = np.concatenate([np.full(kp, self.ema_pre.mask if kp else 0, np.int64),
+                                 np.full(ko, self.ema_post.mask if ko else 0, np.int64)])
+        m_stat = np.concatenate([np.full(n_out, self.ema_mean.mask, np.int64),
+                                 np.full(n_out, self.ema_var.mask, np.int64)])
+        m_w = np.full(self.k_w, (1 << self.w_shift_total) - 1, np.int64)
+        self.words_warm = _Words(np.concatenate([m_filt, m_stat]), prng_block)
+        self.words_run = _Words(np.concatenate([m_filt, m_w, m_stat]), prng_block)
+        # working state (int64): [pre_trace | post_trace], [mean | var], z_prev, weights
+        z = lambda *shape: np.zeros(shape, np.int64)  # noqa: E731
+        self.tr, self.tr_t, self.tr_tgt, self.xz = z(kp + ko), z(kp + ko), z(kp + ko), z(kp + ko)
+        self.x = self.xz[:kp] if kp else z(n_in)            # Q.A activities
+        self.z = self.xz[kp:] if ko else z(n_out)
+        self.st, self.st_t, self.st_tgt = z(2 * n_out), z(2 * n_out), z(2 * n_out)
+        self.d, self.inv, self.hebb, self.pred, self.pv = (z(n_out) for _ in range(5))
+        self.zprev = z(n_out)
+        self.w64, self.num, self.u = z(n_out, n_in), z(n_out, n_in), z(n_out, n_in)
+        self.raw = z(n_out, n_in)
+        self.lo, self.hi = qmath.int_bounds(p.w_min, p.w_max, w_shift)
+        self.lo_m = np.full((n_out, n_in), self.lo, np.int64)
+        self.hi_m = np.full((n_out, n_in), self.hi, np.int64)
+        self.int8_bounds = self.lo == qmath.INT8_MIN and self.hi == qmath.INT8_MAX
+        # constants
+        self.inv_num = I64(1) << I64(2 * A + E + INV_FRAC)
+        self.xi_q = I64(p.xi_q)
+        self.half_inv = I64(1 << (INV_FRAC - 1))
+        self.half_e = I64(1 << (E - 1)) if E else None
         self.lam = _scale_code(p.lam, "lam")
         self.predc = _scale_code(p.pred, "pred")
+        # |hebb| <= 2^43 (an int64 shifted right by 20); |(z - z_prev) << E| <= 2^(17 + E)
+        self.lam_id = _is_identity(self.lam, 43)
+        self.pred_id = _is_identity(self.predc, 17 + E)
+        pred_bits = 17 + E + (0 if self.predc is None else
+                              max(0, self.predc[0].bit_length() - self.predc[1]))
+        self.gain_id = max(43, pred_bits) + 1 + GAIN_FRAC <= 62     # b * 4096 cannot wrap
         eta = qmath.encode_scale(RULE, "eta * 2^w_shift", p.eta * 2.0 ** float(w_shift))
-        self.eta_k = int(eta.k)
+        self.eta_k = I64(eta.k)
         self.eta_sh = A + E + int(eta.s) - P
-        self.w_shift_total = P + A                          # <= 32 (Params checks)
-        self.w_mask = np.uint32((1 << self.w_shift_total) - 1)
-        self.lo, self.hi = qmath.int_bounds(p.w_min, p.w_max, w_shift)
-        self.int8_bounds = self.lo == qmath.INT8_MIN and self.hi == qmath.INT8_MAX
-        self.p_lim = (1 << 40)
-        self.words = _Words(prng_block)
+        self.eta_half = I64(1 << (self.eta_sh - 1)) if self.eta_sh > 0 else None
+        self.gain_half = I64(1 << (GAIN_FRAC - 1))
+        self.gain_one = I64(1 << GAIN_FRAC)
+        self.p_lo, self.p_hi = I64(-(1 << 40)), I64((1 << 40) - 1)
+        self.s_lo, self.s_hi = I64(-(1 << 31)), I64((1 << 31) - 1)
         self.reload()
 
     def reload(self) -> None:
-        """Read the bound state arrays into the int64 working copies (after an outside write)."""
-        s = self.state
-        if self.k_pre:
-            self.tr[:self.k_pre] = s.pre_trace
+        """Read the bound weight and state arrays into the working copies."""
+        s, kp = self.state, self.k_pre
+        if kp:
+            self.tr[:kp] = s.pre_trace
         if self.k_post:
-            self.tr[self.k_pre:] = s.post_trace
+            self.tr[kp:] = s.post_trace
         self.st[:self.n_out] = s.mean
         self.st[self.n_out:] = s.var
         self.zprev[...] = s.z_prev
+        self.count = int(s.count[0])
+        np.copyto(self.w64, self.w)
+
+    def flush(self) -> None:
+        """Write the working state into the bound state arrays (the weights always are)."""
+        s, kp, n = self.state, self.k_pre, self.n_out
+        np.copyto(s.mean, self.st[:n], casting="unsafe")
+        np.copyto(s.var, self.st[n:], casting="unsafe")
+        np.copyto(s.z_prev, self.zprev, casting="unsafe")
+        if kp:
+            np.copyto(s.pre_trace, self.tr[:kp], casting="unsafe")
+        if self.k_post:
+            np.copyto(s.post_trace, self.tr[kp:], casting="unsafe")
+        s.count[0] = self.count
 
     # ----------------------------------------------------------------------------------
     def step(self, pre: np.ndarray, post: np.ndarray, rng: RngState, shift: int = 0,
              stats: bool = False) -> tuple[RngState, FixedStats | None, bool]:
         """One LPL step with activities ``pre << shift`` and ``post << shift`` (Q.act_frac).
 
-        ``pre`` int [n_in], ``post`` int [n_out] (e.g. spike counts with shift=act_frac).
-        Updates the bound weight and state arrays in place; returns (rng advanced,
-        FixedStats of step_fixed if ``stats`` else None, whether the weight rule ran).
+        ``pre`` int64 [n_in], ``post`` int64 [n_out] (e.g. spike counts with shift=act_frac).
+        Updates the bound weight (and, with write_back, state) arrays in place; returns
+        (rng advanced, FixedStats of step_fixed if ``stats`` else None, whether the weight
+        rule ran, i.e. not warm-up).
         """
-        n_in, n_out, A, E = self.n_in, self.n_out, self.A, self.E
-        s = self.state
-        count = int(s.count[0])
+        n_out, E = self.n_out, self.E
+        count = self.count
         skipped = count < self.warmup
-        k_w = 0 if skipped else self.k_w
-        o_mean = self.o_w + k_w
-        total = o_mean + 2 * n_out
-        r = self.words.get(rng, total)
-        kp, ko = self.k_pre, self.k_post
-        # -- input / output rate filters: x~ += r (x - x~), activities are x~ >> E (rounded)
-        tgt = self.tr_target
+        words = self.words_warm if skipped else self.words_run
+        r = words.row(rng)
+        kp, ko, o_w = self.k_pre, self.k_post, self.o_w
+        o_mean = o_w if skipped else o_w + self.k_w
         x, z = self.x, self.z
+        # -- input / output rate filters: x~ += r (x<<E - x~), activities round(x~ / 2^E)
+        tgt = self.tr_tgt
         if kp:
             np.left_shift(pre, shift + E, out=tgt[:kp])
         else:
@@ -247,113 +279,112 @@ class LPLRateFast:
         else:
             np.left_shift(post, shift, out=z)
         if self.stack_filters:
-            self.ema_pre.apply(self.tr, tgt, r[:self.o_w], self.tr_t, self.tr_u)
+            self.ema_pre.apply(self.tr, tgt, r[:o_w], self.tr_t)
         else:
             if kp:
-                self.ema_pre.apply(self.tr[:kp], tgt[:kp], r[:kp], self.tr_t[:kp],
-                                   self.tr_u[:kp])
+                self.ema_pre.apply(self.tr[:kp], tgt[:kp], r[:kp], self.tr_t[:kp])
             if ko:
-                self.ema_post.apply(self.tr[kp:], tgt[kp:], r[kp:self.o_w], self.tr_t[kp:],
-                                    self.tr_u[kp:])
-        if kp or ko:
-            t = self.tr_t
-            np.add(self.tr, 1 << (E - 1), out=t) if E else np.copyto(t, self.tr)
+                self.ema_post.apply(self.tr[kp:], tgt[kp:], r[kp:o_w], self.tr_t[kp:])
+        if o_w:
             if E:
-                t >>= E
-            if kp:
-                x[...] = t[:kp]
-            if ko:
-                z[...] = t[kp:]
-        # -- bracket (lpl_rate.bracket_fixed, gain 1)
+                np.add(self.tr, self.half_e, out=self.xz)
+                np.right_shift(self.xz, E, out=self.xz)
+            else:
+                np.copyto(self.xz, self.tr)
+        # -- bracket (lpl_rate.bracket_fixed with gain 1): p in Q.P
         mean, var = self.st[:n_out], self.st[n_out:]
         d, inv, hebb, pred, pv = self.d, self.inv, self.hebb, self.pred, self.pv
-        zE = self.st_target[:n_out]                        # z << E (also the mean target)
+        zE = self.st_tgt[:n_out]                           # z << E (also the mean target)
         np.left_shift(z, E, out=zE)
         np.subtract(zE, mean, out=d)
         np.add(var, self.xi_q, out=inv)
         np.floor_divide(self.inv_num, inv, out=inv)
         np.multiply(d, inv, out=hebb)
-        hebb += 1 << (INV_FRAC - 1)
-        hebb >>= INV_FRAC
-        _apply_scale(hebb, self.lam, hebb)
+        np.add(hebb, self.half_inv, out=hebb)
+        np.right_shift(hebb, INV_FRAC, out=hebb)
+        if not self.lam_id:
+            _apply_scale(hebb, self.lam)
         np.subtract(z, self.zprev, out=pred)
-        pred <<= E
-        _apply_scale(pred, self.predc, pred)
+        np.left_shift(pred, E, out=pred)
+        if not self.pred_id:
+            _apply_scale(pred, self.predc)
         np.subtract(hebb, pred, out=pv)
-        pv *= 1 << GAIN_FRAC                               # gain f' = 1 in Q.12
-        pv += 1 << (GAIN_FRAC - 1)
-        pv >>= GAIN_FRAC
-        pv *= self.eta_k
+        if not self.gain_id:
+            np.multiply(pv, self.gain_one, out=pv)
+            np.add(pv, self.gain_half, out=pv)
+            np.right_shift(pv, GAIN_FRAC, out=pv)
+        np.multiply(pv, self.eta_k, out=pv)
         sh = self.eta_sh
         if sh > 0:
-            pv += 1 << (sh - 1)
-            pv >>= sh
+            np.add(pv, self.eta_half, out=pv)
+            np.right_shift(pv, sh, out=pv)
         elif sh < 0:
-            pv <<= -sh
+            np.left_shift(pv, -sh, out=pv)
         nsat = 0
         if stats:
-            nsat += int(np.count_nonzero((pv < -self.p_lim) | (pv > self.p_lim - 1)))
-        _clip(pv, -self.p_lim, self.p_lim - 1, pv)
+            nsat += int(np.count_nonzero((pv < self.p_lo) | (pv > self.p_hi)))
+        np.maximum(pv, self.p_lo, out=pv)
+        np.minimum(pv, self.p_hi, out=pv)
         changed = clipped = 0
         if not skipped:
-            changed, clipped = self._apply(pv, x, r[self.o_w:o_mean], stats)
+            changed, clipped = self._apply(pv, x, r[o_w:o_mean], stats)
         # -- statistics: mean += r (z<<E - mean), var += r (round_shift(d^2, E) - var)
-        vt = self.st_target[n_out:]
+        vt = self.st_tgt[n_out:]
         np.multiply(d, d, out=vt)
         if E:
-            vt += 1 << (E - 1)
-            vt >>= E
+            np.add(vt, self.half_e, out=vt)
+            np.right_shift(vt, E, out=vt)
+        rs = r[o_mean:]
         if self.stack_stats:
-            self.ema_mean.apply(self.st, self.st_target, r[o_mean:total], self.st_t, self.st_u)
+            self.ema_mean.apply(self.st, self.st_tgt, rs, self.st_t)
         else:
-            self.ema_mean.apply(mean, zE, r[o_mean:o_mean + n_out], self.st_t[:n_out],
-                                self.st_u[:n_out])
-            self.ema_var.apply(var, vt, r[o_mean + n_out:total], self.st_t[n_out:],
-                               self.st_u[n_out:])
+            self.ema_mean.apply(mean, zE, rs[:n_out], self.st_t[:n_out])
+            self.ema_var.apply(var, vt, rs[n_out:], self.st_t[n_out:])
         if stats:
-            nsat += int(np.count_nonzero((self.st < -(1 << 31)) | (self.st > (1 << 31) - 1)))
-        _clip(self.st, -(1 << 31), (1 << 31) - 1, self.st)
+            nsat += int(np.count_nonzero((self.st < self.s_lo) | (self.st > self.s_hi)))
+        np.maximum(self.st, self.s_lo, out=self.st)
+        np.minimum(self.st, self.s_hi, out=self.st)
         np.maximum(var, 0, out=var)
-        _clip(z, -32768, 32767, self.zprev)
-        # -- write the state back (the arena arrays are the state of record)
-        np.copyto(s.mean, mean, casting="unsafe")
-        np.copyto(s.var, var, casting="unsafe")
-        np.copyto(s.z_prev, self.zprev, casting="unsafe")
-        if kp:
-            np.copyto(s.pre_trace, self.tr[:kp], casting="unsafe")
-        if ko:
-            np.copyto(s.post_trace, self.tr[kp:], casting="unsafe")
+        np.maximum(z, -32768, out=self.zprev)
+        np.minimum(self.zprev, 32767, out=self.zprev)
         if count != self.warmup:
-            s.count[0] = min(count + 1, self.warmup)
-        rng = RngState(rng.key, (rng.counter + total) & 0xFFFFFFFF)
+            self.count = min(count + 1, self.warmup)
+        if self.write_back:
+            self.flush()
+        rng = RngState(rng.key, (rng.counter + o_mean + 2 * n_out) & 0xFFFFFFFF)
         st = FixedStats(changed, clipped, nsat, int(skipped)) if stats else None
         return rng, st, not skipped
 
-    def _apply(self, pv: np.ndarray, x: np.ndarray, r: np.ndarray, stats: bool
+    def _apply(self, pv: np.ndarray, x: np.ndarray, rw: np.ndarray, stats: bool
                ) -> tuple[int, int]:
-        """w += stochastic_shift(outer(p, x), P + A) within the bounds (qmath.apply_update)."""
+        """w += stochastic_shift(outer(p, x), P + A) within the bounds (qmath.apply_update);
+        ``rw`` are the weight words masked to the shift (int64)."""
         n_out, n_in = self.n_out, self.n_in
-        num, r2, w = self.num, self.r2, self.w
-        np.multiply(pv[:, None], x[None, :], out=num)
+        num, u, w64 = self.num, self.u, self.w64
         if self.full:
-            np.bitwise_and(r.reshape(n_out, n_in), self.w_mask, out=r2)
+            u = rw.reshape(n_out, n_in)
         else:
-            np.add(r[:n_out, None], r[None, n_out:], out=r2)          # wraps mod 2^32
-            np.bitwise_and(r2, self.w_mask, out=r2)
-        np.add(num, r2, out=num, casting="unsafe")
-        num >>= self.w_shift_total
-        raw = self.raw
-        np.add(num, w, out=raw, casting="unsafe")                        # w + dw
+            np.add(rw[:n_out, None], rw[None, n_out:], out=u)        # a_i + b_j (< 2^33)
+            np.bitwise_and(u, I64((1 << self.w_shift_total) - 1), out=u)
+        np.multiply(pv[:, None], x[None, :], out=num)
+        np.add(num, u, out=num)
+        np.right_shift(num, self.w_shift_total, out=num)
+        np.add(num, w64, out=num)                                      # raw = w + dw
+        raw = None
+        if stats:
+            raw = self.raw
+            np.copyto(raw, num)
         if self.int8_bounds:
-            _clip(raw, qmath.INT8_MIN, qmath.INT8_MAX, num)                  # new
+            lo, hi = self.lo_m, self.hi_m
         else:
-            w64 = self.w64
-            np.copyto(w64, w, casting="unsafe")
-            np.maximum(raw, np.minimum(self.lo, w64), out=num)
-            np.minimum(num, np.maximum(self.hi, w64), out=num)
+            lo = np.minimum(self.lo_m, w64)
+            hi = np.maximum(self.hi_m, w64)
+        np.maximum(num, lo, out=num)
+        np.minimum(num, hi, out=num)
         changed = clipped = 0
         if stats:
             clipped = int(np.count_nonzero(num != raw))
-            changed = int(np.count_nonzero(num != w))
-        np.copyto(w, num, casting="unsafe")
+            changed = int(np.count_nonzero(num != w64))
+        self.w64, self.num = num, w64                                   # new weights
+        np.copyto(self.w, num, casting="unsafe")
         return changed, clipped
