@@ -115,9 +115,9 @@ def _paired_stream(n, p, seed=2):
             yield dw_f * 2 ** WS, exact * 2 ** WS, w_new.astype(np.int64)
 
 
-@pytest.mark.parametrize("decorr", [0.0, 10.0])
-def test_fixed_vs_float_update_cosine(decorr):
-    p = _params(warmup=200, lam_decorr=decorr)
+@pytest.mark.parametrize("decorr,hom", [(0.0, 0.0), (10.0, 0.0), (0.0, 2.0)])
+def test_fixed_vs_float_update_cosine(decorr, hom):
+    p = _params(warmup=200, lam_decorr=decorr, lam_hom=hom)
     cos = [float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
            for a, b, _ in _paired_stream(2000, p)]
     assert np.mean(cos) >= 0.99, np.mean(cos)
@@ -204,3 +204,24 @@ def test_sshift_equals_fixed_stochastic_shift():
     r = rng.integers(0, 2**32, 500, dtype=np.uint64).astype(np.uint32)
     for s in (0, 1, 7, 23, 31, 32):
         np.testing.assert_array_equal(qmath.sshift(num, s, r), stochastic_shift(num, s, r))
+
+
+def test_homeostasis_pulls_mean_towards_target():
+    """With d = 0 and no change since the last step only the homeostatic term acts: a neuron
+    above its target is depressed on active inputs, one below is potentiated."""
+    p = lpl_rate.Params(warmup=0, lam_hom=1.0, rate_target=0.5, lam=1.0, xi=1e-2)
+    st = lpl_rate.init(p, 2, 2)._replace(mean=np.array([0.8, 0.2], np.float32),
+                                          z_prev=np.array([0.8, 0.2], np.float32))
+    dw, _ = lpl_rate.step(np.array([1.0, 0.0]), np.array([0.8, 0.2]), st, p)
+    assert dw[0, 0] < 0 < dw[1, 0] and dw[0, 1] == dw[1, 1] == 0
+
+
+def test_per_neuron_target_taken_at_end_of_warmup():
+    p = lpl_rate.Params(warmup=5, lam_hom=1.0, tau_mean=2.0)
+    st = lpl_rate.init(p, 3, 2)
+    for t in range(5):
+        _, st = lpl_rate.step(np.ones(3), np.array([0.3, 0.7]), st, p)
+    np.testing.assert_array_equal(st.target, st.mean)
+    for t in range(5):
+        _, st = lpl_rate.step(np.ones(3), np.array([0.9, 0.9]), st, p)
+    assert st.target[0] < 0.3 + 1e-6 and st.mean[0] > st.target[0]

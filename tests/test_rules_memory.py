@@ -11,6 +11,8 @@ CASES = [
     (lpl_rate, {}),
     (lpl_rate, {"lam_decorr": 10.0}),
     (lpl_rate, {"tau_pre": 20.0, "tau_post": 10.0, "lam_decorr": 1.0}),
+    (lpl_rate, {"lam_hom": 1.0}),
+    (lpl_rate, {"lam_hom": 1.0, "rate_target": 0.2}),
     (lpl_spiking, {"variant": "exact"}),
     (lpl_spiking, {"variant": "factorised"}),
     (lpl_spiking, {"variant": "exact", "delay": 5e-3}),
@@ -60,3 +62,10 @@ def test_state_after_steps_keeps_size_and_dtypes():
 def test_object_without_protocol_refused():
     with pytest.raises(ParameterError, match="does not report its memory"):
         rule_memory_bytes(object(), 3, 3)
+
+
+def test_homeostatic_target_is_charged():
+    p = lpl_rate.Params(lam_hom=1.0)
+    q = lpl_rate.Params(lam_hom=1.0, rate_target=0.1)
+    assert rule_memory_bytes(p, 10, 6) - rule_memory_bytes(q, 10, 6) == 4 * 6
+    assert rule_memory_bytes(p, 10, 6) == state_nbytes(lpl_rate.init_fixed(p, 10, 6))

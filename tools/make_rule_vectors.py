@@ -40,9 +40,13 @@ CASES = [
      12, 5, 48, 7, "LPL rate form, predictive + Hebbian, full stochastic rounding, bounds"),
     ("lpl_rate_decorr_filters_dither", "lpl_rate",
      dict(eta=0.05, lam_decorr=10.0, tau_mean=30.0, tau_var=15.0, tau_pre=4.0, tau_post=3.0,
-          warmup=2, rounding="dither"),
-     10, 6, 48, 6.5, "LPL rate form with decorrelation, input/output filters, gain, dither "
-                     "rounding and a non-integer w_shift"),
+          warmup=2, rounding="dither", lam_hom=0.5, rate_target=0.1),
+     10, 6, 48, 6.5, "LPL rate form with decorrelation, homeostasis to a fixed target, "
+                     "input/output filters, gain, dither rounding, non-integer w_shift"),
+    ("lpl_rate_homeostasis", "lpl_rate",
+     dict(eta=0.05, lam=0.5, lam_hom=2.0, tau_mean=10.0, tau_var=10.0, warmup=8),
+     9, 5, 48, 7, "LPL rate form with per-neuron homeostatic targets taken at the end of "
+                  "the warm-up"),
     ("lpl_rate_saturating", "lpl_rate",
      dict(eta=4.0, xi=1e-3, tau_mean=3.0, tau_var=2.0, warmup=0, w_min=-0.25, w_max=0.25),
      6, 4, 32, 7, "LPL rate form driven hard: weight bounds and int32 saturation active"),

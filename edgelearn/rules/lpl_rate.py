@@ -7,6 +7,7 @@ z = f(a), a = W x. Per step t and output neuron i (all bracket terms are per neu
     B_i   = - pred * (z_i(t) - z_i(t-1))                                   predictive (slowness)
             + lam * d_i / (sigma_i^2 + xi)                                 Hebbian (variance)
             - lam_decorr / (n_out - 1) * sum_{k != i} d_k C_ik             decorrelation (optional)
+            - lam_hom * (zbar_i - rho_i) / (sigma_i^2 + xi)                 rate homeostasis (optional)
     dW_ij = eta * B_i * f'(a_i) * x_j                                      rank-1 outer product
 
 then the statistics move (exponential averages with per-step rates r = 1 - exp(-1/tau)):
@@ -14,6 +15,11 @@ then the statistics move (exponential averages with per-step rates r = 1 - exp(-
     zbar += r_mean (z - zbar);  sigma^2 += r_var (d^2 - sigma^2);  C += r_var (d d^T - C)
 
 The 1/(sigma^2 + xi) factor is computed once per neuron per step from the previous variance.
+The homeostatic term is an edgelearn addition (not in the paper's rate form; the paper's spiking
+network holds rates with inhibitory plasticity instead): it pulls each neuron's running mean
+towards a target rho_i, either ``rate_target`` or, when that is None, the neuron's own running
+mean at the end of the warm-up (stored, 4 bytes per neuron). Without it the variance term drives
+a spiking layer's rates up (measured in bench/bench_lpl.py).
 f'(a) is given by the caller as ``gain`` (default 1, i.e. linear rate units). Optional input
 filters (tau_pre, tau_post > 0) turn spikes into rates inside the rule: x~ += r (x - x~).
 For the first ``warmup`` steps only the statistics move (no weight change).
@@ -27,7 +33,8 @@ Fixed point (A = act_frac, E = ema_frac, P = factor_frac; formats in docs/learni
     dW_int          = stochastic_shift(p_i * x_j, P + A)  then clip to the weight bounds
 
 Memory (fixed): 2 (z prev) + 4 (mean) + 4 (var) bytes per output neuron, + 4 per input/output
-neuron when the input/output filters are on, + 4 n_out^2 with decorrelation, + 4 (step count).
+neuron when the input/output filters are on, + 4 n_out^2 with decorrelation, + 4 per output
+with a per-neuron homeostatic target, + 4 (step count).
 No per-synapse state.
 """
 
@@ -60,6 +67,9 @@ class Params:
         pred: weight of the predictive term, >= 0 (paper: 1).
         lam: weight of the Hebbian term, >= 0 (paper: 1).
         lam_decorr: weight of the decorrelation term, >= 0; 0 disables it and its n_out^2 state.
+        lam_hom: weight of the rate-homeostasis term, >= 0 (0 disables it).
+        rate_target: target mean activity for homeostasis, >= 0, or None = each neuron's own
+            running mean at the end of the warm-up (needs warmup >= 1; 4 bytes per neuron).
         xi: variance floor, > 0 (paper rate form: 1e-4), in squared activity units.
         tau_mean, tau_var: time constants of the running mean and variance, > 0 steps.
         tau_pre, tau_post: input/output rate filters, >= 0 steps (0 = use activities as given).
@@ -73,6 +83,8 @@ class Params:
     pred: float = 1.0
     lam: float = 1.0
     lam_decorr: float = 0.0
+    lam_hom: float = 0.0
+    rate_target: float | None = None
     xi: float = 1e-4
     tau_mean: float = 1000.0
     tau_var: float = 1000.0
@@ -89,7 +101,7 @@ class Params:
 
     def __post_init__(self) -> None:
         base.check_positive(RULE, "eta", self.eta)
-        for name in ("pred", "lam", "lam_decorr", "var_init"):
+        for name in ("pred", "lam", "lam_decorr", "lam_hom", "var_init"):
             base.check_positive(RULE, name, getattr(self, name), allow_zero=True)
         base.check_positive(RULE, "xi", self.xi)
         base.check_positive(RULE, "tau_mean", self.tau_mean)
@@ -105,11 +117,21 @@ class Params:
             raise ParameterError(f"{RULE}: act_frac + factor_frac must be <= 32, got "
                                  f"{self.act_frac} + {self.factor_frac}")
         base.check_rounding(RULE, self.rounding)
+        if self.rate_target is not None:
+            base.check_positive(RULE, "rate_target", self.rate_target, allow_zero=True)
+        elif self.lam_hom > 0 and self.warmup < 1:
+            raise ParameterError(f"{RULE}: rate_target=None takes each neuron's mean at the end "
+                                 f"of the warm-up, so warmup must be >= 1, got {self.warmup}")
         if self.xi_q < 1:
             raise ParameterError(f"{RULE}: xi={self.xi} is below one LSB of the variance format "
                                  f"Q.{2 * self.act_frac + self.ema_frac}; raise act_frac/ema_frac")
 
     # derived fixed-point constants
+    @property
+    def stores_target(self) -> bool:
+        """Whether the state keeps a per-neuron homeostatic target."""
+        return self.lam_hom > 0 and self.rate_target is None
+
     @property
     def var_frac(self) -> int:
         return 2 * self.act_frac + self.ema_frac
@@ -126,11 +148,13 @@ class Params:
             b += 4 * n_in if self.tau_pre > 0 else 0
             b += 4 * n_out if self.tau_post > 0 else 0
             b += 4 * n_out * n_out if self.lam_decorr > 0 else 0
+            b += 4 * n_out if self.stores_target else 0
             return b
         b = 4 * 3 * n_out + 4
         b += 4 * n_in if self.tau_pre > 0 else 0
         b += 4 * n_out if self.tau_post > 0 else 0
         b += 4 * n_out * n_out if self.lam_decorr > 0 else 0
+        b += 4 * n_out if self.stores_target else 0
         return b
 
 
@@ -138,7 +162,8 @@ class State(NamedTuple):
     """Per-layer LPL state; disabled parts are zero-size arrays (they allocate nothing).
 
     z_prev [n_out], mean [n_out], var [n_out], count [1] (steps seen, saturates at warmup),
-    pre_trace [n_in or 0], post_trace [n_out or 0], cov [n_out, n_out] or [0, 0].
+    pre_trace [n_in or 0], post_trace [n_out or 0], cov [n_out, n_out] or [0, 0],
+    target [n_out or 0] (per-neuron homeostatic target, Q.(A+E) in fixed point).
     Float: float32 (count int32). Fixed: z_prev int16, the rest int32 (formats in module doc).
     """
 
@@ -149,6 +174,7 @@ class State(NamedTuple):
     pre_trace: np.ndarray
     post_trace: np.ndarray
     cov: np.ndarray
+    target: np.ndarray
 
 
 def _alloc(params: Params, n_in: int, n_out: int, fixed: bool) -> State:
@@ -164,6 +190,7 @@ def _alloc(params: Params, n_in: int, n_out: int, fixed: bool) -> State:
         pre_trace=np.zeros(n_in if params.tau_pre > 0 else 0, f),
         post_trace=np.zeros(n_out if params.tau_post > 0 else 0, f),
         cov=np.zeros((m, m), f),
+        target=np.zeros(n_out if params.stores_target else 0, f),
     )
 
 
@@ -214,21 +241,29 @@ def step(pre, post, state: State, params: Params, gain=None) -> tuple[np.ndarray
     if params.lam_decorr > 0 and n_out > 1:
         off = cov - np.diag(np.diag(cov))
         bracket = bracket - params.lam_decorr / (n_out - 1) * (off @ d)
+    if params.lam_hom > 0:
+        rho = state.target if params.stores_target else params.rate_target
+        bracket = bracket - params.lam_hom * (mean - rho) / (var + params.xi)
     count = int(state.count[0])
     if count < params.warmup:
         dw = np.zeros((n_out, n_in))
     else:
         dw = np.outer(params.eta * bracket * g, x)
     r_m, r_v = qmath.tau_rate(params.tau_mean), qmath.tau_rate(params.tau_var)
+    new_mean = qmath.ema_float(mean, z, r_m).astype(np.float32)
+    target = state.target
+    if params.stores_target and count + 1 == params.warmup:
+        target = new_mean.copy()
     new = State(
         z_prev=z.astype(np.float32),
-        mean=qmath.ema_float(mean, z, r_m).astype(np.float32),
+        mean=new_mean,
         var=qmath.ema_float(var, d * d, r_v).astype(np.float32),
         count=np.array([min(count + 1, params.warmup)], np.int32),
         pre_trace=np.asarray(pre_tr, np.float32),
         post_trace=np.asarray(post_tr, np.float32),
         cov=(qmath.ema_float(cov, np.outer(d, d), r_v).astype(np.float32) if cov.size
              else state.cov),
+        target=target,
     )
     return dw, new
 
@@ -281,6 +316,11 @@ def bracket_fixed(x: np.ndarray, z: np.ndarray, state: State, params: Params, w_
         np.fill_diagonal(c, 0)
         dec = round_shift(c @ d, 2 * A)                                      # Q.(A+E)
         b = b - _scale(dec, params.lam_decorr / (n_out - 1), "lam_decorr")
+    if params.lam_hom > 0:
+        rho = (state.target.astype(np.int64) if params.stores_target
+               else int(round(params.rate_target * (1 << B))))                 # Q.(A+E)
+        dm = state.mean.astype(np.int64) - rho
+        b = b - _scale(round_shift(dm * inv, INV_FRAC), params.lam_hom, "lam_hom")
     b = round_shift(b * gain, GAIN_FRAC)                                     # Q.B
     eta = qmath.encode_scale(RULE, "eta * 2^w_shift", params.eta * 2.0 ** float(w_shift))
     sh = B + eta.s - P
@@ -356,6 +396,8 @@ def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngStat
         count=np.array([min(count + 1, params.warmup)], np.int32),
         pre_trace=np.asarray(pre_tr, np.int32), post_trace=np.asarray(post_tr, np.int32),
         cov=out[2],
+        target=(out[0].copy() if params.stores_target and count + 1 == params.warmup
+                else state.target),
     )
     return w, new, rng, FixedStats(changed, clipped, nsat, int(skipped))
 

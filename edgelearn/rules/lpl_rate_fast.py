@@ -67,26 +67,32 @@ class _Words:
 
 class _Ema:
     """x += stochastic_shift(fit_shift((target - x) * k, s), r) on int64 vectors, in place,
-    with ``r`` already masked to the low s bits (int64)."""
+    elementwise with per-element codes (so several averages with different rates run as one
+    stacked vector), ``r`` already masked to the low s bits (int64)."""
 
-    def __init__(self, code: qmath.RateCode) -> None:
-        self.k = I64(code.k)
-        s = int(code.s)
-        self.pre = s - qmath.MAX_SHIFT if s > qmath.MAX_SHIFT else 0    # round_shift first
-        self.pre_half = I64(1 << (self.pre - 1)) if self.pre else None
-        self.s = min(s, qmath.MAX_SHIFT)
-        self.mask = (1 << self.s) - 1
+    def __init__(self, segments: list[tuple[qmath.RateCode, int]]) -> None:
+        k, s, pre = [], [], []
+        for code, n in segments:
+            sc = int(code.s)
+            k.append(np.full(n, code.k, np.int64))
+            s.append(np.full(n, min(sc, qmath.MAX_SHIFT), np.int64))
+            pre.append(np.full(n, max(sc - qmath.MAX_SHIFT, 0), np.int64))
+        cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)  # noqa
+        self.k, self.s, self.pre = cat(k), cat(s), cat(pre)
+        self.has_pre = bool(np.any(self.pre))
+        self.pre_half = np.where(self.pre > 0, np.left_shift(1, np.maximum(self.pre - 1, 0)),
+                                 0).astype(np.int64)
+        self.mask = (np.left_shift(np.ones_like(self.s), self.s) - 1).astype(np.int64)
 
     def apply(self, x: np.ndarray, target: np.ndarray, rm: np.ndarray, t: np.ndarray) -> None:
-        np.subtract(target, x, out=t)
-        np.multiply(t, self.k, out=t)
-        if self.pre:
-            np.add(t, self.pre_half, out=t)
-            np.right_shift(t, self.pre, out=t)
-        if self.s:
-            np.add(t, rm, out=t)
-            np.right_shift(t, self.s, out=t)
-        np.add(x, t, out=x)
+        np.subtract(target, x, t)
+        np.multiply(t, self.k, t)
+        if self.has_pre:                       # fit_shift: round_shift by s - 32 first
+            np.add(t, self.pre_half, t)
+            np.right_shift(t, self.pre, t)
+        np.add(t, rm, t)
+        np.right_shift(t, self.s, t)
+        np.add(x, t, x)
 
 
 def _scale_code(value: float, name: str):
@@ -153,7 +159,9 @@ class LPLRateFast:
                 "var": ((n_out,), np.int32), "count": ((1,), np.int32),
                 "pre_trace": ((n_in if params.tau_pre > 0 else 0,), np.int32),
                 "post_trace": ((n_out if params.tau_post > 0 else 0,), np.int32),
-                "cov": ((0, 0), np.int32)}
+                "cov": ((0, 0), np.int32),
+                "target": ((n_out if getattr(params, "stores_target", False) else 0,),
+                           np.int32)}
         for f, arr in zip(State._fields, state):
             shape, dt = want[f]
             if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dt:
@@ -174,20 +182,16 @@ class LPLRateFast:
         self.full = p.rounding == "full"
         self.k_w = n_out * n_in if self.full else n_out + n_in
         self.warmup = int(p.warmup)
-        self.ema_pre = _Ema(codes.pre) if kp else None
-        self.ema_post = _Ema(codes.post) if ko else None
-        self.stack_filters = bool(kp and ko and codes.pre == codes.post)
-        self.ema_mean, self.ema_var = _Ema(codes.mean), _Ema(codes.var)
-        self.stack_stats = codes.mean == codes.var
+        segs = ([(codes.pre, kp)] if kp else []) + ([(codes.post, ko)] if ko else [])
+        self.ema_filt = _Ema(segs)                          # [pre_trace | post_trace]
+        self.ema_stat = _Ema([(codes.mean, n_out), (codes.var, n_out)])    # [mean | var]
         # PRNG word layouts (warm-up: no weight words) with the mask of each word's shift
         self.w_shift_total = P + A                          # <= 32 (Params checks)
-        m_filt = np.concatenate([np.full(kp, self.ema_pre.mask if kp else 0, np.int64),
-                                 np.full(ko, self.ema_post.mask if ko else 0, np.int64)])
-        m_stat = np.concatenate([np.full(n_out, self.ema_mean.mask, np.int64),
-                                 np.full(n_out, self.ema_var.mask, np.int64)])
         m_w = np.full(self.k_w, (1 << self.w_shift_total) - 1, np.int64)
-        self.words_warm = _Words(np.concatenate([m_filt, m_stat]), prng_block)
-        self.words_run = _Words(np.concatenate([m_filt, m_w, m_stat]), prng_block)
+        self.words_warm = _Words(np.concatenate([self.ema_filt.mask, self.ema_stat.mask]),
+                                 prng_block)
+        self.words_run = _Words(np.concatenate([self.ema_filt.mask, m_w, self.ema_stat.mask]),
+                                prng_block)
         # working state (int64): [pre_trace | post_trace], [mean | var], z_prev, weights
         z = lambda *shape: np.zeros(shape, np.int64)  # noqa: E731
         self.tr, self.tr_t, self.tr_tgt, self.xz = z(kp + ko), z(kp + ko), z(kp + ko), z(kp + ko)
@@ -202,28 +206,56 @@ class LPLRateFast:
         self.lo_m = np.full((n_out, n_in), self.lo, np.int64)
         self.hi_m = np.full((n_out, n_in), self.hi, np.int64)
         self.int8_bounds = self.lo == qmath.INT8_MIN and self.hi == qmath.INT8_MAX
-        # constants
-        self.inv_num = I64(1) << I64(2 * A + E + INV_FRAC)
-        self.xi_q = I64(p.xi_q)
-        self.half_inv = I64(1 << (INV_FRAC - 1))
-        self.half_e = I64(1 << (E - 1)) if E else None
+        self.w_mask_m = np.full((n_out, n_in), (1 << self.w_shift_total) - 1, np.int64)
+        self.w_sh_m = np.full((n_out, n_in), self.w_shift_total, np.int64)
+        # constants as arrays of the operand's length (numpy is ~2x faster on array operands
+        # than on scalars for vectors this short)
+        c = lambda v, n=n_out: np.full(n, v, np.int64)  # noqa: E731
+        n_tr = kp + ko
+        self.c_half_e_tr, self.c_e_tr = c(1 << (E - 1) if E else 0, n_tr), c(E, n_tr)
+        self.c_e = c(E)
+        self.c_half_e, self.c_xi = c(1 << (E - 1) if E else 0), c(p.xi_q)
+        self.c_inv_num = c(1 << (2 * A + E + INV_FRAC))
+        self.c_half_inv, self.c_inv_frac = c(1 << (INV_FRAC - 1)), c(INV_FRAC)
         self.lam = _scale_code(p.lam, "lam")
         self.predc = _scale_code(p.pred, "pred")
         # |hebb| <= 2^43 (an int64 shifted right by 20); |(z - z_prev) << E| <= 2^(17 + E)
+        self.lam_hom = float(getattr(params, "lam_hom", 0.0))
+        self.stores_target = bool(getattr(params, "stores_target", False))
+        self.hom = _scale_code(self.lam_hom, "lam_hom")
+        self.target = z(n_out)                               # rho in Q.(A+E)
+        if self.lam_hom > 0 and not self.stores_target:
+            self.target[...] = int(round(params.rate_target * (1 << (A + E))))
+        self.c_hom = z(n_out)
         self.lam_id = _is_identity(self.lam, 43)
         self.pred_id = _is_identity(self.predc, 17 + E)
         pred_bits = 17 + E + (0 if self.predc is None else
                               max(0, self.predc[0].bit_length() - self.predc[1]))
-        self.gain_id = max(43, pred_bits) + 1 + GAIN_FRAC <= 62     # b * 4096 cannot wrap
+        hom_bits = 43 + (0 if self.hom is None else
+                         max(0, self.hom[0].bit_length() - self.hom[1]))
+        self.gain_id = max(43, pred_bits, hom_bits) + 2 + GAIN_FRAC <= 62   # b*4096 no wrap
+        self.c_gain_one, self.c_gain_half = c(1 << GAIN_FRAC), c(1 << (GAIN_FRAC - 1))
+        self.c_gain_frac = c(GAIN_FRAC)
         eta = qmath.encode_scale(RULE, "eta * 2^w_shift", p.eta * 2.0 ** float(w_shift))
-        self.eta_k = I64(eta.k)
         self.eta_sh = A + E + int(eta.s) - P
-        self.eta_half = I64(1 << (self.eta_sh - 1)) if self.eta_sh > 0 else None
-        self.gain_half = I64(1 << (GAIN_FRAC - 1))
-        self.gain_one = I64(1 << GAIN_FRAC)
-        self.p_lo, self.p_hi = I64(-(1 << 40)), I64((1 << 40) - 1)
-        self.s_lo, self.s_hi = I64(-(1 << 31)), I64((1 << 31) - 1)
+        self.c_eta_k = c(eta.k)
+        self.c_eta_half = c(1 << (self.eta_sh - 1) if self.eta_sh > 0 else 0)
+        self.c_eta_sh = c(abs(self.eta_sh))
+        self.c_p_lo, self.c_p_hi = c(-(1 << 40)), c((1 << 40) - 1)
+        self.c_s_lo, self.c_s_hi = c(-(1 << 31), 2 * n_out), c((1 << 31) - 1, 2 * n_out)
+        self.c_zero, self.c_z_lo, self.c_z_hi = c(0), c(-32768), c(32767)
+        self._in_shift: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.reload()
+
+    def _shifts(self, shift: int) -> tuple[np.ndarray, np.ndarray]:
+        """Shift arrays for pre [n_in] and post [n_out]: by shift (+ E when filtered)."""
+        v = self._in_shift.get(shift)
+        if v is None:
+            E = self.E
+            v = (np.full(self.n_in, shift + (E if self.k_pre else 0), np.int64),
+                 np.full(self.n_out, shift + (E if self.k_post else 0), np.int64))
+            self._in_shift[shift] = v
+        return v
 
     def reload(self) -> None:
         """Read the bound weight and state arrays into the working copies."""
@@ -236,6 +268,8 @@ class LPLRateFast:
         self.st[self.n_out:] = s.var
         self.zprev[...] = s.z_prev
         self.count = int(s.count[0])
+        if self.stores_target:
+            self.target[...] = s.target
         np.copyto(self.w64, self.w)
 
     def flush(self) -> None:
@@ -249,6 +283,8 @@ class LPLRateFast:
         if self.k_post:
             np.copyto(s.post_trace, self.tr[kp:], casting="unsafe")
         s.count[0] = self.count
+        if self.stores_target:
+            np.copyto(s.target, self.target, casting="unsafe")
 
     # ----------------------------------------------------------------------------------
     def step(self, pre: np.ndarray, post: np.ndarray, rng: RngState, shift: int = 0,
@@ -260,100 +296,92 @@ class LPLRateFast:
         (rng advanced, FixedStats of step_fixed if ``stats`` else None, whether the weight
         rule ran, i.e. not warm-up).
         """
-        n_out, E = self.n_out, self.E
+        n_out = self.n_out
         count = self.count
         skipped = count < self.warmup
-        words = self.words_warm if skipped else self.words_run
-        r = words.row(rng)
+        r = (self.words_warm if skipped else self.words_run).row(rng)
         kp, ko, o_w = self.k_pre, self.k_post, self.o_w
         o_mean = o_w if skipped else o_w + self.k_w
-        x, z = self.x, self.z
+        x, z, xz, tr = self.x, self.z, self.xz, self.tr
+        sub, mul, add, rsh, lsh = (np.subtract, np.multiply, np.add, np.right_shift,
+                                   np.left_shift)
+        vmax, vmin = np.maximum, np.minimum
         # -- input / output rate filters: x~ += r (x<<E - x~), activities round(x~ / 2^E)
+        sh_pre, sh_post = self._shifts(shift)
         tgt = self.tr_tgt
-        if kp:
-            np.left_shift(pre, shift + E, out=tgt[:kp])
-        else:
-            np.left_shift(pre, shift, out=x)
-        if ko:
-            np.left_shift(post, shift + E, out=tgt[kp:])
-        else:
-            np.left_shift(post, shift, out=z)
-        if self.stack_filters:
-            self.ema_pre.apply(self.tr, tgt, r[:o_w], self.tr_t)
-        else:
-            if kp:
-                self.ema_pre.apply(self.tr[:kp], tgt[:kp], r[:kp], self.tr_t[:kp])
-            if ko:
-                self.ema_post.apply(self.tr[kp:], tgt[kp:], r[kp:o_w], self.tr_t[kp:])
+        lsh(pre, sh_pre, tgt[:kp] if kp else x)
+        lsh(post, sh_post, tgt[kp:] if ko else z)
         if o_w:
-            if E:
-                np.add(self.tr, self.half_e, out=self.xz)
-                np.right_shift(self.xz, E, out=self.xz)
-            else:
-                np.copyto(self.xz, self.tr)
+            self.ema_filt.apply(tr, tgt, r[:o_w], self.tr_t)
+            add(tr, self.c_half_e_tr, xz)
+            rsh(xz, self.c_e_tr, xz)
         # -- bracket (lpl_rate.bracket_fixed with gain 1): p in Q.P
-        mean, var = self.st[:n_out], self.st[n_out:]
+        st = self.st
+        mean, var = st[:n_out], st[n_out:]
         d, inv, hebb, pred, pv = self.d, self.inv, self.hebb, self.pred, self.pv
         zE = self.st_tgt[:n_out]                           # z << E (also the mean target)
-        np.left_shift(z, E, out=zE)
-        np.subtract(zE, mean, out=d)
-        np.add(var, self.xi_q, out=inv)
-        np.floor_divide(self.inv_num, inv, out=inv)
-        np.multiply(d, inv, out=hebb)
-        np.add(hebb, self.half_inv, out=hebb)
-        np.right_shift(hebb, INV_FRAC, out=hebb)
+        lsh(z, self.c_e, zE)
+        sub(zE, mean, d)
+        add(var, self.c_xi, inv)
+        np.floor_divide(self.c_inv_num, inv, inv)
+        mul(d, inv, hebb)
+        add(hebb, self.c_half_inv, hebb)
+        rsh(hebb, self.c_inv_frac, hebb)
         if not self.lam_id:
             _apply_scale(hebb, self.lam)
-        np.subtract(z, self.zprev, out=pred)
-        np.left_shift(pred, E, out=pred)
+        sub(z, self.zprev, pred)
+        lsh(pred, self.c_e, pred)
         if not self.pred_id:
             _apply_scale(pred, self.predc)
-        np.subtract(hebb, pred, out=pv)
+        sub(hebb, pred, pv)
+        if self.lam_hom > 0:                                # - lam_hom (zbar - rho) / var
+            hom = self.c_hom
+            sub(mean, self.target, hom)
+            mul(hom, inv, hom)
+            add(hom, self.c_half_inv, hom)
+            rsh(hom, self.c_inv_frac, hom)
+            _apply_scale(hom, self.hom)
+            sub(pv, hom, pv)
         if not self.gain_id:
-            np.multiply(pv, self.gain_one, out=pv)
-            np.add(pv, self.gain_half, out=pv)
-            np.right_shift(pv, GAIN_FRAC, out=pv)
-        np.multiply(pv, self.eta_k, out=pv)
-        sh = self.eta_sh
-        if sh > 0:
-            np.add(pv, self.eta_half, out=pv)
-            np.right_shift(pv, sh, out=pv)
-        elif sh < 0:
-            np.left_shift(pv, -sh, out=pv)
+            mul(pv, self.c_gain_one, pv)
+            add(pv, self.c_gain_half, pv)
+            rsh(pv, self.c_gain_frac, pv)
+        mul(pv, self.c_eta_k, pv)
+        if self.eta_sh > 0:
+            add(pv, self.c_eta_half, pv)
+            rsh(pv, self.c_eta_sh, pv)
+        elif self.eta_sh < 0:
+            lsh(pv, self.c_eta_sh, pv)
         nsat = 0
         if stats:
-            nsat += int(np.count_nonzero((pv < self.p_lo) | (pv > self.p_hi)))
-        np.maximum(pv, self.p_lo, out=pv)
-        np.minimum(pv, self.p_hi, out=pv)
+            nsat += int(np.count_nonzero((pv < self.c_p_lo) | (pv > self.c_p_hi)))
+        vmax(pv, self.c_p_lo, pv)
+        vmin(pv, self.c_p_hi, pv)
         changed = clipped = 0
         if not skipped:
             changed, clipped = self._apply(pv, x, r[o_w:o_mean], stats)
         # -- statistics: mean += r (z<<E - mean), var += r (round_shift(d^2, E) - var)
         vt = self.st_tgt[n_out:]
-        np.multiply(d, d, out=vt)
-        if E:
-            np.add(vt, self.half_e, out=vt)
-            np.right_shift(vt, E, out=vt)
-        rs = r[o_mean:]
-        if self.stack_stats:
-            self.ema_mean.apply(self.st, self.st_tgt, rs, self.st_t)
-        else:
-            self.ema_mean.apply(mean, zE, rs[:n_out], self.st_t[:n_out])
-            self.ema_var.apply(var, vt, rs[n_out:], self.st_t[n_out:])
+        mul(d, d, vt)
+        add(vt, self.c_half_e, vt)
+        rsh(vt, self.c_e, vt)
+        self.ema_stat.apply(st, self.st_tgt, r[o_mean:], self.st_t)
         if stats:
-            nsat += int(np.count_nonzero((self.st < self.s_lo) | (self.st > self.s_hi)))
-        np.maximum(self.st, self.s_lo, out=self.st)
-        np.minimum(self.st, self.s_hi, out=self.st)
-        np.maximum(var, 0, out=var)
-        np.maximum(z, -32768, out=self.zprev)
-        np.minimum(self.zprev, 32767, out=self.zprev)
+            nsat += int(np.count_nonzero((st < self.c_s_lo) | (st > self.c_s_hi)))
+        vmax(st, self.c_s_lo, st)
+        vmin(st, self.c_s_hi, st)
+        vmax(var, self.c_zero, var)
+        vmax(z, self.c_z_lo, self.zprev)
+        vmin(self.zprev, self.c_z_hi, self.zprev)
+        if self.stores_target and count + 1 == self.warmup:
+            self.target[...] = mean                         # rho = mean at end of warm-up
         if count != self.warmup:
             self.count = min(count + 1, self.warmup)
         if self.write_back:
             self.flush()
         rng = RngState(rng.key, (rng.counter + o_mean + 2 * n_out) & 0xFFFFFFFF)
-        st = FixedStats(changed, clipped, nsat, int(skipped)) if stats else None
-        return rng, st, not skipped
+        return rng, (FixedStats(changed, clipped, nsat, int(skipped)) if stats else None), \
+            not skipped
 
     def _apply(self, pv: np.ndarray, x: np.ndarray, rw: np.ndarray, stats: bool
                ) -> tuple[int, int]:
@@ -361,15 +389,16 @@ class LPLRateFast:
         ``rw`` are the weight words masked to the shift (int64)."""
         n_out, n_in = self.n_out, self.n_in
         num, u, w64 = self.num, self.u, self.w64
+        add = np.add
         if self.full:
             u = rw.reshape(n_out, n_in)
         else:
-            np.add(rw[:n_out, None], rw[None, n_out:], out=u)        # a_i + b_j (< 2^33)
-            np.bitwise_and(u, I64((1 << self.w_shift_total) - 1), out=u)
-        np.multiply(pv[:, None], x[None, :], out=num)
-        np.add(num, u, out=num)
-        np.right_shift(num, self.w_shift_total, out=num)
-        np.add(num, w64, out=num)                                      # raw = w + dw
+            add(rw[:n_out, None], rw[None, n_out:], u)               # a_i + b_j (< 2^33)
+            np.bitwise_and(u, self.w_mask_m, u)
+        np.multiply(pv[:, None], x[None, :], num)
+        add(num, u, num)
+        np.right_shift(num, self.w_sh_m, num)
+        add(num, w64, num)                                             # raw = w + dw
         raw = None
         if stats:
             raw = self.raw
@@ -379,8 +408,8 @@ class LPLRateFast:
         else:
             lo = np.minimum(self.lo_m, w64)
             hi = np.maximum(self.hi_m, w64)
-        np.maximum(num, lo, out=num)
-        np.minimum(num, hi, out=num)
+        np.maximum(num, lo, num)
+        np.minimum(num, hi, num)
         changed = clipped = 0
         if stats:
             clipped = int(np.count_nonzero(num != raw))

@@ -29,7 +29,7 @@ ds/dbeta = -H^-1 dL/ds = -D J^-1 dL/ds.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -127,7 +127,7 @@ def coupling_matrix(Ws: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarra
 def jacobian(A: np.ndarray, d: np.ndarray, p: np.ndarray | None, beta: float,
              out: slice) -> np.ndarray:
     """J = I - A D + beta P for each sample: [B, N, N] from d = rho'(z) [B, N], p [B, n_K]."""
-    B, N = d.shape
+    N = d.shape[1]
     J = -A[None, :, :] * d[:, None, :]
     idx = np.arange(N)
     J[:, idx, idx] += 1.0

@@ -18,7 +18,7 @@ All arithmetic is real float64; nothing here creates a complex array.
 from __future__ import annotations
 
 import io as _io
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from edgelearn.atomic import atomic_open
 from edgelearn.errors import InputError, ModelFileError, ParameterError
 from edgelearn.rules.hep import energy as en
 from edgelearn.rules.hep import schemes as sc
-from edgelearn.rules.hep.relax import RelaxationError, RelaxParams, Relaxer, RelaxResult
+from edgelearn.rules.hep.relax import RelaxationError, Relaxer, RelaxParams, RelaxResult
 
 _UNSET = object()
 
@@ -239,7 +239,7 @@ class EnergyHead:
             else:
                 kw = {}
                 if rx.noisy and rp.allocate:
-                    a = max(1, int(round(len(wabs) * rp.average * wabs[j] / wabs.sum())))
+                    a = max(1, round(float(len(wabs) * rp.average * wabs[j] / wabs.sum())))
                     kw = {"average": a, "steps": rp.noisy_steps - rp.average + a}
                 res = rx.relax(x, b * t, onehot, init=z, strict=strict, **kw)
                 z, ss = res.z, res.s
@@ -380,7 +380,7 @@ class EnergyHead:
             fh.write(buf.getvalue())
 
     @classmethod
-    def load(cls, path, **kw) -> "EnergyHead":
+    def load(cls, path, **kw) -> EnergyHead:
         try:
             with np.load(path, allow_pickle=False) as f:
                 sizes = tuple(int(v) for v in f["sizes"])

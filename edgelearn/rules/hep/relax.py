@@ -18,8 +18,9 @@ and ``strict=True`` raises :class:`RelaxationError` naming the residual and the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
