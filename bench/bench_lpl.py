@@ -259,9 +259,11 @@ def main(argv=None) -> int:
     ap.add_argument("--adapt-frac", type=float, default=0.5,
                     help="fraction of the stream used (unlabelled) for adaptation")
     ap.add_argument("--passes", type=int, default=3, help="passes over the adaptation part")
-    ap.add_argument("--configs", default="1e-5:1:0,1e-5:0.03:10,1e-5:0.03:0:0,1e-4:1:0",
-                    help="comma-separated eta:lam:lam_decorr[:tau_pre] LPL settings "
-                         "(tau_pre 0 = event-driven on raw input spikes; default 10 steps)")
+    ap.add_argument("--configs",
+                    default="1e-5:1:0,1e-5:0.03:10,1e-5:1:0:10:1,1e-5:0.3:0:10:3,1e-5:0.3:0:0:3",
+                    help="comma-separated eta:lam:lam_decorr[:tau_pre[:lam_hom]] LPL settings "
+                         "(tau_pre 0 = event-driven on raw input spikes, default 10 steps; "
+                         "lam_hom > 0 adds rate homeostasis to each neuron's warm-up mean)")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--shots", default="1,5,10")
     ap.add_argument("--sizes", default="32x32,128x256,700x256")
@@ -286,8 +288,9 @@ def main(argv=None) -> int:
     xe_int = np.rint(xe / pre_scale).astype(np.int64)
     shots = [int(k) for k in args.shots.split(",")]
 
-    def params(eta, lam=1.0, decorr=0.0, tau_pre=10.0):
-        return lpl_rate.Params(eta=eta, lam=lam, lam_decorr=decorr, tau_mean=1000.0,
+    def params(eta, lam=1.0, decorr=0.0, tau_pre=10.0, lam_hom=0.0):
+        return lpl_rate.Params(eta=eta, lam=lam, lam_decorr=decorr, lam_hom=lam_hom,
+                               tau_mean=1000.0,
                                tau_var=1000.0, tau_pre=tau_pre, tau_post=10.0, var_init=0.01,
                                warmup=1000, xi=1e-4, w_min=-128 * lsb, w_max=127 * lsb,
                                rounding="dither")
@@ -319,6 +322,7 @@ def main(argv=None) -> int:
         res = adaptation_run(net, layer, ql, xa, xa_int, xe, xe_int, ye, n_classes,
                              pc, w_shift, pre_scale, shots, args.repeats)
         res["label"] = (f"eta={pc.eta:g} lam={pc.lam:g} dec={pc.lam_decorr:g}"
+                        + (f" hom={pc.lam_hom:g}" if pc.lam_hom else "")
                         + (" event" if pc.tau_pre == 0 else ""))
         res["extra_bytes_fixed"] = rule_memory_bytes(pc, layer.n_in, layer.n_out)
         result["runs"].append(res)
@@ -334,10 +338,10 @@ def main(argv=None) -> int:
                               for k, (m, s) in d.items())
     print("linear probe on hidden features (mean+-std over label draws; k labels per class):")
     for name, d in result["before"].items():
-        print(f"  {name:36s} {fmt(d)}")
+        print(f"  {name:44s} {fmt(d)}")
     for r in result["runs"]:
         for name, d in r["probe"].items():
-            print(f"  {name[6:] + ' ' + r['label']:36s} {fmt(d)}   rate "
+            print(f"  {name[6:] + ' ' + r['label']:44s} {fmt(d)}   rate "
                   f"{r['hidden_rate'][name]:.3f}  mean|dW| {r['mean_abs_dw_lsb'][name[6:11]]:.1f}"
                   f" LSB")
     print(f"pretrained readout: before {result['readout_before_float'] * 100:.1f} %, after "
