@@ -38,11 +38,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgelearn.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
-from edgelearn.rules.hep import (EnergyHead, OnlineHEP, RelaxParams, StateNoise,  # noqa: E402
-                                 cosine_scheme, hep_memory_bytes, hep_scheme,
-                                 oscillating_gradient)
-from edgelearn.rules.hep import energy as en  # noqa: E402
+from edgelearn.atomic import atomic_write_bytes, atomic_write_text
+from edgelearn.rules.hep import (
+    EnergyHead,
+    OnlineHEP,
+    RelaxParams,
+    StateNoise,
+    cosine_scheme,
+    hep_memory_bytes,
+    hep_scheme,
+    oscillating_gradient,
+)
+from edgelearn.rules.hep import energy as en
 
 AMPS = [0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
 USABLE = 0.1
@@ -188,7 +195,7 @@ def trained_heads(data, seeds, epochs=2):
 
 def part_gradients(seeds, repeats, noises, quick, data):
     ests = estimators()
-    fams = {"init": dict(coupling=0.5), "strong": dict(coupling=1.0, max_coupling=None),
+    fams = {"init": {"coupling": 0.5}, "strong": {"coupling": 1.0, "max_coupling": None},
             "trained": None}
     amps = AMPS if not quick else [0.2, 0.5, 1.0, 2.0]
     res = {}
@@ -266,7 +273,7 @@ def print_tables(res, amps, noises, usable):
                 print(f"{'steps':30s}" + "".join(f"{'':>17s}" for _ in range(0)))
                 for name, rows in ests.items():
                     print(f"  {name:28s}" + "".join(
-                        f"{str(rows[f'{sigma}|{b}']['dynamics_steps']):>17s}" for b in amps))
+                        f"{rows[f'{sigma}|{b}']['dynamics_steps']!s:>17s}" for b in amps))
 
 
 # ------------------------------------------------------------------------------- part 2

@@ -11,10 +11,20 @@ import numpy as np
 import pytest
 
 from edgelearn.errors import InputError, ModelFileError, ParameterError
-from edgelearn.rules.hep import (EnergyHead, HEPParams, OnlineHEP, RelaxationError, RelaxParams,
-                                 StateNoise, WeightReadNoise, centered_scheme, cosine_scheme,
-                                 hep_memory_bytes, hep_scheme, interpolation_scheme,
-                                 oscillating_gradient)
+from edgelearn.rules.hep import (
+    EnergyHead,
+    HEPParams,
+    OnlineHEP,
+    RelaxationError,
+    RelaxParams,
+    StateNoise,
+    WeightReadNoise,
+    cosine_scheme,
+    hep_memory_bytes,
+    hep_scheme,
+    interpolation_scheme,
+    oscillating_gradient,
+)
 from edgelearn.rules.hep import schemes as sc
 
 PKG = pathlib.Path(__file__).resolve().parents[1] / "edgelearn" / "rules" / "hep"
@@ -162,7 +172,7 @@ def test_nonconvergence_is_reported_and_strict_raises():
 
 def test_strongly_coupled_head_still_converges():
     head = EnergyHead((16, 32, 10), seed=0, coupling=1.6, max_coupling=None)
-    x, y = batch(16, 10, 8, 100)
+    x, _ = batch(16, 10, 8, 100)
     res = head.free_phase(x)
     assert res.converged, res.residual
 
