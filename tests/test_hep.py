@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+import sys
 import time
 import tokenize
 
@@ -150,6 +151,44 @@ def test_no_complex_arithmetic_anywhere():
             assert a.dtype == np.float64
     res = head.free_phase(x)
     assert res.z.dtype == np.float64 and all(s.dtype == np.float64 for s in res.s)
+    # every array bound to a local variable in any package function, at every return, is real
+    seen = {"arrays": 0}
+    bad = []
+
+    def check(v, where):
+        if isinstance(v, np.ndarray):
+            seen["arrays"] += 1
+            if v.dtype.kind == "c":
+                bad.append(where)
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                check(item, where)
+
+    def local_tracer(frame, event, arg):
+        if event == "return":
+            where = f"{frame.f_code.co_filename}:{frame.f_code.co_name}"
+            for v in list(frame.f_locals.values()) + [arg]:
+                check(v, where)
+        return local_tracer
+
+    def tracer(frame, event, arg):
+        if str(PKG) in frame.f_code.co_filename:
+            return local_tracer
+        return None
+
+    sys.settrace(tracer)
+    try:
+        head.exact_gradient(x, y)
+        head.hep_gradient(x, y, 0.5, 6, harmonics=True)
+        head.ep_gradient(x, y, 0.3, centered=True)
+        head.hep_gradient(x, y, 0.5, 4, noise=StateNoise(0.01, np.random.default_rng(0)),
+                          weight_read=WeightReadNoise(0.01, np.random.default_rng(1)))
+        oscillating_gradient(head, x, y, 0.5, period=16, harmonics=3, substeps=1)
+        head.choose_amplitude(x, y, 4, tol=1e-2, start=0.5)
+        OnlineHEP(head, lr=0.01).update(x[0], int(y[0]))
+    finally:
+        sys.settrace(None)
+    assert seen["arrays"] > 1000 and not bad, bad[:3]
 
 
 def test_nonconvergence_is_reported_and_strict_raises():
