@@ -355,8 +355,8 @@ class LPLRateFast:
         nsat = 0
         if stats:
             nsat += int(np.count_nonzero((pv < self.c_p_lo) | (pv > self.c_p_hi)))
-        vmax(pv, self.c_p_lo, pv)
-        vmin(pv, self.c_p_hi, pv)
+        vmax(pv, self.c_p_lo, out=pv)
+        vmin(pv, self.c_p_hi, out=pv)
         changed = clipped = 0
         if not skipped:
             changed, clipped = self._apply(pv, x, r[o_w:o_mean], stats)
@@ -368,11 +368,11 @@ class LPLRateFast:
         self.ema_stat.apply(st, self.st_tgt, r[o_mean:], self.st_t)
         if stats:
             nsat += int(np.count_nonzero((st < self.c_s_lo) | (st > self.c_s_hi)))
-        vmax(st, self.c_s_lo, st)
-        vmin(st, self.c_s_hi, st)
-        vmax(var, self.c_zero, var)
-        vmax(z, self.c_z_lo, self.zprev)
-        vmin(self.zprev, self.c_z_hi, self.zprev)
+        vmax(st, self.c_s_lo, out=st)
+        vmin(st, self.c_s_hi, out=st)
+        vmax(var, self.c_zero, out=var)
+        vmax(z, self.c_z_lo, out=self.zprev)
+        vmin(self.zprev, self.c_z_hi, out=self.zprev)
         if self.stores_target and count + 1 == self.warmup:
             self.target[...] = mean                         # rho = mean at end of warm-up
         if count != self.warmup:
@@ -408,8 +408,8 @@ class LPLRateFast:
         else:
             lo = np.minimum(self.lo_m, w64)
             hi = np.maximum(self.hi_m, w64)
-        np.maximum(num, lo, num)
-        np.minimum(num, hi, num)
+        np.maximum(num, lo, out=num)
+        np.minimum(num, hi, out=num)
         changed = clipped = 0
         if stats:
             clipped = int(np.count_nonzero(num != raw))
