@@ -180,7 +180,7 @@ def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConf
             else:
                 last_good = w
                 if acc is not None:
-                    ref_acc = acc if ref_acc is None else max(ref_acc, acc)
+                    ref_acc = acc
             for k, v in _drift(w0, w).items():
                 drift[k].append((done, v))
             if ckpt_path is not None:

@@ -47,7 +47,7 @@ class HeadShape:
     layer's rates followed by the readout scores) and the replay buffer length."""
 
     sizes: tuple[int, ...]
-    replay: int = 20
+    replay: int = 16
 
 
 @dataclass(frozen=True)
