@@ -88,6 +88,14 @@ class Device:
         self.flash.abort()
         self.upload_len = self.upload_crc = 0
         self.pull_image = b""
+        self.blob_kind = 0
+        self.blob_buf = bytearray()
+        self.blob_len = self.blob_crc = 0
+        self.blob_snapshot = b""
+        self.config: dict | None = None       # sample mode: engine configuration (RAM only)
+        self.head_blob: bytes | None = None
+        self.sengine = None                   # sample mode: edgelearn.device.engine.Engine
+        self.sample_steps = 0
         self.engine: Engine | None = None
         self.load_error = ""
         self.arena = Arena(self.ram, name="device RAM")
@@ -274,6 +282,12 @@ class Device:
                               f"activated: {exc}", self.arena.size, self.arena.free) from None
         info = self.flash.commit(self.upload_crc)
         self.engine, self.load_error, self.pull_image = eng, "", b""
+        self.sengine = None
+        if self.config is not None:      # stay in sample mode with the new model if it fits
+            try:
+                self._enter_sample_mode()
+            except DeviceError as exc:
+                self.log(f"sample mode left after commit: {exc.text}")
         return m.UploadCommitReply(info.slot, info.length, info.crc, info.generation)
 
     def _read_flash(self, msg: m.ReadFlash) -> m.Message:
@@ -288,6 +302,9 @@ class Device:
         return m.ReadFlashReply(msg.offset, self.flash.read(msg.slot, msg.offset, msg.length))
 
     def _need_engine(self) -> Engine:
+        if self.sengine is not None:
+            raise DeviceError(m.E_BAD_STATE, "the device is in sample mode: use SAMPLE, TEACH "
+                              "and MODE (streaming INFER/LEARN need a new upload or a reboot)")
         if self.engine is None:
             raise DeviceError(m.E_NO_MODEL, self.load_error or "no model committed")
         return self.engine
@@ -339,7 +356,11 @@ class Device:
         return m.LearnReply(int(eng.learning), layer, eng.learn_updates)
 
     def _pull_begin(self, msg: m.PullBegin) -> m.Message:
-        self.pull_image = self._need_engine().snapshot()
+        if self.sengine is not None:
+            from edgelearn.kernels.image import to_image
+            self.pull_image = to_image(self.sengine.network())
+        else:
+            self.pull_image = self._need_engine().snapshot()
         return m.PullBeginReply(len(self.pull_image), crc32(self.pull_image))
 
     def _pull_read(self, msg: m.PullRead) -> m.Message:
@@ -351,6 +372,18 @@ class Device:
 
     def _telemetry(self, msg: m.Telemetry) -> m.Message:
         eng, act = self.engine, self.flash.active()
+        if self.sengine is not None:
+            c = self.sengine.counters
+            return m.TelemetryReply(
+                steps=c["steps"], spikes=c["spikes"], input_spikes=0, output_spikes=0,
+                learn_updates=c["lpl_updates"], arena_used=self.arena.used,
+                arena_high_water=self.arena.high_water, arena_size=self.arena.size,
+                cycles_per_step=0, frames_ok=self.frames_ok & 0xFFFFFFFF,
+                frames_bad=self.frames_bad & 0xFFFFFFFF, frames_dup=self.frames_dup & 0xFFFFFFFF,
+                naks=self.naks & 0xFFFFFFFF,
+                learning=int(self.sengine.lpl_on) | 2 * int(self.sengine.hep_on),
+                active_slot=act.slot if act else m.NO_SLOT, samples=c["samples"],
+                hep_updates=c["hep_updates"])
         return m.TelemetryReply(
             steps=eng.steps if eng else 0, spikes=eng.spikes if eng else 0,
             input_spikes=eng.input_spikes if eng else 0,
@@ -370,11 +403,189 @@ class Device:
             self.engine.reset_state()
         return m.ResetReply(msg.mode)   # a reboot happens after the reply is queued
 
+    # -- sample mode (the deployment engine of edgelearn.device) --------------------------------
+    def _enter_sample_mode(self) -> None:
+        """Build the deployment engine from the active model, config and head, in the arena."""
+        import json
+        import os
+        import tempfile
+
+        from edgelearn.device.engine import Engine as DeploymentEngine
+        from edgelearn.device.engine import EngineConfig, HEPSettings
+        from edgelearn.device.head import DeviceHead
+        from edgelearn.rules import lpl_rate
+
+        act = self.flash.active()
+        if act is None:
+            raise DeviceError(m.E_NO_MODEL, "sample mode needs a committed model")
+        try:
+            d = json.loads(self.config_text)
+            kw = {k: v for k, v in d.items() if k not in ("lpl", "hep", "lpl_layers")}
+            kw["lpl_layers"] = tuple(d.get("lpl_layers", ()))
+            if "lpl" in d:
+                kw["lpl"] = lpl_rate.Params(**d["lpl"])
+            if "hep" in d:
+                kw["hep"] = HEPSettings(**d["hep"]) if d["hep"] else None
+            cfg = EngineConfig(**kw)
+            head = None
+            if self.head_blob is not None:
+                fd, path = tempfile.mkstemp(suffix=".npz")
+                try:
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(self.head_blob)
+                    head = DeviceHead.load(path)
+                finally:
+                    os.unlink(path)
+            from edgelearn.kernels.image import from_image
+            qnet = from_image(self.flash.image(act.slot))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DeviceError(m.E_BAD_PARAM, f"engine configuration rejected: {exc}") from None
+        except EdgelearnError as exc:
+            raise DeviceError(m.E_BAD_PARAM, f"engine configuration rejected: {exc}") from None
+        self.arena.reset()
+        self._alloc_link()
+        try:
+            eng = DeploymentEngine(qnet, self.arena, head, cfg)
+        except MemoryBudgetError as exc:
+            self.sengine = None
+            self._relayout(self.engine)
+            raise DeviceError(m.E_NO_MEMORY, f"deployment does not fit the RAM arena: {exc}",
+                              self.arena.size, self.arena.free) from None
+        except EdgelearnError as exc:
+            self.sengine = None
+            self._relayout(self.engine)
+            raise DeviceError(m.E_BAD_PARAM, f"engine rejected: {exc}") from None
+        self.sengine = eng
+
+    def _need_sample_engine(self):
+        if self.sengine is None:
+            raise DeviceError(m.E_BAD_STATE, "not in sample mode: send the engine configuration "
+                              "blob first")
+        return self.sengine
+
+    def _blob_begin(self, msg: m.BlobBegin) -> m.Message:
+        if msg.kind not in m.BLOB_NAMES:
+            raise DeviceError(m.E_BAD_PARAM, f"unknown blob kind {msg.kind}", msg.kind)
+        if msg.length > self.flash.slot_size:
+            raise DeviceError(m.E_NO_SPACE, f"blob of {msg.length} B is larger than "
+                              f"{self.flash.slot_size} B", msg.length, self.flash.slot_size)
+        self.blob_kind, self.blob_len, self.blob_crc = msg.kind, msg.length, msg.crc
+        self.blob_buf = bytearray()
+        return m.BlobBeginReply(msg.kind, msg.length)
+
+    def _blob_data(self, msg: m.BlobData) -> m.Message:
+        if not self.blob_kind or len(self.blob_buf) + len(msg.data) > self.blob_len:
+            raise DeviceError(m.E_BAD_STATE, "BLOB_DATA without BLOB_BEGIN or past its length",
+                              len(self.blob_buf), self.blob_len)
+        self.blob_buf += msg.data
+        return m.BlobDataReply(len(self.blob_buf))
+
+    def _blob_end(self, msg: m.BlobEnd) -> m.Message:
+        import io
+        kind, data = self.blob_kind, bytes(self.blob_buf)
+        self.blob_kind, self.blob_buf = 0, bytearray()
+        if not kind or len(data) != self.blob_len:
+            raise DeviceError(m.E_BAD_STATE, f"blob incomplete: {len(data)} of {self.blob_len} B",
+                              len(data), self.blob_len)
+        got = crc32(data)
+        if got != self.blob_crc:
+            raise DeviceError(m.E_IMAGE_CRC, f"blob CRC 0x{got:08x} differs from the announced "
+                              f"0x{self.blob_crc:08x}", got, self.blob_crc)
+        if kind == m.BLOB_WEIGHTS:
+            eng = self._need_sample_engine()
+            try:
+                with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                    eng.set_weights({k: z[k] for k in z.files})
+            except (OSError, ValueError, KeyError) as exc:
+                raise DeviceError(m.E_BAD_PARAM, f"weights blob rejected: {exc}") from None
+        else:
+            old = (self.config_text if self.config is not None else None, self.head_blob)
+            if kind == m.BLOB_CONFIG:
+                self.config_text, self.config = data.decode("utf-8", "replace"), {}
+            else:
+                self.head_blob = data
+            if self.config is not None:
+                try:
+                    self._enter_sample_mode()
+                except DeviceError:
+                    self.config = None if old[0] is None else {}
+                    if old[0] is not None:
+                        self.config_text = old[0]
+                    self.head_blob = old[1]
+                    raise
+        return m.BlobEndReply(kind, len(data), got)
+
+    def _blob_get(self, msg: m.BlobGet) -> m.Message:
+        import io
+        if msg.kind == m.BLOB_CONFIG and self.config is not None:
+            self.blob_snapshot = self.config_text.encode("utf-8")
+        elif msg.kind == m.BLOB_HEAD and self.head_blob is not None:
+            self.blob_snapshot = self.head_blob
+        elif msg.kind == m.BLOB_WEIGHTS:
+            buf = io.BytesIO()
+            np.savez(buf, **self._need_sample_engine().get_weights())
+            self.blob_snapshot = buf.getvalue()
+        else:
+            raise DeviceError(m.E_RANGE, f"no blob of kind {msg.kind} on the device", msg.kind)
+        return m.BlobGetReply(len(self.blob_snapshot), crc32(self.blob_snapshot))
+
+    def _blob_read(self, msg: m.BlobRead) -> m.Message:
+        n = len(self.blob_snapshot)
+        if msg.offset + msg.length > n or msg.length > self.max_payload - 4:
+            raise DeviceError(m.E_RANGE, f"blob read of {msg.length} B at {msg.offset} is "
+                              f"outside the {n} B snapshot (BLOB_GET first)", msg.offset, n)
+        return m.BlobReadReply(msg.offset, self.blob_snapshot[msg.offset:msg.offset + msg.length])
+
+    def _sample(self, msg: m.Sample) -> m.Message:
+        eng = self._need_sample_engine()
+        if msg.n_in != eng.qnet.n_in:
+            raise DeviceError(m.E_BAD_INPUT, f"model expects {eng.qnet.n_in} inputs, request "
+                              f"has {msg.n_in}", msg.n_in, eng.qnet.n_in)
+        try:
+            if msg.flags & m.SAMPLE_BEGIN:
+                eng.begin_sample()
+                self.sample_steps = 0
+            if msg.n_steps:
+                if msg.flags & m.INFER_COUNTS:
+                    x = np.frombuffer(msg.data, np.int8).reshape(msg.n_steps, msg.n_in)
+                else:
+                    bits = np.frombuffer(msg.data, np.uint8).reshape(msg.n_steps,
+                                                                     m.packed_len(msg.n_in))
+                    x = np.unpackbits(bits, axis=1, bitorder="little")[:, :msg.n_in]
+                eng.run_steps(x.astype(np.int64))
+                self.sample_steps += msg.n_steps
+            if msg.flags & m.SAMPLE_END:
+                res = eng.end_sample()
+                scores = np.asarray(res.scores, dtype="<f4").tobytes()
+                return m.SampleReply(1, res.prediction, res.spikes, self.sample_steps, scores)
+        except EdgelearnError as exc:
+            raise DeviceError(m.E_BAD_INPUT, str(exc)) from None
+        return m.SampleReply(0, 0, 0, self.sample_steps, b"")
+
+    def _teach(self, msg: m.Teach) -> m.Message:
+        eng = self._need_sample_engine()
+        try:
+            eng.teach(msg.label)
+        except EdgelearnError as exc:
+            raise DeviceError(m.E_BAD_INPUT, str(exc), msg.label) from None
+        c = eng.counters
+        return m.TeachReply(c["hep_updates"], c.get("hep_nonconverged", 0))
+
+    def _mode(self, msg: m.Mode) -> m.Message:
+        eng = self._need_sample_engine()
+        try:
+            eng.set_learning(bool(msg.lpl), bool(msg.hep))
+        except EdgelearnError as exc:
+            raise DeviceError(m.E_BAD_PARAM, str(exc)) from None
+        return m.ModeReply(int(eng.lpl_on), int(eng.hep_on))
+
     _HANDLERS = {m.HELLO: _hello, m.PING: _ping, m.UPLOAD_BEGIN: _upload_begin,
                  m.UPLOAD_DATA: _upload_data, m.UPLOAD_COMMIT: _upload_commit,
                  m.READ_FLASH: _read_flash, m.INFER: _infer, m.LEARN: _learn,
                  m.PULL_BEGIN: _pull_begin, m.PULL_READ: _pull_read, m.TELEMETRY: _telemetry,
-                 m.RESET: _reset}
+                 m.RESET: _reset, m.BLOB_BEGIN: _blob_begin, m.BLOB_DATA: _blob_data,
+                 m.BLOB_END: _blob_end, m.BLOB_GET: _blob_get, m.BLOB_READ: _blob_read,
+                 m.SAMPLE: _sample, m.TEACH: _teach, m.MODE: _mode}
 
 
 __all__ = ["Device", "DeviceError", "KERNEL_VERSION"]

@@ -423,24 +423,8 @@ class Client:
         payload limit) and frames are pipelined up to the window.
         """
         self._need_session()
-        x = np.asarray(x)
-        if x.ndim != 2 or x.shape[0] == 0:
-            raise InputError(f"input must be [T, n_in] with T >= 1, got shape {x.shape}")
-        if x.dtype.kind not in "biu" and not np.array_equal(x, np.round(x)):
-            raise InputError(f"input must hold integers, got dtype {x.dtype}")
-        T, n_in = x.shape
-        binary = x.dtype == np.bool_ or not np.any((x != 0) & (x != 1))
-        if not binary and (x.min() < -128 or x.max() > 127):
-            raise InputError(f"input values must lie in [-128, 127], got range "
-                             f"[{x.min()}, {x.max()}]")
-        flags = 0 if binary else m.INFER_COUNTS
-        row = m.input_row_len(n_in, flags)
-        fit = max(1, (self.max_payload - 5) // row)
-        k = fit if steps_per_frame is None else int(steps_per_frame)
-        if not 1 <= k <= fit:
-            raise InputError(f"steps_per_frame must be 1..{fit} for {n_in} inputs, got {k}")
-        rows = (np.packbits(x.astype(np.uint8), axis=1, bitorder="little") if binary
-                else x.astype(np.int8))
+        rows, flags, k = self._rows(x, steps_per_frame)
+        T, n_in = np.asarray(x).shape
         reqs = (m.Infer(min(k, T - t), n_in, flags | (m.INFER_RESET if (reset and t == 0)
                                                       else 0), rows[t:t + k].tobytes())
                 for t in range(0, T, k))
@@ -488,6 +472,83 @@ class Client:
             raise LinkError(f"pulled image CRC 0x{crc32(image):08x} differs from the device's "
                             f"0x{head.crc:08x}")
         return image
+
+    # -- sample mode: the deployment engine on the board --------------------------------------
+    def put_blob(self, kind: int, data: bytes, progress: ProgressFn | None = None) -> None:
+        """Send blob ``kind`` (messages.BLOB_CONFIG / BLOB_HEAD / BLOB_WEIGHTS) and apply it.
+
+        The config blob (JSON) switches the device to sample mode; the head blob (.npz) adds
+        the hEP head; the weights blob (.npz of name -> array) restores learned state."""
+        self._need_session()
+        data = bytes(data)
+        self.request(m.BlobBegin(kind, len(data), crc32(data)))
+        step = self.max_payload
+        for reply in self.pipeline(m.BlobData(data[i:i + step])
+                                   for i in range(0, len(data), step)):
+            if progress is not None:
+                progress(reply.received, len(data))
+        self.request(m.BlobEnd())
+
+    def get_blob(self, kind: int) -> bytes:
+        """Fetch blob ``kind`` from the device (CRC-checked)."""
+        self._need_session()
+        head = self.request(m.BlobGet(kind))
+        step = self.max_payload - 8
+        data = b"".join(r.data for r in self.pipeline(
+            m.BlobRead(off, min(step, head.length - off)) for off in range(0, head.length, step)))
+        if crc32(data) != head.crc:
+            raise LinkError(f"blob {m.BLOB_NAMES.get(kind, kind)} CRC 0x{crc32(data):08x} "
+                            f"differs from the device's 0x{head.crc:08x}")
+        return data
+
+    def sample(self, x: np.ndarray, steps_per_frame: int | None = None
+               ) -> tuple[int, np.ndarray, int]:
+        """Run one whole sample x [T, n_in] in sample mode (state reset first); returns
+        (prediction, float32 class scores, hidden spikes). LPL learns during it if on."""
+        self._need_session()
+        rows, flags, k = self._rows(x, steps_per_frame)
+        T = rows.shape[0]
+        reqs = [m.Sample(min(k, T - t), x.shape[1],
+                         flags | (m.SAMPLE_BEGIN if t == 0 else 0)
+                         | (m.SAMPLE_END if t + k >= T else 0), rows[t:t + k].tobytes())
+                for t in range(0, T, k)]
+        last = None
+        for last in self.pipeline(reqs):
+            pass
+        if last is None or not last.done:
+            raise LinkError("SAMPLE: the device did not return a result")
+        return last.prediction, np.frombuffer(last.data, "<f4").copy(), last.spikes
+
+    def teach(self, label: int) -> m.TeachReply:
+        """Supervised hEP update on the device from the last sample and ``label``."""
+        self._need_session()
+        return self.request(m.Teach(int(label)))
+
+    def set_mode(self, lpl: bool, hep: bool) -> m.ModeReply:
+        """Switch LPL and hEP on or off in sample mode."""
+        self._need_session()
+        return self.request(m.Mode(int(bool(lpl)), int(bool(hep))))
+
+    def _rows(self, x, steps_per_frame: int | None) -> tuple[np.ndarray, int, int]:
+        """Encode inputs [T, n_in] as frame rows: packed bits when 0/1, else int8 values."""
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise InputError(f"input must be [T, n_in] with T >= 1, got shape {x.shape}")
+        if x.dtype.kind not in "biu" and not np.array_equal(x, np.round(x)):
+            raise InputError(f"input must hold integers, got dtype {x.dtype}")
+        binary = x.dtype == np.bool_ or not np.any((x != 0) & (x != 1))
+        if not binary and (x.min() < -128 or x.max() > 127):
+            raise InputError(f"input values must lie in [-128, 127], got range "
+                             f"[{x.min()}, {x.max()}]")
+        flags = 0 if binary else m.INFER_COUNTS
+        row = m.input_row_len(x.shape[1], flags)
+        fit = max(1, (self.max_payload - 5) // row)
+        k = fit if steps_per_frame is None else int(steps_per_frame)
+        if not 1 <= k <= fit:
+            raise InputError(f"steps_per_frame must be 1..{fit} for {x.shape[1]} inputs, got {k}")
+        rows = (np.packbits(x.astype(np.uint8), axis=1, bitorder="little") if binary
+                else x.astype(np.int8))
+        return rows, flags, k
 
     def telemetry(self) -> m.TelemetryReply:
         self._need_session()

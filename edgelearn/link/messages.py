@@ -28,6 +28,14 @@ PULL_BEGIN = 0x22
 PULL_READ = 0x23
 TELEMETRY = 0x30
 RESET = 0x31
+BLOB_BEGIN = 0x40
+BLOB_DATA = 0x41
+BLOB_END = 0x42
+BLOB_GET = 0x43
+BLOB_READ = 0x44
+SAMPLE = 0x45
+TEACH = 0x46
+MODE = 0x47
 NAK = 0x7E
 ERROR = 0x7F
 REPLY = 0x80  # reply type = request type | REPLY
@@ -36,7 +44,9 @@ TYPE_NAMES = {HELLO: "HELLO", PING: "PING", UPLOAD_BEGIN: "UPLOAD_BEGIN",
               UPLOAD_DATA: "UPLOAD_DATA", UPLOAD_COMMIT: "UPLOAD_COMMIT",
               READ_FLASH: "READ_FLASH", INFER: "INFER", LEARN: "LEARN",
               PULL_BEGIN: "PULL_BEGIN", PULL_READ: "PULL_READ", TELEMETRY: "TELEMETRY",
-              RESET: "RESET", NAK: "NAK", ERROR: "ERROR"}
+              RESET: "RESET", BLOB_BEGIN: "BLOB_BEGIN", BLOB_DATA: "BLOB_DATA",
+              BLOB_END: "BLOB_END", BLOB_GET: "BLOB_GET", BLOB_READ: "BLOB_READ",
+              SAMPLE: "SAMPLE", TEACH: "TEACH", MODE: "MODE", NAK: "NAK", ERROR: "ERROR"}
 
 
 def type_name(t: int) -> str:
@@ -385,7 +395,7 @@ class TelemetryReply(Message):
     """Counters since the last reboot (steps, spikes, memory, learning, link health)."""
 
     TYPE: ClassVar[int] = TELEMETRY | REPLY
-    FMT: ClassVar[str] = "<13IBB"
+    FMT: ClassVar[str] = "<13IBBII"
     steps: int
     spikes: int               # spikes emitted by all spiking layers
     input_spikes: int
@@ -399,8 +409,10 @@ class TelemetryReply(Message):
     frames_bad: int           # runs rejected by COBS / CRC / length
     frames_dup: int           # duplicates answered from the reply cache
     naks: int
-    learning: int             # 1 if learning is on
+    learning: int             # bit 0: LPL on, bit 1: hEP on (sample mode)
     active_slot: int
+    samples: int = 0          # samples run in sample mode
+    hep_updates: int = 0      # hEP updates applied in sample mode
 
 
 RESET_STATE = 0    # zero neuron state and learning traces, keep model, counters and session
@@ -419,6 +431,170 @@ class ResetReply(Message):
     TYPE: ClassVar[int] = RESET | REPLY
     FMT: ClassVar[str] = "<B"
     mode: int
+
+
+# ---- sample mode: the deployment engine (edgelearn.device.engine) on the board -------------
+BLOB_CONFIG = 1    # engine configuration, JSON (docs/protocol.md, "Sample mode")
+BLOB_HEAD = 2      # hEP head with its feature normalisation, .npz bytes
+BLOB_WEIGHTS = 3   # everything learning changes (get_weights / set_weights), .npz bytes
+BLOB_NAMES = {BLOB_CONFIG: "config", BLOB_HEAD: "head", BLOB_WEIGHTS: "weights"}
+
+
+@dataclass(frozen=True)
+class BlobBegin(Message):
+    """Start sending blob ``kind`` of ``length`` bytes whose CRC-32 is ``crc``."""
+
+    TYPE: ClassVar[int] = BLOB_BEGIN
+    FMT: ClassVar[str] = "<BII"
+    kind: int
+    length: int
+    crc: int
+
+
+@dataclass(frozen=True)
+class BlobBeginReply(Message):
+    TYPE: ClassVar[int] = BLOB_BEGIN | REPLY
+    FMT: ClassVar[str] = "<BI"
+    kind: int
+    length: int
+
+
+@dataclass(frozen=True)
+class BlobData(_Tail):
+    """The next bytes of the blob (appended in sequence order, like UPLOAD_DATA)."""
+
+    TYPE: ClassVar[int] = BLOB_DATA
+    data: bytes = b""
+
+
+@dataclass(frozen=True)
+class BlobDataReply(Message):
+    TYPE: ClassVar[int] = BLOB_DATA | REPLY
+    FMT: ClassVar[str] = "<I"
+    received: int
+
+
+@dataclass(frozen=True)
+class BlobEnd(Message):
+    """Check the blob's CRC and apply it (config/head: rebuild the engine; weights: load)."""
+
+    TYPE: ClassVar[int] = BLOB_END
+
+
+@dataclass(frozen=True)
+class BlobEndReply(Message):
+    TYPE: ClassVar[int] = BLOB_END | REPLY
+    FMT: ClassVar[str] = "<BII"
+    kind: int
+    length: int
+    crc: int
+
+
+@dataclass(frozen=True)
+class BlobGet(Message):
+    """Snapshot blob ``kind`` (config, head or weights) for BLOB_READ."""
+
+    TYPE: ClassVar[int] = BLOB_GET
+    FMT: ClassVar[str] = "<B"
+    kind: int
+
+
+@dataclass(frozen=True)
+class BlobGetReply(Message):
+    TYPE: ClassVar[int] = BLOB_GET | REPLY
+    FMT: ClassVar[str] = "<II"
+    length: int
+    crc: int
+
+
+@dataclass(frozen=True)
+class BlobRead(Message):
+    TYPE: ClassVar[int] = BLOB_READ
+    FMT: ClassVar[str] = "<IH"
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class BlobReadReply(_Tail):
+    TYPE: ClassVar[int] = BLOB_READ | REPLY
+    FMT: ClassVar[str] = "<I"
+    offset: int
+    data: bytes = b""
+
+
+SAMPLE_BEGIN = 0x01   # SAMPLE flags: zero state, features and readout first
+SAMPLE_END = 0x04     # classify after these steps and return the result
+# bit 1 (INFER_COUNTS, 0x02): rows are int8 values, as for INFER
+
+
+@dataclass(frozen=True)
+class Sample(_Tail):
+    """Steps of one sample in sample mode (a sample may span several frames)."""
+
+    TYPE: ClassVar[int] = SAMPLE
+    FMT: ClassVar[str] = "<HHB"
+    n_steps: int
+    n_in: int
+    flags: int
+    data: bytes = b""
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "Sample":
+        msg = super().unpack(payload)
+        want = msg.n_steps * input_row_len(msg.n_in, msg.flags)
+        if len(msg.data) != want:
+            raise MessageError(f"SAMPLE: {msg.n_steps} steps of {msg.n_in} inputs need {want} B, "
+                               f"got {len(msg.data)} B")
+        return msg
+
+
+@dataclass(frozen=True)
+class SampleReply(_Tail):
+    """done = 0: steps so far only; done = 1: prediction, spikes and float32 class scores."""
+
+    TYPE: ClassVar[int] = SAMPLE | REPLY
+    FMT: ClassVar[str] = "<BHII"
+    done: int
+    prediction: int
+    spikes: int
+    steps: int
+    data: bytes = b""          # n_classes float32 scores when done
+
+
+@dataclass(frozen=True)
+class Teach(Message):
+    """Supervised hEP update from the last sample's features and this label."""
+
+    TYPE: ClassVar[int] = TEACH
+    FMT: ClassVar[str] = "<H"
+    label: int
+
+
+@dataclass(frozen=True)
+class TeachReply(Message):
+    TYPE: ClassVar[int] = TEACH | REPLY
+    FMT: ClassVar[str] = "<II"
+    hep_updates: int
+    hep_nonconverged: int
+
+
+@dataclass(frozen=True)
+class Mode(Message):
+    """Switch the sample-mode learning rules on or off."""
+
+    TYPE: ClassVar[int] = MODE
+    FMT: ClassVar[str] = "<BB"
+    lpl: int
+    hep: int
+
+
+@dataclass(frozen=True)
+class ModeReply(Message):
+    TYPE: ClassVar[int] = MODE | REPLY
+    FMT: ClassVar[str] = "<BB"
+    lpl: int
+    hep: int
 
 
 @dataclass(frozen=True)
@@ -466,7 +642,9 @@ MESSAGES: dict[int, type[Message]] = {cls.TYPE: cls for cls in (
     Hello, HelloReply, Ping, PingReply, UploadBegin, UploadBeginReply, UploadData,
     UploadDataReply, UploadCommit, UploadCommitReply, ReadFlash, ReadFlashReply, Infer,
     InferReply, Learn, LearnReply, PullBegin, PullBeginReply, PullRead, PullReadReply,
-    Telemetry, TelemetryReply, Reset, ResetReply, Nak, Error)}
+    Telemetry, TelemetryReply, Reset, ResetReply, BlobBegin, BlobBeginReply, BlobData,
+    BlobDataReply, BlobEnd, BlobEndReply, BlobGet, BlobGetReply, BlobRead, BlobReadReply,
+    Sample, SampleReply, Teach, TeachReply, Mode, ModeReply, Nak, Error)}
 
 REQUESTS = frozenset(t for t in MESSAGES if t < NAK and not t & REPLY)
 
