@@ -50,6 +50,14 @@ class DeviceError(Exception):
         self.code, self.text, self.arg0, self.arg1 = code, text, arg0, arg1
 
 
+def _input_rows(msg: m.Infer) -> np.ndarray:
+    """The [n_steps, n_in] inputs of an INFER or SAMPLE request (bits or int8 rows)."""
+    if msg.flags & m.INFER_COUNTS:
+        return np.frombuffer(msg.data, np.int8).reshape(msg.n_steps, msg.n_in)
+    bits = np.frombuffer(msg.data, np.uint8).reshape(msg.n_steps, m.packed_len(msg.n_in))
+    return np.unpackbits(bits, axis=1, bitorder="little")[:, :msg.n_in]
+
+
 class Device:
     """One simulated board. Sizes in bytes; ``baud`` is only announced (the server paces)."""
 
@@ -321,13 +329,7 @@ class Device:
                               f"payload limit", msg.n_steps, self.max_payload)
         if msg.flags & m.INFER_RESET:
             eng.reset_state()
-        if msg.flags & m.INFER_COUNTS:
-            x = np.frombuffer(msg.data, np.int8).reshape(msg.n_steps, msg.n_in)
-        else:
-            bits = np.frombuffer(msg.data, np.uint8).reshape(msg.n_steps,
-                                                             m.packed_len(msg.n_in))
-            x = np.unpackbits(bits, axis=1, bitorder="little")[:, :msg.n_in]
-        y = eng.run(x)
+        y = eng.run(_input_rows(msg))
         if eng.output_spiking:
             data = np.packbits(y.astype(np.uint8), axis=1, bitorder="little").tobytes()
             return m.InferReply(msg.n_steps, eng.n_out, m.OUT_BITS, data)
@@ -546,13 +548,7 @@ class Device:
                 eng.begin_sample()
                 self.sample_steps = 0
             if msg.n_steps:
-                if msg.flags & m.INFER_COUNTS:
-                    x = np.frombuffer(msg.data, np.int8).reshape(msg.n_steps, msg.n_in)
-                else:
-                    bits = np.frombuffer(msg.data, np.uint8).reshape(msg.n_steps,
-                                                                     m.packed_len(msg.n_in))
-                    x = np.unpackbits(bits, axis=1, bitorder="little")[:, :msg.n_in]
-                eng.run_steps(x.astype(np.int64))
+                eng.run_steps(_input_rows(msg).astype(np.int64))
                 self.sample_steps += msg.n_steps
             if msg.flags & m.SAMPLE_END:
                 res = eng.end_sample()

@@ -305,8 +305,8 @@ class Infer(_Tail):
         msg = super().unpack(payload)
         want = msg.n_steps * input_row_len(msg.n_in, msg.flags)
         if len(msg.data) != want:
-            raise MessageError(f"INFER: {msg.n_steps} steps of {msg.n_in} inputs need {want} B "
-                               f"of spikes, got {len(msg.data)} B")
+            raise MessageError(f"{type_name(cls.TYPE)}: {msg.n_steps} steps of {msg.n_in} "
+                               f"inputs need {want} B, got {len(msg.data)} B")
         return msg
 
 
@@ -529,24 +529,11 @@ SAMPLE_END = 0x04     # classify after these steps and return the result
 
 
 @dataclass(frozen=True)
-class Sample(_Tail):
-    """Steps of one sample in sample mode (a sample may span several frames)."""
+class Sample(Infer):
+    """Steps of one sample in sample mode (a sample may span several frames); the layout of
+    INFER, with flags SAMPLE_BEGIN / INFER_COUNTS / SAMPLE_END."""
 
     TYPE: ClassVar[int] = SAMPLE
-    FMT: ClassVar[str] = "<HHB"
-    n_steps: int
-    n_in: int
-    flags: int
-    data: bytes = b""
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> "Sample":
-        msg = super().unpack(payload)
-        want = msg.n_steps * input_row_len(msg.n_in, msg.flags)
-        if len(msg.data) != want:
-            raise MessageError(f"SAMPLE: {msg.n_steps} steps of {msg.n_in} inputs need {want} B, "
-                               f"got {len(msg.data)} B")
-        return msg
 
 
 @dataclass(frozen=True)
