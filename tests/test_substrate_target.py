@@ -152,3 +152,18 @@ def test_in_the_loop_training_writes_recurrent_weights(task):
     assert not np.array_equal(tgt.get_weights()["hidden0.recurrent"], v0)
     np.testing.assert_array_equal(tgt.device.base.layer("hidden0").bias,
                                   trained.layer("hidden0").bias)      # digital bias written
+
+
+def test_software_features_match_an_ideal_device(task):
+    from edgelearn.targets.substrate import copy_head, pretrain_head, software_features
+    net, tr, te = task
+    tgt = SubstrateTarget("ideal", 0)
+    tgt.load(net)
+    learner = OnDeviceLearner(tgt)
+    x = te.x[:16]
+    raw = learner.observe(np.ascontiguousarray(x.transpose(1, 0, 2), dtype=np.float32))[2]
+    np.testing.assert_allclose(software_features(net, x), raw, rtol=1e-6, atol=1e-6)
+    head = pretrain_head(net, tr.subset(np.arange(64)), AdaptConfig(), epochs=1)
+    twin = copy_head(head)
+    twin.weights[0][0, 0] += 1.0
+    assert head.weights[0][0, 0] != twin.weights[0][0, 0]

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="device instance seed")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--surrogate-scale", type=float, default=10.0)
     p.add_argument("--train-seed", type=int, default=0, help="seed of the minibatch order")
     p.add_argument("--data", choices=("model", "npz"), default="model",

@@ -35,8 +35,8 @@ from edgelearn.substrate import Device, Observation, WriteReport, get_preset
 from edgelearn.substrate.hooks import head_hooks
 from edgelearn.substrate.mapping import to_weights
 from edgelearn.targets.base import SampleResult, Target, Telemetry
-from edgelearn.train import (Adam, Trace, TrainConfig, backward, check_dataset, net_readout,
-                             parameters, reduce_time, with_parameters)
+from edgelearn.train import (Adam, Trace, TrainConfig, backward, check_dataset, forward,
+                             net_readout, parameters, reduce_time, with_parameters)
 
 
 def weight_bytes(net: Network, preset) -> int:
@@ -366,7 +366,7 @@ class AdaptConfig:
     write_threshold: float = 1.0 / 63
     keep_row_norm: bool = True
     lpl_epochs: int = 1
-    lpl_trust: float = 0.1
+    lpl_trust: float = 0.03
     lpl_during_hep: bool = False
     label_fraction: float = 1.0
     lpl_params: lpl_rate.Params = lpl_rate.Params(eta=1e-3, warmup=50, tau_mean=200.0,
@@ -533,3 +533,50 @@ class OnDeviceLearner:
             self.calibrate(x[:cfg.calibration])
         bar.close()
         return history
+
+
+def software_features(net: Network, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The head features of the float model (no substrate): [rates of the last hidden spiking
+    layer, readout scores] for x [N, T, C], the same layout :meth:`OnDeviceLearner.observe`
+    measures on a device."""
+    li = _feature_layer(net)
+    mode = net_readout(net)
+    out = []
+    for s in range(0, x.shape[0], batch_size):
+        xb = np.ascontiguousarray(np.asarray(x[s:s + batch_size]).transpose(1, 0, 2),
+                                  dtype=np.float32)
+        tr = forward(net, xb)
+        out.append(np.concatenate([tr.layers[li].spikes.mean(axis=0),
+                                   reduce_time(tr.output, mode)], axis=1))
+    return np.concatenate(out)
+
+
+def pretrain_head(net: Network, ds, cfg: AdaptConfig = AdaptConfig(), epochs: int = 3,
+                  progress: bool = False) -> EnergyHead:
+    """An hEP head trained offline (noise-free real hEP) on the float model's features, shipped
+    with the deployed network; on the device :class:`OnDeviceLearner` re-measures the feature
+    statistics and keeps training it."""
+    x, y = check_dataset(ds, net, "head training set")
+    raw = software_features(net, x)
+    mu, sd = raw.mean(axis=0), raw.std(axis=0) + 1e-3
+    feats = cfg.feature_scale * (raw - mu) / sd
+    head = EnergyHead((raw.shape[1], cfg.head_hidden, net.n_out), seed=cfg.seed,
+                      gain=cfg.head_gain)
+    rng = np.random.default_rng(cfg.seed)
+    n_batches = (len(y) + cfg.batch_size - 1) // cfg.batch_size
+    bar = Progress(epochs * n_batches, "head", unit="batch", enabled=progress)
+    for _ in range(epochs):
+        perm = rng.permutation(len(y))
+        for k in range(n_batches):
+            idx = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+            head.hep_update(feats[idx], y[idx], cfg.hep_lr, cfg.amplitude, cfg.nudges)
+            bar.update(1)
+    bar.close()
+    return head
+
+
+def copy_head(head: EnergyHead) -> EnergyHead:
+    """An independent copy of a head's parameters (noise hooks are not copied)."""
+    return EnergyHead(head.sizes, activation=head.activation, gain=head.gain,
+                      relax=head.relax_params, weights=[W.copy() for W in head.weights],
+                      biases=[b.copy() for b in head.biases])
