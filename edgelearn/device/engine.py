@@ -94,6 +94,9 @@ class EngineConfig:
         lpl: LPL parameters (rate form).
         hep: hEP settings, or None for no supervised learning.
         seed: seed of the device's stochastic-rounding stream.
+        track_features: per-sample rate r of the head's feature statistics while LPL is on
+            (unsupervised, with the hidden layer): mean += r (f - mean),
+            var += r ((f - mean)^2 - var), std = sqrt(var); 0 keeps them fixed.
     """
 
     readout: str = "max"
@@ -101,10 +104,13 @@ class EngineConfig:
     lpl: lpl_rate.Params = field(default_factory=default_lpl)
     hep: HEPSettings | None = field(default_factory=HEPSettings)
     seed: int = 1
+    track_features: float = 0.0
 
     def __post_init__(self) -> None:
         if self.readout not in READOUTS:
             raise ParameterError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if not 0.0 <= self.track_features < 1.0:
+            raise ParameterError(f"track_features must lie in [0, 1), got {self.track_features}")
         object.__setattr__(self, "lpl_layers", tuple(self.lpl_layers))
 
 
@@ -342,6 +348,13 @@ class Engine:
         scores = self.readout_scores(T)
         if self.head is not None:
             f = np.concatenate([self.features.astype(np.float64) / T, scores])
+            r = self.config.track_features
+            if r and self.lpl_on:
+                d = self.dhead
+                var = d.std.astype(np.float64) ** 2
+                var += r * ((f - d.mean) ** 2 - var)
+                d.mean += (r * (f - d.mean)).astype(np.float32)
+                d.std[...] = np.sqrt(np.maximum(var, 1e-6))
             self._last_features = self.dhead.normalise(f)
             self._last_raw = (np.minimum(self.features, 255), scores, T)
             scores = self.head.logits(self._last_features)[0]

@@ -245,7 +245,46 @@ class LPLRateFast:
         self.c_s_lo, self.c_s_hi = c(-(1 << 31), 2 * n_out), c((1 << 31) - 1, 2 * n_out)
         self.c_zero, self.c_z_lo, self.c_z_hi = c(0), c(-32768), c(32767)
         self._in_shift: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._p_bound = self._spike_p_bound()
         self.reload()
+
+    def _spike_p_bound(self) -> int | None:
+        """Bound on |p| when post activities are spikes (0/1 << act_frac) and the state is in
+        range (see :meth:`_check_ranges`), or None when the clip-free path does not apply."""
+        p, A, E = self.params, self.A, self.E
+        codes = _codes(p)
+        if 2 * A + E > 30 or any(c is not None and c.s > qmath.MAX_SHIFT for c in codes):
+            return None
+        M = 1 << (A + E)                                     # |d|, mean, zE, rho <= M
+        inv_max = int(self.c_inv_num[0]) // int(p.xi_q)
+        if 2 * M * inv_max >= 1 << 62:
+            return None
+
+        def scaled(v: int, code) -> int:                     # bound of |_scale(v, .)|
+            if code is None:
+                return 0
+            k, sh = code
+            return (v * k >> sh) + 1 if sh >= 0 else v * k << -sh
+
+        hebb = (M * inv_max >> INV_FRAC) + 1
+        b = scaled(hebb, self.lam) + scaled(M, self.predc)
+        if self.lam_hom > 0:
+            rho = max(M, int(np.abs(self.target).max()) if self.target.size else 0)
+            b += scaled(((M + rho) * inv_max >> INV_FRAC) + 1, self.hom)
+        b = b * int(self.c_eta_k[0])
+        b = (b >> self.eta_sh) + 1 if self.eta_sh >= 0 else b << -self.eta_sh
+        return b if b < (1 << 40) - 1 and b.bit_length() + GAIN_FRAC < 62 else None
+
+    def _check_ranges(self) -> bool:
+        """Whether the working state lies where the clip-free spike path proves it stays:
+        post trace, mean, rho in [0, 2^(A+E)], z_prev in [0, 2^A], var in [0, 2^31)."""
+        if self._p_bound is None:
+            return False
+        M, n = 1 << (self.A + self.E), self.n_out
+        ok = lambda a, hi: a.size == 0 or (int(a.min()) >= 0 and int(a.max()) <= hi)  # noqa
+        return (ok(self.tr[self.k_pre:], M) and ok(self.st[:n], M) and ok(self.st[n:],
+                (1 << 31) - 1) and ok(self.zprev, 1 << self.A)
+                and (self.lam_hom == 0 or ok(self.target, M)))
 
     def _shifts(self, shift: int) -> tuple[np.ndarray, np.ndarray]:
         """Shift arrays for pre [n_in] and post [n_out]: by shift (+ E when filtered)."""
@@ -271,6 +310,7 @@ class LPLRateFast:
         if self.stores_target:
             self.target[...] = s.target
         np.copyto(self.w64, self.w)
+        self._bounded = self._check_ranges()
 
     def flush(self) -> None:
         """Write the working state into the bound state arrays (the weights always are)."""
@@ -288,13 +328,19 @@ class LPLRateFast:
 
     # ----------------------------------------------------------------------------------
     def step(self, pre: np.ndarray, post: np.ndarray, rng: RngState, shift: int = 0,
-             stats: bool = False) -> tuple[RngState, FixedStats | None, bool]:
+             stats: bool = False, spikes: bool = False
+             ) -> tuple[RngState, FixedStats | None, bool]:
         """One LPL step with activities ``pre << shift`` and ``post << shift`` (Q.act_frac).
 
         ``pre`` int64 [n_in], ``post`` int64 [n_out] (e.g. spike counts with shift=act_frac).
         Updates the bound weight (and, with write_back, state) arrays in place; returns
         (rng advanced, FixedStats of step_fixed if ``stats`` else None, whether the weight
         rule ran, i.e. not warm-up).
+
+        ``spikes=True`` is the caller's promise that ``post`` holds 0/1 (a spiking layer's
+        output) and ``shift == act_frac``; then, when the state is in the range the rule keeps
+        it in (checked on reload), the saturations that provably cannot act are skipped (same
+        integers: tests compare with ``step_fixed``).
         """
         n_out = self.n_out
         count = self.count
@@ -353,10 +399,14 @@ class LPLRateFast:
         elif self.eta_sh < 0:
             lsh(pv, self.c_eta_sh, pv)
         nsat = 0
+        if not (spikes and shift == self.A):
+            self._bounded = False                  # ranges unproven until the next reload
+        free = self._bounded and not stats
         if stats:
             nsat += int(np.count_nonzero((pv < self.c_p_lo) | (pv > self.c_p_hi)))
-        vmax(pv, self.c_p_lo, out=pv)
-        vmin(pv, self.c_p_hi, out=pv)
+        if not free:
+            vmax(pv, self.c_p_lo, out=pv)
+            vmin(pv, self.c_p_hi, out=pv)
         changed = clipped = 0
         if not skipped:
             changed, clipped = self._apply(pv, x, r[o_w:o_mean], stats)
@@ -368,11 +418,14 @@ class LPLRateFast:
         self.ema_stat.apply(st, self.st_tgt, r[o_mean:], self.st_t)
         if stats:
             nsat += int(np.count_nonzero((st < self.c_s_lo) | (st > self.c_s_hi)))
-        vmax(st, self.c_s_lo, out=st)
-        vmin(st, self.c_s_hi, out=st)
-        vmax(var, self.c_zero, out=var)
-        vmax(z, self.c_z_lo, out=self.zprev)
-        vmin(self.zprev, self.c_z_hi, out=self.zprev)
+        if free:
+            np.copyto(self.zprev, z)
+        else:
+            vmax(st, self.c_s_lo, out=st)
+            vmin(st, self.c_s_hi, out=st)
+            vmax(self.st[n_out:], self.c_zero, out=self.st[n_out:])
+            vmax(z, self.c_z_lo, out=self.zprev)
+            vmin(self.zprev, self.c_z_hi, out=self.zprev)
         if self.stores_target and count + 1 == self.warmup:
             self.target[...] = mean                         # rho = mean at end of warm-up
         if count != self.warmup:
