@@ -5,9 +5,11 @@ LPL rule, memory arena) and the link's framing and messages; edgelearn never imp
 host starts it as a separate process: ``python -m firmware_sim --pty``).
 
     device.py   protocol logic, bytes in -> bytes out (testable without I/O)
-    engine.py   the running model: integer kernel + fixed-point LPL inside the RAM arena
+    engine.py   streaming mode: integer kernel + fixed-point LPL inside the RAM arena
+                (sample mode runs edgelearn.device.engine: readout, LPL, hEP head)
     flash.py    A/B model slots persisted to a file
     cycles.py   the cycle-cost model per board profile
     server.py   ports (pty, TCP, pyserial URL), baud pacing, reset injection
     cli.py      the command line
+    inprocess.py  a board in a thread of this process (tests, benchmarks) and test models
 """

@@ -20,6 +20,8 @@ transmits in answer, so the whole device side is testable without a port and the
   or learning state that does not fit is refused with ERROR NO_MEMORY and the previous layout is
   restored, never a crash.
 * flash: A/B slots (flash.py); UPLOAD_COMMIT is the only way a slot becomes active.
+* modes: streaming (INFER/LEARN on firmware_sim.engine) until a config blob switches to sample
+  mode (SAMPLE/TEACH/MODE on edgelearn.device.engine, the host target's engine).
 """
 
 from __future__ import annotations
@@ -365,12 +367,17 @@ class Device:
             self.pull_image = self._need_engine().snapshot()
         return m.PullBeginReply(len(self.pull_image), crc32(self.pull_image))
 
+    def _slice(self, data: bytes, offset: int, length: int, first: str) -> bytes:
+        """``data[offset:offset+length]`` of a snapshot, range-checked (E_RANGE)."""
+        n = len(data)
+        if offset + length > n or length > self.max_payload - 4:
+            raise DeviceError(m.E_RANGE, f"read of {length} B at {offset} is outside the {n} B "
+                              f"snapshot ({first} first)", offset, n)
+        return data[offset:offset + length]
+
     def _pull_read(self, msg: m.PullRead) -> m.Message:
-        n = len(self.pull_image)
-        if msg.offset + msg.length > n or msg.length > self.max_payload - 4:
-            raise DeviceError(m.E_RANGE, f"pull read of {msg.length} B at {msg.offset} is "
-                              f"outside the {n} B snapshot (PULL_BEGIN first)", msg.offset, n)
-        return m.PullReadReply(msg.offset, self.pull_image[msg.offset:msg.offset + msg.length])
+        return m.PullReadReply(msg.offset, self._slice(self.pull_image, msg.offset, msg.length,
+                                                       "PULL_BEGIN"))
 
     def _telemetry(self, msg: m.Telemetry) -> m.Message:
         eng, act = self.engine, self.flash.active()
@@ -532,11 +539,8 @@ class Device:
         return m.BlobGetReply(len(self.blob_snapshot), crc32(self.blob_snapshot))
 
     def _blob_read(self, msg: m.BlobRead) -> m.Message:
-        n = len(self.blob_snapshot)
-        if msg.offset + msg.length > n or msg.length > self.max_payload - 4:
-            raise DeviceError(m.E_RANGE, f"blob read of {msg.length} B at {msg.offset} is "
-                              f"outside the {n} B snapshot (BLOB_GET first)", msg.offset, n)
-        return m.BlobReadReply(msg.offset, self.blob_snapshot[msg.offset:msg.offset + msg.length])
+        return m.BlobReadReply(msg.offset, self._slice(self.blob_snapshot, msg.offset,
+                                                       msg.length, "BLOB_GET"))
 
     def _sample(self, msg: m.Sample) -> m.Message:
         eng = self._need_sample_engine()

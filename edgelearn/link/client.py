@@ -457,21 +457,26 @@ class Client:
     def pull(self, progress: ProgressFn | None = None) -> bytes:
         """The running network with its learned weights, as a device image (CRC-checked)."""
         self._need_session()
-        head = self.request(m.PullBegin())
+        return self._read_snapshot(self.request(m.PullBegin()), m.PullRead, "pulled image",
+                                   progress)
+
+    def _read_snapshot(self, head, read_msg, what: str, progress: ProgressFn | None = None
+                       ) -> bytes:
+        """Fetch a device snapshot of ``head.length`` bytes with pipelined ``read_msg``
+        requests and check its CRC-32 against ``head.crc``."""
         step = self.max_payload - 8
-        reqs = (m.PullRead(off, min(step, head.length - off))
-                for off in range(0, head.length, step))
         parts, got = [], 0
-        for reply in self.pipeline(reqs):
+        for reply in self.pipeline(read_msg(off, min(step, head.length - off))
+                                   for off in range(0, head.length, step)):
             parts.append(reply.data)
             got += len(reply.data)
             if progress is not None:
                 progress(got, head.length)
-        image = b"".join(parts)
-        if crc32(image) != head.crc:
-            raise LinkError(f"pulled image CRC 0x{crc32(image):08x} differs from the device's "
+        data = b"".join(parts)
+        if crc32(data) != head.crc:
+            raise LinkError(f"{what} CRC 0x{crc32(data):08x} differs from the device's "
                             f"0x{head.crc:08x}")
-        return image
+        return data
 
     # -- sample mode: the deployment engine on the board --------------------------------------
     def put_blob(self, kind: int, data: bytes, progress: ProgressFn | None = None) -> None:
@@ -492,14 +497,8 @@ class Client:
     def get_blob(self, kind: int) -> bytes:
         """Fetch blob ``kind`` from the device (CRC-checked)."""
         self._need_session()
-        head = self.request(m.BlobGet(kind))
-        step = self.max_payload - 8
-        data = b"".join(r.data for r in self.pipeline(
-            m.BlobRead(off, min(step, head.length - off)) for off in range(0, head.length, step)))
-        if crc32(data) != head.crc:
-            raise LinkError(f"blob {m.BLOB_NAMES.get(kind, kind)} CRC 0x{crc32(data):08x} "
-                            f"differs from the device's 0x{head.crc:08x}")
-        return data
+        return self._read_snapshot(self.request(m.BlobGet(kind)), m.BlobRead,
+                                   f"blob {m.BLOB_NAMES.get(kind, kind)}")
 
     def sample(self, x: np.ndarray, steps_per_frame: int | None = None
                ) -> tuple[int, np.ndarray, int]:
