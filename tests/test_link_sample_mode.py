@@ -85,3 +85,28 @@ def test_sample_mode_errors_are_named(board):
     assert scores.shape == (10,) and 0 <= pred < 10
     with pytest.raises(LinkError):
         board.get_blob(m.BLOB_HEAD)
+
+
+def test_board_wrapper_deploys_and_round_trips_weights(tmp_path):
+    from edgelearn.kernels.image import from_image
+    from edgelearn.link.board import Board
+    qnet = test_qnetwork(seed=92)
+    n_feat = 32 + 10
+    head = DeviceHead(EnergyHead((n_feat, 8, 10), seed=2), np.zeros(n_feat), np.ones(n_feat))
+    cfg = EngineConfig(lpl_layers=("hidden",), lpl=dataclasses.replace(default_lpl(), warmup=2),
+                       hep=HEPSettings(replay=0, repeats=1))
+    with Client("sim?ram=256KiB&flash=512KiB") as c:
+        b = Board(c)
+        b.deploy(qnet, cfg, head)
+        b.set_learning(True, True)
+        x = np.random.default_rng(4).integers(0, 3, (20, 40))
+        before = b.get_weights()
+        pred, scores, _ = b.run_sample(x)
+        b.teach(pred)
+        tel = b.telemetry()
+        assert tel["samples"] == 1 and tel["lpl_updates"] > 0 and tel["hep_updates"] == 1
+        b.set_weights(before)                                  # rollback
+        after = b.get_weights()
+        for k, v in before.items():
+            np.testing.assert_array_equal(after[k], v, err_msg=k)
+        assert from_image(b.pull()).name == qnet.name
