@@ -8,6 +8,7 @@ Layers, bottom up (docs/protocol.md is the normative description):
     transport.py  byte pipes opened by URL (pyserial serial_for_url, ``sim``, ``faulty:``)
     faults.py     byte-level fault injection (drop, flip, duplicate, insert, device reset)
     client.py     the host: handshake, A/B upload, inference, learning, pull, telemetry
+    board.py      sample mode for deployment targets: deploy, run_sample, teach, weights
 
 Only this package imports ``serial`` (pyserial).
 """
