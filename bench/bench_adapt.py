@@ -58,6 +58,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--oracle-epochs", type=int, default=20)
     ap.add_argument("--limit", type=int, help="shorten the stream (quick check)")
+    ap.add_argument("--lpl-eta", type=float, help="LPL learning rate (default: the engine's)")
     ap.add_argument("--out", default="reports/bench_adapt")
     args = ap.parse_args(argv)
 
@@ -88,6 +89,12 @@ def main(argv=None) -> int:
           f"(head fine-tuned on all {len(adapt_ds)} labels, {time.time() - t0:.0f} s)",
           flush=True)
 
+    lpl_params = None
+    if args.lpl_eta is not None:
+        import dataclasses
+
+        from edgelearn.device.engine import default_lpl
+        lpl_params = dataclasses.replace(default_lpl(), eta=args.lpl_eta)
     results: dict[str, list[dict]] = {k: [] for k in CONFIGS}
     curves = {}
     for name, (lpl, hep) in CONFIGS.items():
@@ -99,7 +106,8 @@ def main(argv=None) -> int:
                                  n_samples=args.limit)
             x, y = stream.as_arrays()
             t0 = time.time()
-            with make_target(spec, bundle, plan, seed=seed + 1, progress=False) as target:
+            with make_target(spec, bundle, plan, seed=seed + 1, progress=False,
+                             lpl=lpl_params) as target:
                 res = run_adaptation(target, x, y, LoopConfig(lpl=lpl, hep=hep,
                                                               label_fraction=args.labels,
                                                               seed=seed, checkpoint=False),
@@ -135,6 +143,7 @@ def main(argv=None) -> int:
               f"{100 * pq.mean():>11.1f}% {100 * closed.mean():>10.0f}%")
     print(f"{'oracle':<10} {100 * oracle_eval:>15.1f}% {'':>12} {100.0:>10.0f}%")
     out = {"target": str(spec), "labels": args.labels, "seeds": args.seeds,
+           "lpl": repr(lpl_params) if lpl_params else "engine default",
            "stream": len(adapt_ds) if args.limit is None else args.limit,
            "eval_samples": len(eval_ds), "frozen_eval": frozen_eval, "oracle_eval": oracle_eval,
            "oracle": f"head fine-tuned offline, exact gradients, Adam 3e-3, "

@@ -19,19 +19,21 @@ from edgelearn.targets.base import Target
 from edgelearn.targets.spec import TargetSpec
 
 
-def engine_config(bundle: Bundle, plan: Plan, seed: int = 1,
-                  hep: HEPSettings | None = None) -> EngineConfig:
-    """The engine settings a plan allows."""
+def engine_config(bundle: Bundle, plan: Plan, seed: int = 1, hep: HEPSettings | None = None,
+                  lpl=None) -> EngineConfig:
+    """The engine settings a plan allows (LPL parameters default to the engine's)."""
+    extra = {} if lpl is None else {"lpl": lpl}
     return EngineConfig(readout=bundle.network.meta.get("readout", "max"),
                         lpl_layers=plan.config.lpl_layers,
-                        hep=(hep or HEPSettings()) if plan.config.hep else None, seed=seed)
+                        hep=(hep or HEPSettings()) if plan.config.hep else None, seed=seed,
+                        **extra)
 
 
 def make_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int = 1,
                 progress: bool = True, hep: HEPSettings | None = None,
-                calibration_x: np.ndarray | None = None) -> Target:
+                calibration_x: np.ndarray | None = None, lpl=None) -> Target:
     """Create the target of ``spec`` holding ``bundle`` as planned (upload included)."""
-    cfg = engine_config(bundle, plan, seed, hep)
+    cfg = engine_config(bundle, plan, seed, hep, lpl)
     if spec.kind == "host":
         from edgelearn.targets.host import HostTarget
         return HostTarget(bundle.qnet, plan.budget, bundle.head, cfg, align=plan.profile.word_bytes)
