@@ -172,6 +172,8 @@ class Plan:
 # ---- buffer lists ---------------------------------------------------------------------------
 
 LINK_FRAME_BYTES = 1100  # one max-size frame (1024 B payload + header + COBS + CRC), rx and tx
+LINK_MAX_WIRE = 1038     # edgelearn.link.framing.max_wire_len(1024) (tested equal)
+LINK_WINDOW = 2          # frames in flight a deployed board keeps (reply cache, reorder buffer)
 
 
 def inference_buffers(layers: tuple[LayerShape, ...], align: int, link: bool,
@@ -209,6 +211,10 @@ def inference_buffers(layers: tuple[LayerShape, ...], align: int, link: bool,
     if link:
         add("link.rx", LINK_FRAME_BYTES, "link", "receive frame")
         add("link.tx", LINK_FRAME_BYTES, "link", "transmit frame")
+        add("link.reply_cache", LINK_WINDOW * LINK_MAX_WIRE, "link",
+            f"last {LINK_WINDOW} replies (retransmissions are answered, not re-run)")
+        add("link.reorder", LINK_WINDOW * LINK_MAX_WIRE, "link",
+            f"up to {LINK_WINDOW} requests held until a gap is filled")
     return out
 
 

@@ -1,0 +1,107 @@
+"""Board targets: a simulated board (firmware_sim on a pseudo-terminal) or a real one on a
+serial port, running the deployment engine in sample mode (edgelearn.link.board)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgelearn.adapt.bundle import Bundle
+from edgelearn.device.engine import EngineConfig
+from edgelearn.errors import LinkError, TargetError
+from edgelearn.kernels.image import from_image
+from edgelearn.kernels.lif_fixed import QNetwork
+from edgelearn.link.board import Board
+from edgelearn.link.client import Client
+from edgelearn.memory.planner import LINK_WINDOW, Plan
+from edgelearn.progress import Progress
+from edgelearn.targets.base import SampleResult, Target, Telemetry
+from edgelearn.targets.spec import TargetSpec
+
+
+class BoardTarget(Target):
+    """A model deployed on a board over the serial link."""
+
+    capabilities = frozenset({"lpl", "hep", "pull"})
+
+    def __init__(self, client: Client, board: Board, name: str, qnet: QNetwork) -> None:
+        self.client, self.board, self.name, self.qnet = client, board, name, qnet
+        self._head = None
+
+    @classmethod
+    def open(cls, spec: TargetSpec, bundle: Bundle, plan: Plan, config: EngineConfig,
+             progress: bool = True) -> "BoardTarget":
+        """Connect (starting a simulator for 'sim'), upload with read-back, enter sample mode."""
+        if spec.kind == "sim":
+            url = (f"sim?profile={plan.profile.name}&ram={plan.budget}"
+                   f"&flash={plan.profile.flash}&window={LINK_WINDOW}")
+        else:
+            url = spec.arg
+        try:
+            client = Client(url, window=LINK_WINDOW)
+        except (LinkError, OSError) as exc:
+            raise TargetError(f"cannot open board at {url!r}: {exc}") from None
+        try:
+            client.hello()
+            board = Board(client)
+            bars = [Progress(1, "upload", unit="B", enabled=progress)]
+
+            def show(done: int, total: int) -> None:
+                bar = bars[-1]
+                if done < bar.done:          # the upload is done; the read-back starts
+                    bar.close()
+                    bar = Progress(total, "read-back", unit="B", enabled=progress)
+                    bars.append(bar)
+                bar.total = total
+                bar.update(done - bar.done)
+
+            board.deploy(bundle.qnet, config, bundle.head, progress=show)
+            bars[-1].close()
+        except BaseException:
+            client.close()
+            raise
+        t = cls(client, board, spec.kind, bundle.qnet)
+        t._head = bundle.head
+        return t
+
+    def infer(self, x: np.ndarray) -> SampleResult:
+        pred, scores, spikes = self.board.run_sample(np.asarray(x))
+        return SampleResult(int(pred), np.asarray(scores, dtype=np.float64), None, int(spikes))
+
+    def teach(self, label: int) -> None:
+        self.board.teach(int(label))
+
+    def set_learning(self, lpl: bool, hep: bool) -> None:
+        self.board.set_learning(lpl, hep)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return self.board.get_weights()
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        self.board.set_weights(weights)
+
+    def telemetry(self) -> Telemetry:
+        t = self.board.telemetry()
+        return Telemetry(steps=t["steps"], spikes=t["spikes"], lpl_updates=t["lpl_updates"],
+                         hep_updates=t["hep_updates"], arena_high_water=t["arena_high_water"],
+                         arena_size=t["arena_size"], extra={"link": t["link"]})
+
+    def network(self) -> QNetwork:
+        """The adapted network pulled back from the board."""
+        return from_image(self.board.pull())
+
+    def head(self):
+        """The adapted head: the bundle's head with the board's learned arrays."""
+        if self._head is None:
+            return None
+        w = self.board.get_weights()
+        head = self._head.copy()
+        for k in range(len(head.head.weights)):
+            head.head.weights[k] = w[f"head.W{k}"].astype(np.float64)
+            head.head.biases[k] = w[f"head.b{k}"].astype(np.float64)
+        if "state.head.feature_mean" in w:
+            head.mean[...] = w["state.head.feature_mean"]
+            head.std[...] = w["state.head.feature_std"]
+        return head
+
+    def close(self) -> None:
+        self.client.close()
