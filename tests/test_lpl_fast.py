@@ -35,6 +35,9 @@ VARIANTS = {
         rounding="full"),
     "no_filters_no_pred": dataclasses.replace(
         ENGINE, warmup=1, eta=2e-2, tau_pre=0.0, tau_post=0.0, pred=0.0),
+    "engine_small_updates_many_changes": dataclasses.replace(    # sparse window path
+        ENGINE, warmup=20, eta=1e-5, lam=1.0),
+    "engine_mixed_small_and_dense": dataclasses.replace(ENGINE, warmup=20, eta=3e-5, lam=1.0),
     "engine_homeostasis_stored_target": dataclasses.replace(ENGINE, warmup=20, lam_hom=1.0),
     "homeostasis_rate_target_full": dataclasses.replace(
         ENGINE, warmup=5, lam_hom=0.3, rate_target=0.05, rounding="full", eta=1e-2),
@@ -74,7 +77,7 @@ def _stream(params, T, n_in, n_out, seed, w_shift=9.77, check_every=1, w0=None):
 def test_fast_step_equals_step_fixed_on_random_streams(name):
     changed, clip_free = _stream(VARIANTS[name], 300, 24, 40, seed=len(name))
     assert changed > 0                                                  # weights do move
-    if name.startswith("engine"):
+    if name.startswith("engine") and "mixed" not in name:
         assert clip_free                        # the engine's clip-free spike path was tested
 
 
@@ -247,3 +250,40 @@ def test_engine_restore_resumes_bit_exactly_on_the_fast_path():
         np.testing.assert_array_equal(a, b)
     for key, arr in fast.get_weights().items():
         np.testing.assert_array_equal(arr, after[key], err_msg=key)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e-6, 0.01, 0.49])
+def test_small_update_window_equals_dense_update(scale):
+    """The windowed (sparse) dither update equals the dense one whenever 2 max|p x| <= 2^S,
+    including windows that wrap around 2^S."""
+    g = np.random.default_rng(int(scale * 1e6) + 1)
+    p = dataclasses.replace(ENGINE, warmup=0)
+    S = p.factor_frac + p.act_frac
+    for trial in range(20):
+        w0 = g.integers(-128, 128, (30, 17)).astype(np.int8)
+        w0[0, :3] = [127, -128, 127]
+        x = g.integers(-300, 301, 17)
+        N = int(scale * (1 << S))
+        pv = g.integers(-(N // 301) - 1, N // 301 + 1, 30) if N else np.zeros(30, np.int64)
+        rw = g.integers(0, 1 << S, 30 + 17)
+        out = []
+        for small in (True, False):
+            w = w0.copy()
+            f = LPLRateFast(p, w, lpl_rate.init_fixed(p, 17, 30), 9.0)
+            if small:
+                n_max = int(np.abs(pv).max()) * int(np.abs(x).max())
+                assert 2 * n_max <= 1 << S
+                res = f._apply_small(pv, x, rw, n_max, True)
+            else:
+                res = _dense(f, pv, x, rw)
+            out.append((w.copy(), res))
+        np.testing.assert_array_equal(out[0][0], out[1][0])
+        assert out[0][1] == out[1][1]
+
+
+def _dense(f, pv, x, rw):
+    """The dense path of LPLRateFast._apply (the window test disabled)."""
+    f.full = True                                  # full skips the window test ...
+    n_out, n_in = f.n_out, f.n_in
+    u = (rw[:n_out, None] + rw[None, n_out:]) & ((1 << f.w_shift_total) - 1)
+    return f._apply(pv, x, u.reshape(-1), True)    # ... and takes u as given words

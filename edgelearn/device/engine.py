@@ -316,7 +316,8 @@ class Engine:
                     self.rng, _, ran = fast[k].step(h[0], y[0], self.rng, act, spikes=True)
                     if ran:
                         lpl_updates += 1
-                        weight_changed(la)
+                        if fast[k].w_changed:
+                            weight_changed(la)
                 elif k in slow:
                     self._lpl_step(k, h[0], y[0])
                     layers = self.layers

@@ -439,7 +439,12 @@ class LPLRateFast:
     def _apply(self, pv: np.ndarray, x: np.ndarray, rw: np.ndarray, stats: bool
                ) -> tuple[int, int]:
         """w += stochastic_shift(outer(p, x), P + A) within the bounds (qmath.apply_update);
-        ``rw`` are the weight words masked to the shift (int64)."""
+        ``rw`` are the weight words masked to the shift (int64). Sets ``self.w_changed``."""
+        if not self.full:
+            N = int(np.abs(pv).max()) * int(np.abs(x).max())
+            if 2 * N <= 1 << self.w_shift_total:
+                return self._apply_small(pv, x, rw, N, stats)
+        self.w_changed = True
         n_out, n_in = self.n_out, self.n_in
         num, u, w64 = self.num, self.u, self.w64
         add = np.add
@@ -470,3 +475,42 @@ class LPLRateFast:
         self.w64, self.num = num, w64                                   # new weights
         np.copyto(self.w, num, casting="unsafe")
         return changed, clipped
+
+    def _apply_small(self, pv: np.ndarray, x: np.ndarray, rw: np.ndarray, N: int, stats: bool
+                     ) -> tuple[int, int]:
+        """The dither update when every |p_i x_j| <= N <= 2^(S-1) (S = P + A): then
+        dw_ij = floor((p_i x_j + u_ij) / 2^S) is 0 unless u_ij lies within N of a multiple of
+        2^S, i.e. (u_ij + N) mod 2^S < 2N with u_ij = (a_i + b_j) mod 2^S. For each row i the
+        columns j whose b_j fall in that window are found by binary search over the sorted
+        b (a window of the doubled sorted list, since 2N <= 2^S); only those synapses are
+        computed (exactly as the dense path). Every other synapse has dw = 0, which never
+        changes a weight, so the result is the dense result."""
+        n_out, n_in, S = self.n_out, self.n_in, self.w_shift_total
+        a, b = rw[:n_out], rw[n_out:]
+        order = np.argsort(b, kind="stable")
+        bs = b[order]
+        bs2 = np.concatenate([bs, bs + (1 << S)])
+        lo = (-(a + N)) & ((1 << S) - 1)                          # L_i in [0, 2^S)
+        left = np.searchsorted(bs2, lo, "left")
+        right = np.searchsorted(bs2, lo + 2 * N, "left")
+        cnt = right - left
+        total = int(cnt.sum())
+        self.w_changed = False
+        if total == 0:
+            return 0, 0
+        rows = np.repeat(np.arange(n_out), cnt)
+        pos = np.repeat(left - np.cumsum(cnt) + cnt, cnt) + np.arange(total)
+        cols = order[pos % n_in]
+        num = pv[rows] * x[cols]
+        u = (a[rows] + b[cols]) & ((1 << S) - 1)
+        w = self.w64[rows, cols]
+        raw = w + ((num + u) >> S)
+        new = np.minimum(np.maximum(raw, np.minimum(self.lo, w)), np.maximum(self.hi, w))
+        moved = new != w
+        if moved.any():
+            self.w64[rows, cols] = new
+            self.w[rows, cols] = new.astype(np.int8)
+            self.w_changed = True
+        if stats:
+            return int(np.count_nonzero(moved)), int(np.count_nonzero(new != raw))
+        return 0, 0
