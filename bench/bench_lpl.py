@@ -84,11 +84,26 @@ def run_float_layer(layer, w, xs):
     th = layer.threshold.astype(np.float64)
     for t in range(T):
         reset = (u > th).astype(np.float64)
-        cur = layer.alpha * cur + xs[:, t].astype(np.float64) @ w.T
+        cur = layer.alpha * cur + xs[:, t].astype(np.float64) @ w.T + _extra_float(layer, reset)
         u = layer.beta * u + cur - th * reset if layer.reset == "subtract" else \
             (layer.beta * u + cur) * (1 - reset)
         out[:, t] = u > th
     return out
+
+
+def _extra_float(layer, reset):
+    """Bias and recurrent input V R of the float layer (fixed during LPL: only W learns)."""
+    extra = 0.0 if layer.bias is None else layer.bias.astype(np.float64)
+    if layer.recurrent is not None:
+        extra = extra + reset @ layer.recurrent.astype(np.float64).T
+    return extra
+
+
+def _extra_fixed(ql, reset):
+    extra = 0 if ql.bias is None else ql.bias.astype(np.int64)
+    if ql.recurrent is not None:
+        extra = extra + _qshift(reset @ ql.recurrent.astype(np.int64).T, ql.v_shift)
+    return extra
 
 
 def _qshift(acc, s):
@@ -105,8 +120,8 @@ def run_fixed_layer(ql, w_int, xs_int):
     wt = w_int.astype(np.int64).T
     for t in range(T):
         reset = (u > th).astype(np.int64)
-        cur = saturate(apply_decay(cur, ql.alpha) + _qshift(xs_int[:, t] @ wt, ql.w_shift),
-                       ql.state_bits)
+        cur = saturate(apply_decay(cur, ql.alpha) + _qshift(xs_int[:, t] @ wt, ql.w_shift)
+                       + _extra_fixed(ql, reset), ql.state_bits)
         u = apply_decay(u, ql.beta) + cur
         u = u - th * reset if ql.reset == "subtract" else u * (1 - reset)
         u = saturate(u, ql.state_bits)
@@ -159,8 +174,9 @@ def adapt_float(layer, w0, xs, p):
     for x in xs:
         for xt in x.astype(np.float64):
             reset = (u > th).astype(np.float64)
-            cur = layer.alpha * cur + w @ xt
-            u = layer.beta * u + cur - th * reset
+            cur = layer.alpha * cur + w @ xt + _extra_float(layer, reset)
+            u = layer.beta * u + cur - th * reset if layer.reset == "subtract" else \
+                (layer.beta * u + cur) * (1 - reset)
             s = (u > th).astype(np.float64)
             dw, st = lpl_rate.step(xt, s, st, p)
             w = np.clip(w + dw, lo, hi)
@@ -185,8 +201,11 @@ def adapt_fixed(ql, w_int, xs_int, p, w_shift, pre_scale, with_lpl=True, seed=7)
         for xt, pre in zip(x.astype(np.int64), pre_all):
             reset = (u > th).astype(np.int64)
             cur = saturate(apply_decay(cur, ql.alpha) + _qshift(w.astype(np.int64) @ xt,
-                                                                ql.w_shift), ql.state_bits)
-            u = saturate(apply_decay(u, ql.beta) + cur - th * reset, ql.state_bits)
+                                                                ql.w_shift)
+                           + _extra_fixed(ql, reset), ql.state_bits)
+            u = apply_decay(u, ql.beta) + cur
+            u = saturate(u - th * reset if ql.reset == "subtract" else u * (1 - reset),
+                         ql.state_bits)
             s = (u > th).astype(np.int64)
             if with_lpl:
                 w, st, rng, _ = lpl_rate.step_fixed(w, pre, s << A, st, p, rng, w_shift)
@@ -248,6 +267,7 @@ def adaptation_run(net, layer, ql, xa, xa_int, xe, xe_int, ye, n_classes, p, w_s
         res["probe"][name] = {str(k): probe_accuracy(F, ye, n_classes, k, repeats)
                               for k in shots}
         res["hidden_rate"][name] = float(spikes.mean())
+        res.setdefault("silent_neurons", {})[name] = int((spikes.mean((0, 1)) < 1e-3).sum())
     res["readout_after_float_lpl"] = readout_accuracy(net, variants["after_float_lpl"], ye)
     return res
 
@@ -260,10 +280,13 @@ def main(argv=None) -> int:
                     help="fraction of the stream used (unlabelled) for adaptation")
     ap.add_argument("--passes", type=int, default=3, help="passes over the adaptation part")
     ap.add_argument("--configs",
-                    default="1e-5:1:0,1e-5:0.03:10,1e-5:1:0:10:1,1e-5:0.3:0:10:3,1e-5:0.3:0:0:3",
-                    help="comma-separated eta:lam:lam_decorr[:tau_pre[:lam_hom]] LPL settings "
-                         "(tau_pre 0 = event-driven on raw input spikes, default 10 steps; "
-                         "lam_hom > 0 adds rate homeostasis to each neuron's warm-up mean)")
+                    default="1e-5:1:0,1e-5:0.03:10,1e-5:0.3:0:10:3:n,1e-5:0.3:0:10:3:r,"
+                            "1e-5:0:0:10:3:r,1e-5:0.3:0:0:3:r",
+                    help="comma-separated eta:lam:lam_decorr[:tau_pre[:lam_hom[:target]]] LPL "
+                         "settings. tau_pre 0 = event-driven on raw input spikes (default 10 "
+                         "steps); lam_hom > 0 adds rate homeostasis towards target: n = each "
+                         "neuron's own warm-up mean, r = the layer's mean rate on the adaptation "
+                         "stream before adaptation (one value for all neurons), or a number")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--shots", default="1,5,10")
     ap.add_argument("--sizes", default="32x32,128x256,700x256")
@@ -288,14 +311,18 @@ def main(argv=None) -> int:
     xe_int = np.rint(xe / pre_scale).astype(np.int64)
     shots = [int(k) for k in args.shots.split(",")]
 
-    def params(eta, lam=1.0, decorr=0.0, tau_pre=10.0, lam_hom=0.0):
-        return lpl_rate.Params(eta=eta, lam=lam, lam_decorr=decorr, lam_hom=lam_hom,
-                               tau_mean=1000.0,
-                               tau_var=1000.0, tau_pre=tau_pre, tau_post=10.0, var_init=0.01,
+    rate0 = float(run_float_layer(layer, layer.weight.astype(np.float64), x[:n_adapt]).mean())
+
+    def params(eta, lam=1.0, decorr=0.0, tau_pre=10.0, lam_hom=0.0, target="n"):
+        rt = None if target == "n" else rate0 if target == "r" else float(target)
+        return lpl_rate.Params(eta=float(eta), lam=float(lam), lam_decorr=float(decorr),
+                               lam_hom=float(lam_hom), rate_target=rt, tau_mean=1000.0,
+                               tau_var=1000.0, tau_pre=float(tau_pre), tau_post=10.0,
+                               var_init=0.01,
                                warmup=1000, xi=1e-4, w_min=-128 * lsb, w_max=127 * lsb,
                                rounding="dither")
 
-    configs = [tuple(float(v) for v in c.split(":")) for c in args.configs.split(",")]
+    configs = [tuple(c.split(":")) for c in args.configs.split(",")]
     p0 = params(*configs[0])
     result = {"source": source, "n_adapt": n_adapt, "passes": args.passes,
               "n_eval": int(len(ye)), "hidden": [layer.n_in, layer.n_out],
@@ -311,6 +338,8 @@ def main(argv=None) -> int:
                                                       args.repeats) for k in shots}
                         for name, sp in before.items()}
     result["readout_before_float"] = readout_accuracy(net, before["before_float"], ye)
+    result["rate_before_adaptation_stream"] = rate0
+    result["silent_neurons_before"] = int((before["before_float"].mean((0, 1)) < 1e-3).sum())
     result["hidden_rate_before"] = float(before["before_float"].mean())
     n_time = max(20, n_adapt // 5)
     _, step_inf = adapt_fixed(ql, ql.weight, xa_int[:n_time], p0, w_shift, pre_scale,
@@ -323,6 +352,8 @@ def main(argv=None) -> int:
                              pc, w_shift, pre_scale, shots, args.repeats)
         res["label"] = (f"eta={pc.eta:g} lam={pc.lam:g} dec={pc.lam_decorr:g}"
                         + (f" hom={pc.lam_hom:g}" if pc.lam_hom else "")
+                        + ("" if not pc.lam_hom else " tgt=own" if pc.rate_target is None
+                           else f" tgt={pc.rate_target:.3f}")
                         + (" event" if pc.tau_pre == 0 else ""))
         res["extra_bytes_fixed"] = rule_memory_bytes(pc, layer.n_in, layer.n_out)
         result["runs"].append(res)
@@ -338,12 +369,14 @@ def main(argv=None) -> int:
                               for k, (m, s) in d.items())
     print("linear probe on hidden features (mean+-std over label draws; k labels per class):")
     for name, d in result["before"].items():
-        print(f"  {name:44s} {fmt(d)}")
+        print(f"  {name:52s} {fmt(d)}")
+    print(f"  (silent hidden neurons before: {result['silent_neurons_before']} of "
+          f"{layer.n_out}; mean rate on the adaptation stream {rate0:.3f})")
     for r in result["runs"]:
         for name, d in r["probe"].items():
-            print(f"  {name[6:] + ' ' + r['label']:44s} {fmt(d)}   rate "
-                  f"{r['hidden_rate'][name]:.3f}  mean|dW| {r['mean_abs_dw_lsb'][name[6:11]]:.1f}"
-                  f" LSB")
+            print(f"  {name[6:] + ' ' + r['label']:52s} {fmt(d)}   rate "
+                  f"{r['hidden_rate'][name]:.3f} silent {r['silent_neurons'][name]:3d}  mean|dW| "
+                  f"{r['mean_abs_dw_lsb'][name[6:11]]:.1f} LSB")
     print(f"pretrained readout: before {result['readout_before_float'] * 100:.1f} %, after "
           + ", ".join(f"{r['label']}: {r['readout_after_float_lpl'] * 100:.1f} %"
                       for r in result["runs"]))
