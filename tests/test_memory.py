@@ -85,3 +85,11 @@ def test_refuses_when_inference_does_not_fit():
 def test_budget_above_profile_ram_refused():
     with pytest.raises(MemoryBudgetError, match="exceeds the RAM of profile 'cortex-m0plus-64k'"):
         plan_deployment(LAYERS, parse_bytes("128KiB"), get_profile("cortex-m0plus-64k"), FULL)
+
+
+def test_link_constants_match_the_link_layer():
+    from edgelearn.link import framing
+    from edgelearn.memory.planner import LINK_FRAME_BYTES, LINK_MAX_WIRE
+
+    assert LINK_MAX_WIRE == framing.max_wire_len(framing.DEFAULT_MAX_PAYLOAD)
+    assert LINK_FRAME_BYTES >= LINK_MAX_WIRE

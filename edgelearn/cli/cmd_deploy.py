@@ -75,9 +75,9 @@ def run(args) -> int:
     if args.adapt:
         stream = load_stream(args.adapt, bundle.network.n_in, seed=args.seed, limit=args.limit)
     plan = plan_for(bundle, args)
-    say(args, plan.table())
     if spec.kind == "tflite":
-        say(args, "dropped: all learning (TensorFlow Lite does not train)")
+        plan.dropped.append("all learning (TensorFlow Lite does not train)")
+    say(args, plan.table())
     target = make_target(spec, bundle, plan, seed=args.seed + 1, progress=not args.quiet,
                          calibration_x=None if stream is None else stream[0][:256])
     with target:

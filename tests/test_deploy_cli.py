@@ -1,0 +1,102 @@
+"""`edgelearn plan / deploy / demo` end to end on the small Randman model (fast settings)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgelearn.adapt.checkpoint import load_checkpoint
+from edgelearn.cli import main
+from edgelearn.data import save_npz
+from edgelearn.data.randman import randman_splits
+
+MODEL = "models/randman_small.onnx"
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    _, te = randman_splits(n_classes=10, n_units=32, n_steps=50, dim_manifold=2, alpha=2.0,
+                           samples_per_class=200, seed=0)
+    p = tmp_path_factory.mktemp("s") / "stream.npz"
+    save_npz(te, p)
+    return str(p)
+
+
+def _one_line_error(capsys, rc, needle):
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert needle in err, err
+
+
+def test_plan_json(capsys):
+    assert main(["plan", MODEL, "--budget", "16KiB", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["total_bytes"] <= 16384 and plan["config"].startswith("LPL")
+    assert plan["learning_bytes"] > 0 and plan["dropped"] == []
+
+
+@pytest.mark.parametrize("target", ["host", "sim", "substrate:bss2", "tflite"])
+def test_deploy_to_each_target(target, stream, tmp_path, capsys):
+    report = tmp_path / "rep"
+    rc = main(["deploy", MODEL, "--target", target, "--budget", "64KiB", "--adapt", stream,
+               "--limit", "40", "--labels", "0.25", "--report", str(report), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    m = json.loads((report / "metrics.json").read_text())
+    assert m["runs"]["adapted"]["samples"] == 40 and "frozen" in m["runs"]
+    assert 0.0 <= m["runs"]["adapted"]["accuracy"] <= 1.0
+    assert (report / "accuracy.png").stat().st_size > 1000
+    if target in ("host", "sim"):
+        assert m["memory"]["measured_high_water"] == m["memory"]["planned_total"]
+        assert m["runs"]["adapted"]["labels"] == 10
+        assert (report / "adapted_model.onnx").exists()
+        assert (report / "adapted_model.head.npz").exists()
+        assert m["runs"]["adapted"]["telemetry"]["lpl_updates"] > 0
+    if target == "tflite":
+        assert m["runs"]["adapted"]["labels"] == 0          # TFLite does not train
+        assert "all learning (TensorFlow Lite does not train)" in m["plan"]["dropped"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--budget", "1KiB"], "inference alone needs"),
+    (["--budget", "64KiB", "--target", "mars"], "unknown target 'mars'"),
+    (["--budget", "64KiB", "--device", "pdp11"], "unknown device profile 'pdp11'"),
+    (["--budget", "64KiB", "--target", "serial:/dev/does-not-exist"], "cannot open board"),
+    (["--budget", "64KiB", "--adapt", "new_user"], "has 64 channels but the model expects 32"),
+    (["--budget", "lots"], "cannot read size 'lots'"),
+])
+def test_deploy_bad_input(args, needle, capsys, tmp_path):
+    rc = main(["deploy", MODEL, "--report", str(tmp_path / "r"), "--quiet"] + args)
+    _one_line_error(capsys, rc, needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_killed_run_resumes_without_corrupt_checkpoint(stream, tmp_path):
+    report = tmp_path / "rep"
+    cmd = [sys.executable, "-m", "edgelearn", "deploy", MODEL, "--target", "host", "--budget",
+           "64KiB", "--adapt", stream, "--limit", "200", "--report", str(report), "--quiet",
+           "--no-baseline"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = report / "checkpoint.npz"
+    deadline = time.time() + 120
+    while time.time() < deadline and not ckpt.exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "no checkpoint was written before the kill"
+    arrays, doc = load_checkpoint(ckpt)           # readable: written atomically
+    assert 0 < doc["next"] <= 200
+    assert not [p for p in os.listdir(report) if p.endswith(".tmp")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    m = json.loads((report / "metrics.json").read_text())
+    assert m["runs"]["adapted"]["resumed_from"] >= doc["next"]
+    assert m["runs"]["adapted"]["samples"] == 200
