@@ -245,6 +245,9 @@ class LPLRateFast:
         self.c_s_lo, self.c_s_hi = c(-(1 << 31), 2 * n_out), c((1 << 31) - 1, 2 * n_out)
         self.c_zero, self.c_z_lo, self.c_z_hi = c(0), c(-32768), c(32767)
         self._in_shift: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.win = (z(2 * n_in), z(2 * n_out), z(n_out))               # window search
+        self.two_s = I64(1 << self.w_shift_total)
+        self.s_mask = I64((1 << self.w_shift_total) - 1)
         self._p_bound = self._spike_p_bound()
         self.reload()
 
@@ -441,7 +444,7 @@ class LPLRateFast:
         """w += stochastic_shift(outer(p, x), P + A) within the bounds (qmath.apply_update);
         ``rw`` are the weight words masked to the shift (int64). Sets ``self.w_changed``."""
         if not self.full:
-            N = int(np.abs(pv).max()) * int(np.abs(x).max())
+            N = max(pv.max(), -pv.min()).item() * max(x.max(), -x.min()).item()
             if 2 * N <= 1 << self.w_shift_total:
                 return self._apply_small(pv, x, rw, N, stats)
         self.w_changed = True
@@ -487,16 +490,36 @@ class LPLRateFast:
         changes a weight, so the result is the dense result."""
         n_out, n_in, S = self.n_out, self.n_in, self.w_shift_total
         a, b = rw[:n_out], rw[n_out:]
-        order = np.argsort(b, kind="stable")
-        bs = b[order]
-        bs2 = np.concatenate([bs, bs + (1 << S)])
-        lo = (-(a + N)) & ((1 << S) - 1)                          # L_i in [0, 2^S)
-        left = np.searchsorted(bs2, lo, "left")
-        right = np.searchsorted(bs2, lo + 2 * N, "left")
-        cnt = right - left
+        order = b.argsort(kind="stable")
+        bs2, lohi, cnt = self.win
+        lo, hi = lohi[:n_out], lohi[n_out:]
+        np.take(b, order, out=bs2[:n_in])
+        np.add(bs2[:n_in], self.two_s, bs2[n_in:])               # sorted b, then b + 2^S
+        np.add(a, N, lo)
+        np.negative(lo, lo)
+        np.bitwise_and(lo, self.s_mask, lo)                      # L_i in [0, 2^S)
+        np.add(lo, 2 * N, hi)
+        lr = bs2.searchsorted(lohi, "left")
+        left, right = lr[:n_out], lr[n_out:]
+        np.subtract(right, left, cnt)
         total = int(cnt.sum())
         self.w_changed = False
         if total == 0:
+            return 0, 0
+        if total <= 16 and not stats:                             # a few synapses: scalars
+            mask, lo_w, hi_w = (1 << S) - 1, self.lo, self.hi
+            w64, w8 = self.w64, self.w
+            for i in np.flatnonzero(cnt).tolist():
+                pi, ai = pv.item(i), a.item(i)
+                for q in range(left.item(i), right.item(i)):
+                    j = order.item(q % n_in)
+                    wij = w64.item(i, j)
+                    new = wij + ((pi * x.item(j) + ((ai + b.item(j)) & mask)) >> S)
+                    new = min(max(new, min(lo_w, wij)), max(hi_w, wij))
+                    if new != wij:
+                        w64[i, j] = new
+                        w8[i, j] = new
+                        self.w_changed = True
             return 0, 0
         rows = np.repeat(np.arange(n_out), cnt)
         pos = np.repeat(left - np.cumsum(cnt) + cnt, cnt) + np.arange(total)
