@@ -51,6 +51,8 @@ class _Words:
         self.key = -1
         self.start = 0
         self.rows = np.zeros((0, self.total), np.int64)
+        self.i = 0             # row of the last step
+        self.gen = 0           # number of refills (derived per-block tables key on it)
 
     def row(self, rng: RngState) -> np.ndarray:
         off = (rng.counter - self.start) & 0xFFFFFFFF
@@ -62,6 +64,8 @@ class _Words:
                                                                               self.total)
             np.bitwise_and(w, self.masks, out=w)
             self.rows = w.astype(np.int64)
+            self.gen += 1
+        self.i = i
         return self.rows[i]
 
 
@@ -247,6 +251,7 @@ class LPLRateFast:
         self._in_shift: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.win = (z(2 * n_in), z(2 * n_out), z(n_out))               # window search
         self.two_s = I64(1 << self.w_shift_total)
+        self._sorted_gen = -1
         self.s_mask = I64((1 << self.w_shift_total) - 1)
         self._p_bound = self._spike_p_bound()
         self.reload()
@@ -412,7 +417,7 @@ class LPLRateFast:
             vmin(pv, self.c_p_hi, out=pv)
         changed = clipped = 0
         if not skipped:
-            changed, clipped = self._apply(pv, x, r[o_w:o_mean], stats)
+            changed, clipped = self._apply(pv, x, r[o_w:o_mean], stats, True)
         # -- statistics: mean += r (z<<E - mean), var += r (round_shift(d^2, E) - var)
         vt = self.st_tgt[n_out:]
         mul(d, d, vt)
@@ -439,14 +444,14 @@ class LPLRateFast:
         return rng, (FixedStats(changed, clipped, nsat, int(skipped)) if stats else None), \
             not skipped
 
-    def _apply(self, pv: np.ndarray, x: np.ndarray, rw: np.ndarray, stats: bool
-               ) -> tuple[int, int]:
+    def _apply(self, pv: np.ndarray, x: np.ndarray, rw: np.ndarray, stats: bool,
+               from_block: bool = False) -> tuple[int, int]:
         """w += stochastic_shift(outer(p, x), P + A) within the bounds (qmath.apply_update);
         ``rw`` are the weight words masked to the shift (int64). Sets ``self.w_changed``."""
         if not self.full:
             N = max(pv.max(), -pv.min()).item() * max(x.max(), -x.min()).item()
             if 2 * N <= 1 << self.w_shift_total:
-                return self._apply_small(pv, x, rw, N, stats)
+                return self._apply_small(pv, x, rw, N, stats, from_block)
         self.w_changed = True
         n_out, n_in = self.n_out, self.n_in
         num, u, w64 = self.num, self.u, self.w64
@@ -479,8 +484,8 @@ class LPLRateFast:
         np.copyto(self.w, num, casting="unsafe")
         return changed, clipped
 
-    def _apply_small(self, pv: np.ndarray, x: np.ndarray, rw: np.ndarray, N: int, stats: bool
-                     ) -> tuple[int, int]:
+    def _apply_small(self, pv: np.ndarray, x: np.ndarray, rw: np.ndarray, N: int, stats: bool,
+                     from_block: bool = False) -> tuple[int, int]:
         """The dither update when every |p_i x_j| <= N <= 2^(S-1) (S = P + A): then
         dw_ij = floor((p_i x_j + u_ij) / 2^S) is 0 unless u_ij lies within N of a multiple of
         2^S, i.e. (u_ij + N) mod 2^S < 2N with u_ij = (a_i + b_j) mod 2^S. For each row i the
@@ -490,11 +495,22 @@ class LPLRateFast:
         changes a weight, so the result is the dense result."""
         n_out, n_in, S = self.n_out, self.n_in, self.w_shift_total
         a, b = rw[:n_out], rw[n_out:]
-        order = b.argsort(kind="stable")
         bs2, lohi, cnt = self.win
         lo, hi = lohi[:n_out], lohi[n_out:]
-        np.take(b, order, out=bs2[:n_in])
-        np.add(bs2[:n_in], self.two_s, bs2[n_in:])               # sorted b, then b + 2^S
+        words = self.words_run
+        if from_block:                          # the b words of every step of the block,
+            if self._sorted_gen != words.gen:   # sorted once per refill
+                o = self.o_w + n_out
+                B = words.rows[:, o:o + n_in]
+                self._order = B.argsort(axis=1, kind="stable")
+                bs = np.take_along_axis(B, self._order, axis=1)
+                self._bs2 = np.concatenate([bs, bs + (1 << S)], axis=1)
+                self._sorted_gen = words.gen
+            order, bs2 = self._order[words.i], self._bs2[words.i]
+        else:
+            order = b.argsort(kind="stable")
+            np.take(b, order, out=bs2[:n_in])
+            np.add(bs2[:n_in], self.two_s, bs2[n_in:])           # sorted b, then b + 2^S
         np.add(a, N, lo)
         np.negative(lo, lo)
         np.bitwise_and(lo, self.s_mask, lo)                      # L_i in [0, 2^S)
