@@ -288,3 +288,13 @@ def _dense(f, pv, x, rw):
     n_out, n_in = f.n_out, f.n_in
     u = (rw[:n_out, None] + rw[None, n_out:]) & ((1 << f.w_shift_total) - 1)
     return f._apply(pv, x, u.reshape(-1), True)    # ... and takes u as given words
+
+
+def test_engine_parameters_take_the_hot_step(monkeypatch):
+    """The branch-free hot step (the engine's case) is what the bit-exact streams exercise."""
+    calls = []
+    hot = LPLRateFast._hot_step
+    monkeypatch.setattr(LPLRateFast, "_hot_step",
+                        lambda self, *a: calls.append(1) or hot(self, *a))
+    _stream(VARIANTS["engine_dither"], 120, 16, 20, seed=9)
+    assert len(calls) > 50
