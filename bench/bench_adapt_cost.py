@@ -14,7 +14,9 @@ LPL is past its warm-up in (b), (c), (r) (the warm-up steps skip the weight rule
 flatter the ratio). Per repeat the time per step is wall-clock (perf_counter) and CPU time
 of this thread (thread_time, less sensitive to other processes on a shared machine); the
 figures are medians over repeats, and the ratio (b)/(a) is given both as the ratio of medians
-and as the median of the per-repeat (paired) ratios. The load average is recorded.
+and as the median of the per-repeat (paired) ratios, in CPU time (the computation itself) and
+in wall-clock time (also the waiting when other processes share the CPUs; on an idle machine
+the two agree). The load average is recorded.
 Writes reports/bench_adapt_cost.json. ``--profile`` prints where the time of (b) goes.
 
     python bench/bench_adapt_cost.py [--repeats 7] [--samples 4] [--profile]
@@ -135,12 +137,15 @@ def main(argv=None) -> int:
     for k, v in med.items():
         print(f"{k:<22}{v['wall']:>14.1f}{v['cpu']:>14.1f}"
               f"{v['wall'] / med['a_inference']['wall']:>20.2f}")
-    ok = ratios["cpu"]["median_paired_ratio"] <= 2.0 and ratios["wall"]["ratio_of_medians"] <= 2.0
+    ok_cpu = ratios["cpu"]["ratio_of_medians"] <= 2.0
+    ok_wall = ratios["wall"]["ratio_of_medians"] <= 2.0
     print(f"\n(b)/(a): wall {ratios['wall']['ratio_of_medians']:.2f} (paired "
           f"{ratios['wall']['median_paired_ratio']:.2f}), cpu "
           f"{ratios['cpu']['ratio_of_medians']:.2f} (paired "
           f"{ratios['cpu']['median_paired_ratio']:.2f}); goal <= 2.0: "
-          f"{'met' if ok else 'NOT met'}")
+          f"{'met' if ok_cpu else 'NOT met'} in CPU time, "
+          f"{'met' if ok_wall else 'NOT met'} in wall-clock time (wall time includes waiting "
+          f"for the CPU when the machine is shared)")
     if "r_reference_lpl" in med:
         print(f"reference LPL path / fast LPL path (wall): "
               f"{med['r_reference_lpl']['wall'] / med['b_inference_lpl']['wall']:.1f}x")
@@ -162,7 +167,7 @@ def main(argv=None) -> int:
            "input_activity": active, "repeats": args.repeats, "samples_per_repeat": n,
            "load_average_start": load0, "load_average_end": load1, "cpus": os.cpu_count(),
            "us_per_step_median": med, "us_per_step_all": times, "ratio_b_over_a": ratios,
-           "goal": 2.0, "goal_met": bool(ok), "profile_b": prof_text}
+           "goal": 2.0, "goal_met_cpu": bool(ok_cpu), "goal_met_wall": bool(ok_wall), "profile_b": prof_text}
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(out, indent=1) + "\n")
