@@ -252,6 +252,7 @@ class LPLRateFast:
         self.win = (z(2 * n_in), z(2 * n_out), z(n_out))               # window search
         self.two_s = I64(1 << self.w_shift_total)
         self._sorted_gen = -1
+        self.absp = z(n_out)
         self._hot = self._hot_tuple()
         self.s_mask = I64((1 << self.w_shift_total) - 1)
         self._p_bound = self._spike_p_bound()
@@ -532,9 +533,12 @@ class LPLRateFast:
         """w += stochastic_shift(outer(p, x), P + A) within the bounds (qmath.apply_update);
         ``rw`` are the weight words masked to the shift (int64). Sets ``self.w_changed``."""
         if not self.full:
-            N = max(pv.max(), -pv.min()).item() * max(x.max(), -x.min()).item()
-            if 2 * N <= 1 << self.w_shift_total:
-                return self._apply_small(pv, x, rw, N, stats, from_block)
+            absp = self.absp
+            np.absolute(pv, absp)
+            xmax = max(x.max(), -x.min()).item()
+            if 2 * absp.max().item() * xmax <= 1 << self.w_shift_total:
+                np.multiply(absp, xmax, absp)                  # N_i >= max_j |p_i x_j|
+                return self._apply_small(pv, x, rw, absp, stats, from_block)
         self.w_changed = True
         n_out, n_in = self.n_out, self.n_in
         num, u, w64 = self.num, self.u, self.w64
@@ -567,9 +571,10 @@ class LPLRateFast:
         np.copyto(self.w, num, casting="unsafe")
         return changed, clipped
 
-    def _apply_small(self, pv: np.ndarray, x: np.ndarray, rw: np.ndarray, N: int, stats: bool,
+    def _apply_small(self, pv: np.ndarray, x: np.ndarray, rw: np.ndarray, N, stats: bool,
                      from_block: bool = False) -> tuple[int, int]:
-        """The dither update when every |p_i x_j| <= N <= 2^(S-1) (S = P + A): then
+        """The dither update when every |p_i x_j| <= N <= 2^(S-1) (S = P + A; N an int or a
+        per-row int64 bound N_i, the window below then taken per row): then
         dw_ij = floor((p_i x_j + u_ij) / 2^S) is 0 unless u_ij lies within N of a multiple of
         2^S, i.e. (u_ij + N) mod 2^S < 2N with u_ij = (a_i + b_j) mod 2^S. For each row i the
         columns j whose b_j fall in that window are found by binary search over the sorted
@@ -597,7 +602,8 @@ class LPLRateFast:
         np.add(a, N, lo)
         np.negative(lo, lo)
         np.bitwise_and(lo, self.s_mask, lo)                      # L_i in [0, 2^S)
-        np.add(lo, 2 * N, hi)
+        np.add(lo, N, hi)
+        np.add(hi, N, hi)
         lr = bs2.searchsorted(lohi, "left")
         left, right = lr[:n_out], lr[n_out:]
         np.subtract(right, left, cnt)
