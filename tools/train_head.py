@@ -5,7 +5,7 @@ The head learns, with exact gradients (implicit differentiation at the free equi
 to classify the integer network's features: hidden spike rates and readout scores of the
 quantized model that `edgelearn deploy` runs (same calibration, so the same integers).
 
-    python tools/train_head.py models/speech_digits.onnx --data speech --hidden 16 \
+    python tools/train_head.py models/speech_digits.onnx --data speech --hidden 32 \
         --epochs 8 --lr 3e-3 --seed 0 -o models/speech_digits.head.npz
 """
 
