@@ -25,6 +25,7 @@ Writes reports/bench_adapt_cost.json. ``--profile`` prints where the time of (b)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import cProfile
 import io
 import json
@@ -43,14 +44,16 @@ sys.path.insert(0, str(ROOT))
 from edgelearn.adapt.bundle import load_bundle  # noqa: E402
 from edgelearn.atomic import atomic_write_text  # noqa: E402
 from edgelearn.data import load_speech_digits  # noqa: E402
-from edgelearn.device.engine import EngineConfig  # noqa: E402
+from edgelearn.device.engine import EngineConfig, default_lpl  # noqa: E402
 from edgelearn.targets.host import HostTarget  # noqa: E402
 
 ARENA = 1 << 20
 
 
-def make_target(b, lpl: bool, hep: bool, reference: bool = False) -> HostTarget:
-    cfg = EngineConfig(lpl_layers=b.hidden_names, hep=EngineConfig().hep if hep else None)
+def make_target(b, lpl: bool, hep: bool, reference: bool = False, lpl_params=None
+                ) -> HostTarget:
+    cfg = EngineConfig(lpl_layers=b.hidden_names, hep=EngineConfig().hep if hep else None,
+                       lpl=lpl_params or default_lpl())
     t = HostTarget(b.qnet, ARENA, b.head if hep else None, cfg)
     if reference:                       # the pre-fast hot path: step_fixed + QLayer rebuild
         e = t.engine
@@ -80,6 +83,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reference-samples", type=int, default=1,
                     help="samples per repeat for the reference LPL path (0: skip)")
     ap.add_argument("--profile", action="store_true", help="profile config (b)")
+    ap.add_argument("--eta", type=float, default=None,
+                    help="LPL learning rate instead of default_lpl()'s (e.g. 1e-4: every step "
+                         "moves ~15 %% of the weights, the dense update path)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_adapt_cost.json"))
     args = ap.parse_args(argv)
 
@@ -97,12 +103,15 @@ def main(argv=None) -> int:
     print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} "
           f"({os.cpu_count()} CPUs)")
 
-    configs = {"a_inference": make_target(b, False, False),
-               "b_inference_lpl": make_target(b, True, False)}
+    lp = default_lpl() if args.eta is None else dataclasses.replace(default_lpl(), eta=args.eta)
+    print(f"LPL: eta={lp.eta:g} lam={lp.lam:g} tau_pre/post={lp.tau_pre:g}/{lp.tau_post:g} "
+          f"rounding={lp.rounding} warmup={lp.warmup}")
+    configs = {"a_inference": make_target(b, False, False, lpl_params=lp),
+               "b_inference_lpl": make_target(b, True, False, lpl_params=lp)}
     if b.head is not None:
-        configs["c_lpl_hep10"] = make_target(b, True, True)
+        configs["c_lpl_hep10"] = make_target(b, True, True, lpl_params=lp)
     if args.reference_samples:
-        configs["r_reference_lpl"] = make_target(b, True, False, reference=True)
+        configs["r_reference_lpl"] = make_target(b, True, False, reference=True, lpl_params=lp)
     warm = x[-3:]                        # past the LPL warm-up (200 steps) before timing
     for name, t in configs.items():
         run(t, warm if name != "a_inference" else warm[:1], y[-3:])
@@ -163,7 +172,7 @@ def main(argv=None) -> int:
         prof_text = s.getvalue()
         print(prof_text)
 
-    out = {"model": Path(args.model).name, "stream": "speech_digits/new_user", "T": T,
+    out = {"model": Path(args.model).name, "lpl": dataclasses.asdict(lp), "stream": "speech_digits/new_user", "T": T,
            "input_activity": active, "repeats": args.repeats, "samples_per_repeat": n,
            "load_average_start": load0, "load_average_end": load1, "cpus": os.cpu_count(),
            "us_per_step_median": med, "us_per_step_all": times, "ratio_b_over_a": ratios,
