@@ -100,3 +100,56 @@ def test_killed_run_resumes_without_corrupt_checkpoint(stream, tmp_path):
     m = json.loads((report / "metrics.json").read_text())
     assert m["runs"]["adapted"]["resumed_from"] >= doc["next"]
     assert m["runs"]["adapted"]["samples"] == 200
+
+
+def test_deploy_to_a_board_on_a_serial_url(stream, tmp_path, capsys):
+    """serial:URL with a firmware_sim process serving a TCP socket (a board on a port)."""
+    proc = subprocess.Popen([sys.executable, "-m", "firmware_sim", "--port",
+                             "socket-server://127.0.0.1:0", "--window", "2", "--ram", "65536"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = ""
+        deadline = time.time() + 30
+        while time.time() < deadline and not url.startswith("socket://"):
+            url = proc.stdout.readline().strip()
+        assert url.startswith("socket://"), url
+        report = tmp_path / "rep"
+        rc = main(["deploy", MODEL, "--target", f"serial:{url}", "--budget", "64KiB",
+                   "--adapt", stream, "--limit", "20", "--report", str(report), "--quiet"])
+        assert rc == 0, capsys.readouterr().err
+        m = json.loads((report / "metrics.json").read_text())
+        assert m["memory"]["measured_high_water"] == m["memory"]["planned_total"]
+        assert m["runs"]["adapted"]["samples"] == 20
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_guard_rolls_back_a_diverging_device(stream):
+    """A real engine whose head is poisoned (NaN) after some labels is rolled back."""
+    from edgelearn.adapt.bundle import load_bundle
+    from edgelearn.adapt.guard import GuardParams
+    from edgelearn.adapt.loop import LoopConfig, run_adaptation
+    from edgelearn.data import load_npz
+    from edgelearn.device.engine import EngineConfig
+    from edgelearn.targets.host import HostTarget
+
+    class Poisoned(HostTarget):
+        taught = 0
+
+        def teach(self, label):
+            super().teach(label)
+            self.taught += 1
+            if self.taught == 6:
+                self.engine.head_w[0][0, 0] = np.nan
+                self.engine._sync_head_from_arena()
+
+    b = load_bundle(MODEL)
+    ds = load_npz(stream)
+    t = Poisoned(b.qnet, 65536, b.head, EngineConfig(readout="max"))
+    res = run_adaptation(t, ds.x[:60], ds.y[:60],
+                         LoopConfig(lpl=False, hep=True, label_fraction=0.5, checkpoint=False,
+                                    guard=GuardParams(check_every=10, held_in=0)),
+                         progress=False)
+    assert res.rollbacks and "non-finite" in res.rollbacks[0]["reason"]
+    assert all(np.all(np.isfinite(v)) for k, v in t.get_weights().items() if k.startswith("head"))
