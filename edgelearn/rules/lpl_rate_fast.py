@@ -33,6 +33,7 @@ from edgelearn.rules.base import FixedStats
 from edgelearn.rules.lpl_rate import GAIN_FRAC, INV_FRAC, RULE, Params, State, _codes
 
 PRNG_BLOCK = 1 << 15        # words hashed per refill of the PRNG window
+SMALL_CANDIDATES = 12       # expected candidate synapses below which the window search is used
 I64 = np.int64
 
 
@@ -538,7 +539,10 @@ class LPLRateFast:
             xmax = max(x.max(), -x.min()).item()
             if 2 * absp.max().item() * xmax <= 1 << self.w_shift_total:
                 np.multiply(absp, xmax, absp)                  # N_i >= max_j |p_i x_j|
-                return self._apply_small(pv, x, rw, absp, stats, from_block)
+                # expected candidate synapses sum_i 2 N_i n_in / 2^S: few -> window search,
+                # many -> the dense update is cheaper (same integers either way)
+                if absp.sum().item() * 2 * self.n_in <= SMALL_CANDIDATES << self.w_shift_total:
+                    return self._apply_small(pv, x, rw, absp, stats, from_block)
         self.w_changed = True
         n_out, n_in = self.n_out, self.n_in
         num, u, w64 = self.num, self.u, self.w64
