@@ -97,7 +97,9 @@ class EngineConfig:
         seed: seed of the device's stochastic-rounding stream.
         track_features: per-sample rate r of the head's feature statistics while LPL is on
             (unsupervised, with the hidden layer): mean += r (f - mean),
-            var += r ((f - mean)^2 - var), std = sqrt(var); 0 keeps them fixed.
+            var += r ((f - mean)^2 - var), std = sqrt(var); 0 (default) keeps them fixed.
+            Measured on the speech new-user stream with LPL + hEP: r = 0.003 and 0.01 lowered
+            held-out accuracy by 1.7 and 2.9 points, so it is off by default.
     """
 
     readout: str = "max"
@@ -105,7 +107,7 @@ class EngineConfig:
     lpl: lpl_rate.Params = field(default_factory=default_lpl)
     hep: HEPSettings | None = field(default_factory=HEPSettings)
     seed: int = 1
-    track_features: float = 0.01
+    track_features: float = 0.0
 
     def __post_init__(self) -> None:
         if self.readout not in READOUTS:
