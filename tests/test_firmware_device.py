@@ -213,14 +213,14 @@ def test_cycle_model_orders_cores_and_counts_learning():
     assert core_of("linux-board").core == "linux"
 
 
-def test_arena_use_equals_the_memory_plan_plus_the_link_window():
-    from edgelearn.memory.planner import inference_buffers, shapes_of
-    dev = make(ram=256 * 1024, flash=256 * 1024)
+def test_arena_use_equals_the_memory_plan():
+    """The plan charges the link's reply cache and reorder buffer for the deployed window."""
+    from edgelearn.memory.planner import LINK_WINDOW, inference_buffers, shapes_of
+    dev = make(ram=256 * 1024, flash=256 * 1024, window=LINK_WINDOW)
     h = Host(dev)
     h(m.Hello())
     qnet = test_qnetwork(n_in=64, n_hidden=48, n_out=10)
     upload(h, to_image(qnet))
     plan = sum(b.nbytes for b in inference_buffers(shapes_of(qnet), 4, True, None))
-    window = 2 * dev.window * framing.max_wire_len(dev.max_payload)   # reply cache + reorder
     tel = h(m.Telemetry())
-    assert tel.arena_used == tel.arena_high_water == plan + window
+    assert tel.arena_used == tel.arena_high_water == plan
