@@ -23,6 +23,8 @@ Counts stay uint8 (saturating at 255); float32 data stays float32 (no rounding, 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +55,7 @@ def _scale(x: np.ndarray, gain: np.ndarray, rng: np.random.Generator) -> np.ndar
     return _to_dtype(lo + (rng.random(v.shape) < (v - lo)), x.dtype)
 
 
-class Transform:
+class Transform(ABC):
     """Base of the stream transforms: a frozen dataclass with ``severity``.
 
     ``plan(shape, n_samples, rng)`` draws whatever is fixed for the whole stream;
@@ -65,9 +67,10 @@ class Transform:
     def plan(self, shape: tuple[int, int], n_samples: int, rng: np.random.Generator) -> Any:
         return None
 
+    @abstractmethod
     def apply(self, x: np.ndarray, i: int, n_samples: int, plan: Any,
               rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        """The transformed sample i ([T, C], same dtype)."""
 
 
 @dataclass(frozen=True)
