@@ -153,3 +153,22 @@ def test_guard_rolls_back_a_diverging_device(stream):
                          progress=False)
     assert res.rollbacks and "non-finite" in res.rollbacks[0]["reason"]
     assert all(np.all(np.isfinite(v)) for k, v in t.get_weights().items() if k.startswith("head"))
+
+
+def test_adapt_on_a_board_that_keeps_its_model(stream, tmp_path, capsys):
+    flash = tmp_path / "board.flash"
+    target = f"serial:sim?flash_file={flash}&window=2&ram=65536"
+    common = ["--target", target, "--budget", "64KiB", "--quiet"]
+    # a fresh board holds no model: adapt refuses and changes nothing
+    rc = main(["adapt", MODEL, "--adapt", stream, "--limit", "10"] + common)
+    _one_line_error(capsys, rc, "holds no model")
+    assert main(["deploy", MODEL] + common) == 0
+    report = tmp_path / "rep"
+    rc = main(["adapt", MODEL, "--adapt", stream, "--limit", "20", "--report", str(report)]
+              + common)
+    assert rc == 0, capsys.readouterr().err
+    m = json.loads((report / "metrics.json").read_text())
+    assert m["runs"]["adapted"]["samples"] == 20
+    rc = main(["adapt", "models/speech_digits.onnx", "--adapt", "new_user", "--limit", "5"]
+              + common)
+    _one_line_error(capsys, rc, "not 'speech_digits.onnx'")

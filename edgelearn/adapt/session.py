@@ -31,15 +31,16 @@ def engine_config(bundle: Bundle, plan: Plan, seed: int = 1, hep: HEPSettings | 
 
 def make_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int = 1,
                 progress: bool = True, hep: HEPSettings | None = None,
-                calibration_x: np.ndarray | None = None, lpl=None) -> Target:
-    """Create the target of ``spec`` holding ``bundle`` as planned (upload included)."""
+                calibration_x: np.ndarray | None = None, lpl=None, upload: bool = True) -> Target:
+    """Create the target of ``spec`` holding ``bundle`` as planned (upload included unless
+    ``upload`` is False, for a board that already holds the model)."""
     cfg = engine_config(bundle, plan, seed, hep, lpl)
     if spec.kind == "host":
         from edgelearn.targets.host import HostTarget
         return HostTarget(bundle.qnet, plan.budget, bundle.head, cfg, align=plan.profile.word_bytes)
     if spec.kind in ("sim", "serial"):
         from edgelearn.targets.board import BoardTarget
-        return BoardTarget.open(spec, bundle, plan, cfg, progress=progress)
+        return BoardTarget.open(spec, bundle, plan, cfg, progress=progress, upload=upload)
     if spec.kind == "tflite":
         from edgelearn.targets.tflite import TfliteTarget
         return TfliteTarget(bundle.qnet, bundle.head, bundle.feature_layer, cfg.readout)

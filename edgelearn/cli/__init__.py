@@ -16,6 +16,7 @@ from edgelearn.errors import EdgelearnError
 
 COMMANDS = (
     "demo",
+    "adapt",
     "deploy",
     "plan",
     "info",

@@ -55,7 +55,7 @@ def say(args, text: str) -> None:
         print(text, flush=True)
 
 
-def run(args) -> int:
+def run(args, upload: bool = True) -> int:
     from edgelearn.adapt.bundle import load_bundle, plan_for
     from edgelearn.adapt.loop import LoopConfig
     from edgelearn.adapt.session import adapt_and_report, make_target, save_adapted
@@ -79,9 +79,11 @@ def run(args) -> int:
         plan.dropped.append("all learning (TensorFlow Lite does not train)")
     say(args, plan.table())
     target = make_target(spec, bundle, plan, seed=args.seed + 1, progress=not args.quiet,
-                         calibration_x=None if stream is None else stream[0][:256])
+                         calibration_x=None if stream is None else stream[0][:256],
+                         upload=upload)
     with target:
-        say(args, f"deployed on {spec} ({target.name}); learning: {plan.config.describe()}")
+        say(args, f"{'deployed on' if upload else 'attached to'} {spec} ({target.name}); "
+                  f"learning: {plan.config.describe()}")
         if stream is None:
             return 0
         x, y, ds = stream

@@ -61,10 +61,14 @@ class Board:
                verify: str = "readback") -> UploadResult:
         """Upload ``qnet`` and enter sample mode with ``config`` (EngineConfig) and ``head``."""
         res = self.client.upload(to_image(qnet), progress=progress, verify=verify)
+        self.enter(config, head)
+        return res
+
+    def enter(self, config, head=None) -> None:
+        """Enter sample mode on the board's active model with ``config`` and ``head``."""
         self.client.put_blob(m.BLOB_CONFIG, config_blob(config))
         if head is not None:
             self.client.put_blob(m.BLOB_HEAD, head_blob(head))
-        return res
 
     def run_sample(self, x: np.ndarray) -> tuple[int, np.ndarray, int]:
         """(prediction, class scores, hidden spikes) of one sample x [T, n_in] (counts)."""

@@ -8,10 +8,11 @@ import numpy as np
 from edgelearn.adapt.bundle import Bundle
 from edgelearn.device.engine import EngineConfig
 from edgelearn.errors import LinkError, TargetError
-from edgelearn.kernels.image import from_image
+from edgelearn.kernels.image import from_image, to_image
 from edgelearn.kernels.lif_fixed import QNetwork
 from edgelearn.link.board import Board
 from edgelearn.link.client import Client
+from edgelearn.link.framing import crc32
 from edgelearn.memory.planner import LINK_WINDOW, Plan
 from edgelearn.progress import Progress
 from edgelearn.targets.base import SampleResult, Target, Telemetry
@@ -29,8 +30,10 @@ class BoardTarget(Target):
 
     @classmethod
     def open(cls, spec: TargetSpec, bundle: Bundle, plan: Plan, config: EngineConfig,
-             progress: bool = True) -> "BoardTarget":
-        """Connect (starting a simulator for 'sim'), upload with read-back, enter sample mode."""
+             progress: bool = True, upload: bool = True) -> "BoardTarget":
+        """Connect (starting a simulator for 'sim'), upload with read-back (unless ``upload``
+        is False: then the board must already hold this model, checked by its image CRC),
+        and enter sample mode."""
         if spec.kind == "sim":
             url = (f"sim?profile={plan.profile.name}&ram={plan.budget}"
                    f"&flash={plan.profile.flash}&window={LINK_WINDOW}")
@@ -41,8 +44,18 @@ class BoardTarget(Target):
         except (LinkError, OSError) as exc:
             raise TargetError(f"cannot open board at {url!r}: {exc}") from None
         try:
-            client.hello()
+            info = client.hello()
             board = Board(client)
+            if not upload:
+                want = crc32(to_image(bundle.qnet))
+                if info.active_slot == 0xFF or info.active_crc != want:
+                    have = "no model" if info.active_slot == 0xFF else \
+                        f"a model with image CRC 0x{info.active_crc:08x}"
+                    raise TargetError(f"the board at {url!r} holds {have}, not "
+                                      f"'{bundle.source.name}' (CRC 0x{want:08x}); run "
+                                      f"edgelearn deploy first")
+                board.enter(config, bundle.head)
+                return cls(client, board, spec.kind, bundle.qnet)._with_head(bundle.head)
             bars = [Progress(1, "upload", unit="B", enabled=progress)]
 
             def show(done: int, total: int) -> None:
@@ -59,9 +72,11 @@ class BoardTarget(Target):
         except BaseException:
             client.close()
             raise
-        t = cls(client, board, spec.kind, bundle.qnet)
-        t._head = bundle.head
-        return t
+        return cls(client, board, spec.kind, bundle.qnet)._with_head(bundle.head)
+
+    def _with_head(self, head) -> "BoardTarget":
+        self._head = head
+        return self
 
     def infer(self, x: np.ndarray) -> SampleResult:
         pred, scores, spikes = self.board.run_sample(np.asarray(x))
