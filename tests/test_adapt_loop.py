@@ -115,3 +115,25 @@ def test_empty_stream_refused():
     with pytest.raises(DataError, match="empty"):
         run_adaptation(MeanTarget(3, 12), np.zeros((0, 5, 12)), np.zeros(0), LoopConfig(),
                        progress=False)
+
+
+def test_checkpoint_of_another_stream_is_not_resumed(tmp_path):
+    xs, ys = _stream(seed=5)
+    cfg = LoopConfig(lpl=False, hep=True, label_fraction=0.2, guard=GuardParams(check_every=25))
+    run_adaptation(MeanTarget(3, 12), xs, ys, cfg, workdir=tmp_path, progress=False,
+                   stop_after=60)
+    xs2, ys2 = _stream(seed=6)
+    res = run_adaptation(MeanTarget(3, 12), xs2, ys2, cfg, workdir=tmp_path, progress=False)
+    assert res.resumed_from == 0
+
+
+def test_damaged_checkpoint_record_is_refused(tmp_path):
+    xs, ys = _stream(seed=5)
+    cfg = LoopConfig(lpl=False, hep=True, label_fraction=0.2, guard=GuardParams(check_every=25))
+    run_adaptation(MeanTarget(3, 12), xs, ys, cfg, workdir=tmp_path, progress=False,
+                   stop_after=60)
+    arrays, doc = load_checkpoint(tmp_path / "checkpoint.npz")
+    doc["hits"] = doc["hits"][:3]
+    save_checkpoint(tmp_path / "checkpoint.npz", arrays, doc)
+    with pytest.raises(DataError, match="damaged"):
+        run_adaptation(MeanTarget(3, 12), xs, ys, cfg, workdir=tmp_path, progress=False)

@@ -125,3 +125,28 @@ def test_chunked_sample_equals_whole_sample(setup):
     np.testing.assert_array_equal(t1.engine.w[0], t2.engine.w[0])
     with pytest.raises(InputError, match="begin_sample"):
         t2.engine.run_steps(te.x[0])
+
+
+def test_set_weights_refuses_bad_arrays_and_writes_nothing(setup):
+    b, q, head, te = setup
+    t = HostTarget(q, 32768, head, EngineConfig(lpl_layers=("hidden0",)))
+    w = t.get_weights()
+    bad = dict(w)
+    bad["head.W0"] = np.full_like(w["head.W0"], np.nan)
+    with pytest.raises(InputError, match="NaN"):
+        t.set_weights(bad)
+    with pytest.raises(InputError, match="unknown weight array 'nope'"):
+        t.set_weights({"nope": np.zeros(3)})
+    with pytest.raises(InputError, match="shape"):
+        t.set_weights({"hidden0.weight": np.zeros((2, 2), np.int8)})
+    for k, v in t.get_weights().items():
+        np.testing.assert_array_equal(v, w[k])
+    t.set_learning(False, True)
+    t.infer(te.x[0])
+    with pytest.raises(InputError, match="class index"):
+        t.teach("3")
+
+
+def test_planner_replay_default_is_the_engines():
+    from edgelearn.device.engine import HEPSettings
+    assert HeadShape((4, 2, 2)).replay == HEPSettings().replay

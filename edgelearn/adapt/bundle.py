@@ -64,12 +64,12 @@ def side_file(model: Path, suffix: str) -> Path:
 
 def calibration_inputs(net: Network, model: Path, calib: str | None) -> np.ndarray:
     """Calibration inputs [T, B, n_in] for quantizing ``net``."""
-    if calib:
-        x = read_npz_arrays(calib).get("x")
+    side = side_file(model, ".calib.npz")
+    if calib or side.exists():
+        path = calib or side
+        x = read_npz_arrays(path).get("x")
         if x is None:
-            raise ModelFileError(f"calibration file {calib} has no array 'x' [N, T, n_in]")
-    elif side_file(model, ".calib.npz").exists():
-        x = read_npz_arrays(side_file(model, ".calib.npz"))["x"]
+            raise ModelFileError(f"calibration file {path} has no array 'x' [N, T, n_in]")
     elif net.meta.get("dataset") in ("speech", "speech_digits"):
         x = load_speech_digits("train").x
     else:

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgelearn.adapt.checkpoint import load_checkpoint, save_checkpoint
 from edgelearn.adapt.guard import GuardParams, check
-from edgelearn.errors import DataError, ParameterError
+from edgelearn.errors import DataError, EdgelearnError, ParameterError
 from edgelearn.progress import Progress
 from edgelearn.targets.base import Target
 
@@ -60,6 +60,33 @@ class LoopConfig:
         d = asdict(self)
         d["n"] = n
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _fingerprint(cfg: LoopConfig, xs: np.ndarray, ys: np.ndarray,
+                 w0: dict[str, np.ndarray]) -> str:
+    """Identity of a run: loop settings, the stream, and the target's starting weights (so a
+    checkpoint of another model, head, stream or seed is never resumed)."""
+    h = hashlib.sha256(cfg.fingerprint(len(xs)).encode())
+    h.update(np.ascontiguousarray(ys).tobytes())
+    h.update(np.ascontiguousarray(xs[:: max(1, len(xs) // 16)]).tobytes())
+    for k in sorted(w0):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(w0[k]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _check_doc(path: Path, doc: dict, n: int) -> None:
+    """Refuse a damaged checkpoint record with one line naming what is wrong."""
+    need = ("next", "hits", "rollbacks", "drift", "reference_accuracy", "held_in")
+    missing = [k for k in need if k not in doc]
+    if missing:
+        raise DataError(f"checkpoint {path} is damaged: missing {', '.join(missing)}")
+    nxt = doc["next"]
+    if not isinstance(nxt, int) or not 0 <= nxt <= n or len(doc["hits"]) != nxt:
+        raise DataError(f"checkpoint {path} is damaged: position {nxt!r} with "
+                        f"{len(doc['hits'])} results for a stream of {n}")
+    if any(not isinstance(i, int) or not 0 <= i < nxt for i in doc["held_in"]):
+        raise DataError(f"checkpoint {path} is damaged: held-in indices out of range")
 
 
 def label_mask(n: int, fraction: float, seed: int) -> np.ndarray:
@@ -125,11 +152,11 @@ def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConf
     if ys.shape != (n,):
         raise DataError(f"stream has {n} samples but {ys.shape} labels")
     mask = label_mask(n, cfg.label_fraction if cfg.hep else 0.0, cfg.seed)
-    fp = cfg.fingerprint(n)
     ckpt_path = Path(workdir) / CHECKPOINT if (workdir and cfg.checkpoint) else None
 
     target.set_learning(cfg.lpl, cfg.hep)
     w0 = target.get_weights()
+    fp = _fingerprint(cfg, xs, ys, w0)
     hits = np.zeros(n, dtype=bool)
     start = 0
     rollbacks: list[dict] = []
@@ -142,13 +169,18 @@ def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConf
     if ckpt_path is not None and ckpt_path.exists():
         arrays, doc = load_checkpoint(ckpt_path)
         if doc.get("fingerprint") == fp:
+            _check_doc(ckpt_path, doc, n)
             start = int(doc["next"])
             hits[:start] = np.asarray(doc["hits"], dtype=bool)
             rollbacks = doc["rollbacks"]
             drift = {k: [tuple(p) for p in v] for k, v in doc["drift"].items()}
             ref_acc = doc["reference_accuracy"]
             w0 = {k[3:]: v for k, v in arrays.items() if k.startswith("w0/")}
-            target.set_weights({k[2:]: v for k, v in arrays.items() if k.startswith("w/")})
+            try:
+                target.set_weights({k[2:]: v for k, v in arrays.items() if k.startswith("w/")})
+            except EdgelearnError as exc:
+                raise DataError(f"checkpoint {ckpt_path} does not fit this target: {exc}") \
+                    from None
             held_idx = doc["held_in"]
             held_x = [xs[i] for i in held_idx]
             held_y = [int(ys[i]) for i in held_idx]

@@ -155,7 +155,7 @@ class Engine:
         self.hep_on = False
         self.rng = rng_init(config.seed)
         self.counters = {"steps": 0, "spikes": 0, "lpl_updates": 0, "hep_updates": 0,
-                         "samples": 0, "hep_nonconverged": 0}
+                         "samples": 0, "hep_nonconverged": 0, "hep_rejected": 0}
         self._allocate()
         self._last_features: np.ndarray | None = None
         self._bind_fast_lpl()
@@ -234,11 +234,17 @@ class Engine:
         self.head.weights = [np.asarray(v, dtype=np.float64) for v in self.head_w[0::2]]
         self.head.biases = [np.asarray(v, dtype=np.float64) for v in self.head_w[1::2]]
 
-    def _sync_head_to_arena(self) -> None:
-        for k, (W, b) in enumerate(zip(self.head.weights, self.head.biases)):
-            self.head_w[2 * k][...] = W
-            self.head_w[2 * k + 1][...] = b
+    def _sync_head_to_arena(self) -> bool:
+        """Round the head's weights into the float32 arena; if any value is not finite there
+        (an update overflowed float32), keep the previous arena weights and return False."""
+        new = [np.asarray(a, dtype=np.float32)
+               for W, b in zip(self.head.weights, self.head.biases) for a in (W, b)]
+        ok = all(np.all(np.isfinite(a)) for a in new)
+        if ok:
+            for dst, src in zip(self.head_w, new):
+                dst[...] = src
         self._sync_head_from_arena()
+        return ok
 
     # -- control ----------------------------------------------------------------------------
     def set_learning(self, lpl: bool, hep: bool) -> None:
@@ -394,17 +400,19 @@ class Engine:
             return
         if self._last_features is None:
             raise InputError("teach() needs a sample first: call run_sample")
-        if not 0 <= int(label) < self.head.n_out:
-            raise InputError(f"label {label} out of range [0, {self.head.n_out})")
+        if not isinstance(label, (int, np.integer)) or not 0 <= int(label) < self.head.n_out:
+            raise InputError(f"label {label!r} is not a class index in [0, {self.head.n_out})")
         s = self.config.hep
         samples = [(self._last_features, int(label))]
-        if s.replay:
+        counts, scores, T = self._last_raw
+        if s.replay and T <= 255:    # uint8 counts are exact only up to 255 steps
             rp = self.replay
             pos, n = int(rp["ring"][0]), int(rp["ring"][1])
-            counts, scores, T = self._last_raw
             rp["counts"][pos], rp["scores"][pos] = counts, scores
             rp["labels"][pos], rp["lengths"][pos] = int(label), T
             rp["ring"][0], rp["ring"][1] = (pos + 1) % s.replay, min(n + 1, s.replay)
+        if s.replay and int(self.replay["ring"][1]):
+            rp = self.replay
             draws, self.rng = rng_draw(self.rng, s.repeats - 1)
             for r in draws:
                 j = int(r % rp["ring"][1])
@@ -417,7 +425,8 @@ class Engine:
                 self.counters["hep_updates"] += 1
             else:
                 self.counters["hep_nonconverged"] += 1
-        self._sync_head_to_arena()
+        if not self._sync_head_to_arena():
+            self.counters["hep_rejected"] += 1
 
     # -- weights ------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -439,7 +448,34 @@ class Engine:
         out["state.rng"] = np.array([self.rng.key, self.rng.counter], dtype=np.uint32)
         return out
 
+    def check_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Refuse (InputError, nothing written) arrays :meth:`get_weights` would not return:
+        unknown names, wrong shapes, non-finite floats, int8 values out of range, or a head
+        weight without its bias."""
+        current = self.get_weights()
+        for key, v in weights.items():
+            if key not in current:
+                raise InputError(f"unknown weight array '{key}' for model '{self.qnet.name}'")
+            v = np.asarray(v)
+            ref = current[key]
+            if v.shape != ref.shape:
+                raise InputError(f"weight array '{key}' has shape {v.shape}, expected "
+                                 f"{ref.shape}")
+            if v.dtype.kind not in "biuf":
+                raise InputError(f"weight array '{key}' is not numeric ({v.dtype})")
+            if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+                raise InputError(f"weight array '{key}' contains NaN or Inf")
+            if ref.dtype.kind in "iu" and v.size:
+                info = np.iinfo(ref.dtype)
+                if v.min() < info.min or v.max() > info.max:
+                    raise InputError(f"weight array '{key}' holds values outside {ref.dtype}")
+        for k in range(0 if self.head is None else len(self.head.weights)):
+            if (f"head.W{k}" in weights) != (f"head.b{k}" in weights):
+                raise InputError(f"head.W{k} and head.b{k} must be set together")
+
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`get_weights` returned (all checked before anything is written)."""
+        self.check_weights(weights)
         for k, la in enumerate(self.layers):
             key = f"{la.name}.weight"
             if key in weights:

@@ -47,7 +47,7 @@ class HeadShape:
     layer's rates followed by the readout scores) and the replay buffer length."""
 
     sizes: tuple[int, ...]
-    replay: int = 16
+    replay: int = 16       # the engine's default (edgelearn.device.engine.HEPSettings; tested)
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,8 @@ def inference_buffers(layers: tuple[LayerShape, ...], align: int, link: bool,
         add(f"{la.name}.state", 8 * la.n_out, "state", "current, membrane int32")
         if la.spiking:
             add(f"{la.name}.spikes", la.n_out, "state", "uint8 spike vector")
-    last_hidden = [la for la in layers if la.spiking][-1]
+    hidden = [la for la in layers[:-1] if la.spiking] or [la for la in layers if la.spiking]
+    last_hidden = hidden[-1]          # the engine's feature layer (edgelearn.device.engine)
     add("features", 2 * last_hidden.n_out, "state",
         f"uint16 spike counts of '{last_hidden.name}' over a sample")
     add("output", 4 * layers[-1].n_out, "io", "int32 readout accumulator")
