@@ -70,7 +70,10 @@ class Engine:
             a.allocate(f"{la.name}.state", 2 * la.n_out, np.int32)
             if la.spiking:
                 a.allocate(f"{la.name}.spikes", la.n_out, np.uint8)
-        hidden = [la for la in q.layers if la.spiking]
+        # the feature layer as the planner and edgelearn.device.engine define it: the last
+        # spiking layer before the output layer (or the last spiking layer if there is none)
+        hidden = [la for la in q.layers[:-1] if la.spiking] or \
+            [la for la in q.layers if la.spiking]
         if hidden:
             a.allocate("features", hidden[-1].n_out, np.uint16)
         a.allocate("output", q.n_out, np.int32)
