@@ -93,3 +93,11 @@ def test_link_constants_match_the_link_layer():
 
     assert LINK_MAX_WIRE == framing.max_wire_len(framing.DEFAULT_MAX_PAYLOAD)
     assert LINK_FRAME_BYTES >= LINK_MAX_WIRE
+
+
+def test_plan_notes_software_float_without_fpu():
+    m0 = get_profile("cortex-m0plus-64k")
+    plan = plan_deployment(LAYERS, parse_bytes("64KiB"), m0, AdaptConfig(hep=True), head=HEAD)
+    assert plan.config.hep and "no FPU" in plan.table() and plan.to_json()["notes"]
+    plan = plan_deployment(LAYERS, parse_bytes("64KiB"), M4, AdaptConfig(hep=True), head=HEAD)
+    assert plan.notes == []

@@ -145,6 +145,7 @@ class Plan:
             "config": self.config.describe(),
             "requested": self.requested.describe(),
             "dropped": list(self.dropped),
+            "notes": self.notes,
             "buffers": [{"name": b.name, "bytes": b.nbytes, "category": b.category,
                          "note": b.note} for b in self.buffers],
         }
@@ -166,7 +167,18 @@ class Plan:
         lines.append(f"adapting: {self.config.describe()}")
         for d in self.dropped:
             lines.append(f"dropped: {d}")
+        for n in self.notes:
+            lines.append(f"note: {n}")
         return "\n".join(lines)
+
+    @property
+    def notes(self) -> list[str]:
+        """Facts of the plan a user should know that are not memory."""
+        out = []
+        if self.config.hep and not self.profile.fpu:
+            out.append(f"profile '{self.profile.name}' has no FPU: the float32 hEP head runs "
+                       f"in software floating point (slower; memory as planned)")
+        return out
 
 
 # ---- buffer lists ---------------------------------------------------------------------------
