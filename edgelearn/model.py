@@ -143,8 +143,31 @@ class Layer:
         return dataclasses.replace(self, **changes)
 
 
+class LayerChain:
+    """Lookup and replacement of named layers, shared by :class:`Network` and the integer
+    ``QNetwork`` (both frozen dataclasses with ``name`` and ``layers``)."""
+
+    _what = "network"
+
+    def layer(self, name: str):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ModelError(f"{self._what} '{self.name}' has no layer '{name}'; layers are "
+                         f"{[la.name for la in self.layers]}")
+
+    def replace_layer(self, name: str, **changes):
+        """A copy with layer ``name`` changed (e.g. new weights after learning)."""
+        self.layer(name)
+        layers = tuple(la.replace(**changes) if la.name == name else la for la in self.layers)
+        return dataclasses.replace(self, layers=layers)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass(frozen=True, eq=False)
-class Network:
+class Network(LayerChain):
     """A feed-forward chain of layers; layer k's input is layer k-1's output.
 
     Attributes:
@@ -196,18 +219,3 @@ class Network:
     def n_parameters(self) -> int:
         return sum(layer.n_parameters for layer in self.layers)
 
-    def layer(self, name: str) -> Layer:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise ModelError(f"network '{self.name}' has no layer '{name}'; layers are "
-                         f"{[la.name for la in self.layers]}")
-
-    def replace_layer(self, name: str, **changes) -> "Network":
-        """A copy with layer ``name`` changed (e.g. new weights after learning)."""
-        self.layer(name)
-        layers = tuple(la.replace(**changes) if la.name == name else la for la in self.layers)
-        return dataclasses.replace(self, layers=layers)
-
-    def replace(self, **changes) -> "Network":
-        return dataclasses.replace(self, **changes)

@@ -33,7 +33,7 @@ import numpy as np
 
 from edgelearn.errors import FixedPointError, InputError, ModelError
 from edgelearn.fixed import DECAY_ONE, decode_decay, int_range, round_shift, saturate
-from edgelearn.model import RESET_MODES, Layer, Network
+from edgelearn.model import RESET_MODES, Layer, LayerChain, Network
 
 STATE_BITS = (16, 32)
 WEIGHT_BITS = 8
@@ -243,7 +243,7 @@ def weight_changed(qlayer: QLayer) -> None:
     c["row_abs"] = (1 << (WEIGHT_BITS - 1)) * qlayer.n_in
 
 @dataclass(frozen=True, eq=False)
-class QNetwork:
+class QNetwork(LayerChain):
     """A chain of :class:`QLayer`; network input integers are float inputs / input_scale.
 
     Attributes:
@@ -254,6 +254,8 @@ class QNetwork:
         input_bits: signed width of the integer input (8: [-128, 127]).
         meta: string metadata (e.g. "readout": "max").
     """
+
+    _what = "qnetwork"
 
     layers: tuple[QLayer, ...]
     name: str = "network"
@@ -307,21 +309,6 @@ class QNetwork:
     def n_out(self) -> int:
         return self.layers[-1].n_out
 
-    def layer(self, name: str) -> QLayer:
-        for la in self.layers:
-            if la.name == name:
-                return la
-        raise ModelError(f"qnetwork '{self.name}' has no layer '{name}'; layers are "
-                         f"{[la.name for la in self.layers]}")
-
-    def replace_layer(self, name: str, **changes) -> "QNetwork":
-        """A copy with layer ``name`` changed (e.g. new int8 weights after learning)."""
-        self.layer(name)
-        layers = tuple(la.replace(**changes) if la.name == name else la for la in self.layers)
-        return dataclasses.replace(self, layers=layers)
-
-    def replace(self, **changes) -> "QNetwork":
-        return dataclasses.replace(self, **changes)
 
 
 class QState(NamedTuple):
