@@ -36,6 +36,20 @@ def _save_png(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _line_plot(plt, lines: dict, ylabel: str, title: str, path: Path) -> None:
+    """One PNG of named (x, y) lines against the sample index."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, (x, y) in lines.items():
+        ax.plot(x, y, label=name)
+    ax.set_xlabel("sample")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save_png(fig, path)
+    plt.close(fig)
+
+
 def write_report(folder: str | Path, metrics: dict, curves: dict[str, np.ndarray],
                  drift: dict[str, list[tuple[int, float]]], memory: dict | None,
                  window: int = 50) -> list[str]:
@@ -52,31 +66,16 @@ def write_report(folder: str | Path, metrics: dict, curves: dict[str, np.ndarray
         plt = None
     if plt is not None:
         if curves:
-            fig, ax = plt.subplots(figsize=(7, 4))
-            for name, hits in curves.items():
-                ax.plot(np.arange(1, len(hits) + 1), 100 * running_mean(hits, window),
-                        label=f"{name} ({100 * float(np.mean(hits)):.1f} %)")
-            ax.set_xlabel("sample")
-            ax.set_ylabel(f"prequential accuracy, last {window} samples (%)")
-            ax.set_title("adaptation on the stream")
-            ax.grid(alpha=0.3)
-            ax.legend()
-            _save_png(fig, folder / "accuracy.png")
-            plt.close(fig)
+            lines = {f"{name} ({100 * float(np.mean(h)):.1f} %)":
+                     (np.arange(1, len(h) + 1), 100 * running_mean(h, window))
+                     for name, h in curves.items()}
+            _line_plot(plt, lines, f"prequential accuracy, last {window} samples (%)",
+                       "adaptation on the stream", folder / "accuracy.png")
             written.append("accuracy.png")
         if drift:
-            fig, ax = plt.subplots(figsize=(7, 4))
-            for name, pts in drift.items():
-                if pts:
-                    xs, ys = zip(*pts)
-                    ax.plot(xs, ys, label=name)
-            ax.set_xlabel("sample")
-            ax.set_ylabel("||W - W0|| / ||W0||")
-            ax.set_title("weight drift")
-            ax.grid(alpha=0.3)
-            ax.legend()
-            _save_png(fig, folder / "weight_drift.png")
-            plt.close(fig)
+            lines = {name: tuple(zip(*pts)) for name, pts in drift.items() if pts}
+            _line_plot(plt, lines, "||W - W0|| / ||W0||", "weight drift",
+                       folder / "weight_drift.png")
             written.append("weight_drift.png")
         if memory:
             cats = list(memory["planned_by_category"].keys())
