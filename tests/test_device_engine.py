@@ -150,3 +150,14 @@ def test_set_weights_refuses_bad_arrays_and_writes_nothing(setup):
 def test_planner_replay_default_is_the_engines():
     from edgelearn.device.engine import HEPSettings
     assert HeadShape((4, 2, 2)).replay == HEPSettings().replay
+
+
+def test_mean_readout_features_equal_offline_on_the_speech_model():
+    from edgelearn.data import load_speech_digits
+    b = load_bundle("models/speech_digits.onnx")
+    x = load_speech_digits("test").x[:5]
+    offline = head_features(b.qnet, x, b.feature_layer, "mean")
+    t = HostTarget(b.qnet, 1 << 20, b.head, EngineConfig(readout="mean"))
+    for i in range(5):
+        t.infer(x[i])
+        np.testing.assert_array_equal(t.engine._last_features, b.head.normalise(offline[i]))

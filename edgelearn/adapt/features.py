@@ -14,6 +14,13 @@ import numpy as np
 from edgelearn.kernels.lif_fixed import QNetwork, qrun, quantize_input
 
 
+def readout_scores(output: np.ndarray, readout: str, scale: float) -> np.ndarray:
+    """Readout scores [B, n_out] in threshold units from integer readout outputs [T, B, n_out]:
+    mean or max over time, times the readout layer's scale (as the device engine computes)."""
+    o = np.asarray(output, dtype=np.float64)
+    return (o.mean(axis=0) if readout == "mean" else o.max(axis=0)) * scale
+
+
 def head_features(qnet: QNetwork, x: np.ndarray, layer: str, readout: str = "max",
                   batch: int = 256) -> np.ndarray:
     """Head features [N, n_hidden + n_out] of samples ``x`` [N, T, n_in]: spike rates of
@@ -26,7 +33,5 @@ def head_features(qnet: QNetwork, x: np.ndarray, layer: str, readout: str = "max
         xb = quantize_input(qnet, np.swapaxes(x[i:i + batch], 0, 1))
         rec = qrun(qnet, xb, record=("spikes",))
         rates = rec.spikes[layer].sum(axis=0, dtype=np.int64) / T
-        o = rec.output.astype(np.float64)
-        score = (o.sum(axis=0) / T if readout == "mean" else o.max(axis=0)) * scale
-        out.append(np.concatenate([rates, score], axis=1))
+        out.append(np.concatenate([rates, readout_scores(rec.output, readout, scale)], axis=1))
     return np.concatenate(out).astype(np.float64)

@@ -373,8 +373,10 @@ class Engine:
 
     def readout_scores(self, T: int) -> np.ndarray:
         """Readout scores in threshold units: max (or mean) over time of the membrane."""
-        out = self.output.astype(np.float64) * self.layers[-1].scale
-        return out / T if self.config.readout == "mean" else out
+        out = self.output.astype(np.float64)
+        if self.config.readout == "mean":
+            out = out / T
+        return out * self.layers[-1].scale    # the order of edgelearn.adapt.features
 
     def _lpl_step(self, k: int, pre: np.ndarray, post: np.ndarray) -> None:
         """Reference LPL step (``lpl_rate.step_fixed``); used when the fast step does not

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgelearn.adapt.features import readout_scores
 from edgelearn.device.head import DeviceHead
 from edgelearn.errors import TargetError
 from edgelearn.io.tflite_export import tflite_bytes
@@ -39,9 +40,8 @@ class TfliteTarget(Target):
         if spikes is None:
             raise TargetError(f"tflite graph has no spike output for layer "
                               f"'{self.feature_layer}'")
-        o = outs["output"][:, 0].astype(np.float64)
-        scores = (o.sum(axis=0) / T if self.readout == "mean" else o.max(axis=0)) \
-            * self.qnet.layers[-1].scale
+        scores = readout_scores(outs["output"][:, :1], self.readout,
+                                self.qnet.layers[-1].scale)[0]
         counts = spikes[:, 0].sum(axis=0)
         self._tele.steps += T
         self._tele.spikes += int(counts.sum())
