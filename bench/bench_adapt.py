@@ -21,7 +21,6 @@ Writes reports/bench_adapt.json and reports/bench_adapt.png.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time

@@ -37,7 +37,6 @@ from edgelearn.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from edgelearn.link import messages as m  # noqa: E402
 from edgelearn.link.client import Client  # noqa: E402
 from edgelearn.link.framing import Frame, encode_frame  # noqa: E402
-from edgelearn.link.transport import open_transport  # noqa: E402
 from firmware_sim.inprocess import test_image  # noqa: E402
 
 
@@ -142,7 +141,7 @@ def main() -> int:
               f"{r['rate_Bps']:.0f} B/s = {100 * r['over_limit']:.1f} % of the baud limit")
 
     img = test_image(n_in=1024, n_hidden=16, n_out=10, seed=2)
-    r = upload_runs(f"faulty:sim?baud=115200&profile=linux&flash=4MiB&rate=1e-3&seed=5", img,
+    r = upload_runs("faulty:sim?baud=115200&profile=linux&flash=4MiB&rate=1e-3&seed=5", img,
                     256, 1, timeout=0.1, retries=40)
     r.update(baud=115200, image_bytes=len(img), limit_Bps=11520.0,
              over_limit=r["rate_Bps"] / 11520.0, byte_error_rate=1e-3)

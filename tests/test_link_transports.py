@@ -11,7 +11,6 @@ import pytest
 from edgelearn.errors import InputError, LinkError
 from edgelearn.kernels.image import from_image, to_image
 from edgelearn.kernels.lif_fixed import qrun
-from edgelearn.link import messages as m
 from edgelearn.link.client import Client, DeviceErrorReply
 from edgelearn.link.framing import crc32
 from firmware_sim.inprocess import InProcessBoard, test_qnetwork

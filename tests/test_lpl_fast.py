@@ -285,7 +285,7 @@ def test_small_update_window_equals_dense_update(scale):
 def _dense(f, pv, x, rw):
     """The dense path of LPLRateFast._apply (the window test disabled)."""
     f.full = True                                  # full skips the window test ...
-    n_out, n_in = f.n_out, f.n_in
+    n_out = f.n_out
     u = (rw[:n_out, None] + rw[None, n_out:]) & ((1 << f.w_shift_total) - 1)
     return f._apply(pv, x, u.reshape(-1), True)    # ... and takes u as given words
 

@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from edgelearn.adapt.bundle import load_bundle
 from edgelearn.atomic import atomic_write_text

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edgelearn.errors import FixedPointError, InputError, ModelError
+from edgelearn.errors import InputError, ModelError
 from edgelearn.fixed import DECAY_ONE, decode_decay, int_range, round_shift, saturate
 from edgelearn.model import RESET_MODES, Layer, LayerChain, Network
 

@@ -285,8 +285,8 @@ class Client:
                                 f"device speaks version {reply.arg0}")
             if reply.code == m.E_NO_SESSION:
                 raise DeviceErrorReply(m.Error(reply.code, reply.request, 0, 0, (
-                    f"device has no session (it was reset); send HELLO again "
-                    f"(Client.hello())").encode()))
+                    "device has no session (it was reset); send HELLO again "
+                    "(Client.hello())").encode()))
             raise DeviceErrorReply(reply)
         return reply
 

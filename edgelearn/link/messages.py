@@ -10,7 +10,7 @@ normative table; the struct formats below are its executable copy.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from edgelearn.errors import LinkError
