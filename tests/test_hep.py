@@ -131,6 +131,28 @@ def test_default_scheme_nodes_and_budget():
         hep_scheme(1)
 
 
+def test_real_schemes_exact_to_third_order_pay_at_least_3x_in_noise():
+    """With the averaging time split by |w_j| the estimate's noise std is ~ sigma sum|w_j| / b.
+    Exactness to third order (sum w t = 1, sum w t^3 = 0) gives sum w (3t - 4t^3) = 3, and
+    |3t - 4t^3| = |T_3(t)| <= 1 on [-1, 1], so sum|w| >= 3; nodes +-1/2, +-1 (the extrema of
+    T_3) attain it. Centered EP has sum|w| = 1: real hEP needs >= 3x its amplitude to match
+    its noise."""
+    assert sum(abs(w) for w in sc.centered_scheme().weights) == pytest.approx(1.0)
+    extremal = sc.low_noise_scheme()
+    assert sorted(extremal.nodes) == [-1.0, -0.5, 0.5, 1.0]
+    assert sum(abs(w) for w in extremal.weights) == pytest.approx(3.0)
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        k = int(rng.integers(2, 5))
+        t = np.sort(rng.uniform(0.02, 1.0, k))
+        s = sc.interpolation_scheme(np.concatenate([-t, t]), degree=3)
+        w, nodes = np.asarray(s.weights), np.asarray(s.nodes)
+        assert abs(np.dot(w, nodes) - 1) < 1e-8 and abs(np.dot(w, nodes ** 3)) < 1e-8
+        assert np.abs(w).sum() >= 3.0 - 1e-9
+    for D in (4, 6, 8):
+        assert sum(abs(w) for w in hep_scheme(D).weights) >= 3.0
+
+
 def test_no_complex_arithmetic_anywhere():
     """Source (code tokens, not prose) has no complex names or imaginary literals; every
     array an estimator returns is real float64."""
@@ -373,3 +395,17 @@ def test_real_hep_beats_centered_ep_under_state_noise_at_best_amplitude():
     hep = best("hep", [1.5, 2.0, 3.0])
     cen = best("centered", [0.5, 0.75, 1.0, 1.5])
     assert hep < 0.9 * cen, (hep, cen)  # measured 0.037 vs 0.047
+
+
+def test_low_noise_scheme_is_fourth_order_and_plugs_into_online_learning():
+    """Noise-free, the low-noise scheme's error falls like b^4 (centered EP's like b^2) and is far
+    below centered EP's at b = 0.5; OnlineHEP passes a scheme through to hep_gradient."""
+    head = EnergyHead((16, 32, 10), seed=0)
+    x, y = batch(16, 10, 8, 100)
+    ex = head.exact_gradient(x, y)
+    low = {b: rel(head.hep_gradient(x, y, b, scheme=sc.low_noise_scheme()), ex) for b in (0.25, 0.5)}
+    cen = rel(head.ep_gradient(x, y, 0.5, centered=True), ex)
+    assert low[0.25] < low[0.5] / 8 and low[0.5] < cen / 10, (low, cen)
+    learner = OnlineHEP(head, lr=0.01, amplitude=0.5, scheme=sc.low_noise_scheme())
+    g = learner.gradient(x, y)
+    assert rel(g, head.hep_gradient(x, y, 0.5, scheme=sc.low_noise_scheme())) == 0.0

@@ -18,6 +18,7 @@ from edgelearn.rules.hep.schemes import (
                                          cosine_scheme,
                                          hep_scheme,
                                          interpolation_scheme,
+                                         low_noise_scheme,
                                          one_sided_scheme,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
                                          "hep_memory_bytes",
                                          "hep_scheme",
                                          "interpolation_scheme",
+                                         "low_noise_scheme",
                                          "one_sided_scheme",
                                          "oscillating_gradient",
 ]

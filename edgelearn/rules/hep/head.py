@@ -263,8 +263,10 @@ class EnergyHead:
                      strict: bool = False, harmonics: bool = False) -> Gradient:
         """Real-valued hEP: beta(theta) = amplitude * cos(theta) read out through odd harmonics.
 
-        nudges: number of distinct nudge values (default scheme: M = 2*nudges - 1 phase
-        samples, schemes.hep_scheme); pass ``scheme=schemes.cosine_scheme(M)`` for a given M.
+        nudges: number of distinct nudge values (default scheme schemes.hep_scheme: M = 4
+        (nudges // 2) phase samples at the Chebyshev-Gauss nodes); pass
+        ``scheme=schemes.cosine_scheme(M)`` for a given M, or ``schemes.low_noise_scheme()``
+        under strong noise.
         """
         return self.estimate(x, y, amplitude, scheme or sc.hep_scheme(nudges), noise,
                              weight_read, strict, harmonics)

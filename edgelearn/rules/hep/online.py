@@ -17,18 +17,20 @@ import numpy as np
 from edgelearn.errors import ParameterError
 from edgelearn.rules.hep.head import _UNSET, EnergyHead, Gradient
 from edgelearn.rules.hep.oscillate import oscillating_gradient
+from edgelearn.rules.hep.schemes import NudgeScheme
 
 ESTIMATORS = ("hep", "centered", "one-sided", "exact")
 
 
 class OnlineHEP:
     """Online learner around an EnergyHead (see module docstring). lr: SGD step size;
-    clip: optional max L2 norm of the whole update (0 = off)."""
+    clip: optional max L2 norm of the whole update (0 = off); scheme: a NudgeScheme that
+    replaces the default one of ``nudges`` for estimator 'hep' (e.g. schemes.low_noise_scheme())."""
 
     def __init__(self, head: EnergyHead, lr: float = 0.05, amplitude: float = 0.5,
                  nudges: int = 6, estimator: str = "hep", mode: str = "discrete",
                  clip: float = 0.0, strict: bool = False, noise=_UNSET, weight_read=_UNSET,
-                 **oscillation) -> None:
+                 scheme: NudgeScheme | None = None, **oscillation) -> None:
         if not (lr > 0 and np.isfinite(lr)):
             raise ParameterError(f"OnlineHEP lr must be > 0, got {lr}")
         if estimator not in ESTIMATORS:
@@ -42,6 +44,7 @@ class OnlineHEP:
         self.head, self.lr, self.amplitude, self.nudges = head, float(lr), float(amplitude), int(nudges)
         self.estimator, self.mode, self.clip, self.strict = estimator, mode, float(clip), strict
         self.noise, self.weight_read, self.oscillation = noise, weight_read, oscillation
+        self.scheme = scheme
         self.updates = 0
         self.nonconverged = 0
         self.relax_steps = 0
@@ -57,7 +60,7 @@ class OnlineHEP:
             return oscillating_gradient(h, x, y, b, noise=self.noise, weight_read=self.weight_read,
                                         **self.oscillation)
         if self.estimator == "hep":
-            return h.hep_gradient(x, y, b, self.nudges, noise=self.noise,
+            return h.hep_gradient(x, y, b, self.nudges, scheme=self.scheme, noise=self.noise,
                                   weight_read=self.weight_read, strict=self.strict)
         return h.ep_gradient(x, y, b, centered=self.estimator == "centered", noise=self.noise,
                              weight_read=self.weight_read, strict=self.strict)
