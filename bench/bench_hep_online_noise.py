@@ -165,6 +165,8 @@ def main(argv=None) -> int:
     ap.add_argument("--average", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="300 training samples, 2 seeds")
+    ap.add_argument("--reuse", help="a JSON of an earlier run: its runs with the same settings "
+                    "are kept, not rerun (to add seeds)")
     ap.add_argument("--json", default="reports/bench_hep_online_noise.json")
     ap.add_argument("--plot", default="reports/bench_hep_online_noise.png")
     args = ap.parse_args(argv)
@@ -176,12 +178,24 @@ def main(argv=None) -> int:
     grids = {"centered": CENTERED_AMPS, "hep": HEP_AMPS, "hep-low-noise": LOW_NOISE_AMPS}
     jobs += [{**base, "estimator": est, "amplitude": b, "seed": s}
              for est, grid in grids.items() for s in seeds for b in grid]
+    runs = []
+    if args.reuse:
+        with open(args.reuse, encoding="utf-8") as f:
+            old = json.load(f)["runs"]
+        def key(j):  # noqa: E306
+            return tuple(j.get(k) for k in ("estimator", "amplitude", "sigma", "seed", "nudges",
+                                            "steps", "average", "n_train"))
+        wanted = {key(j) for j in jobs}
+        runs = [r for r in old if key(r) in wanted]
+        have = {key(r) for r in runs}
+        jobs = [j for j in jobs if key(j) not in have]
+        print(f"reusing {len(runs)} runs from {args.reuse}; {len(jobs)} to run", flush=True)
     data = speech_features()
-    runs, t0 = [], time.time()
+    t0, n_reused = time.time(), len(runs)
     with Pool(args.workers, initializer=_init, initargs=(data,)) as pool:
         for r in pool.imap_unordered(train_one, jobs):
             runs.append(r)
-            print(f"[{len(runs)}/{len(jobs)} {time.time() - t0:.0f} s] {r['estimator']} "
+            print(f"[{len(runs)}/{len(jobs) + n_reused} {time.time() - t0:.0f} s] {r['estimator']} "
                   f"b={r['amplitude']} seed {r['seed']}: test {100 * r['test_accuracy']:.1f} % "
                   f"({r['relax_steps_per_update']:.0f} steps/update)", flush=True)
     summary = summarise(runs, seeds)
