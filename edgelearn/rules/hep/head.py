@@ -266,7 +266,7 @@ class EnergyHead:
         nudges: number of distinct nudge values (default scheme schemes.hep_scheme: M = 4
         (nudges // 2) phase samples at the Chebyshev-Gauss nodes); pass
         ``scheme=schemes.cosine_scheme(M)`` for a given M, or ``schemes.low_noise_scheme()``
-        under strong noise.
+        (least noise gain, more bias).
         """
         return self.estimate(x, y, amplitude, scheme or sc.hep_scheme(nudges), noise,
                              weight_read, strict, harmonics)

@@ -134,7 +134,8 @@ def low_noise_scheme() -> NudgeScheme:
     std is ~ sum|w_j| / b, and sum w (3t - 4t^3) = 3 with |T_3| <= 1 forces sum|w| >= 3; these
     nodes attain 3 (weights +-4/3 at +-1/2, -+1/6 at +-1; the default 4-nudge scheme has 3.38).
     Its bias is larger than the Chebyshev-Gauss scheme's (fourth order, coefficient ~ the
-    product of the nodes), so use it where noise, not amplitude, limits the estimate."""
+    product of the nodes); in online training under state noise it measured no better than the
+    default (docs/hep.md)."""
     return interpolation_scheme([1.0, 0.5, -0.5, -1.0], degree=3, name="low-noise")
 
 
