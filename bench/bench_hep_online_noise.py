@@ -20,7 +20,7 @@ exact gradient without noise is the ceiling. Two comparisons, paired by seed:
 
 Prints a periodic progress line; writes JSON and a PNG (accuracy against amplitude).
 
-    python bench/bench_hep_online_noise.py [--sigma 1.0] [--seeds 0 1 2 3 4] [--quick]
+    python bench/bench_hep_online_noise.py [--sigma 1.0] [--seeds 0 .. 11] [--quick] [--reuse JSON]
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def plot(summary: dict, sigma: float, path: str) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sigma", type=float, default=1.0)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(12)))
     ap.add_argument("--phase-steps", type=int, default=60)
     ap.add_argument("--average", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
@@ -180,8 +180,13 @@ def main(argv=None) -> int:
              for est, grid in grids.items() for s in seeds for b in grid]
     runs = []
     if args.reuse:
-        with open(args.reuse, encoding="utf-8") as f:
-            old = json.load(f)["runs"]
+        try:
+            with open(args.reuse, encoding="utf-8") as f:
+                old = json.load(f)["runs"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"bench_hep_online_noise: error: --reuse {args.reuse}: not a JSON written by "
+                  f"this bench ({exc})", file=sys.stderr)
+            return 2
         def key(j):  # noqa: E306
             return tuple(j.get(k) for k in ("estimator", "amplitude", "sigma", "seed", "nudges",
                                             "steps", "average", "n_train"))
