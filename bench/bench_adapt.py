@@ -33,7 +33,7 @@ from edgelearn.adapt.features import head_features
 from edgelearn.adapt.head_training import train_head
 from edgelearn.adapt.loop import LoopConfig, run_adaptation
 from edgelearn.adapt.session import make_target
-from edgelearn.atomic import atomic_write_bytes, atomic_write_text
+from edgelearn.atomic import atomic_save_png, atomic_write_text
 from edgelearn.data import load_speech_digits
 from edgelearn.data.streams import holdout, make_stream
 from edgelearn.memory import get_profile
@@ -151,8 +151,6 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out + ".json", json.dumps(out, indent=2))
     try:
-        import io
-
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -172,9 +170,7 @@ def main(argv=None) -> int:
         a2.set_xlabel("sample")
         a2.set_ylabel("prequential accuracy, last 50 (%)")
         a2.legend()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        atomic_write_bytes(args.out + ".png", buf.getvalue())
+        atomic_save_png(fig, args.out + ".png", bbox_inches="tight")
     except ImportError:
         pass
     print(f"wrote {args.out}.json and .png ({time.time() - t_start:.0f} s)")

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgelearn.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
+from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
 from edgelearn.kernels.lif_fixed import (accumulate_dense, accumulate_event,  # noqa: E402
                                          init_qnetwork_state, qnetwork_step, qrun, quantize_input)
 from edgelearn.model import Layer, Network  # noqa: E402
@@ -219,10 +219,7 @@ def plot(event: dict, path: Path) -> None:
     ax.set_title("700->256 int8 layer: event-driven vs dense")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_png(fig, path, dpi=120)
 
 
 def main(argv=None) -> int:

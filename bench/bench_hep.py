@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgelearn.atomic import atomic_write_bytes, atomic_write_text
+from edgelearn.atomic import atomic_save_png, atomic_write_text
 from edgelearn.rules.hep import (
     EnergyHead,
     OnlineHEP,
@@ -389,10 +389,7 @@ def plot(path, res, amps, online):
     ax.set_xlabel("epoch")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_png(fig, path)
 
 
 def main(argv=None) -> int:

@@ -26,7 +26,6 @@ Prints a periodic progress line; writes JSON and a PNG (accuracy against amplitu
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import sys
@@ -39,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgelearn.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
+from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
 from edgelearn.rules.hep import (  # noqa: E402
     EnergyHead,
     OnlineHEP,
@@ -151,10 +150,8 @@ def plot(summary: dict, sigma: float, path: str) -> None:
     ax.set_ylabel("test accuracy after 1 epoch (%)")
     ax.set_title(f"online head training, state noise sigma = {sigma} (mean +- SE over seeds)")
     ax.legend()
-    buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_png(fig, path)
 
 
 def main(argv=None) -> int:

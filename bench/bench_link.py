@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import serial  # noqa: E402  (bench scripts may import anything)
 
-from edgelearn.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
+from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
 from edgelearn.link import messages as m  # noqa: E402
 from edgelearn.link.client import Client  # noqa: E402
 from edgelearn.link.framing import Frame, encode_frame  # noqa: E402
@@ -200,10 +200,7 @@ def main() -> int:
                   title="1 MiB upload vs raw pty")
         fig.tight_layout()
         buf_path = str(Path(args.out).with_suffix(".png"))
-        import io
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        atomic_write_bytes(buf_path, buf.getvalue())
+        atomic_save_png(fig, buf_path)
         print(f"wrote {buf_path}")
     except ImportError:
         pass

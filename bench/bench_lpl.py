@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgelearn.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
+from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
 from edgelearn.fixed import apply_decay, rng_init, round_shift, saturate  # noqa: E402
 from edgelearn.rules import base, lpl_rate, rule_memory_bytes  # noqa: E402
 
@@ -396,7 +396,6 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     try:
-        import io
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -421,9 +420,7 @@ def main(argv=None) -> int:
     np.atleast_1d(axes)[0].legend(fontsize=6)
     fig.suptitle(source[:90], fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    atomic_write_bytes(out.with_suffix(".png"), buf.getvalue())
+    atomic_save_png(fig, out.with_suffix(".png"), dpi=120)
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 

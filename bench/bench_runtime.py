@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgelearn.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
+from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
 from edgelearn.io import OnnxRuntimeBackend  # noqa: E402
 from edgelearn.model import Layer, Network  # noqa: E402
 from edgelearn.runtime.reference import run as run_numpy  # noqa: E402
@@ -96,7 +96,6 @@ def main(argv=None) -> int:
 
 def plot(results: list[dict], path: str) -> None:
     """Bar chart of microseconds per step, one group per batch size."""
-    import io
 
     import matplotlib
 
@@ -115,9 +114,7 @@ def plot(results: list[dict], path: str) -> None:
         ax.set_ylabel("us per time step")
     fig.suptitle("700-256-20 SNN, T=100: sequence inference")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_png(fig, path, dpi=100)
     print(f"wrote {path}")
 
 

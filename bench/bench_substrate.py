@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from edgelearn.atomic import atomic_open, atomic_write_text  # noqa: E402
+from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
 from edgelearn.io import load_network  # noqa: E402
 from edgelearn.progress import Progress  # noqa: E402
 from edgelearn.targets.substrate import (AdaptConfig, OnDeviceLearner, SubstrateTarget,  # noqa: E402
@@ -140,8 +140,7 @@ def plot(report: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"{report['model']} on simulated substrates")
     fig.tight_layout()
-    with atomic_open(path) as fh:
-        fig.savefig(fh, format="png", dpi=110)
+    atomic_save_png(fig, path)
     plt.close(fig)
 
 

@@ -52,3 +52,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_png(fig, path: str | os.PathLike, dpi: int = 110, **savefig_kw) -> None:
+    """Save a matplotlib figure ``fig`` as PNG to ``path`` atomically (no matplotlib import
+    here: any object with ``savefig(file, format=..., dpi=...)`` works)."""
+    with atomic_open(path) as fh:
+        fig.savefig(fh, format="png", dpi=dpi, **savefig_kw)

@@ -353,10 +353,7 @@ def test_memory_protocol_one_accumulator_per_synapse():
     assert m["accumulator_bytes"] == 4 * head.n_params == m["weights_bytes"]
     assert sum(m["per_layer"]) + m["target_bytes"] == m["extra_state_bytes"]
     assert head.extra_state_bytes() == m["extra_state_bytes"]
-    try:
-        from edgelearn.rules.memory_cost import rule_memory_bytes
-    except ImportError:  # the shared protocol module is optional for this package
-        return
+    from edgelearn.rules.memory_cost import rule_memory_bytes
     assert rule_memory_bytes(p, 128, 64) == m["per_layer"][0]
 
 

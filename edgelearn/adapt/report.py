@@ -10,13 +10,12 @@ Plots (matplotlib, Agg backend; skipped with a note in the JSON when matplotlib 
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 
-from edgelearn.atomic import atomic_write_bytes, atomic_write_text
+from edgelearn.atomic import atomic_save_png, atomic_write_text
 
 
 def running_mean(hits: np.ndarray, window: int) -> np.ndarray:
@@ -30,12 +29,6 @@ def running_mean(hits: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def _save_png(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def _line_plot(plt, lines: dict, ylabel: str, title: str, path: Path) -> None:
     """One PNG of named (x, y) lines against the sample index."""
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -46,7 +39,7 @@ def _line_plot(plt, lines: dict, ylabel: str, title: str, path: Path) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save_png(fig, path)
+    atomic_save_png(fig, path, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -90,7 +83,7 @@ def write_report(folder: str | Path, metrics: dict, curves: dict[str, np.ndarray
             ax.set_ylabel("bytes")
             ax.set_title("device RAM")
             ax.legend()
-            _save_png(fig, folder / "memory.png")
+            atomic_save_png(fig, folder / "memory.png", bbox_inches="tight")
             plt.close(fig)
             written.append("memory.png")
     atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2, default=float))
