@@ -4,7 +4,8 @@ adaptation loop against a frozen baseline, and write the report folder."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +63,13 @@ def summarise(name: str, res: LoopResult) -> dict:
 
 
 def adapt_and_report(target: Target, frozen: Target | None, x: np.ndarray, y: np.ndarray,
-                     cfg: LoopConfig, report: Path, plan: Plan, extra: dict | None = None,
+                     cfg: LoopConfig, report: Path | None, plan: Plan, extra: dict | None = None,
                      progress: bool = True) -> dict:
-    """Run the loop on ``target`` (and a frozen twin for comparison) and write the report."""
-    report.mkdir(parents=True, exist_ok=True)
+    """Run the loop on ``target`` (and a frozen twin for comparison) and write the report
+    folder (metrics.json, plots, checkpoint); with ``report`` None nothing is written and no
+    checkpoint is kept: the metrics are only returned."""
+    if report is not None:
+        report.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     res = run_adaptation(target, x, y, cfg, workdir=report, label="adapt", progress=progress)
     seconds = time.time() - t0
@@ -85,9 +89,75 @@ def adapt_and_report(target: Target, frozen: Target | None, x: np.ndarray, y: np
     metrics = {"runs": runs, "plan": plan.to_json(), "memory": memory,
                "loop": {**asdict(cfg), "guard": asdict(cfg.guard)},
                "seconds": seconds, **(extra or {})}
-    files = write_report(report, metrics, curves, res.drift, memory)
-    metrics["files"] = files
+    metrics["files"] = [] if report is None else \
+        write_report(report, metrics, curves, res.drift, memory)
     return metrics
+
+
+@dataclass
+class Deployment:
+    """What :func:`deploy_and_adapt` returns.
+
+    Attributes:
+        metrics: the report's metrics (None when no stream was given: deployment only).
+        saved: files of the adapted model pulled back into the report folder.
+        weights: the target's :meth:`~edgelearn.targets.base.Target.get_weights` after the
+            run, when asked for (``keep_weights``).
+    """
+
+    metrics: dict | None
+    saved: list[str]
+    weights: dict[str, np.ndarray] | None = None
+
+
+def deploy_and_adapt(spec: TargetSpec, bundle: Bundle, plan: Plan,
+                     stream: tuple[np.ndarray, np.ndarray] | None, *, seed: int,
+                     labels: float, baseline: bool = True, report: Path | None = None,
+                     upload: bool = True, progress: bool = True,
+                     say: Callable[[str], None] = lambda text: None, extra: dict | None = None,
+                     keep_weights: bool = False) -> Deployment:
+    """Deploy ``bundle`` as ``plan`` says on target ``spec`` and, given a ``stream`` (x, y),
+    run the adaptation loop on it against a frozen twin.
+
+    This is `edgelearn deploy` (and `adapt`, `demo`) after argument parsing, and what every
+    device of `edgelearn fleet` runs: one code path. ``seed`` is the deploy seed: the label
+    mask uses ``seed``, the device (stochastic rounding, substrate instance) ``seed + 1``.
+    With ``report`` the report folder is written (metrics, plots, checkpoint, adapted model);
+    without, only the metrics are returned.
+    """
+    target = make_target(spec, bundle, plan, seed=seed + 1, progress=progress,
+                         calibration_x=None if stream is None else stream[0][:256],
+                         upload=upload)
+    with target:
+        say(f"{'deployed on' if upload else 'attached to'} {spec} ({target.name}); "
+            f"learning: {plan.config.describe()}")
+        if stream is None:
+            return Deployment(None, [])
+        x, y = stream
+        frozen = None
+        if baseline:
+            # boards run the host's engine bit for bit, so their frozen twin runs on the host
+            twin = spec if spec.kind in ("host", "substrate", "tflite") else TargetSpec("host")
+            frozen = make_target(twin, bundle, plan.without_learning(), seed=seed + 1,
+                                 progress=False)
+        cfg = LoopConfig(lpl=bool(plan.config.lpl_layers), hep=plan.config.hep,
+                         label_fraction=labels, seed=seed)
+        if not (cfg.lpl or cfg.hep) and spec.kind != "tflite":
+            say("note: nothing to adapt within this budget; running inference only")
+        try:
+            metrics = adapt_and_report(target, frozen, x, y, cfg, report, plan, extra=extra,
+                                       progress=progress)
+        finally:
+            if frozen is not None:
+                frozen.close()
+        saved: list[str] = []
+        if report is not None:
+            try:
+                saved = save_adapted(target, bundle, report)
+            except TargetError as exc:
+                say(f"adapted model not pulled back: {exc}")
+        weights = target.get_weights() if keep_weights else None
+    return Deployment(metrics, saved, weights)
 
 
 def describe(cfg: LoopConfig) -> str:

@@ -57,10 +57,8 @@ def say(args, text: str) -> None:
 
 def run(args, upload: bool = True) -> int:
     from edgelearn.adapt.bundle import load_bundle, plan_for
-    from edgelearn.adapt.loop import LoopConfig
-    from edgelearn.adapt.session import adapt_and_report, make_target, save_adapted
+    from edgelearn.adapt.session import deploy_and_adapt
     from edgelearn.adapt.streams import load_stream
-    from edgelearn.errors import TargetError
     from edgelearn.targets.spec import parse_target
 
     spec = parse_target(args.target)
@@ -78,40 +76,15 @@ def run(args, upload: bool = True) -> int:
     if spec.kind == "tflite":
         plan.dropped.append("all learning (TensorFlow Lite does not train)")
     say(args, plan.table())
-    target = make_target(spec, bundle, plan, seed=args.seed + 1, progress=not args.quiet,
-                         calibration_x=None if stream is None else stream[0][:256],
-                         upload=upload)
-    with target:
-        say(args, f"{'deployed on' if upload else 'attached to'} {spec} ({target.name}); "
-                  f"learning: {plan.config.describe()}")
-        if stream is None:
-            return 0
-        x, y, ds = stream
-        report = Path(args.report or f"reports/{bundle.source.stem}-{spec.kind}")
-        frozen = None
-        if not args.no_baseline:
-            # boards run the host's engine bit for bit, so their frozen twin runs on the host
-            twin = spec if spec.kind in ("host", "substrate", "tflite") else parse_target("host")
-            frozen = make_target(twin, bundle, plan.without_learning(), seed=args.seed + 1,
-                                 progress=False)
-        cfg = LoopConfig(lpl=bool(plan.config.lpl_layers), hep=plan.config.hep,
-                         label_fraction=args.labels, seed=args.seed)
-        if not (cfg.lpl or cfg.hep) and spec.kind != "tflite":
-            say(args, "note: nothing to adapt within this budget; running inference only")
-        try:
-            metrics = adapt_and_report(target, frozen, x, y, cfg, report, plan,
-                                       extra={"model": str(bundle.source), "target": str(spec),
-                                              "stream": args.adapt},
-                                       progress=not args.quiet)
-        finally:
-            if frozen is not None:
-                frozen.close()
-        try:
-            saved = save_adapted(target, bundle, report)
-        except TargetError as exc:
-            saved = []
-            say(args, f"adapted model not pulled back: {exc}")
-        print_summary(metrics, report, saved)
+    report = Path(args.report or f"reports/{bundle.source.stem}-{spec.kind}")
+    done = deploy_and_adapt(spec, bundle, plan, None if stream is None else stream[:2],
+                            seed=args.seed, labels=args.labels, baseline=not args.no_baseline,
+                            report=report if stream is not None else None, upload=upload,
+                            progress=not args.quiet, say=lambda text: say(args, text),
+                            extra={"model": str(bundle.source), "target": str(spec),
+                                   "stream": args.adapt})
+    if done.metrics is not None:
+        print_summary(done.metrics, report, done.saved)
     return 0
 
 
