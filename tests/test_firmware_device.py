@@ -214,13 +214,14 @@ def test_cycle_model_orders_cores_and_counts_learning():
 
 
 def test_arena_use_equals_the_memory_plan():
-    """The plan charges the link's reply cache and reorder buffer for the deployed window."""
-    from edgelearn.memory.planner import LINK_WINDOW, inference_buffers, shapes_of
-    dev = make(ram=256 * 1024, flash=256 * 1024, window=LINK_WINDOW)
+    """The plan charges the link's reply cache and reorder buffer for the board's window."""
+    from edgelearn.memory.planner import LinkShape, inference_buffers, shapes_of
+    link = LinkShape(window=3, max_payload=300)
+    dev = make(ram=256 * 1024, flash=256 * 1024, window=3, max_payload=300)
     h = Host(dev)
     h(m.Hello())
     qnet = test_qnetwork(n_in=64, n_hidden=48, n_out=10)
-    upload(h, to_image(qnet))
-    plan = sum(b.nbytes for b in inference_buffers(shapes_of(qnet), 4, True, None))
+    upload(h, to_image(qnet), chunk=256)
+    plan = sum(b.nbytes for b in inference_buffers(shapes_of(qnet), 4, link, None))
     tel = h(m.Telemetry())
     assert tel.arena_used == tel.arena_high_water == plan

@@ -8,7 +8,7 @@ from edgelearn.memory.planner import AdaptConfig, HeadShape, LayerShape, plan_de
 LAYERS = (LayerShape("hidden", 64, 128, False, True, False),
           LayerShape("out", 128, 10, False, False, False))
 HEAD = HeadShape((128, 16, 10))
-FULL = AdaptConfig(lpl_layers=("hidden",), master_weights="int16", hep=True)
+FULL = AdaptConfig(lpl_layers=("hidden",), hep=True)
 M4 = get_profile("cortex-m4-256k")
 
 
@@ -51,17 +51,26 @@ def test_generous_budget_keeps_everything():
 
 def test_ladder_drops_in_order_and_says_what():
     full = plan_deployment(LAYERS, parse_bytes("256KiB"), M4, FULL, link=True, head=HEAD)
-    master = next(b.nbytes for b in full.buffers if b.name == "hidden.master")
-    # just too small for int16 masters: int8 + stochastic rounding is chosen
+    lpl = sum(b.nbytes for b in full.buffers if b.name.startswith("hidden.lpl"))
+    # just too small for LPL + hEP: the hEP head alone is kept
     plan = plan_deployment(LAYERS, full.total_bytes - 1, M4, FULL, link=True, head=HEAD)
-    assert plan.config.master_weights == "int8-sr" and plan.config.hep
-    assert plan.dropped == ["int16 master weights -> int8 with stochastic rounding"]
-    assert plan.total_bytes == full.total_bytes - master
+    assert plan.config == AdaptConfig(hep=True)
+    assert plan.dropped == ["LPL dropped (hEP head only)"]
+    assert plan.total_bytes == full.total_bytes - lpl
     # too small for any learning: inference only, with every drop listed
     inf = plan.inference_bytes
     plan = plan_deployment(LAYERS, inf + 8, M4, FULL, link=True, head=HEAD)
     assert plan.config == AdaptConfig() and plan.learning_bytes == 0
     assert plan.dropped[-1] == "all learning dropped (inference only)"
+
+
+def test_dropped_lists_only_what_the_chosen_rung_lacks():
+    full = plan_deployment(LAYERS, parse_bytes("256KiB"), M4, FULL, head=HEAD)
+    hep = sum(b.nbytes for b in full.buffers if b.category == "learning"
+              and b.name.startswith("head."))
+    plan = plan_deployment(LAYERS, full.total_bytes - hep, M4, FULL, head=HEAD)
+    assert plan.config == AdaptConfig(("hidden",))
+    assert plan.dropped == ["hEP dropped (LPL only)"]
 
 
 def test_hep_only_when_lpl_does_not_fit():
@@ -87,12 +96,26 @@ def test_budget_above_profile_ram_refused():
         plan_deployment(LAYERS, parse_bytes("128KiB"), get_profile("cortex-m0plus-64k"), FULL)
 
 
-def test_link_constants_match_the_link_layer():
+def test_link_buffers_follow_the_link_layer():
     from edgelearn.link import framing
-    from edgelearn.memory.planner import LINK_FRAME_BYTES, LINK_MAX_WIRE
+    from edgelearn.memory.planner import LINK_FRAME_BYTES, LinkShape, link_buffers, max_wire_bytes
 
-    assert LINK_MAX_WIRE == framing.max_wire_len(framing.DEFAULT_MAX_PAYLOAD)
-    assert LINK_FRAME_BYTES >= LINK_MAX_WIRE
+    for p in range(16, framing.MAX_PAYLOAD_LIMIT + 1):
+        assert max_wire_bytes(p) == framing.max_wire_len(p), p
+    assert LINK_FRAME_BYTES >= max_wire_bytes(framing.DEFAULT_MAX_PAYLOAD)
+    bufs = {b.name: b.nbytes for b in link_buffers(LinkShape(3, 2000), 4)}
+    wire = framing.max_wire_len(2000)
+    assert bufs == {"link.rx": wire + 3 & ~3, "link.tx": wire + 3 & ~3,
+                    "link.reply_cache": 3 * wire + 3 & ~3, "link.reorder": 3 * wire + 3 & ~3}
+
+
+def test_link_shape_refuses_what_no_board_announces():
+    from edgelearn.errors import ParameterError
+    from edgelearn.memory.planner import LinkShape
+
+    for window, payload in ((0, 1024), (65, 1024), (8, 15), (8, 4097)):
+        with pytest.raises(ParameterError, match="link window must be 1..64"):
+            LinkShape(window, payload)
 
 
 def test_plan_notes_software_float_without_fpu():

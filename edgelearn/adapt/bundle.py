@@ -20,14 +20,15 @@ import numpy as np
 
 from edgelearn.data import load_speech_digits
 from edgelearn.data.dataset import read_npz_arrays
-from edgelearn.errors import ModelFileError
+from edgelearn.errors import MemoryBudgetError, ModelFileError
 from edgelearn.io import load_any
 from edgelearn.io.onnx_load import read_model_file
 from edgelearn.io.onnx_quant import is_quantized_model, load_qnetwork
 from edgelearn.kernels.lif_fixed import QNetwork, dequantize
 from edgelearn.memory import get_profile, parse_bytes
-from edgelearn.memory.planner import AdaptConfig, HeadShape, Plan, plan_deployment, shapes_of
-from edgelearn.memory.profiles import DEFAULT_PROFILE
+from edgelearn.memory.planner import (AdaptConfig, HeadShape, LinkShape, Plan, plan_deployment,
+                                      shapes_of)
+from edgelearn.memory.profiles import DEFAULT_PROFILE, DeviceProfile
 from edgelearn.model import Network
 from edgelearn.quant.calibrate import quantize_network
 from edgelearn.device.head import DeviceHead
@@ -113,8 +114,7 @@ def load_bundle(model: str | Path, quantize: bool = True, calib: str | None = No
     return b
 
 
-def requested_config(bundle: Bundle, lpl: str = "all", variant: str = "rate",
-                     master: str = "int8-sr", hep: bool = True) -> AdaptConfig:
+def requested_config(bundle: Bundle, lpl: str = "all", hep: bool = True) -> AdaptConfig:
     """Turn CLI words into an :class:`AdaptConfig` for this bundle."""
     hidden = bundle.hidden_names
     if lpl == "all":
@@ -127,23 +127,42 @@ def requested_config(bundle: Bundle, lpl: str = "all", variant: str = "rate",
         layers = tuple(n.strip() for n in lpl.split(",") if n.strip())
         for n in layers:
             bundle.network.layer(n)
-    return AdaptConfig(lpl_layers=layers, lpl_variant=variant, master_weights=master,
-                       hep=hep and bundle.head is not None)
+    return AdaptConfig(lpl_layers=layers, hep=hep and bundle.head is not None)
+
+
+def plan_bundle(bundle: Bundle, budget: int, profile: DeviceProfile, requested: AdaptConfig,
+                link: LinkShape | None = None) -> Plan:
+    """The memory plan of ``bundle`` (its layers, head and device image) under ``budget``."""
+    head = HeadShape(bundle.head.head.sizes) if bundle.head is not None else None
+    image = 0
+    if bundle.qnet is not None:
+        from edgelearn.kernels.image import to_image
+        image = len(to_image(bundle.qnet))
+    return plan_deployment(shapes_of(bundle.network), budget, profile, requested, link=link,
+                           head=head, image_bytes=image)
 
 
 def plan_for(bundle: Bundle, args, link: bool | None = None) -> Plan:
-    """Plan from CLI arguments (budget, device, lpl, lpl_variant, master, no_hep, target)."""
+    """Plan from CLI arguments (budget, device, lpl, no_hep, target). A target with a serial
+    link is planned with the protocol's default link (:class:`LinkShape`) until the board's
+    HELLO reply says otherwise (:func:`replan_for_board`)."""
     from edgelearn.targets.spec import parse_target
 
     profile = get_profile(args.device or DEFAULT_PROFILE)
     budget = parse_bytes(args.budget)
     if link is None:
         link = parse_target(getattr(args, "target", "host")).has_link
-    cfg = requested_config(bundle, args.lpl, args.lpl_variant, args.master, not args.no_hep)
-    head = HeadShape(bundle.head.head.sizes) if bundle.head is not None else None
-    image = 0
-    if bundle.qnet is not None:
-        from edgelearn.kernels.image import to_image
-        image = len(to_image(bundle.qnet))
-    return plan_deployment(shapes_of(bundle.network), budget, profile, cfg, link=link,
-                           head=head, image_bytes=image)
+    cfg = requested_config(bundle, args.lpl, not args.no_hep)
+    return plan_bundle(bundle, budget, profile, cfg, LinkShape() if link else None)
+
+
+def replan_for_board(bundle: Bundle, plan: Plan, window: int, max_payload: int,
+                     ram: int) -> Plan:
+    """``plan`` made again for the link a board reported in its HELLO reply (window,
+    max_payload) so that it equals what the board allocates; a budget above the board's RAM
+    is refused."""
+    if plan.budget > ram:
+        raise MemoryBudgetError(f"budget {plan.budget} B exceeds the RAM the board reports "
+                                f"({ram} B)")
+    return plan_bundle(bundle, plan.budget, plan.profile, plan.requested,
+                       LinkShape(window, max_payload, source="board"))

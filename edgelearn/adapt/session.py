@@ -34,14 +34,32 @@ def make_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int = 1,
                 progress: bool = True, hep: HEPSettings | None = None,
                 calibration_x: np.ndarray | None = None, lpl=None, upload: bool = True) -> Target:
     """Create the target of ``spec`` holding ``bundle`` as planned (upload included unless
-    ``upload`` is False, for a board that already holds the model)."""
+    ``upload`` is False, for a board that already holds the model). ``target.plan`` is the
+    plan it runs: for a board, ``plan`` made again from the link the board reports."""
+    if spec.has_link:
+        from edgelearn.adapt.bundle import replan_for_board
+        from edgelearn.targets.board import BoardTarget
+        target = BoardTarget.connect(spec, plan)
+        try:
+            info = target.client.info
+            plan = replan_for_board(bundle, plan, info.window, info.max_payload, info.ram)
+        except BaseException:
+            target.close()
+            raise
+        target.deploy(bundle, engine_config(bundle, plan, seed, hep, lpl), progress=progress,
+                      upload=upload)
+    else:
+        target = _local_target(spec, bundle, plan, seed, hep, calibration_x, lpl)
+    target.plan = plan
+    return target
+
+
+def _local_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int,
+                  hep: HEPSettings | None, calibration_x: np.ndarray | None, lpl) -> Target:
     cfg = engine_config(bundle, plan, seed, hep, lpl)
     if spec.kind == "host":
         from edgelearn.targets.host import HostTarget
         return HostTarget(bundle.qnet, plan.budget, bundle.head, cfg, align=plan.profile.word_bytes)
-    if spec.kind in ("sim", "serial"):
-        from edgelearn.targets.board import BoardTarget
-        return BoardTarget.open(spec, bundle, plan, cfg, progress=progress, upload=upload)
     if spec.kind == "tflite":
         from edgelearn.targets.tflite import TfliteTarget
         return TfliteTarget(bundle.qnet, bundle.head, bundle.feature_layer, cfg.readout)
@@ -128,7 +146,9 @@ def deploy_and_adapt(spec: TargetSpec, bundle: Bundle, plan: Plan,
     target = make_target(spec, bundle, plan, seed=seed + 1, progress=progress,
                          calibration_x=None if stream is None else stream[0][:256],
                          upload=upload)
+    plan = target.plan
     with target:
+        say(plan.table())
         say(f"{'deployed on' if upload else 'attached to'} {spec} ({target.name}); "
             f"learning: {plan.config.describe()}")
         if stream is None:

@@ -48,7 +48,7 @@ def run(args) -> int:
 
     ns = argparse.Namespace(
         model=str(bundled_model()), target=args.target, budget=args.budget, device=args.device,
-        lpl="all", lpl_variant="rate", master="int8-sr", no_hep=False, adapt="new_user",
+        lpl="all", no_hep=False, adapt="new_user",
         labels=args.labels, limit=args.limit, report=args.report, seed=args.seed,
         no_baseline=False, calib=None, quiet=args.quiet)
     return cmd_deploy.run(ns)

@@ -72,10 +72,9 @@ def run(args, upload: bool = True) -> int:
     stream = None
     if args.adapt:
         stream = load_stream(args.adapt, bundle.network.n_in, seed=args.seed, limit=args.limit)
-    plan = plan_for(bundle, args)
+    plan = plan_for(bundle, args, link=False)   # a board's link: planned from its HELLO reply
     if spec.kind == "tflite":
         plan.dropped.append("all learning (TensorFlow Lite does not train)")
-    say(args, plan.table())
     report = Path(args.report or f"reports/{bundle.source.stem}-{spec.kind}")
     done = deploy_and_adapt(spec, bundle, plan, None if stream is None else stream[:2],
                             seed=args.seed, labels=args.labels, baseline=not args.no_baseline,

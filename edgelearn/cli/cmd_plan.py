@@ -8,7 +8,7 @@ import json
 EXAMPLES = """examples:
   edgelearn plan models/speech_digits.onnx --budget 256KiB
   edgelearn plan models/speech_digits.onnx --budget 24KiB --device cortex-m0plus-64k --json
-  edgelearn plan models/speech_digits.onnx --budget 64KiB --master int16 --lpl-variant spiking-exact
+  edgelearn plan models/speech_digits.onnx --budget 256KiB --target sim
 """
 
 
@@ -19,10 +19,6 @@ def add_learning_arguments(p: argparse.ArgumentParser) -> None:
                    help="device profile (default: cortex-m4-256k; see --list-devices)")
     p.add_argument("--lpl", default="all", metavar="LAYERS",
                    help="hidden layers LPL adapts: 'all', 'last', 'none' or comma-separated names")
-    p.add_argument("--lpl-variant", default="rate",
-                   choices=("rate", "spiking-exact", "spiking-factorised"))
-    p.add_argument("--master", default="int8-sr", choices=("int8-sr", "int16"),
-                   help="int8 weights with stochastic rounding, or int16 master weights")
     p.add_argument("--no-hep", action="store_true", help="do not train the hEP head")
 
 
@@ -34,7 +30,9 @@ def register(sub) -> None:
     p.add_argument("model", help="model file (.onnx in the edgelearn profile, or NIR)")
     add_learning_arguments(p)
     p.add_argument("--target", default="host",
-                   help="host, sim or serial:URL (board targets add link buffers)")
+                   help="host | sim | serial:URL | substrate[:PRESET] | tflite; board targets "
+                        "add link buffers: serial:URL asks the board (HELLO) for its link "
+                        "settings, sim assumes the protocol defaults (window 8, 1024 B)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=run)
 
@@ -42,10 +40,25 @@ def register(sub) -> None:
 def run(args) -> int:
     from edgelearn.adapt.bundle import load_bundle, plan_for
 
+    from edgelearn.targets.spec import parse_target
+
     bundle = load_bundle(args.model, quantize=False)
     plan = plan_for(bundle, args)
+    spec = parse_target(args.target)
+    if spec.kind == "serial":
+        plan = board_plan(spec, bundle, plan)
     if args.json:
         print(json.dumps(plan.to_json(), indent=2))
     else:
         print(plan.table())
     return 0
+
+
+def board_plan(spec, bundle, plan):
+    """``plan`` made for the link the board at ``spec`` reports in its HELLO reply."""
+    from edgelearn.adapt.bundle import replan_for_board
+    from edgelearn.targets.board import BoardTarget
+
+    with BoardTarget.connect(spec, plan) as board:
+        info = board.client.info
+        return replan_for_board(bundle, plan, info.window, info.max_payload, info.ram)

@@ -7,7 +7,12 @@ A plan is a list of :class:`Buffer` entries (name, bytes, category) for one stre
     state     synaptic current and membrane, spike vectors, features  (inference)
     io        input step buffer and output accumulators               (inference)
     link      frame buffers of the serial link (board targets only)   (inference)
-    learning  LPL per-neuron state, spiking eligibility, hEP accumulators, int16 master weights
+    learning  LPL per-neuron state (rate form), hEP accumulators and replay ring
+
+LPL runs in its rate form on the int8 weights with stochastic rounding (what the device engine
+implements); the spiking LPL rule and int16 master weights exist as library code
+(edgelearn.rules.lpl_spiking, edgelearn.rules.memory_cost) but no deployment uses them, so the
+planner never charges them.
 
 Every buffer is rounded up to the device word (the arena aligns the same way), so the plan
 equals what an :class:`~edgelearn.memory.arena.Arena` measures when the runtime allocates the
@@ -25,8 +30,6 @@ from edgelearn.memory.arena import aligned
 from edgelearn.memory.profiles import DeviceProfile, format_bytes
 
 INFERENCE_CATEGORIES = ("weights", "state", "io", "link")
-LPL_VARIANTS = ("rate", "spiking-exact", "spiking-factorised")
-MASTER_WEIGHTS = ("int16", "int8-sr")
 
 
 @dataclass(frozen=True)
@@ -51,37 +54,52 @@ class HeadShape:
 
 
 @dataclass(frozen=True)
+class LinkShape:
+    """The serial link's buffers on a board: what the board announces in its HELLO reply.
+
+    Attributes:
+        window: requests the host may have in flight (the board keeps a reply cache and a
+            reorder buffer of ``window`` frames each), 1..64.
+        max_payload: largest request payload in bytes, 16..4096.
+        source: where the figures come from ('defaults' or 'board'), for the plan's notes.
+    """
+
+    window: int = 8
+    max_payload: int = 1024
+    source: str = "defaults"
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.window <= 64 and 16 <= self.max_payload <= 4096):
+            raise ParameterError(f"link window must be 1..64 and max_payload 16..4096 B, got "
+                                 f"{self.window} and {self.max_payload}")
+
+    def describe(self) -> str:
+        where = ("reported by the board" if self.source == "board" else
+                 "protocol defaults, what --target sim starts; a serial board's HELLO decides "
+                 "at deploy")
+        return f"window {self.window}, max payload {self.max_payload} B ({where})"
+
+
+@dataclass(frozen=True)
 class AdaptConfig:
     """What to adapt on the device.
 
     Attributes:
-        lpl_layers: names of hidden layers that LPL adapts (empty: no LPL).
-        lpl_variant: 'rate', 'spiking-exact' (per-synapse eligibility trace) or
-            'spiking-factorised' (per-neuron traces only).
-        master_weights: 'int16' keeps int16 master copies of adapted weights; 'int8-sr' applies
-            updates to the int8 weights with stochastic rounding.
+        lpl_layers: names of hidden layers that LPL adapts (empty: no LPL); rate-form LPL on
+            the int8 weights with stochastic rounding.
         hep: train the hEP head when labels arrive.
     """
 
     lpl_layers: tuple[str, ...] = ()
-    lpl_variant: str = "rate"
-    master_weights: str = "int8-sr"
     hep: bool = False
 
     def __post_init__(self) -> None:
-        if self.lpl_variant not in LPL_VARIANTS:
-            raise ParameterError(f"lpl_variant must be one of {LPL_VARIANTS}, got "
-                                 f"{self.lpl_variant!r}")
-        if self.master_weights not in MASTER_WEIGHTS:
-            raise ParameterError(f"master_weights must be one of {MASTER_WEIGHTS}, got "
-                                 f"{self.master_weights!r}")
         object.__setattr__(self, "lpl_layers", tuple(self.lpl_layers))
 
     def describe(self) -> str:
         parts = []
         if self.lpl_layers:
-            parts.append(f"LPL[{self.lpl_variant}, {self.master_weights}] on "
-                         f"{', '.join(self.lpl_layers)}")
+            parts.append(f"LPL on {', '.join(self.lpl_layers)}")
         if self.hep:
             parts.append("hEP head")
         return " + ".join(parts) if parts else "inference only"
@@ -106,6 +124,7 @@ class Plan:
     requested: AdaptConfig
     dropped: list[str] = field(default_factory=list)
     image_bytes: int = 0
+    link: LinkShape | None = None
 
     @property
     def inference_bytes(self) -> int:
@@ -123,7 +142,8 @@ class Plan:
         """The same deployment with all learning dropped (a frozen twin)."""
         return Plan(self.budget, self.profile,
                     [b for b in self.buffers if b.category != "learning"], AdaptConfig(),
-                    AdaptConfig(), ["all learning dropped (frozen baseline)"], self.image_bytes)
+                    AdaptConfig(), ["all learning dropped (frozen baseline)"], self.image_bytes,
+                    self.link)
 
     def by_category(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -142,6 +162,9 @@ class Plan:
                                         if self.inference_bytes else 0.0),
             "free_bytes": self.budget - self.total_bytes,
             "image_bytes": self.image_bytes,
+            "link": None if self.link is None else {"window": self.link.window,
+                                                    "max_payload": self.link.max_payload,
+                                                    "source": self.link.source},
             "config": self.config.describe(),
             "requested": self.requested.describe(),
             "dropped": list(self.dropped),
@@ -175,6 +198,8 @@ class Plan:
     def notes(self) -> list[str]:
         """Facts of the plan a user should know that are not memory."""
         out = []
+        if self.link is not None:
+            out.append(f"link: {self.link.describe()}")
         if self.config.hep and not self.profile.fpu:
             out.append(f"profile '{self.profile.name}' has no FPU: the float32 hEP head runs "
                        f"in software floating point (slower; memory as planned)")
@@ -183,13 +208,40 @@ class Plan:
 
 # ---- buffer lists ---------------------------------------------------------------------------
 
-LINK_FRAME_BYTES = 1100  # one max-size frame (1024 B payload + header + COBS + CRC), rx and tx
-LINK_MAX_WIRE = 1038     # edgelearn.link.framing.max_wire_len(1024) (tested equal)
-LINK_WINDOW = 2          # frames in flight a deployed board keeps (reply cache, reorder buffer)
+LINK_FRAME_BYTES = 1100  # smallest rx and tx frame buffer a board allocates
 
 
-def inference_buffers(layers: tuple[LayerShape, ...], align: int, link: bool,
-                      head: HeadShape | None) -> list[Buffer]:
+def max_wire_bytes(max_payload: int) -> int:
+    """Largest wire frame (delimiter included) for ``max_payload``: COBS of header (4 B) +
+    payload + CRC (4 B), n + n // 254 + 1 bytes, plus the 0x00 delimiter (docs/protocol.md;
+    equal to edgelearn.link.framing.max_wire_len, tested)."""
+    n = 4 + max_payload + 4
+    return n + n // 254 + 1 + 1
+
+
+def link_buffers(link: LinkShape, align: int) -> list[Buffer]:
+    """A board's link buffers: rx and tx of at least one largest frame (never below
+    LINK_FRAME_BYTES), and a reply cache and a reorder buffer of ``window`` frames each."""
+    wire = max_wire_bytes(link.max_payload)
+    frame = aligned(max(wire, LINK_FRAME_BYTES), align)
+    held = aligned(link.window * wire, align)
+    return [Buffer("link.rx", frame, "link", "receive frame"),
+            Buffer("link.tx", frame, "link", "transmit frame"),
+            Buffer("link.reply_cache", held, "link",
+                   f"last {link.window} replies (retransmissions are answered, not re-run)"),
+            Buffer("link.reorder", held, "link",
+                   f"up to {link.window} requests held until a gap is filled")]
+
+
+def as_link(link: "LinkShape | bool | None") -> LinkShape | None:
+    """``True`` means a board with the protocol defaults, ``False``/None no link."""
+    if link is True:
+        return LinkShape()
+    return link or None
+
+
+def inference_buffers(layers: tuple[LayerShape, ...], align: int,
+                      link: "LinkShape | bool | None", head: HeadShape | None) -> list[Buffer]:
     """Buffers for streaming inference (batch 1). Layout follows docs/memory.md."""
     out: list[Buffer] = []
 
@@ -221,38 +273,27 @@ def inference_buffers(layers: tuple[LayerShape, ...], align: int, link: bool,
         add("head.norm", 4 * 2 * head.sizes[0], "weights", "float32 feature mean and std")
         add("head.state", 4 * 2 * sum(head.sizes[1:]), "state",
             "float32 free-phase state and its previous iterate")
-    if link:
-        add("link.rx", LINK_FRAME_BYTES, "link", "receive frame")
-        add("link.tx", LINK_FRAME_BYTES, "link", "transmit frame")
-        add("link.reply_cache", LINK_WINDOW * LINK_MAX_WIRE, "link",
-            f"last {LINK_WINDOW} replies (retransmissions are answered, not re-run)")
-        add("link.reorder", LINK_WINDOW * LINK_MAX_WIRE, "link",
-            f"up to {LINK_WINDOW} requests held until a gap is filled")
+    link = as_link(link)
+    if link is not None:
+        out += link_buffers(link, align)
     return out
 
 
-def lpl_state_arrays(layer: LayerShape, variant: str):
+def lpl_state_arrays(layer: LayerShape):
     """The LPL state a device allocates for ``layer`` (the rule's own ``init_fixed``)."""
     from edgelearn.device.engine import default_lpl
-    from edgelearn.rules import lpl_rate, lpl_spiking
+    from edgelearn.rules import lpl_rate
 
-    if variant == "rate":
-        return lpl_rate.init_fixed(default_lpl(), layer.n_in, layer.n_out)
-    p = lpl_spiking.Params(variant=variant.removeprefix("spiking-"))
-    return lpl_spiking.init_fixed(p, layer.n_in, layer.n_out)
+    return lpl_rate.init_fixed(default_lpl(), layer.n_in, layer.n_out)
 
 
-def lpl_buffers(layer: LayerShape, variant: str, master: str, align: int) -> list[Buffer]:
+def lpl_buffers(layer: LayerShape, align: int) -> list[Buffer]:
     """Learning state of LPL on one layer: one buffer per array of the rule's state (sizes
-    from the rule's own allocation, so plan and device agree), plus int16 master weights."""
-    st = lpl_state_arrays(layer, variant)
-    out = [Buffer(f"{layer.name}.lpl.{name}", aligned(arr.nbytes, align), "learning",
-                  f"{arr.dtype} {'x'.join(map(str, arr.shape))}")
-           for name, arr in zip(st._fields, st) if arr.nbytes]
-    if master == "int16":
-        out.append(Buffer(f"{layer.name}.master", aligned(2 * layer.n_in * layer.n_out, align),
-                          "learning", "int16 master weights"))
-    return out
+    from the rule's own allocation, so plan and device agree)."""
+    st = lpl_state_arrays(layer)
+    return [Buffer(f"{layer.name}.lpl.{name}", aligned(arr.nbytes, align), "learning",
+                   f"{arr.dtype} {'x'.join(map(str, arr.shape))}")
+            for name, arr in zip(st._fields, st) if arr.nbytes]
 
 
 def hep_buffers(head: HeadShape, align: int) -> list[Buffer]:
@@ -282,12 +323,12 @@ def replay_buffers(head: HeadShape, align: int) -> list[Buffer]:
             Buffer("head.replay.ring", aligned(8, align), "learning", "int32 position, fill")]
 
 
-def buffers_for(layers: tuple[LayerShape, ...], config: AdaptConfig, align: int, link: bool,
-                head: HeadShape | None) -> list[Buffer]:
+def buffers_for(layers: tuple[LayerShape, ...], config: AdaptConfig, align: int,
+                link: "LinkShape | bool | None", head: HeadShape | None) -> list[Buffer]:
     out = inference_buffers(layers, align, link, head)
     names = {la.name: la for la in layers}
     for name in config.lpl_layers:
-        out += lpl_buffers(names[name], config.lpl_variant, config.master_weights, align)
+        out += lpl_buffers(names[name], align)
     if config.hep and head is not None:
         out += hep_buffers(head, align)
     return out
@@ -297,12 +338,6 @@ def ladder(requested: AdaptConfig, hidden: tuple[str, ...]) -> list[tuple[AdaptC
     """Cheaper configurations to try in order, each with the sentence that says what it drops."""
     steps: list[tuple[AdaptConfig, str]] = [(requested, "")]
     cfg = requested
-    if cfg.master_weights == "int16" and cfg.lpl_layers:
-        cfg = replace(cfg, master_weights="int8-sr")
-        steps.append((cfg, "int16 master weights -> int8 with stochastic rounding"))
-    if cfg.lpl_variant == "spiking-exact" and cfg.lpl_layers:
-        cfg = replace(cfg, lpl_variant="spiking-factorised")
-        steps.append((cfg, "exact spiking LPL (per-synapse eligibility) -> factorised variant"))
     if len(cfg.lpl_layers) > 1:
         last = tuple(n for n in hidden if n in cfg.lpl_layers)[-1:]
         cfg = replace(cfg, lpl_layers=last)
@@ -315,10 +350,19 @@ def ladder(requested: AdaptConfig, hidden: tuple[str, ...]) -> list[tuple[AdaptC
     return steps
 
 
+def _within(a: AdaptConfig, b: AdaptConfig) -> bool:
+    """True if configuration ``a`` adapts nothing that ``b`` does not."""
+    return set(a.lpl_layers) <= set(b.lpl_layers) and (b.hep or not a.hep)
+
+
 def plan_deployment(layers: tuple[LayerShape, ...], budget: int, profile: DeviceProfile,
-                    requested: AdaptConfig, link: bool = False, head: HeadShape | None = None,
-                    image_bytes: int = 0) -> Plan:
-    """Choose the richest configuration of :func:`ladder` that fits ``budget`` bytes of RAM."""
+                    requested: AdaptConfig, link: "LinkShape | bool | None" = None,
+                    head: HeadShape | None = None, image_bytes: int = 0) -> Plan:
+    """Choose the richest configuration of :func:`ladder` that fits ``budget`` bytes of RAM.
+
+    ``link``: the board's link (:class:`LinkShape`, from its HELLO reply); ``True`` assumes
+    the protocol defaults; None for targets without a serial link."""
+    link = as_link(link)
     if budget > profile.ram:
         raise MemoryBudgetError(f"budget {budget} B exceeds the RAM of profile "
                                 f"'{profile.name}' ({profile.ram} B)")
@@ -335,13 +379,14 @@ def plan_deployment(layers: tuple[LayerShape, ...], budget: int, profile: Device
                                 f"profile '{profile.name}' (flash {profile.flash} B, needs "
                                 f"{2 * image_bytes} B, missing {2 * image_bytes - profile.flash} B)")
     align = profile.word_bytes
-    dropped: list[str] = []
-    for cfg, what in ladder(requested, hidden):
-        if what:
-            dropped.append(what)
+    steps = ladder(requested, hidden)
+    for k, (cfg, _) in enumerate(steps):
         bufs = buffers_for(layers, cfg, align, link, head)
         if sum(b.nbytes for b in bufs) <= budget:
-            return Plan(budget, profile, bufs, cfg, requested, dropped, image_bytes)
+            # what was dropped on the way: every rung the chosen one is no richer than (the
+            # two single-rule rungs are alternatives, only the one taken is reported)
+            dropped = [what for c, what in steps[1:k + 1] if _within(cfg, c)]
+            return Plan(budget, profile, bufs, cfg, requested, dropped, image_bytes, link)
     bufs = inference_buffers(layers, align, link, head)
     total = sum(b.nbytes for b in bufs)
     detail = []

@@ -42,6 +42,8 @@ class Target(ABC):
     name: str = "target"
     #: what the target can do: subset of {"lpl", "hep", "pull"}
     capabilities: frozenset = frozenset()
+    #: the memory plan it was deployed with (edgelearn.adapt.session.make_target sets it)
+    plan = None
 
     @abstractmethod
     def infer(self, x: np.ndarray) -> SampleResult:

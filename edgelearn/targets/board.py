@@ -13,7 +13,7 @@ from edgelearn.kernels.lif_fixed import QNetwork
 from edgelearn.link.board import Board
 from edgelearn.link.client import Client
 from edgelearn.link.framing import crc32
-from edgelearn.memory.planner import LINK_WINDOW, Plan
+from edgelearn.memory.planner import Plan
 from edgelearn.progress import Progress
 from edgelearn.targets.base import SampleResult, Target, Telemetry
 from edgelearn.targets.spec import TargetSpec
@@ -29,33 +29,41 @@ class BoardTarget(Target):
         self._head = None
 
     @classmethod
-    def open(cls, spec: TargetSpec, bundle: Bundle, plan: Plan, config: EngineConfig,
-             progress: bool = True, upload: bool = True) -> "BoardTarget":
-        """Connect (starting a simulator for 'sim'), upload with read-back (unless ``upload``
-        is False: then the board must already hold this model, checked by its image CRC),
-        and enter sample mode."""
+    def connect(cls, spec: TargetSpec, plan: Plan) -> "BoardTarget":
+        """Open the link and handshake (starting a simulator for 'sim', with the RAM of the
+        plan's budget and the protocol's default link); ``client.info`` then holds what the
+        board reported (window, max_payload, RAM) for planning."""
         if spec.kind == "sim":
-            url = (f"sim?profile={plan.profile.name}&ram={plan.budget}"
-                   f"&flash={plan.profile.flash}&window={LINK_WINDOW}")
+            url = f"sim?profile={plan.profile.name}&ram={plan.budget}&flash={plan.profile.flash}"
         else:
             url = spec.arg
         try:
-            client = Client(url, window=LINK_WINDOW)
+            client = Client(url)
         except (LinkError, OSError) as exc:
-            raise TargetError(f"cannot open board at {url!r}: {exc}") from None
+            hint = "" if spec.kind == "sim" else (
+                "; no board at hand? use --target sim, or start one with "
+                "'edgelearn firmware-sim --pty' and pass serial:PTY_PATH")
+            raise TargetError(f"cannot open board at {url!r}: {exc}{hint}") from None
+        return cls(client, Board(client), spec.kind, None)
+
+    def deploy(self, bundle: Bundle, config: EngineConfig, progress: bool = True,
+               upload: bool = True) -> "BoardTarget":
+        """Upload with read-back (unless ``upload`` is False: then the board must already hold
+        this model, checked by its image CRC) and enter sample mode; the link is closed if
+        anything fails."""
+        self.qnet = bundle.qnet
         try:
-            info = client.hello()
-            board = Board(client)
+            info = self.client.info
             if not upload:
                 want = crc32(to_image(bundle.qnet))
                 if info.active_slot == 0xFF or info.active_crc != want:
                     have = "no model" if info.active_slot == 0xFF else \
                         f"a model with image CRC 0x{info.active_crc:08x}"
-                    raise TargetError(f"the board at {url!r} holds {have}, not "
-                                      f"'{bundle.source.name}' (CRC 0x{want:08x}); run "
-                                      f"edgelearn deploy first")
-                board.enter(config, bundle.head)
-                return cls(client, board, spec.kind, bundle.qnet)._with_head(bundle.head)
+                    raise TargetError(f"the board at {self.client.transport.url!r} holds "
+                                      f"{have}, not '{bundle.source.name}' (CRC 0x{want:08x}); "
+                                      f"run edgelearn deploy first")
+                self.board.enter(config, bundle.head)
+                return self._with_head(bundle.head)
             bars = [Progress(1, "upload", unit="B", enabled=progress)]
 
             def show(done: int, total: int) -> None:
@@ -67,12 +75,12 @@ class BoardTarget(Target):
                 bar.total = total
                 bar.update(done - bar.done)
 
-            board.deploy(bundle.qnet, config, bundle.head, progress=show)
+            self.board.deploy(bundle.qnet, config, bundle.head, progress=show)
             bars[-1].close()
         except BaseException:
-            client.close()
+            self.client.close()
             raise
-        return cls(client, board, spec.kind, bundle.qnet)._with_head(bundle.head)
+        return self._with_head(bundle.head)
 
     def _with_head(self, head) -> "BoardTarget":
         self._head = head
