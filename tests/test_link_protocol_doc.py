@@ -7,7 +7,7 @@ from edgelearn.link import framing
 from edgelearn.link import messages as m
 from edgelearn.link.framing import Frame, crc32, decode_frame, encode_frame
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol-v1.md"
 D = framing.FLAG_DEVICE
 IMG = bytes([0x45, 0x00, 0x00, 0x4C])
 
