@@ -1,0 +1,227 @@
+"""The C firmware kernel as the host's fast path (L1): build, cache and load it with ctypes.
+
+The same C as the firmware (firmware/src: integer LIF step, fixed-point LPL, engine core) is
+compiled into a shared library on first use with the system C compiler (-O3 -march=native)
+and cached by source hash (:mod:`edgelearn.kernels.cbuild`: a changed source rebuilds,
+concurrent first uses are safe). When the sources, a compiler or the build are unavailable,
+or ``EDGELEARN_NATIVE=0``, :func:`library` returns None and callers run the numpy kernel
+after one line on stderr saying why.
+
+Memory is owned here (numpy arrays passed as arenas); the C side never allocates.
+Results are the integers of :mod:`edgelearn.kernels.lif_fixed` and
+:func:`edgelearn.rules.lpl_rate.step_fixed` bit for bit (tests/test_native.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+import numpy as np
+
+from edgelearn.errors import InputError, ModelError
+from edgelearn.kernels import cbuild
+
+ABI = 1
+MODES = {"auto": 0, "dense": 1, "event": 2}
+
+_state: dict = {}
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    P, u32, i32, i64 = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_int64
+    sig = {
+        "el_native_abi": (i32, []), "el_native_selftest": (i32, []),
+        "el_native_sizeof": (u32, [i32]),
+        "el_native_check": (i32, [P, u32, P, P, u32]),
+        "el_native_net_load": (i64, [P, P, P, u32, P, u32, i32, P, u32]),
+        "el_native_net_reset": (None, [P]),
+        "el_native_net_run": (None, [P, P, u32, i32, i32, P, P, P, P, P]),
+        "el_native_net_weights": (None, [P, u32, P, i32]),
+        "el_native_net_state": (None, [P, u32, P, P, i32]),
+        "el_native_lpl_scratch_bytes": (u32, [P, u32, u32]),
+        "el_native_lpl_paths": (None, [P]),
+        "el_native_lpl_step": (i32, [P, u32, u32, P, P, P, P, P, P, P, P, P, P, P, P, P, P, i32,
+                                     P]),
+        "el_native_engine_load": (i32, [P, P, P, u32, P, u32, i32, u32, P, u32]),
+        "el_native_engine_plan_lpl": (i32, [P, u32, P, P, P, u32]),
+        "el_native_engine_finish": (i32, [P, P, u32]),
+        "el_native_engine_set": (None, [P, i32, u32, u32]),
+        "el_native_engine_rng": (None, [P, P]),
+        "el_native_engine_begin": (None, [P]),
+        "el_native_engine_run": (u32, [P, P, u32, i32]),
+        "el_native_engine_counters": (None, [P, P]),
+        "el_native_engine_ptr": (P, [P, i32, u32, i32]),
+    }
+    for name, (res, args) in sig.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = res, args
+
+
+def library(quiet: bool = False) -> ctypes.CDLL | None:
+    """The loaded library, building it on first use; None (and one notice) if unavailable."""
+    if "lib" in _state:
+        return _state["lib"]
+    lib, why = None, ""
+    if os.environ.get("EDGELEARN_NATIVE", "1") == "0":
+        why = "EDGELEARN_NATIVE=0"
+    else:
+        try:
+            lib = ctypes.CDLL(str(cbuild.build("lib")))
+            _declare(lib)
+            if lib.el_native_abi() != ABI or lib.el_native_selftest() != 0:
+                why, lib = "library ABI or integer self-test mismatch", None
+        except cbuild.BuildError as exc:
+            why = str(exc)
+        except (OSError, AttributeError) as exc:
+            why, lib = f"cannot load the library ({exc})", None
+    _state["lib"] = lib
+    _state["why"] = why
+    if lib is None and not quiet:
+        print(f"edgelearn: C kernel unavailable ({why}); using the numpy kernel", file=sys.stderr)
+    return lib
+
+
+def unavailable_reason() -> str:
+    library(quiet=True)
+    return _state.get("why", "")
+
+
+def lpl_path_counts(lib: ctypes.CDLL) -> dict[str, int]:
+    """LPL weight updates the library ran so far, per path (tests check each is exercised)."""
+    out = np.zeros(3, np.uint32)
+    lib.el_native_lpl_paths(_ptr(out))
+    return dict(zip(("reference", "sparse", "window"), (int(v) for v in out)))
+
+
+def _ptr(a: np.ndarray | None):
+    return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
+
+
+def _err() -> ctypes.Array:
+    return ctypes.create_string_buffer(256)
+
+
+class NativeNetwork:
+    """A QNetwork's device image laid out by the C kernel for ``batch`` sequences.
+
+    ``run(x)`` equals :func:`edgelearn.kernels.lif_fixed.qrun` (outputs, traces, clip counts).
+    """
+
+    def __init__(self, lib: ctypes.CDLL, image: bytes, batch: int = 1) -> None:
+        self.lib = lib
+        self.image = np.frombuffer(bytes(image), np.uint8).copy()
+        self.desc = np.zeros(lib.el_native_sizeof(0), np.uint8)
+        err = _err()
+        if lib.el_native_check(_ptr(self.image), self.image.size, _ptr(self.desc), err, 256):
+            raise ModelError(f"C kernel refused the device image: {err.value.decode()}")
+        self.batch = int(batch)
+        self.net = np.zeros(lib.el_native_sizeof(1), np.uint8)
+        size = 64 * 1024
+        while True:
+            self.arena = np.zeros(size, np.uint8)
+            used = lib.el_native_net_load(_ptr(self.net), _ptr(self.desc), _ptr(self.image),
+                                          self.image.size, _ptr(self.arena), size, self.batch,
+                                          err, 256)
+            if used >= 0:
+                break
+            if size > (1 << 34):
+                raise ModelError(f"C kernel: {err.value.decode()}")
+            size *= 4
+
+    def reset(self) -> None:
+        self.lib.el_native_net_reset(_ptr(self.net))
+
+    def run(self, x: np.ndarray, sizes: list[int], spiking_out: bool, record: tuple = (),
+            mode: str = "auto") -> dict:
+        """x int [T, B, n_in] (validated by the caller). Returns output [T, B, n_out] int64
+        and the requested traces as [T, B, total] int arrays plus clip counts [L, 2]."""
+        T, B, _ = x.shape
+        if B != self.batch:
+            raise InputError(f"native network laid out for batch {self.batch}, got {B}")
+        xi = np.ascontiguousarray(x, dtype=np.int16)
+        binary = bool(x.size and x.min() >= 0 and x.max() <= 1)
+        total = B * sum(sizes)
+        out = np.empty((T, B, sizes[-1]), np.int32)
+        cur = np.empty((T, total), np.int32) if "current" in record else None
+        mem = np.empty((T, total), np.int32) if "membrane" in record else None
+        spk = np.empty((T, total), np.uint8) if "spikes" in record else None
+        clips = np.zeros((len(sizes), 2), np.uint32)
+        self.lib.el_native_net_run(_ptr(self.net), _ptr(xi), T, int(binary), MODES[mode],
+                                   _ptr(out), _ptr(cur), _ptr(mem), _ptr(spk), _ptr(clips))
+        return {"output": out, "current": cur, "membrane": mem, "spikes": spk, "clips": clips}
+
+    def weights(self, k: int, n_out: int, n_in: int) -> np.ndarray:
+        w = np.empty((n_out, n_in), np.int8)
+        self.lib.el_native_net_weights(_ptr(self.net), k, _ptr(w), 0)
+        return w
+
+
+def qrun(qnet, x: np.ndarray, record: tuple[str, ...] = ("spikes",), mode: str = "auto",
+         lib: ctypes.CDLL | None = None):
+    """:func:`edgelearn.kernels.lif_fixed.qrun` on the C kernel (same QRecording), from the
+    zero state; falls back to the numpy kernel (with a one-line notice) without the library."""
+    from edgelearn.kernels import lif_fixed as lf
+    from edgelearn.kernels.image import to_image
+
+    lib = lib or library()
+    unknown = set(record) - {"spikes", "current", "membrane"}
+    if unknown:
+        raise InputError(f"cannot record {sorted(unknown)}; choose from spikes, current, "
+                         f"membrane")
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {tuple(MODES)}, got {mode!r}")
+    if lib is None:
+        return lf.qrun(qnet, x, record=record, mode=mode)
+    seq = lf.as_int_sequence(qnet, x)
+    T, B, _ = seq.shape
+    nn = NativeNetwork(lib, to_image(qnet), B)
+    sizes = [la.n_out for la in qnet.layers]
+    res = nn.run(seq, sizes, qnet.layers[-1].spiking, record, mode)
+    rec = lf.QRecording(output=res["output"].astype(np.int64))
+    off = 0
+    for la in qnet.layers:
+        n = B * la.n_out
+        for key, dest, dt in (("spikes", rec.spikes, np.uint8), ("current", rec.current, np.int64),
+                              ("membrane", rec.membrane, np.int64)):
+            if res[key] is not None and (key != "spikes" or la.spiking):
+                dest[la.name] = res[key][:, off:off + n].reshape(T, B, la.n_out).astype(dt)
+        off += n
+    rec.clipped = {la.name: (int(res["clips"][k, 0]), int(res["clips"][k, 1]), T * B * la.n_out)
+                   for k, la in enumerate(qnet.layers)}
+    return rec
+
+
+def lpl_step(w_int8: np.ndarray, pre_q, post_q, state, params, rng, w_shift: float, gain_q=None,
+             fast: bool = True, lib: ctypes.CDLL | None = None):
+    """:func:`edgelearn.rules.lpl_rate.step_fixed` on the C rule: same arguments and result
+    (w_int8_new, State, RngState, FixedStats). ``fast`` picks the optimised weight update
+    (zero-skipping, dither window search) or the reference one; both give the same integers.
+    Without the library the numpy rule runs (after the one-line notice)."""
+    from edgelearn.fixed import RngState
+    from edgelearn.kernels.lpl_codes import lpl_codes, pack_codes
+    from edgelearn.rules import lpl_rate
+    from edgelearn.rules.base import FixedStats
+
+    lib = lib or library()
+    if lib is None:
+        return lpl_rate.step_fixed(w_int8, pre_q, post_q, state, params, rng, w_shift, gain_q)
+    n_out, n_in = np.shape(w_int8)
+    codes = np.frombuffer(pack_codes(lpl_codes(params, w_shift, n_out)), np.uint8)
+    wT = np.ascontiguousarray(np.asarray(w_int8, np.int8).T)
+    pre = np.ascontiguousarray(pre_q, np.int32)
+    post = np.ascontiguousarray(post_q, np.int32)
+    gain = None if gain_q is None else np.ascontiguousarray(gain_q, np.int32)
+    st = lpl_rate.State(*(np.array(a, dtype=a.dtype, copy=True) for a in state))
+    arrays = [a if a.size else None for a in st]
+    scratch = np.zeros(lib.el_native_lpl_scratch_bytes(_ptr(codes), n_in, n_out) + 8, np.uint8)
+    r = np.array([rng.key & 0xFFFFFFFF, rng.counter & 0xFFFFFFFF], np.uint32)
+    stats = np.zeros(4, np.uint32)
+    res = lib.el_native_lpl_step(_ptr(wT), n_in, n_out, _ptr(pre), _ptr(post), _ptr(gain),
+                                 *(_ptr(a) for a in arrays), _ptr(codes), _ptr(r),
+                                 _ptr(scratch), int(fast), _ptr(stats))
+    if res < 0:
+        raise InputError("C LPL rule refused its coefficients")
+    return (np.ascontiguousarray(wT.T), st, RngState(int(r[0]), int(r[1])),
+            FixedStats(*(int(v) for v in stats)))

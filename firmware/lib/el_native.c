@@ -1,0 +1,265 @@
+/* The firmware kernel as a host shared library (loaded by edgelearn/kernels/native.py).
+ *
+ * Same C as the firmware; the caller (Python) owns every byte of memory: it passes opaque
+ * blocks of el_native_sizeof(...) bytes for the descriptors and an arena for the buffers.
+ * Weights are exchanged row-major ([n_out][n_in], the image and numpy layout) and stored
+ * input-major inside. ABI: bump EL_NATIVE_ABI on any signature change.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "el_engine.h"
+#include "el_fixed.h"
+#include "el_lpl.h"
+#include "el_lpl_codes.h"
+#include "el_net.h"
+
+#define EL_NATIVE_ABI 1
+
+typedef struct {
+    el_arena arena;
+    el_engine eng;
+} native_engine;
+
+int el_native_abi(void) { return EL_NATIVE_ABI; }
+
+int el_native_selftest(void) { return el_fixed_selftest(); }
+
+/* LPL weight updates so far per path: reference, sparse, window search */
+void el_native_lpl_paths(uint32_t *out) { memcpy(out, el_lpl_path_count, sizeof el_lpl_path_count); }
+
+uint32_t el_native_sizeof(int what)
+{
+    switch (what) {
+    case 0: return (uint32_t)sizeof(el_image_desc);
+    case 1: return (uint32_t)sizeof(el_net);
+    case 2: return (uint32_t)sizeof(native_engine);
+    case 3: return (uint32_t)sizeof(el_arena);
+    default: return 0;
+    }
+}
+
+int el_native_check(const uint8_t *img, uint32_t len, el_image_desc *desc, char *err,
+                    uint32_t err_len)
+{
+    return el_image_check(img, len, desc, err, err_len);
+}
+
+/* ---- batch network (the integer kernel's qrun) ------------------------------------------- */
+
+int64_t el_native_net_load(el_net *net, const el_image_desc *desc, const uint8_t *img,
+                           uint32_t len, uint8_t *mem, uint32_t size, int batch, char *err,
+                           uint32_t err_len)
+{
+    el_arena a;
+    el_arena_init(&a, mem, size, 8);
+    if (el_net_load(net, desc, img, len, &a, batch)) {
+        snprintf(err, err_len, "%s", a.error);
+        return -1;
+    }
+    net->output = 0;
+    return a.used;
+}
+
+void el_native_net_reset(el_net *net) { el_net_reset_state(net); }
+
+/* T steps of x [T][B][n_in]; out [T][B][n_out] (spikes 0/1 or readout membrane).
+ * Optional traces, each [T][sum_k B n_k] with layer k at offset B * sum_{k'<k} n_k':
+ * cur_tr, mem_tr (int32) and spk_tr (uint8; zeros for the readout). clips [L][2] (may be 0). */
+void el_native_net_run(el_net *net, const int16_t *x, uint32_t T, int binary, int mode,
+                       int32_t *out, int32_t *cur_tr, int32_t *mem_tr, uint8_t *spk_tr,
+                       uint32_t *clips)
+{
+    uint32_t B = (uint32_t)net->batch, total = 0, last = net->n_layers - 1;
+    el_clip c[EL_MAX_LAYERS];
+    memset(c, 0, sizeof c);
+    for (uint32_t k = 0; k < net->n_layers; k++) total += B * net->layer[k].n_out;
+    for (uint32_t t = 0; t < T; t++) {
+        el_net_step(net, x + (size_t)t * B * net->n_in, binary, mode, clips ? c : 0);
+        uint32_t off = 0;
+        for (uint32_t k = 0; k < net->n_layers; k++) {
+            uint32_t n = B * net->layer[k].n_out;
+            size_t at = (size_t)t * total + off;
+            if (cur_tr) memcpy(cur_tr + at, net->cur[k], 4 * (size_t)n);
+            if (mem_tr) memcpy(mem_tr + at, net->mem[k], 4 * (size_t)n);
+            if (spk_tr) {
+                if (net->spk[k]) memcpy(spk_tr + at, net->spk[k], n);
+                else memset(spk_tr + at, 0, n);
+            }
+            off += n;
+        }
+        int32_t *o = out + (size_t)t * B * net->n_out;
+        if (net->output_spiking)
+            for (uint32_t i = 0; i < B * net->n_out; i++) o[i] = net->spk[last][i];
+        else
+            memcpy(o, net->mem[last], 4 * (size_t)B * net->n_out);
+    }
+    if (clips)
+        for (uint32_t k = 0; k < net->n_layers; k++) {
+            clips[2 * k] = c[k].cur;
+            clips[2 * k + 1] = c[k].mem;
+        }
+}
+
+static void weights_io(el_layer *L, int8_t *w, int set)
+{
+    for (uint32_t i = 0; i < L->n_out; i++)
+        for (uint32_t j = 0; j < L->n_in; j++) {
+            int8_t *p = &L->wT[(size_t)j * L->n_out + i];
+            if (set) *p = w[(size_t)i * L->n_in + j];
+            else w[(size_t)i * L->n_in + j] = *p;
+        }
+}
+
+/* layer k's weights row-major [n_out][n_in]: copied out (set = 0) or in (set = 1) */
+void el_native_net_weights(el_net *net, uint32_t k, int8_t *w, int set)
+{
+    weights_io(&net->layer[k], w, set);
+}
+
+/* layer k's state [B][n_out] (int32): copied out (set = 0) or in (set = 1) */
+void el_native_net_state(el_net *net, uint32_t k, int32_t *cur, int32_t *mem, int set)
+{
+    size_t n = 4 * (size_t)net->batch * net->layer[k].n_out;
+    if (set) {
+        memcpy(net->cur[k], cur, n);
+        memcpy(net->mem[k], mem, n);
+    } else {
+        memcpy(cur, net->cur[k], n);
+        memcpy(mem, net->mem[k], n);
+    }
+}
+
+/* ---- LPL ---------------------------------------------------------------------------------- */
+
+uint32_t el_native_lpl_scratch_bytes(const uint8_t *codes, uint32_t n_in, uint32_t n_out)
+{
+    el_lpl_params p;
+    if (el_lpl_codes_parse(codes, EL_LPL_CODES_BYTES, &p, 0)) return 0;
+    return el_lpl_scratch_bytes(&p, n_in, n_out);
+}
+
+/* One step on input-major wT with the state arrays given one by one (NULL where absent);
+ * rng = {key, counter} updated; stats[4] = changed, clipped, saturated, skipped. */
+int el_native_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *pre,
+                       const int32_t *post, const int32_t *gain, int16_t *z_prev, int32_t *mean,
+                       int32_t *var, int32_t *count, int32_t *pre_trace, int32_t *post_trace,
+                       int32_t *cov, int32_t *target, const uint8_t *codes, uint32_t *rng,
+                       void *scratch, int fast, uint32_t *stats)
+{
+    el_lpl_params p;
+    if (el_lpl_codes_parse(codes, EL_LPL_CODES_BYTES, &p, 0)) return -1;
+    el_lpl_state st = {z_prev, mean, var, count, pre_trace, post_trace, cov, target};
+    el_rng r = {rng[0], rng[1]};
+    el_lpl_stats s;
+    int ran = el_lpl_step(wT, n_in, n_out, pre, post, gain, &st, &p, &r, scratch, fast, &s);
+    rng[0] = r.key;
+    rng[1] = r.counter;
+    if (stats) {
+        stats[0] = s.n_changed;
+        stats[1] = s.n_clipped;
+        stats[2] = s.n_saturated;
+        stats[3] = s.skipped;
+    }
+    return ran;
+}
+
+/* ---- engine (the host target's fast path) ------------------------------------------------- */
+
+int el_native_engine_load(native_engine *ne, const el_image_desc *desc, const uint8_t *img,
+                          uint32_t len, uint8_t *mem, uint32_t size, int readout, uint32_t seed,
+                          char *err, uint32_t err_len)
+{
+    el_arena_init(&ne->arena, mem, size, 4);
+    if (el_engine_load(&ne->eng, desc, img, len, &ne->arena, 1, seed)) {
+        snprintf(err, err_len, "%s", ne->arena.error);
+        return -1;
+    }
+    ne->eng.readout = (uint8_t)readout;
+    return 0;
+}
+
+int el_native_engine_plan_lpl(native_engine *ne, uint32_t k, const uint8_t *codes,
+                              const char *name, char *err, uint32_t err_len)
+{
+    el_lpl_params p;
+    int32_t var_init;
+    if (k >= ne->eng.net.n_layers || el_lpl_codes_parse(codes, EL_LPL_CODES_BYTES, &p, &var_init)) {
+        snprintf(err, err_len, "bad LPL coefficients or layer %u", (unsigned)k);
+        return -1;
+    }
+    if (el_engine_plan_lpl(&ne->eng, (int)k, &p, var_init, &ne->arena, name)) {
+        snprintf(err, err_len, "%s", ne->arena.error);
+        return -1;
+    }
+    return 0;
+}
+
+int el_native_engine_finish(native_engine *ne, char *err, uint32_t err_len)
+{
+    if (el_engine_finish_plan(&ne->eng, &ne->arena)) {
+        snprintf(err, err_len, "%s", ne->arena.error);
+        return -1;
+    }
+    return 0;
+}
+
+void el_native_engine_set(native_engine *ne, int lpl_on, uint32_t key, uint32_t counter)
+{
+    ne->eng.lpl_on = (uint8_t)lpl_on;
+    ne->eng.rng.key = key;
+    ne->eng.rng.counter = counter;
+}
+
+void el_native_engine_rng(const native_engine *ne, uint32_t *rng)
+{
+    rng[0] = ne->eng.rng.key;
+    rng[1] = ne->eng.rng.counter;
+}
+
+void el_native_engine_begin(native_engine *ne) { el_engine_begin_sample(&ne->eng); }
+
+/* T steps of x [T][n_in]; returns the number of steps in which an LPL weight rule ran */
+uint32_t el_native_engine_run(native_engine *ne, const int16_t *x, uint32_t T, int binary)
+{
+    uint32_t ran = 0;
+    for (uint32_t t = 0; t < T; t++)
+        ran += (uint32_t)el_engine_step(&ne->eng, x + (size_t)t * ne->eng.net.n_in, binary);
+    return ran;
+}
+
+/* counters: steps, spikes, input_spikes, output_spikes, lpl_updates, sample_steps,
+ * sample_spikes, arena used, arena high water */
+void el_native_engine_counters(const native_engine *ne, uint32_t *c)
+{
+    const el_engine *e = &ne->eng;
+    c[0] = e->steps; c[1] = e->spikes; c[2] = e->input_spikes; c[3] = e->output_spikes;
+    c[4] = e->lpl_updates; c[5] = e->sample_steps; c[6] = e->sample_spikes;
+    c[7] = ne->arena.used; c[8] = ne->arena.high_water;
+}
+
+/* addresses inside the arena: what 0 features, 1 output, 2 + k layer k's el_net/LPL block:
+ * returns the pointer (Python wraps it without copying) */
+void *el_native_engine_ptr(native_engine *ne, int what, uint32_t k, int field)
+{
+    el_engine *e = &ne->eng;
+    if (what == 0) return e->features;
+    if (what == 1) return e->net.output;
+    if (k >= e->net.n_layers) return 0;
+    el_lpl_state *st = &e->lpl[k].st;
+    switch (field) {
+    case 0: return e->net.layer[k].wT;
+    case 1: return st->z_prev;
+    case 2: return st->mean;
+    case 3: return st->var;
+    case 4: return st->count;
+    case 5: return st->pre_trace;
+    case 6: return st->post_trace;
+    case 7: return st->cov;
+    case 8: return st->target;
+    case 9: return e->net.cur[k];
+    case 10: return e->net.mem[k];
+    case 11: return e->net.spk[k];
+    default: return 0;
+    }
+}

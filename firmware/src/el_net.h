@@ -1,0 +1,74 @@
+/* A network from a version-1 device image (docs/fixed-point.md section 7), laid out in an arena.
+ *
+ * el_image_check() validates an image without allocating (everything the host's reader
+ * edgelearn.kernels.image.from_image refuses is refused here, with a one-line reason);
+ * el_net_load() then copies the integers into the arena: int8 weights transposed to
+ * input-major, neuron constants, state, spike vectors. The float fields of the image (scales,
+ * dt) are only validated; the device computes with integers. el_net_snapshot() writes the
+ * running network (learned weights included) back as an image, byte for byte what the host's
+ * to_image() writes for the same network.
+ */
+#ifndef EL_NET_H
+#define EL_NET_H
+
+#include <stdint.h>
+
+#include "el_arena.h"
+#include "el_lif.h"
+
+#ifndef EL_MAX_LAYERS
+#define EL_MAX_LAYERS 8
+#endif
+#define EL_MAX_UNITS 65535u       /* per layer (index lists are uint16) */
+
+enum { EL_IMG_F_SPIKING = 1, EL_IMG_F_RECURRENT = 2, EL_IMG_F_BIAS = 4, EL_IMG_F_RESET_ZERO = 8 };
+
+typedef struct {
+    uint32_t n_in, n_out, flags;
+    uint8_t state_bits;
+    int8_t w_shift, v_shift;
+    uint32_t name_off, name_len;           /* into the image */
+    uint32_t w_off, v_off, b_off, t_off, a_off, d_off;   /* array offsets (0: absent) */
+} el_image_layer;
+
+typedef struct {
+    uint32_t n_layers, n_in;
+    uint8_t input_bits;
+    el_image_layer layer[EL_MAX_LAYERS];
+} el_image_desc;
+
+/* 0 when `img` is a valid image; else -1 with a one-line reason in err */
+int el_image_check(const uint8_t *img, uint32_t len, el_image_desc *desc, char *err,
+                   uint32_t err_len);
+
+typedef struct {
+    el_image_desc desc;
+    const uint8_t *image;              /* the committed image (flash); read by the snapshot */
+    uint32_t image_len;
+    uint32_t n_layers, n_in, n_out;
+    uint8_t input_bits, state_bits_max, output_spiking;
+    el_layer layer[EL_MAX_LAYERS];
+    int32_t *cur[EL_MAX_LAYERS], *mem[EL_MAX_LAYERS];
+    uint8_t *spk[EL_MAX_LAYERS];       /* NULL for a readout */
+    uint8_t *input;                    /* [n_in] the step's input spikes/counts (uint8) */
+    int32_t *output;                   /* [n_out] */
+    void *scratch;                     /* the largest layer's el_lif_scratch_bytes */
+    int batch;
+} el_net;
+
+/* Lay the network of a checked image out in the arena for `batch` sequences (1 on a device).
+ * Returns 0, or -1 with the arena's error text (NO_MEMORY). */
+int el_net_load(el_net *net, const el_image_desc *desc, const uint8_t *img, uint32_t len,
+                el_arena *arena, int batch);
+
+void el_net_reset_state(el_net *net);
+
+/* One step: x [batch][n_in] (int16 values; binary_in says they are 0/1), output in
+ * net->spk[last] (spiking) or net->mem[last] (readout). Returns active inputs summed over
+ * layers (cost accounting). */
+uint32_t el_net_step(el_net *net, const int16_t *x, int binary_in, int mode, el_clip *clips);
+
+/* the network as a device image with the current weights: writes image_len bytes to out */
+void el_net_snapshot(const el_net *net, uint8_t *out);
+
+#endif

@@ -1,0 +1,266 @@
+"""The C kernel as a shared library (edgelearn.kernels.native): bit-exact with the numpy
+integer kernel and LPL rule on the shared vectors and on random networks and streams; built
+once per source hash; numpy with a one-line notice when unavailable."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgelearn.fixed import rng_init
+from edgelearn.kernels import native
+from edgelearn.kernels.image import from_image
+from edgelearn.kernels.lif_fixed import QLayer, QNetwork, qrun
+from edgelearn.rules import lpl_rate
+
+ROOT = Path(__file__).resolve().parents[1]
+VEC = ROOT / "tests" / "vectors"
+
+
+@pytest.fixture(scope="module")
+def lib():
+    lib = native.library()
+    assert lib is not None, native.unavailable_reason()
+    return lib
+
+
+def _same_recording(a, b):
+    assert np.array_equal(a.output, b.output)
+    for what in ("spikes", "current", "membrane"):
+        da, db = getattr(a, what), getattr(b, what)
+        assert set(da) == set(db)
+        for k in db:
+            assert np.array_equal(da[k], db[k]), (what, k)
+    assert a.clipped == b.clipped
+
+
+@pytest.mark.parametrize("image", sorted(VEC.glob("lif_*.bin")), ids=lambda p: p.stem)
+def test_lif_vectors(lib, image):
+    qnet = from_image(image.read_bytes())
+    with np.load(image.with_suffix(".npz"), allow_pickle=False) as z:
+        v = {k: z[k] for k in z.files}
+    modes = ["dense", "event", "auto"] if v["x"].max() <= 1 and v["x"].min() >= 0 else ["dense"]
+    for mode in modes:
+        rec = native.qrun(qnet, v["x"], record=("spikes", "current", "membrane"), mode=mode,
+                          lib=lib)
+        assert np.array_equal(rec.output, v["output"])
+        for la in qnet.layers:
+            assert np.array_equal(rec.current[la.name], v[f"current__{la.name}"])
+            assert np.array_equal(rec.membrane[la.name], v[f"membrane__{la.name}"])
+            if la.spiking:
+                assert np.array_equal(rec.spikes[la.name], v[f"spikes__{la.name}"])
+
+
+def _rule_cases():
+    m = json.loads((VEC / "rules" / "manifest.json").read_text())
+    return [e for e in m["vectors"] if e["rule"] == "lpl_rate"]
+
+
+def _params(e) -> lpl_rate.Params:
+    conv = {k: (math.inf if v == "inf" else -math.inf if v == "-inf" else v)
+            for k, v in e["params"].items()}
+    return lpl_rate.Params(**conv)
+
+
+@pytest.mark.parametrize("entry", _rule_cases(), ids=lambda e: e["name"])
+@pytest.mark.parametrize("fast", [False, True], ids=["reference", "fast"])
+def test_lpl_rule_vectors(lib, entry, fast):
+    p = _params(entry)
+    with np.load(VEC / entry["file"], allow_pickle=False) as z:
+        v = {k: z[k] for k in z.files}
+    w = v["w0"].astype(np.int8)
+    st_ = lpl_rate.init_fixed(p, entry["n_in"], entry["n_out"])
+    rng = rng_init(entry["seed"])
+    for t in range(entry["steps"]):
+        gain = v["gain"][t] if "gain" in v else None
+        w, st_, rng, stats = native.lpl_step(w, v["pre"][t], v["post"][t], st_, p, rng,
+                                             entry["w_shift"], gain, fast=fast, lib=lib)
+        assert np.array_equal(w, v["w"][t]), t
+        assert tuple(stats) == tuple(v["stats"][t]), t
+    for f, arr in zip(st_._fields, st_):
+        assert np.array_equal(arr, v[f"state__{f}"]), f
+    assert rng.counter == int(v["rng_counter"][0])
+
+
+# -- random networks ------------------------------------------------------------------------
+
+@st.composite
+def networks(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    n_layers = draw(st.integers(1, 3))
+    n = [draw(st.integers(1, 40)) for _ in range(n_layers + 1)]
+    state_bits = draw(st.sampled_from([16, 32]))
+    lo, hi = -(1 << (state_bits - 1)), (1 << (state_bits - 1)) - 1
+    layers = []
+    for k in range(n_layers):
+        last = k == n_layers - 1
+        spiking = not last or draw(st.booleans())
+        big = state_bits == 32 and draw(st.booleans())
+        thr = rng.integers(1, 4000 if not big else 1 << 26, n[k + 1])
+        layers.append(QLayer(
+            name=f"l{k}", weight=rng.integers(-128, 128, (n[k + 1], n[k])),
+            alpha=rng.integers(0, 4097, n[k + 1]), beta=rng.integers(0, 4097, n[k + 1]),
+            threshold=thr if spiking else rng.integers(-100, 100, n[k + 1]),
+            reset=draw(st.sampled_from(["subtract", "zero"])), spiking=spiking,
+            bias=rng.integers(-2000, 2000, n[k + 1]) if draw(st.booleans()) else None,
+            recurrent=(rng.integers(-128, 128, (n[k + 1], n[k + 1]))
+                       if spiking and draw(st.booleans()) else None),
+            w_shift=draw(st.integers(-8, 14 if big else 8)), v_shift=draw(st.integers(-6, 8)),
+            state_bits=state_bits))
+    input_bits = draw(st.sampled_from([2, 8, 12, 16]))
+    return QNetwork(tuple(layers), name="rand", input_bits=input_bits), rng, (lo, hi)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks(), st.integers(1, 4), st.booleans(), st.sampled_from(["auto", "dense"]))
+def test_random_networks_match_numpy(net_rng, batch, spikes, mode):
+    lib = native.library()
+    assert lib is not None
+    qnet, rng, _ = net_rng
+    T = 12
+    if spikes:
+        x = (rng.random((T, batch, qnet.n_in)) < 0.3).astype(np.int64)
+    else:
+        m = (1 << (qnet.input_bits - 1))
+        x = rng.integers(-m, m, (T, batch, qnet.n_in))
+    want = qrun(qnet, x, record=("spikes", "current", "membrane"), mode="dense")
+    got = native.qrun(qnet, x, record=("spikes", "current", "membrane"), mode=mode, lib=lib)
+    _same_recording(got, want)
+
+
+# -- random LPL streams ---------------------------------------------------------------------
+
+@st.composite
+def lpl_cases(draw):
+    kw = dict(
+        eta=draw(st.sampled_from([1e-8, 1e-7, 1e-5, 1e-3, 0.05])),
+        lam=draw(st.sampled_from([0.0, 0.03, 1.0])), pred=draw(st.sampled_from([0.0, 1.0])),
+        lam_decorr=draw(st.sampled_from([0.0, 0.0, 2.0])),
+        lam_hom=draw(st.sampled_from([0.0, 0.5])), tau_mean=draw(st.sampled_from([5.0, 300.0])),
+        tau_var=draw(st.sampled_from([4.0, 300.0])),
+        tau_pre=draw(st.sampled_from([0.0, 20.0])), tau_post=draw(st.sampled_from([0.0, 6.0])),
+        var_init=draw(st.sampled_from([0.01, 1.0])), warmup=draw(st.integers(0, 5)),
+        rounding=draw(st.sampled_from(["full", "dither", "dither"])),
+        w_min=draw(st.sampled_from([-math.inf, -0.4])), w_max=draw(st.sampled_from([math.inf, 0.4])))
+    if kw["lam_hom"] > 0 and draw(st.booleans()):
+        kw["rate_target"] = 0.1
+    if kw["lam_hom"] > 0 and "rate_target" not in kw:
+        kw["warmup"] = max(kw["warmup"], 1)
+    n_in, n_out = draw(st.integers(1, 70)), draw(st.integers(1, 24))
+    return lpl_rate.Params(**kw), n_in, n_out, draw(st.integers(0, 2**31)), draw(st.booleans())
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lpl_cases())
+def test_random_lpl_streams_match_numpy(case):
+    lib = native.library()
+    p, n_in, n_out, seed, spikes = case
+    rng = np.random.default_rng(seed)
+    w_shift = float(rng.choice([6.0, 7.0, 7.5]))
+    lo, hi = -60, 60
+    w0 = rng.integers(lo, hi + 1, (n_out, n_in)).astype(np.int8)
+    T = 20
+    if spikes:
+        pre = (rng.random((T, n_in)) < 0.1).astype(np.int64) << p.act_frac
+        post = (rng.random((T, n_out)) < 0.2).astype(np.int64) << p.act_frac
+    else:
+        pre = rng.integers(-3000, 3000, (T, n_in))
+        post = rng.integers(-3000, 3000, (T, n_out))
+    gain = rng.integers(1024, 4097, (T, n_out)) if rng.random() < 0.3 else None
+    runs = []
+    for impl in ("numpy", "reference", "fast"):
+        w, s_, r = w0.copy(), lpl_rate.init_fixed(p, n_in, n_out), rng_init(seed)
+        stats = []
+        for t in range(T):
+            g = None if gain is None else gain[t]
+            if impl == "numpy":
+                w, s_, r, s = lpl_rate.step_fixed(w, pre[t], post[t], s_, p, r, w_shift, g)
+            else:
+                w, s_, r, s = native.lpl_step(w, pre[t], post[t], s_, p, r, w_shift, g,
+                                              fast=impl == "fast", lib=lib)
+            stats.append(tuple(s))
+        runs.append((w, s_, r, stats))
+    ref = runs[0]
+    for w, s_, r, stats in runs[1:]:
+        assert np.array_equal(w, ref[0])
+        assert r == ref[2]
+        assert stats == ref[3]
+        for a, b in zip(s_, ref[1]):
+            assert np.array_equal(a, b)
+
+
+def test_window_search_path_is_exercised(lib):
+    """Deployment-like LPL (tiny eta, dither, filtered rates) runs the window search and gives
+    the numpy rule's integers, weight changes included."""
+    p = lpl_rate.Params(eta=3e-5, lam=0.03, tau_mean=200.0, tau_var=200.0, tau_pre=20.0,
+                        tau_post=20.0, warmup=3, rounding="dither", var_init=0.01)
+    rng = np.random.default_rng(3)
+    n_in, n_out = 64, 128
+    w_np = w_c = rng.integers(-60, 61, (n_out, n_in)).astype(np.int8)
+    s_np = lpl_rate.init_fixed(p, n_in, n_out)
+    s_c = lpl_rate.init_fixed(p, n_in, n_out)
+    r_np = r_c = rng_init(4)
+    before = native.lpl_path_counts(lib)
+    changed = 0
+    for t in range(200):
+        pre = (rng.random(n_in) < 0.05).astype(np.int64) << 8
+        post = (rng.random(n_out) < 0.1).astype(np.int64) << 8
+        w_np, s_np, r_np, st_np = lpl_rate.step_fixed(w_np, pre, post, s_np, p, r_np, 7.0)
+        w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lib)
+        assert tuple(st_c) == tuple(st_np)
+        changed += st_np.n_changed
+    after = native.lpl_path_counts(lib)
+    assert np.array_equal(w_c, w_np) and r_c == r_np
+    assert after["window"] > before["window"]
+    assert changed > 0
+
+
+# -- build and fallback ---------------------------------------------------------------------
+
+def _python(code: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **env}, cwd=ROOT)
+
+
+def test_numpy_fallback_with_one_line_notice():
+    code = ("import numpy as np; from edgelearn.kernels import native;"
+            "from edgelearn.kernels.image import from_image;"
+            "q = from_image(open('tests/vectors/lif_ff_int8.bin','rb').read());"
+            "z = np.load('tests/vectors/lif_ff_int8.npz');"
+            "r = native.qrun(q, z['x']); r = native.qrun(q, z['x']);"
+            "print(np.array_equal(r.output, z['output']))")
+    r = _python(code, {"EDGELEARN_NATIVE": "0"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "numpy kernel" in lines[0] and "EDGELEARN_NATIVE=0" in lines[0]
+
+
+def test_build_is_cached_by_source_hash(tmp_path):
+    fw = tmp_path / "firmware"
+    shutil.copytree(ROOT / "firmware", fw, ignore=shutil.ignore_patterns("build"))
+    cache = tmp_path / "cache"
+    env = {"EDGELEARN_FIRMWARE": str(fw), "EDGELEARN_CACHE": str(cache)}
+    code = "from edgelearn.kernels import native; print(native.library()._name)"
+    first = _python(code, env)
+    assert first.returncode == 0 and first.stderr == "", first.stderr
+    path = Path(first.stdout.strip())
+    assert path.parent == cache and path.is_file()
+    mtime = path.stat().st_mtime_ns
+    again = _python(code, env)
+    assert Path(again.stdout.strip()) == path and path.stat().st_mtime_ns == mtime
+    src = fw / "src" / "el_lif.c"
+    src.write_text(src.read_text() + "\n/* changed */\n")
+    changed = _python(code, env)
+    assert changed.returncode == 0
+    assert Path(changed.stdout.strip()) != path
+    assert not list(cache.glob(".el-*"))      # no temporary left behind
+    assert len(list(cache.glob("el-lib-*.so"))) == 2
