@@ -14,17 +14,21 @@ T = TypeVar("T")
 
 
 class Progress:
-    """Progress of ``total`` units of work; call :meth:`update` as units complete."""
+    """Progress of ``total`` units of work; call :meth:`update` as units complete.
+
+    ``initial`` units were done before (a resumed run): they count as done, and the rate and
+    ETA are measured on the units done since this object was made."""
 
     def __init__(self, total: int, label: str = "", stream: TextIO | None = None,
-                 interval: float = 2.0, unit: str = "it", enabled: bool = True) -> None:
+                 interval: float = 2.0, unit: str = "it", enabled: bool = True,
+                 initial: int = 0) -> None:
         self.total = max(int(total), 0)
         self.label = label
         self.stream = sys.stderr if stream is None else stream
         self.interval = interval
         self.unit = unit
         self.enabled = enabled
-        self.done = 0
+        self.done = self.initial = max(int(initial), 0)
         self.postfix = ""
         self._start = time.monotonic()
         self._last = -1e9
@@ -46,7 +50,7 @@ class Progress:
         frac = self.done / self.total if self.total else 1.0
         width = 24
         bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         text = (f"{self.label} [{bar}] {self.done}/{self.total} {self.unit} "
                 f"{elapsed:.1f}s eta {eta:.1f}s {self.postfix}").rstrip()

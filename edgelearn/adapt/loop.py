@@ -185,8 +185,7 @@ def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConf
             held_x = [xs[i] for i in held_idx]
             held_y = [int(ys[i]) for i in held_idx]
     last_good = target.get_weights()
-    bar = Progress(n, label, unit="samples", enabled=progress)
-    bar.done = start
+    bar = Progress(n, label, unit="samples", enabled=progress, initial=start)
     end = n if stop_after is None else min(n, start + stop_after)
     for i in range(start, end):
         res = target.infer(xs[i])

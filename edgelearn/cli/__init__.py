@@ -18,6 +18,7 @@ COMMANDS = (
     "demo",
     "adapt",
     "deploy",
+    "fleet",
     "plan",
     "info",
     "convert",

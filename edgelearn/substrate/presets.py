@@ -1,10 +1,16 @@
 """Named substrate presets: ``ideal``, ``pcm`` and ``bss2`` (L1).
 
 ``get_preset(name)`` returns a :class:`~edgelearn.substrate.params.Preset`; a dict (as written by
-``Preset.to_dict``) or a Preset passes through validated.
+``Preset.to_dict``) or a Preset passes through validated. A name may scale the preset's
+fixed-pattern mismatch: ``"bss2@mismatch=1.5"`` is bss2 with every mismatch sigma (synapse gain
+and offset, neuron threshold, tau_syn, tau_mem) multiplied by 1.5 (a worse process corner);
+``@mismatch=0`` removes the mismatch.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import math
 
 from edgelearn.errors import SubstrateError
 from edgelearn.substrate.params import (Drift, Faults, Mapping, Mismatch, Preset, Programming,
@@ -71,7 +77,29 @@ def get_preset(preset: str | dict | Preset) -> Preset:
         return preset
     if isinstance(preset, dict):
         return Preset.from_dict(preset)
-    if preset not in PRESETS:
-        raise SubstrateError(f"unknown substrate preset {preset!r}; choose from "
+    name, _, option = str(preset).partition("@")
+    if name not in PRESETS:
+        raise SubstrateError(f"unknown substrate preset {name!r}; choose from "
                              f"{sorted(PRESETS)}")
-    return PRESETS[preset]()
+    base = PRESETS[name]()
+    if not option:
+        return base
+    key, _, value = option.partition("=")
+    try:
+        factor = float(value) if key == "mismatch" else math.nan
+    except ValueError:
+        factor = math.nan
+    if not (math.isfinite(factor) and factor >= 0):
+        raise SubstrateError(f"substrate preset {preset!r}: the only option is mismatch=F "
+                             f"with a factor F >= 0, got {option!r}")
+    return scale_mismatch(base, factor)
+
+
+def scale_mismatch(preset: Preset, factor: float) -> Preset:
+    """``preset`` with every fixed-pattern mismatch sigma multiplied by ``factor`` (>= 0); the
+    name records it (``bss2@mismatch=1.5``)."""
+    mm = preset.mismatch
+    scaled = Mismatch(**{f.name: getattr(mm, f.name) * factor
+                         for f in dataclasses.fields(Mismatch)})
+    return dataclasses.replace(preset, name=f"{preset.name}@mismatch={factor!r}",
+                               mismatch=scaled)
