@@ -52,3 +52,31 @@ class SubstrateError(EdgelearnError):
 
 class TargetError(EdgelearnError):
     """A deployment target is unknown, unreachable, or cannot do what was asked."""
+
+
+class OptionError(EdgelearnError):
+    """A command-line option or argument is missing, unknown or out of range."""
+
+
+class OutputError(EdgelearnError):
+    """An output file or folder cannot be written (exists as the wrong kind, no permission,
+    read-only or full file system)."""
+
+
+class LimitError(EdgelearnError):
+    """Untrusted input asks for more than edgelearn allows before doing the work; the message
+    names the limit (edgelearn.boundary.limits)."""
+
+
+class SizeLimitError(LimitError):
+    """A declared size (array bytes, element count, tensor size) exceeds its limit or what the
+    file can hold."""
+
+
+class DepthLimitError(LimitError):
+    """Nesting (JSON, graphs) is deeper than allowed."""
+
+
+class WorkLimitError(LimitError):
+    """Computation on untrusted input (constant folding, loop iterations, run time) exceeds
+    its limit."""

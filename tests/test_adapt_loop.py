@@ -104,7 +104,7 @@ def test_resume_after_stop_matches_uninterrupted(tmp_path):
 def test_checkpoint_rejects_garbage(tmp_path):
     p = tmp_path / "c.npz"
     p.write_bytes(b"PK\x03\x04 not a zip")
-    with pytest.raises(DataError, match="unreadable"):
+    with pytest.raises(DataError, match="is damaged.*rerun with --fresh"):
         load_checkpoint(p)
     save_checkpoint(p, {"a": np.arange(3)}, {"k": 1})
     arrays, doc = load_checkpoint(p)

@@ -53,7 +53,8 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     _fails(capsys, ["data", "info", badlab], "label 5 of sample 1 is out of range [0, 2)")
     src = tmp_path / "src.npz"
     save_npz(Dataset(np.ones((3, 5, 4), np.uint8), np.zeros(3, int), 1, "toy"), src)
-    _fails(capsys, ["data", "stream", src, out, "--n", "0"], "would be empty", out)
+    _fails(capsys, ["data", "stream", src, out, "--n", "0"], "argument --n: must be an integer >= 1",
+           out)
     _fails(capsys, ["data", "stream", src, out, "--dead", "2"], "DeadChannels severity", out)
     _fails(capsys, ["data", "info", "speech:dev"], "splits 'train', 'test', 'new_user'")
     _fails(capsys, ["data", "info", "data.csv"], "unknown data source")

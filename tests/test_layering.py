@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "edgelearn"
 
 LEVEL = {
-    "errors": 0, "fixed": 0, "atomic": 0, "progress": 0,
+    "errors": 0, "fixed": 0, "atomic": 0, "progress": 0, "boundary": 0,
     "model": 1, "kernels": 1, "rules": 1, "memory": 1, "substrate": 1, "device": 1,
     "io": 2, "runtime": 2, "data": 2, "train": 2, "quant": 2,
     "link": 3, "targets": 3, "adapt": 3, "fleet": 3, "cli": 3, "__init__": 3, "__main__": 3,

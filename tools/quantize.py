@@ -24,26 +24,28 @@ from pathlib import Path
 import numpy as np
 
 from edgelearn.atomic import atomic_write_bytes, atomic_write_text
-from edgelearn.errors import DataError, EdgelearnError, InputError, ModelFileError
+from edgelearn.boundary import OneLineArgumentParser, run_command
+from edgelearn.boundary import options as opt
+from edgelearn.data.dataset import read_npz_arrays
+from edgelearn.errors import DataError, InputError, ModelFileError
 from edgelearn.io import load_network
-from edgelearn.io.onnx_quant import build_quant_model, load_qnetwork
+from edgelearn.io.model_file import file_kind
+from edgelearn.io.onnx_load import read_model_file
+from edgelearn.io.onnx_quant import build_quant_model, is_quantized_model
 from edgelearn.kernels.image import to_image
 from edgelearn.quant import evaluate, format_report, quantize_network
 
 
 def read_data(path: str, need_labels: bool = False, limit: int | None = None):
-    """x as [T, N, C] float32 (and y [N] or None) from an .npz with keys x (and y)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "x" not in z.files:
-                raise DataError(f"data file '{path}' has no array 'x' (keys: {z.files})")
-            x = z["x"]
-            y = z["y"] if "y" in z.files else None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read data file '{path}': {str(exc).splitlines()[0]}") from None
-    if x.ndim != 3:
-        raise InputError(f"data file '{path}': x must be [N, T, C] (samples, time, channels), "
-                         f"got shape {x.shape}")
+    """x as [T, N, C] float32 (and y [N] or None) from an .npz with keys x (and y); the file
+    is read as untrusted input (sizes checked before allocation, no pickle)."""
+    arrays = read_npz_arrays(path)
+    x, y = arrays.get("x"), arrays.get("y")
+    if x is None:
+        raise DataError(f"data file '{path}' has no array 'x' (keys: {sorted(arrays)})")
+    if x.ndim != 3 or x.dtype.kind not in "biuf":
+        raise InputError(f"data file '{path}': x must be numbers [N, T, C] (samples, time, "
+                         f"channels), got {x.dtype} of shape {x.shape}")
     if need_labels and y is None:
         raise DataError(f"data file '{path}' has no labels 'y' (needed for --test)")
     if limit:
@@ -66,7 +68,7 @@ def parse_shifts(items: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineArgumentParser(prog="quantize", description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="float model (.onnx in the edgelearn profile)")
     ap.add_argument("--calib", required=True, help="calibration data .npz (x [N, T, C])")
     ap.add_argument("-o", "--out", required=True, help="quantized ONNX file to write")
@@ -74,48 +76,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", help="test data .npz (x, y) for the accuracy report")
     ap.add_argument("--state-bits", type=int, default=16, choices=(16, 32),
                     help="state width; the ONNX/TFLite step graphs need 16 (default)")
-    ap.add_argument("--headroom", type=float, default=0.5,
+    ap.add_argument("--headroom", type=opt.real(0.0, 4.0, lo_open=True), default=0.5,
                     help="fraction of the state range calibration peaks may use (default 0.5)")
-    ap.add_argument("--percentile", type=float, default=100.0,
+    ap.add_argument("--percentile", type=opt.real(50.0, 100.0), default=100.0,
                     help="peak statistic of |I|, |U| on the calibration data (default: max)")
     ap.add_argument("--shift", action="append", metavar="LAYER=K",
                     help="force a layer's weight shift (expert; may saturate)")
-    ap.add_argument("--calib-samples", type=int, default=256,
+    ap.add_argument("--calib-samples", type=opt.COUNT, default=256,
                     help="use at most this many calibration samples (default 256)")
     ap.add_argument("--json", help="write the report as JSON here")
-    args = ap.parse_args(argv)
-    try:
-        if not Path(args.model).is_file():
-            raise ModelFileError(f"model file '{args.model}' does not exist")
-        try:
-            net = load_network(args.model)
-        except ModelFileError:
-            try:                      # a quantized file: say so instead of a profile error
-                load_qnetwork(args.model, verify=False)
-            except EdgelearnError:
-                raise
-            else:
-                raise ModelFileError(f"'{args.model}' is already quantized; quantize the float "
-                                     f"model instead") from None
-        calib, _ = read_data(args.calib, limit=args.calib_samples)
-        qnet, report = quantize_network(net, calib, state_bits=args.state_bits,
-                                        headroom=args.headroom, percentile=args.percentile,
-                                        shifts=parse_shifts(args.shift))
-        if args.test:
-            x, y = read_data(args.test, need_labels=True)
-            evaluate(net, qnet, x, y, report=report)
-        atomic_write_bytes(args.out, build_quant_model(qnet).SerializeToString())
-        if args.image:
-            atomic_write_bytes(args.image, to_image(qnet))
-        print(format_report(report))
-        for w in report.warnings:
-            print(f"quantize: warning: {w}", file=sys.stderr)
-        if args.json:
-            atomic_write_text(args.json, json.dumps(report.as_dict(), indent=2))
-        return 0
-    except EdgelearnError as exc:
-        print(f"quantize: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
+    return run_command("quantize", lambda: quantize(ap.parse_args(argv)))
+
+
+def quantize(args: argparse.Namespace) -> int:
+    if not Path(args.model).is_file():
+        raise ModelFileError(f"model file '{args.model}' does not exist")
+    if file_kind(args.model) == "onnx" and is_quantized_model(read_model_file(args.model,
+                                                                               check=False)[0]):
+        raise ModelFileError(f"'{args.model}' is already quantized; quantize the float model "
+                             f"instead")
+    net = load_network(args.model)
+    calib, _ = read_data(args.calib, limit=args.calib_samples)
+    qnet, report = quantize_network(net, calib, state_bits=args.state_bits,
+                                    headroom=args.headroom, percentile=args.percentile,
+                                    shifts=parse_shifts(args.shift))
+    if args.test:
+        x, y = read_data(args.test, need_labels=True)
+        evaluate(net, qnet, x, y, report=report)
+    atomic_write_bytes(args.out, build_quant_model(qnet).SerializeToString())
+    if args.image:
+        atomic_write_bytes(args.image, to_image(qnet))
+    print(format_report(report))
+    for w in report.warnings:
+        print(f"quantize: warning: {w}", file=sys.stderr)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report.as_dict(), indent=2))
+    return 0
 
 
 if __name__ == "__main__":

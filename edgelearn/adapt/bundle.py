@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgelearn.boundary import read_npz
 from edgelearn.data import load_speech_digits
 from edgelearn.data.dataset import read_npz_arrays
 from edgelearn.errors import MemoryBudgetError, ModelFileError
@@ -84,6 +85,17 @@ def calibration_inputs(net: Network, model: Path, calib: str | None) -> np.ndarr
     return np.ascontiguousarray(np.swapaxes(x[:CALIBRATION_SAMPLES], 0, 1))
 
 
+def load_head(path: Path) -> DeviceHead:
+    """The hEP head file next to a model, checked as untrusted input: the head arrays by
+    EnergyHead.load, the normalisation here (1-D real numbers), before DeviceHead uses them."""
+    arrays = read_npz(path, what=f"head file {path}", error=ModelFileError)
+    for key in ("feature_mean", "feature_std"):
+        arr = arrays.get(key)
+        if arr is None or arr.ndim != 1 or arr.dtype.kind not in "biuf":
+            raise ModelFileError(f"head file {path}: '{key}' must be a 1-D array of numbers")
+    return DeviceHead.load(path)
+
+
 def load_bundle(model: str | Path, quantize: bool = True, calib: str | None = None,
                 head: str | None = None) -> Bundle:
     """Load a model file, its head, and (if ``quantize``) its integer twin."""
@@ -104,7 +116,7 @@ def load_bundle(model: str | Path, quantize: bool = True, calib: str | None = No
     head_path = Path(head) if head else side_file(model, ".head.npz")
     if head and not head_path.exists():
         raise ModelFileError(f"head file {head} does not exist")
-    dhead = DeviceHead.load(head_path) if head_path.exists() else None
+    dhead = load_head(head_path) if head_path.exists() else None
     b = Bundle(net, qnet, dhead, model, head_path if dhead else None)
     n_feat = net.layer(b.feature_layer).n_out + net.n_out
     if dhead is not None and dhead.n_features != n_feat:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgelearn.adapt.checkpoint import load_checkpoint, save_checkpoint
+from edgelearn.adapt.checkpoint import damaged, load_checkpoint, save_checkpoint
 from edgelearn.adapt.guard import GuardParams, check
 from edgelearn.errors import DataError, EdgelearnError, ParameterError
 from edgelearn.progress import Progress
@@ -80,13 +80,24 @@ def _check_doc(path: Path, doc: dict, n: int) -> None:
     need = ("next", "hits", "rollbacks", "drift", "reference_accuracy", "held_in")
     missing = [k for k in need if k not in doc]
     if missing:
-        raise DataError(f"checkpoint {path} is damaged: missing {', '.join(missing)}")
-    nxt = doc["next"]
-    if not isinstance(nxt, int) or not 0 <= nxt <= n or len(doc["hits"]) != nxt:
-        raise DataError(f"checkpoint {path} is damaged: position {nxt!r} with "
-                        f"{len(doc['hits'])} results for a stream of {n}")
-    if any(not isinstance(i, int) or not 0 <= i < nxt for i in doc["held_in"]):
-        raise DataError(f"checkpoint {path} is damaged: held-in indices out of range")
+        raise damaged(path, f"missing {', '.join(missing)}")
+    nxt, hits = doc["next"], doc["hits"]
+    if not isinstance(nxt, int) or not isinstance(hits, list) or not 0 <= nxt <= n \
+            or len(hits) != nxt:
+        raise damaged(path, f"position {nxt!r} with {len(hits) if isinstance(hits, list) else '?'}"
+                            f" results for a stream of {n}")
+    held = doc["held_in"]
+    if not isinstance(held, list) or any(not isinstance(i, int) or not 0 <= i < nxt
+                                         for i in held):
+        raise damaged(path, "held-in indices out of range")
+    drift = doc["drift"]
+    if not isinstance(doc["rollbacks"], list) or not isinstance(drift, dict) or any(
+            not isinstance(v, list) or any(not isinstance(p, list) or len(p) != 2 for p in v)
+            for v in drift.values()):
+        raise damaged(path, "rollback or drift records are malformed")
+    ref = doc["reference_accuracy"]
+    if ref is not None and (isinstance(ref, bool) or not isinstance(ref, (int, float))):
+        raise damaged(path, f"reference accuracy {ref!r} is not a number")
 
 
 def label_mask(n: int, fraction: float, seed: int) -> np.ndarray:
@@ -179,8 +190,7 @@ def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConf
             try:
                 target.set_weights({k[2:]: v for k, v in arrays.items() if k.startswith("w/")})
             except EdgelearnError as exc:
-                raise DataError(f"checkpoint {ckpt_path} does not fit this target: {exc}") \
-                    from None
+                raise damaged(ckpt_path, f"does not fit this target: {exc}") from None
             held_idx = doc["held_in"]
             held_x = [xs[i] for i in held_idx]
             held_y = [int(ys[i]) for i in held_idx]

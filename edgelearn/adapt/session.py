@@ -13,6 +13,7 @@ import numpy as np
 from edgelearn.adapt.bundle import Bundle
 from edgelearn.adapt.loop import LoopConfig, LoopResult, run_adaptation
 from edgelearn.adapt.report import write_report
+from edgelearn.atomic import make_folder
 from edgelearn.device.engine import EngineConfig, HEPSettings
 from edgelearn.errors import TargetError
 from edgelearn.memory.planner import Plan
@@ -87,7 +88,7 @@ def adapt_and_report(target: Target, frozen: Target | None, x: np.ndarray, y: np
     folder (metrics.json, plots, checkpoint); with ``report`` None nothing is written and no
     checkpoint is kept: the metrics are only returned."""
     if report is not None:
-        report.mkdir(parents=True, exist_ok=True)
+        make_folder(report)
     t0 = time.time()
     res = run_adaptation(target, x, y, cfg, workdir=report, label="adapt", progress=progress)
     seconds = time.time() - t0

@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module ``edgelearn.cli.cmd_<name>`` exposing
 ``register(subparsers)``, which adds a parser whose ``func(args) -> int`` does the work.
-An :class:`~edgelearn.errors.EdgelearnError` becomes one line on stderr and exit code 2.
+An :class:`~edgelearn.errors.EdgelearnError` (a usage error included) becomes one line on
+stderr and exit code 2, in edgelearn.boundary.run_command.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import importlib
 import sys
 
 from edgelearn import __version__
-from edgelearn.errors import EdgelearnError
+from edgelearn.boundary import OneLineArgumentParser, run_command
 
 COMMANDS = (
     "demo",
@@ -31,7 +32,7 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="edgelearn",
         description="Deploy pretrained spiking networks on edge targets and keep them learning.",
     )
@@ -43,22 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except EdgelearnError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"edgelearn {args.command}: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"edgelearn {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+    prog = ["edgelearn"]
+
+    def work() -> int:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        prog[0] = f"edgelearn {args.command}"
+        return args.func(args)
+
+    return run_command(lambda: prog[0], work)
 
 
 if __name__ == "__main__":

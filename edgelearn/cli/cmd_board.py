@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelearn.atomic import atomic_write_bytes
+from edgelearn.boundary import options as opt
 from edgelearn.errors import InputError, ModelFileError
 from edgelearn.link.client import Client
 from edgelearn.progress import Progress
@@ -35,9 +36,12 @@ def register(sub) -> None:
                     "of docs/protocol.md.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", required=True, metavar="URL", help="where the board is")
-    p.add_argument("--baudrate", type=int, default=115200, help="UART baud rate (real ports)")
-    p.add_argument("--timeout", type=float, default=0.2, help="base retransmit timeout, s")
-    p.add_argument("--retries", type=int, default=10, help="timeouts before giving up")
+    p.add_argument("--baudrate", type=opt.integer(1, 100_000_000), default=115200,
+                   help="UART baud rate (real ports)")
+    p.add_argument("--timeout", type=opt.real(0.0, 3600.0, lo_open=True), default=0.2,
+                   help="base retransmit timeout, s (0 < T <= 3600)")
+    p.add_argument("--retries", type=opt.integer(0, 1000), default=10,
+                   help="timeouts before giving up (0..1000)")
     acts = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = acts.add_parser("info", help="handshake and telemetry")
     a.add_argument("--json", action="store_true", help="one JSON object")
@@ -45,15 +49,15 @@ def register(sub) -> None:
     a.add_argument("model", metavar="MODEL",
                    help=f"device image ({', '.join(IMAGE_SUFFIXES)}), quantized ONNX, or float "
                         f"ONNX/NIR model (quantized first)")
-    a.add_argument("--chunk", type=int, default=None, help="bytes per data frame")
+    a.add_argument("--chunk", type=opt.COUNT, default=None, help="bytes per data frame")
     a.add_argument("--verify", choices=("readback", "crc", "none"), default="readback")
     a.add_argument("--calib", metavar="NPY",
                    help="calibration input [T, B, n_in] or [T, n_in] for quantizing ONNX/NIR "
                         "(default: random spikes at --calib-rate)")
-    a.add_argument("--calib-rate", type=float, default=0.1,
+    a.add_argument("--calib-rate", type=opt.FRACTION, default=0.1,
                    help="spike probability of the random calibration input")
     a.add_argument("--state-bits", type=int, default=16, choices=(16, 32))
-    a.add_argument("--dt", type=float, default=None, help="time step for NIR files, s")
+    a.add_argument("--dt", type=opt.POSITIVE, default=None, help="time step for NIR files, s")
     a = acts.add_parser("pull", help="download the running network (learned weights)")
     a.add_argument("-o", "--output", required=True, help="device image file to write")
     a = acts.add_parser("reset", help="zero the neuron state, or reboot")
@@ -89,7 +93,9 @@ def _image_for(args: argparse.Namespace) -> bytes:
         raise ModelFileError(f"'{path}' is an opaque ONNX graph; only edgelearn-profile "
                              f"networks can be quantized for a board")
     if args.calib:
-        calib = np.load(args.calib, allow_pickle=False)
+        from edgelearn.cli.cmd_run import load_input
+
+        calib = load_input(args.calib)
         if calib.ndim == 2:
             calib = calib[:, None, :]
     else:

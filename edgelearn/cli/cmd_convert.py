@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from edgelearn.boundary import options as opt
 from edgelearn.errors import ModelFileError
 from edgelearn.io import OpaqueModel, load_any, save_onnx
 
@@ -24,7 +25,7 @@ def register(sub) -> None:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="IN", help="NIR or ONNX file")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="output file")
-    p.add_argument("--dt", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--dt", type=opt.POSITIVE, default=None, metavar="SECONDS",
                    help="time step in seconds (required for NIR input; overrides ONNX dt)")
     p.add_argument("--graph", choices=("step", "scan"), default="step",
                    help="one-timestep graph with explicit state (default) or Scan sequence graph")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgelearn.boundary import options as opt
 from edgelearn.errors import DataError
 
 EXAMPLES = """sources (SOURCE):
@@ -41,30 +42,32 @@ def register(sub) -> None:
     s = dsub.add_parser("shd", help="bin an SHD-layout HDF5 file into a .npz data set")
     s.add_argument("input", metavar="IN.h5")
     s.add_argument("output", metavar="OUT.npz")
-    s.add_argument("--bins", type=int, default=100, help="time bins (default 100)")
-    s.add_argument("--max-time", type=float, default=1.0, help="seconds covered (default 1.0)")
-    s.add_argument("--downsample", type=int, default=1, help="merge this many channels")
-    s.add_argument("--limit", type=int, default=None, help="read only the first N samples")
+    s.add_argument("--bins", type=opt.integer(1, 100_000), default=100,
+                   help="time bins (default 100)")
+    s.add_argument("--max-time", type=opt.POSITIVE, default=1.0,
+                   help="seconds covered (default 1.0)")
+    s.add_argument("--downsample", type=opt.COUNT, default=1, help="merge this many channels")
+    s.add_argument("--limit", type=opt.COUNT, default=None, help="read only the first N samples")
     s.set_defaults(func=run_shd)
 
     t = dsub.add_parser("stream", help="write a transformed adaptation stream as .npz")
     t.add_argument("source", metavar="SOURCE")
     t.add_argument("output", metavar="OUT.npz")
-    t.add_argument("--n", type=int, default=None, help="samples (default: each sample once)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--n", type=opt.COUNT, default=None, help="samples (default: each sample once)")
+    t.add_argument("--seed", type=opt.SEED, default=0)
     t.add_argument("--by", default=None, metavar="KEY",
                    help="visit groups one after another, e.g. --by voice (new speakers)")
     for flag, what in (("gain-drift", "GainDrift"), ("shift", "ChannelShift"),
                        ("dead", "DeadChannels"), ("noise", "NoiseSpikes"),
                        ("warp", "TimeWarp")):
-        t.add_argument(f"--{flag}", type=float, default=None, metavar="SEVERITY",
+        t.add_argument(f"--{flag}", type=opt.real(0.0, None), default=None, metavar="SEVERITY",
                        help=f"apply {what}(severity)")
     t.set_defaults(func=run_stream)
 
     b = dsub.add_parser("baseline", help="logistic regression on pooled spike counts")
     b.add_argument("train", metavar="TRAIN_SOURCE")
     b.add_argument("evaluate", nargs="*", metavar="SOURCE", help="data sets to evaluate")
-    b.add_argument("--time-pools", type=int, default=10)
+    b.add_argument("--time-pools", type=opt.COUNT, default=10)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=run_baseline)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

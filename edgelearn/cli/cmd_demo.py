@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgelearn.boundary import options as opt
 from edgelearn.errors import ModelFileError
 
 EXAMPLES = """examples:
@@ -35,10 +36,10 @@ def register(sub) -> None:
     p.add_argument("--target", default="sim", help="sim (default), host, substrate[:PRESET]")
     p.add_argument("--budget", default="256KiB")
     p.add_argument("--device", default="cortex-m4-256k")
-    p.add_argument("--labels", type=float, default=0.1)
-    p.add_argument("--limit", type=int, help="use only the first N samples of the stream")
+    p.add_argument("--labels", type=opt.FRACTION, default=0.1)
+    p.add_argument("--limit", type=opt.COUNT, help="use only the first N samples of the stream")
     p.add_argument("--report", default="reports/demo")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=opt.SEED, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 

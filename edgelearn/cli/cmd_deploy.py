@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgelearn.boundary import options as opt
 from edgelearn.cli.cmd_plan import add_learning_arguments
 
 EXAMPLES = """examples:
@@ -25,11 +26,11 @@ from which a killed run resumes.
 
 def add_loop_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapt", metavar="STREAM", help="run the adaptation loop on this stream")
-    p.add_argument("--labels", type=float, default=0.1, metavar="FRACTION",
+    p.add_argument("--labels", type=opt.FRACTION, default=0.1, metavar="FRACTION",
                    help="fraction of samples whose label arrives (default 0.1)")
-    p.add_argument("--limit", type=int, help="use only the first N samples of the stream")
+    p.add_argument("--limit", type=opt.COUNT, help="use only the first N samples of the stream")
     p.add_argument("--report", help="report folder (default reports/<model>-<target>)")
-    p.add_argument("--seed", type=int, default=0, help="stream order, label mask, device seed")
+    p.add_argument("--seed", type=opt.SEED, default=0, help="stream order, label mask, device seed")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the frozen-model run on the same stream")
     p.add_argument("--calib", help="calibration data .npz (array 'x') for a float model")
@@ -59,9 +60,12 @@ def run(args, upload: bool = True) -> int:
     from edgelearn.adapt.bundle import load_bundle, plan_for
     from edgelearn.adapt.session import deploy_and_adapt
     from edgelearn.adapt.streams import load_stream
+    from edgelearn.atomic import check_folder
     from edgelearn.targets.spec import parse_target
 
     spec = parse_target(args.target)
+    if args.adapt and args.report:
+        check_folder(args.report)      # refuse an unusable report folder before any work
     if spec.kind == "tflite":
         if args.lpl != "none" or not args.no_hep:
             args.lpl, args.no_hep = "none", True   # TFLite has no training

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from edgelearn.boundary import options as opt
+
 EXAMPLES = """examples:
   python tools/quantize.py models/randman_small.onnx --calib train.npz -o rm_q.onnx
   edgelearn export-tflite rm_q.onnx -o rm_q.tflite --check --arena
@@ -23,7 +25,8 @@ def register(sub) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="quantized model: .onnx from tools/quantize.py or a device image")
     p.add_argument("-o", "--out", required=True, help=".tflite file to write")
-    p.add_argument("--batch", type=int, default=1, help="fixed batch size of the graph (1)")
+    p.add_argument("--batch", type=opt.integer(1, 4096), default=1,
+                   help="fixed batch size of the graph (1..4096, default 1)")
     p.add_argument("--check", action="store_true",
                    help="run random integer inputs through LiteRT (and TFLM if installed) and "
                         "compare with the integer kernel bit for bit")

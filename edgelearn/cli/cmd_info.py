@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from edgelearn.boundary import options as opt
 from edgelearn.io import OpaqueModel, load_any
 from edgelearn.io import onnx_meta as M
 from edgelearn.io.model_file import file_kind
@@ -28,7 +29,7 @@ def register(sub) -> None:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="ONNX or NIR file")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument("--dt", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--dt", type=opt.POSITIVE, default=None, metavar="SECONDS",
                    help="time step for NIR files (NIR stores none)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the onnxruntime-vs-numpy verification on load")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import zipfile
 
 import numpy as np
 
 from edgelearn.atomic import atomic_write_bytes
+from edgelearn.boundary import options as opt
+from edgelearn.boundary import read_npy
 from edgelearn.errors import InputError
 from edgelearn.io import OnnxRuntimeBackend, OpaqueModel, load_any
 from edgelearn.runtime.reference import as_sequence
@@ -38,47 +39,15 @@ def register(sub) -> None:
                         "the only choice, for opaque graphs)")
     p.add_argument("--graph", choices=("step", "scan"), default="scan",
                    help="onnxruntime graph form (default scan)")
-    p.add_argument("--dt", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--dt", type=opt.POSITIVE, default=None, metavar="SECONDS",
                    help="time step for NIR files")
     p.set_defaults(func=run)
 
 
-MAX_INPUT_ELEMENTS = 1 << 30
-
-
-def _check_header(path: str) -> None:
-    """Refuse an absurd declared shape before numpy allocates it."""
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(6) != b"\x93NUMPY":
-                return  # not .npy: np.load reports it (or it is an .npz)
-            fh.seek(0)
-            version = np.lib.format.read_magic(fh)
-            shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0(fh))
-    except (ValueError, OSError, EOFError, SyntaxError):
-        return
-    n = 1
-    for d in shape:
-        n *= int(d)
-    if n > MAX_INPUT_ELEMENTS:
-        raise InputError(f"input '{path}' declares shape {tuple(shape)} ({n} elements), limit "
-                         f"{MAX_INPUT_ELEMENTS}")
-
-
 def load_input(path: str) -> np.ndarray:
-    """Read X.npy without pickle; InputError on anything else."""
-    _check_header(path)
-    try:
-        arr = np.load(path, allow_pickle=False, mmap_mode=None)
-    except FileNotFoundError:
-        raise InputError(f"input file '{path}' does not exist") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"input file '{path}' is not a readable .npy array: {line[:120]}") \
-            from None
-    if not isinstance(arr, np.ndarray):
-        raise InputError(f"input file '{path}' holds several arrays (.npz); give one .npy array")
+    """Read X.npy as untrusted input (edgelearn.boundary.read_npy: no pickle, declared size
+    checked against the file before allocation); InputError on anything else."""
+    arr = read_npy(path, what=f"input file '{path}'", error=InputError)
     if arr.dtype.kind not in "biuf":
         raise InputError(f"input '{path}' must be numeric, got dtype {arr.dtype}")
     return arr

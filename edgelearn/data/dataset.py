@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgelearn.atomic import atomic_write_bytes
+from edgelearn.boundary import read_npz
 from edgelearn.errors import DataError
 
 ALLOWED_X_DTYPES = (np.uint8, np.float32)
@@ -201,16 +202,9 @@ def save_npz(ds: Dataset, path: str | os.PathLike) -> None:
 
 
 def read_npz_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All arrays of an npz archive; any unreadable file raises DataError."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file '{path}' does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"data file '{path}' is not a readable npz archive: {msg}") from None
+    """All arrays of an npz archive, sizes checked before allocation
+    (edgelearn.boundary.read_npz); any unreadable file raises DataError."""
+    return read_npz(path, what=f"data file '{path}'", error=DataError)
 
 
 def dataset_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "",

@@ -288,12 +288,14 @@ def make_stream(ds: Dataset, transforms: Sequence[Transform] = (), n_samples: in
     rng = np.random.default_rng([int(seed), 0])
     if group_key is not None:
         groups = ds.meta.get(group_key)
-        if not (isinstance(groups, np.ndarray) and groups.shape[:1] == (len(ds),)):
+        if not (isinstance(groups, np.ndarray) and groups.shape == (len(ds),)):
             raise DataError(f"dataset '{ds.name}' has no per-sample meta['{group_key}'] to "
                             f"group the stream by")
+        # group by position in np.unique (NaN values form one group; '==' would match none)
+        labels, which = np.unique(groups, return_inverse=True)
         order = []
-        for g in rng.permutation(np.unique(groups)):
-            members = np.flatnonzero(groups == g)
+        for g in rng.permutation(len(labels)):
+            members = np.flatnonzero(which.ravel() == g)
             order.append(members[rng.permutation(members.size)])
         base = np.concatenate(order)
         reps = -(-int(n) // base.size)

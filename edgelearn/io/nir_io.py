@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgelearn.errors import ModelError, ModelFileError
+from edgelearn.boundary import limits
+from edgelearn.errors import ModelError, ModelFileError, SizeLimitError
 from edgelearn.model import Layer, Network
 
 NEURONS = ("LIF", "CubaLIF", "LI", "CubaLI", "IF")
@@ -49,8 +50,49 @@ def _nir():
     return nir
 
 
+def check_hdf5_sizes(path: str | os.PathLike, what: str) -> None:
+    """Refuse an HDF5 file whose datasets declare more than they can hold, before any is read:
+    each dataset's bytes (shape times item size) at most ``limits().array_bytes`` and at most
+    ``limits().compression_ratio`` times the storage it occupies plus 64 KiB (a dataset that
+    stores nothing reads as its fill value, of any declared size)."""
+    try:
+        import h5py
+    except ImportError:
+        raise ModelFileError("NIR support needs the 'h5py' package: pip install "
+                             "'edgelearn[nir]'") from None
+    cap, ratio = limits().array_bytes, limits().compression_ratio
+    found: list[tuple[str, int, int]] = []
+
+    def visit(name, obj) -> None:
+        if isinstance(obj, h5py.Dataset):
+            declared = int(np.prod(obj.shape, dtype=object) or 0) * obj.dtype.itemsize \
+                if obj.shape is not None else 0
+            found.append((name, declared, int(obj.id.get_storage_size())))
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelFileError(f"{what} is not a readable NIR file: {line[:150]}") from None
+    for name, declared, stored in found:
+        bound = min(cap, ratio * stored + 64 * 1024)
+        if declared > bound:
+            raise SizeLimitError(f"{what}: dataset '{name}' declares {declared} bytes but "
+                                 f"stores {stored} (at most {bound} allowed)")
+
+
+def _real(node_name: str, what: str, value) -> np.ndarray:
+    """``value`` as float64, refusing what is not a real number (complex, text, objects)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "biuf":
+        raise ModelFileError(f"NIR node '{node_name}': {what} must be real numbers, got dtype "
+                             f"{a.dtype}")
+    return a.astype(np.float64)
+
+
 def _arr(node_name: str, what: str, value, n: int) -> np.ndarray:
-    a = np.asarray(value, dtype=np.float64).reshape(-1)
+    a = _real(node_name, what, value).reshape(-1)
     if a.size == 1:
         a = np.full(n, float(a[0]))
     if a.shape != (n,):
@@ -69,7 +111,7 @@ def _positive(node_name: str, what: str, a: np.ndarray, dt: float) -> None:
 
 
 def _projection(name: str, node) -> tuple[np.ndarray, np.ndarray | None]:
-    w = np.asarray(node.weight, dtype=np.float64)
+    w = _real(name, "weight", node.weight)
     if w.ndim != 2:
         raise ModelFileError(f"NIR node '{name}': weight must be 2-D, got shape {w.shape}")
     if w.size > (1 << 28):
@@ -78,10 +120,23 @@ def _projection(name: str, node) -> tuple[np.ndarray, np.ndarray | None]:
         raise ModelFileError(f"NIR node '{name}': weight contains NaN or Inf")
     b = None
     if type(node).__name__ == "Affine" and node.bias is not None:
-        b = np.asarray(node.bias, dtype=np.float64).reshape(-1)
+        b = _real(name, "bias", node.bias).reshape(-1)
         if b.shape != (w.shape[0],) or not np.all(np.isfinite(b)):
             raise ModelFileError(f"NIR node '{name}': bias must be {w.shape[0]} finite numbers")
     return w, b
+
+
+def _scaled(name: str, eff: np.ndarray, raw: np.ndarray, dt: float) -> np.ndarray:
+    """The effective weights ``eff`` at float32, refusing a dt that makes nonzero weights
+    underflow to zero (or to subnormals, which lose all precision)."""
+    with np.errstate(under="ignore", over="ignore"):
+        out = eff.astype(np.float32)
+    lost = (raw != 0) & (np.abs(out) < np.finfo(np.float32).tiny)
+    if np.any(lost):
+        raise ModelFileError(f"NIR node '{name}': with dt = {dt:g} s {int(lost.sum())} nonzero "
+                             f"weights underflow float32 (input gain r*dt/tau too small); "
+                             f"give the dt the file was made for")
+    return out
 
 
 def _neuron(name: str, node, n: int, dt: float) -> dict:
@@ -163,6 +218,7 @@ def load_nir(source, dt: float) -> Network:
         what = f"NIR file '{source}'"
         if not Path(source).is_file():
             raise ModelFileError(f"cannot read {what}: no such file")
+        check_hdf5_sizes(source, what)
         try:
             graph = nir.read(source)
         except Exception as exc:  # h5py / nir raise many types on corrupt files
@@ -240,10 +296,10 @@ def _network_from_graph(graph, dt: float, what: str) -> Network:
             else f"layer{len(layers)}"
         try:
             layers.append(Layer(
-                name=name, weight=(g[:, None] * w).astype(np.float32),
+                name=name, weight=_scaled(proj, g[:, None] * w, w, dt),
                 alpha=c["alpha"], beta=c["beta"], threshold=c["theta"], reset=c["reset"],
                 spiking=c["spiking"], bias=None if bias is None else bias.astype(np.float32),
-                recurrent=None if V is None else (g[:, None] * V).astype(np.float32)))
+                recurrent=None if V is None else _scaled(proj, g[:, None] * V, V, dt)))
         except ModelError as exc:
             raise ModelFileError(f"{what}: {exc}") from None
         seen.update([proj, nname])

@@ -20,6 +20,7 @@ from onnx import numpy_helper
 
 from edgelearn.errors import EdgelearnError, ModelError, ModelFileError
 from edgelearn.io import onnx_meta as M
+from edgelearn.io.onnx_guard import check_graph_bounds
 from edgelearn.io.onnx_verify import PROBE_BATCH, LayerIO, StepIO, verify_scan, verify_step
 from edgelearn.io.ort_session import make_session
 from edgelearn.model import MAX_PARAMETERS, Layer, Network
@@ -104,18 +105,46 @@ def _check_declared_sizes(graph, what: str) -> None:
         if any(d < 0 for d in init.dims) or n > MAX_PARAMETERS:
             raise ModelFileError(f"'{what}': initializer '{init.name}' declares shape "
                                  f"{list(init.dims)} ({n} elements), limit {MAX_PARAMETERS}")
-        if init.HasField("raw_data") and init.data_type == onnx.TensorProto.FLOAT \
-                and len(init.raw_data) != 4 * n:
-            raise ModelFileError(f"'{what}': initializer '{init.name}' declares {n} floats "
-                                 f"but holds {len(init.raw_data)} bytes")
+        _check_held(init, n, what)
         total += n
     if total > 2 * MAX_PARAMETERS:
         raise ModelFileError(f"'{what}': initializers hold {total} elements in all, limit "
                              f"{2 * MAX_PARAMETERS}")
 
 
-def initializer_arrays(graph) -> dict[str, np.ndarray]:
-    return {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+_PACKED = {getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1")
+           if hasattr(onnx.TensorProto, n)}
+
+
+def _check_held(init, n: int, what: str) -> None:
+    """The data an initializer holds must be exactly what its dims declare."""
+    if init.data_type in _PACKED or init.data_type == onnx.TensorProto.STRING:
+        return
+    if init.HasField("raw_data"):
+        size = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+        if len(init.raw_data) != size * n:
+            raise ModelFileError(f"'{what}': initializer '{init.name}' declares {n} elements "
+                                 f"({size * n} bytes) but holds {len(init.raw_data)} bytes")
+        return
+    field = onnx.helper.tensor_dtype_to_field(init.data_type)
+    per = 2 if init.data_type in (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128) else 1
+    held = len(getattr(init, field))
+    if held != per * n:
+        raise ModelFileError(f"'{what}': initializer '{init.name}' declares {n} elements but "
+                             f"holds {held // per}")
+
+
+def tensor_array(tensor, what: str = "model") -> np.ndarray:
+    """numpy_helper.to_array with its failures as one-line ModelFileErrors."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise ModelFileError(f"'{what}': tensor '{tensor.name}' cannot be read "
+                             f"({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def initializer_arrays(graph, what: str = "model") -> dict[str, np.ndarray]:
+    return {t.name: tensor_array(t, what) for t in graph.initializer}
 
 
 def _profile_ops(graph, what: str) -> None:
@@ -166,7 +195,7 @@ def network_from_profile(model: onnx.ModelProto, what: str = "model") -> tuple[N
     if not entries:
         raise ModelFileError(f"'{what}': metadata {M.KEY_LAYERS} lists no layers")
     _profile_ops(model.graph, what)
-    inits = initializer_arrays(model.graph)
+    inits = initializer_arrays(model.graph, what)
     layers = []
     for k, e in enumerate(entries):
         if not isinstance(e, dict):
@@ -280,6 +309,7 @@ def _load_model(path, verify: bool):
             verify_profile(data, net, kind, what)
         return net
     run_checker(model, what)
+    check_graph_bounds(model, what)     # before constant folding in the recogniser
     try:
         net, io = onnx_thirdparty.recognise(model, what)
     except onnx_thirdparty.NotRecognised as why:

@@ -24,11 +24,11 @@ Graph tensor names (``<p>`` is a layer name, always an identifier so '.' cannot 
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 
+from edgelearn.boundary import parse_json as parse_json_text
 from edgelearn.errors import ModelFileError
 
 PROFILE_VERSION = 1
@@ -110,10 +110,7 @@ def parse_json(meta: dict[str, str], key: str, kind: type):
     """Parse one JSON metadata value and check its top-level type."""
     if key not in meta:
         raise ModelFileError(f"metadata key '{key}' is missing")
-    try:
-        value = json.loads(meta[key])
-    except (ValueError, RecursionError) as exc:
-        raise ModelFileError(f"metadata key '{key}' is not valid JSON: {exc}") from None
+    value = parse_json_text(meta[key], f"metadata key '{key}'", error=ModelFileError)
     if not isinstance(value, kind):
         raise ModelFileError(f"metadata key '{key}' must be a JSON {kind.__name__}, "
                              f"got {type(value).__name__}")

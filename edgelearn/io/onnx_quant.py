@@ -29,7 +29,8 @@ from onnx import TensorProto, helper, numpy_helper
 from edgelearn.atomic import atomic_write_bytes
 from edgelearn.errors import ModelFileError, VerificationError
 from edgelearn.io import onnx_meta as M
-from edgelearn.io.onnx_load import read_model_file
+from edgelearn.io.onnx_guard import run_checked
+from edgelearn.io.onnx_load import read_model_file, tensor_array
 from edgelearn.io.ort_session import make_session
 from edgelearn.kernels.image import from_image, to_image
 from edgelearn.kernels.lif_fixed import QNetwork, init_qnetwork_state, qnetwork_step
@@ -103,16 +104,29 @@ def qnetwork_from_model(model: onnx.ModelProto, what: str = "model") -> QNetwork
         raise ModelFileError(f"'{what}': {M.KEY_QUANTIZED} image is not valid base64") from None
     qnet = from_image(image)
     inits = {t.name: t for t in model.graph.initializer}
-    weights = info.get("weights") or {}
+    weights = info.get("weights")
+    if not isinstance(weights, dict):
+        raise ModelFileError(f"'{what}': {M.KEY_QUANTIZED} 'weights' must be a JSON object "
+                             f"{{layer: initializer name}}, got {type(weights).__name__}")
     for la in qnet.layers:
         name = weights.get(la.name)
-        if name not in inits:
+        if not isinstance(name, str) or name not in inits:
             raise ModelFileError(f"'{what}': layer '{la.name}' weight initializer {name!r} is "
                                  f"missing")
-        arr = numpy_helper.to_array(inits[name])
-        if arr.shape != (la.n_in, la.n_out) or not np.array_equal(arr.T, la.weight):
+        if tuple(inits[name].dims) != (la.n_in, la.n_out):
+            raise ModelFileError(f"'{what}': layer '{la.name}' weight initializer has shape "
+                                 f"{list(inits[name].dims)}, the device image "
+                                 f"{[la.n_in, la.n_out]}")
+        arr = tensor_array(inits[name], what)
+        if not np.array_equal(arr.T, la.weight):
             raise ModelFileError(f"'{what}': layer '{la.name}' weight initializer differs from "
                                  f"the device image in the metadata")
+    g = build_step_graph(qnet, batch=1)
+    try:
+        M.check_io(model.graph, {n: [None, shape[1]] for n, shape in g.inputs},
+                   {n: [None, shape[1]] for n, shape in g.outputs})
+    except ModelFileError as exc:
+        raise ModelFileError(f"'{what}': {exc}") from None
     return qnet
 
 
@@ -131,7 +145,9 @@ def verify_quant(data: bytes, qnet: QNetwork, what: str = "model", steps: int = 
         for la, st in zip(qnet.layers, state):
             feeds[M.state_in(la.name, "current")] = st.current.astype(np.float32)
             feeds[M.state_in(la.name, "membrane")] = st.membrane.astype(np.float32)
-        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+        got = dict(zip([o.name for o in session.get_outputs()],
+                       run_checked(session, None, feeds, VerificationError,
+                                   f"'{what}': onnxruntime failed on probe step {t}")))
         out, state = qnetwork_step(qnet, x, state, mode="dense")
         checks = [(M.OUTPUT, out)]
         for la, st in zip(qnet.layers, state):

@@ -3,7 +3,10 @@
 Used by onnx_thirdparty to recognise LIF structure in graphs that carry no edgelearn metadata.
 Every graph value becomes one of
 
-  * a constant (numpy array; ops on constants only are folded with onnx's reference evaluator),
+  * a constant (numpy array; ops on constants only are folded with onnx's reference evaluator,
+    bounded: only the FOLDABLE operators, each output's size known from shape inference
+    before it is computed and at most ``limits().fold_elements`` (or the largest initializer),
+    and at most ``limits().fold_work`` element operations for the whole graph),
   * a Poly: sum of per-neuron coefficients times monomials of *atoms*, where an atom is
         input(name)          a graph input (x or a state)
         heav(p)              H(p > 0) for a Poly p      (Greater/Less + Cast, or Where)
@@ -16,10 +19,24 @@ state, ...) raises NotRecognised naming the op, which is the "why" of an opaque 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from edgelearn.boundary import limits
+from edgelearn.errors import SizeLimitError, WorkLimitError
+
+# operators the recogniser evaluates on constants (all vectorised, cost linear in their
+# inputs and outputs, except the matrix products, which are charged m*k*n)
+FOLDABLE = frozenset("""
+    Abs Add And Cast CastLike Ceil Clip Concat ConstantOfShape Div Equal Erf Exp Expand Flatten
+    Floor Gather Gemm Greater GreaterOrEqual Identity Less LessOrEqual Log MatMul Max Mean Min
+    Mod Mul Neg Not Or Pow Range Reciprocal ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
+    Relu Reshape Round Shape Sigmoid Sign Size Slice Softplus Split Sqrt Squeeze Sub Sum Tanh
+    Tile Transpose Unsqueeze Where Xor""".split())
 
 
 class NotRecognised(Exception):
@@ -112,6 +129,12 @@ class Cond:
     poly: Poly
 
 
+def _cost(value) -> int:
+    """Work units of handling a Poly/Cond: its terms (a fixed cost each) and coefficients."""
+    poly = value.poly if isinstance(value, Cond) else value
+    return sum(64 + int(np.size(c)) for c in poly.terms.values())
+
+
 class SymbolicGraph:
     """Evaluate a step graph symbolically; ``values`` maps tensor names to Const/Poly/Cond."""
 
@@ -120,6 +143,9 @@ class SymbolicGraph:
         self._heav: dict[tuple, int] = {}
         self.values: dict[str, object] = {}
         self.init_names: dict[int, str] = {}
+        largest = max((math.prod(t.dims) for t in graph.initializer), default=0)
+        self.fold_cap = max(limits().fold_elements, largest)
+        self.work_left = limits().fold_work
         for init in graph.initializer:
             arr = numpy_helper.to_array(init)
             self.values[init.name] = arr
@@ -160,16 +186,72 @@ class SymbolicGraph:
         if not symbolic:
             self._fold(node, args)
             return
+        costs = [_cost(a) for a in symbolic]
+        work = sum(costs)
+        if op in ("Mul", "Where") and len(costs) >= 2:
+            work += costs[0] * costs[1]                 # term-by-term products
+        if op in ("MatMul", "Gemm") and len(args) > 1 and not isinstance(args[1], (Poly, Cond)):
+            work += costs[0] * int(np.size(args[1]))    # one scaled matrix per term
+        self.charge(work, node)
         out = self._symbolic(node, op, args)
         self.values[node.output[0]] = out
+
+    def charge(self, work: int, node) -> None:
+        """Count ``work`` element operations against ``limits().fold_work``."""
+        self.work_left -= int(work)
+        if self.work_left < 0:
+            raise WorkLimitError(f"recognising the graph takes more than {limits().fold_work} "
+                                 f"element operations (at node '{node.name}', "
+                                 f"{node.op_type}; limit fold_work)")
+
+    def _fold_shapes(self, node, feeds: dict, names: list) -> list:
+        """Output shapes of ``node`` on the constant inputs, from ONNX shape inference (with
+        data propagation), before anything is computed."""
+        tmp = helper.make_node(node.op_type, names, [f"o{k}" for k in range(len(node.output))])
+        tmp.attribute.extend(node.attribute)
+        inits = [numpy_helper.from_array(a, n) for n, a in feeds.items()]
+        outs = [helper.make_tensor_value_info(f"o{k}", TensorProto.UNDEFINED, None)
+                for k in range(len(node.output))]
+        g = helper.make_graph([tmp], "fold", [], outs, initializer=inits)
+        try:
+            m = onnx.shape_inference.infer_shapes(helper.make_model(g), strict_mode=True,
+                                                  data_prop=True)
+        except Exception as exc:  # noqa: BLE001 - inference raises several types
+            raise NotRecognised(f"cannot evaluate constant op '{node.op_type}' (node "
+                                f"'{node.name}'): {str(exc).strip()[:80]}") from None
+        shapes = []
+        for vi in m.graph.output:
+            t = vi.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] \
+                if t.HasField("shape") else None
+            if dims is None or None in dims:
+                raise NotRecognised(f"constant op '{node.op_type}' (node '{node.name}') has an "
+                                    f"output whose size cannot be known before computing it")
+            shapes.append(dims)
+        return shapes
 
     def _fold(self, node, args) -> None:
         from onnx.reference import ReferenceEvaluator
 
+        if node.op_type not in FOLDABLE:
+            raise NotRecognised(f"constant op '{node.op_type}' (node '{node.name}') is not "
+                                f"evaluated by the recogniser")
         names = [f"c{k}" for k in range(len(args))]
-        inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(
-            np.asarray(a).dtype), np.shape(a)) for n, a in zip(names, args) if a is not None]
         feeds = {n: np.asarray(a) for n, a in zip(names, args) if a is not None}
+        size_in = sum(a.size for a in feeds.values())
+        shapes = self._fold_shapes(node, feeds, [n if a is not None else "" for n, a in
+                                                 zip(names, args)])
+        sizes = [math.prod(s) for s in shapes]
+        for k, n in enumerate(sizes):
+            if n > self.fold_cap:
+                raise SizeLimitError(f"constant op '{node.op_type}' (node '{node.name}') would "
+                                     f"make {n} elements (output {k}), limit {self.fold_cap}")
+        work = size_in + sum(sizes)
+        if node.op_type in ("MatMul", "Gemm") and len(args) >= 2:
+            work += sizes[0] * max(1, int(np.shape(args[0])[-1]) if np.ndim(args[0]) else 1)
+        self.charge(work, node)
+        inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype),
+                                                a.shape) for n, a in feeds.items()]
         tmp = helper.make_node(node.op_type, [n if a is not None else "" for n, a in
                                               zip(names, args)],
                                [f"o{k}" for k in range(len(node.output))])

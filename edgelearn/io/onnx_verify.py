@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgelearn.errors import VerificationError
+from edgelearn.io.onnx_guard import run_checked
 from edgelearn.kernels.lif_float import LayerState, layer_step
 from edgelearn.model import Network
 
@@ -118,12 +119,8 @@ def verify_step(session, net: Network, io: StepIO, path: str = "model",
                 feed[lio.membrane_in] = st.membrane
             if lio.spikes_in:  # consistent with the membrane: the spike of the last step
                 feed[lio.spikes_in] = (st.membrane > la.threshold).astype(np.float32)
-        try:
-            res = dict(zip(out_names, session.run(out_names, feed)))
-        except Exception as exc:  # onnxruntime error types
-            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise VerificationError(f"{path}: onnxruntime failed on probe step {t}: "
-                                    f"{line[:200]}") from None
+        res = dict(zip(out_names, run_checked(session, out_names, feed, VerificationError,
+                                              f"{path}: onnxruntime failed on probe step {t}")))
         h, live = xs[t], np.ones(batch, bool)
         for la, lio, st in zip(net.layers, io.layers, state):
             h, new = layer_step(la, h, st)
@@ -152,12 +149,8 @@ def verify_scan(session, net: Network, path: str = "model", steps: int = 2 * PRO
         feed[M.state_in(la.name, "current")] = st.current
         feed[M.state_in(la.name, "membrane")] = st.membrane
     out_names = [o.name for o in session.get_outputs()]
-    try:
-        res = dict(zip(out_names, session.run(out_names, feed)))
-    except Exception as exc:
-        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise VerificationError(f"{path}: onnxruntime failed on the probe sequence: "
-                                f"{line[:200]}") from None
+    res = dict(zip(out_names, run_checked(session, out_names, feed, VerificationError,
+                                          f"{path}: onnxruntime failed on the probe sequence")))
     live = np.ones(batch, bool)
     for t in range(steps):
         h = xs[t]

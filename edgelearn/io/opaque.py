@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgelearn.errors import InputError, ModelFileError
+from edgelearn.io.onnx_guard import run_checked
 from edgelearn.io.onnx_meta import value_info_shape
 from edgelearn.io.ort_session import make_session
 from edgelearn.runtime.reference import as_sequence
@@ -56,7 +57,7 @@ class OpaqueModel:
         fixed = {s[0] for s in shapes if isinstance(s[0], int)}
         self.batch = fixed.pop() if len(fixed) == 1 else None
         self.name = model.graph.name or "opaque"
-        self._session = make_session(data, what=f"'{what}'")
+        self._session = make_session(data, what=f"'{what}'", proto=model)
 
     def __repr__(self) -> str:
         return (f"OpaqueModel('{self.path}', n_in={self.n_in}, n_out={self.n_out}, "
@@ -73,11 +74,8 @@ class OpaqueModel:
         outs = []
         for t in range(T):
             feed = {self.input_name: arr[t], **dict(zip(self.state_names, state))}
-            try:
-                res = self._session.run(self.output_names, feed)
-            except Exception as exc:  # onnxruntime error types
-                line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise InputError(f"onnxruntime failed at step {t}: {line[:200]}") from None
+            res = run_checked(self._session, self.output_names, feed, InputError,
+                              f"onnxruntime failed at step {t}")
             outs.append(np.asarray(res[0], np.float32).reshape(B, -1))
             state = [np.asarray(r, np.float32) for r in res[1:]]
         return np.stack(outs)

@@ -29,7 +29,7 @@ class OnnxRuntimeBackend:
             raise ModelError(f"graph must be one of {M.GRAPH_KINDS}, got {graph!r}")
         self.net, self.graph = net, graph
         self.session = make_session(model_bytes(net, graph), threads=threads,
-                                    what=f"network '{net.name}'")
+                                    what=f"network '{net.name}'", trusted=True)
         self._state_in = [M.state_in(la.name, k) for la in net.layers for k in M.STATE_KINDS]
         self._state_out = [M.state_out(la.name, k) for la in net.layers for k in M.STATE_KINDS]
         self._spiking = [la.name for la in net.layers if la.spiking]

@@ -28,9 +28,9 @@ import struct
 
 import numpy as np
 
-from edgelearn.errors import ModelFileError
+from edgelearn.boundary import parse_json
+from edgelearn.errors import EdgelearnError, ModelFileError
 from edgelearn.kernels.lif_fixed import QLayer, QNetwork
-from edgelearn.errors import EdgelearnError
 
 MAGIC = b"ELQN"
 VERSION = 1
@@ -101,9 +101,12 @@ def from_image(data: bytes) -> QNetwork:
                              f"reads version {VERSION})")
     try:
         name = bytes(r.take(name_len, "network name")).decode("utf-8")
-        meta = json.loads(bytes(r.take(meta_len, "metadata")).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise ModelFileError(f"device image header text is corrupt: {exc}") from None
+    meta = parse_json(bytes(r.take(meta_len, "metadata")), "device image metadata")
+    if not isinstance(meta, dict) or not all(isinstance(v, (str, int, float, bool))
+                                             for v in meta.values()):
+        raise ModelFileError("device image metadata must be a JSON object of plain values")
     r.align()
     layers = []
     for k in range(n_layers):

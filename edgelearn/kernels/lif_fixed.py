@@ -292,6 +292,9 @@ class QNetwork(LayerChain):
             raise ModelError(f"qnetwork '{self.name}': input_scale must be > 0, got "
                              f"{self.input_scale}")
         object.__setattr__(self, "input_scale", float(self.input_scale))
+        if not (np.isfinite(self.dt) and self.dt > 0):
+            raise ModelError(f"qnetwork '{self.name}': dt must be > 0 seconds, got {self.dt}")
+        object.__setattr__(self, "dt", float(self.dt))
         if not np.isclose(layers[0].input_scale, self.input_scale, rtol=1e-6, atol=0):
             raise ModelError(f"qnetwork '{self.name}': input_scale {self.input_scale:.6g} "
                              f"differs from layer '{layers[0].name}' input_scale "

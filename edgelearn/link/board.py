@@ -17,6 +17,8 @@ import tempfile
 
 import numpy as np
 
+from edgelearn.boundary import read_npz
+from edgelearn.errors import LinkError
 from edgelearn.kernels.image import to_image
 from edgelearn.kernels.lif_fixed import QNetwork
 from edgelearn.link import messages as m
@@ -47,8 +49,8 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def npz_arrays(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """The arrays of an npz blob the board sent (untrusted: edgelearn.boundary.read_npz)."""
+    return read_npz(data, what="the board's weights blob", error=LinkError)
 
 
 class Board:

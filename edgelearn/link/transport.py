@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from urllib.parse import parse_qsl, urlencode
 
@@ -133,16 +134,23 @@ def loop_pair() -> tuple[CrossedTransport, CrossedTransport]:
 
 
 class SimTransport(Transport):
-    """A firmware_sim child process on a pseudo-terminal; closing the link ends the process."""
+    """A firmware_sim child process on a pseudo-terminal; closing the link ends the process.
+
+    The simulator's own log (its stderr) goes to a temporary file instead of the terminal, so
+    the host's output stays its own; :meth:`log_tail` returns its last line (shown when the
+    simulator does not start)."""
 
     def __init__(self, args: list[str], startup_timeout: float = 20.0) -> None:
         cmd = [sys.executable, "-m", "firmware_sim", "--pty", "--exit-on-close", *args]
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     text=True)
+                                     stderr=self.log, text=True)
         line = self._first_line(startup_timeout)
         if not line.startswith("/"):
-            self._stop()
-            raise LinkError(f"firmware_sim did not print a pty path (got {line!r}); command: "
+            self._stop(keep_log=True)
+            tail = self.log_tail()
+            self.log.close()
+            raise LinkError(f"firmware_sim did not start ({tail or line}); command: "
                             f"{' '.join(cmd)}")
         self.slave = line
         self.url = f"sim:{line}"
@@ -160,6 +168,16 @@ class SimTransport(Transport):
                 return f"<firmware_sim exited with code {self.proc.returncode}>"
         return "<timeout>"
 
+    def log_tail(self, limit: int = 4096) -> str:
+        """The last line the simulator wrote on its stderr ('' if none)."""
+        try:
+            size = self.log.seek(0, os.SEEK_END)
+            self.log.seek(max(0, size - limit))
+            text = self.log.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
+        return text.splitlines()[-1][:300] if text else ""
+
     def write(self, data: bytes) -> None:
         self.inner.write(data)
 
@@ -171,7 +189,7 @@ class SimTransport(Transport):
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGUSR1)
 
-    def _stop(self) -> None:
+    def _stop(self, keep_log: bool = False) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -181,6 +199,8 @@ class SimTransport(Transport):
                 self.proc.wait()
         if self.proc.stdout:
             self.proc.stdout.close()
+        if not keep_log:
+            self.log.close()
 
     def close(self) -> None:
         if getattr(self, "inner", None) is not None:

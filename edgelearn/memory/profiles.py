@@ -16,18 +16,28 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb":
           "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
 
 
+MAX_SIZE = 1 << 50   # 1 PiB: larger sizes are typing errors, not devices
+
+
 def parse_bytes(text: str | int) -> int:
-    """Parse a size such as ``262144``, ``256KiB``, ``256 kB``, ``1.5MiB`` into bytes."""
-    if isinstance(text, int):
+    """Parse a size such as ``262144``, ``256KiB``, ``256 kB``, ``1.5MiB`` into bytes
+    (1 .. 2**50; MemoryBudgetError otherwise)."""
+    if isinstance(text, int) and not isinstance(text, bool):
         value = text
     else:
-        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
-        if not m or m.group(2).lower() not in _UNITS:
-            raise MemoryBudgetError(f"cannot read size {text!r}: use bytes or a unit such as "
-                                    f"KiB, MiB, kB, MB (e.g. 256KiB)")
-        value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        m = re.fullmatch(r"\s*([0-9]+)(?:\.([0-9]+))?\s*([A-Za-z]*)\s*", str(text))
+        if not m or m.group(3).lower() not in _UNITS:
+            raise MemoryBudgetError(f"cannot read size {str(text)[:40]!r}: use bytes or a unit "
+                                    f"such as KiB, MiB, kB, MB (e.g. 256KiB)")
+        whole, frac = m.group(1).lstrip("0") or "0", (m.group(2) or "")[:12]
+        unit = _UNITS[m.group(3).lower()]
+        # exact integer arithmetic (no float: 400 digits must not become inf)
+        value = MAX_SIZE + 1 if len(whole) > 20 else (int(whole + frac) * unit) // 10 ** len(frac)
     if value <= 0:
-        raise MemoryBudgetError(f"size must be > 0 bytes, got {text!r}")
+        raise MemoryBudgetError(f"size must be > 0 bytes, got {str(text)[:40]!r}")
+    if value > MAX_SIZE:
+        raise MemoryBudgetError(f"size {str(text)[:40]!r} is above the largest supported "
+                                f"{MAX_SIZE} bytes (1 PiB)")
     return value
 
 

@@ -129,9 +129,20 @@ def quantize_network(net: Network, calib_x, *, state_bits: int = 16, headroom: f
     if unknown:
         raise FixedPointError(f"shift override for unknown layer(s) {sorted(unknown)}; layers "
                               f"are {[la.name for la in net.layers]}")
+    for name, k in shifts.items():
+        if isinstance(k, bool) or not isinstance(k, int) or not -31 <= k <= 31:
+            raise FixedPointError(f"shift override for layer '{name}' must be an integer in "
+                                  f"[-31, 31], got {k!r}")
     x = _check_calibration(net, calib_x)
     in_scale, in_bits = choose_input_format(x, percentile)
-    rec = run(net, x.astype(np.float32), record=("current", "membrane"))
+    with np.errstate(over="ignore", invalid="ignore"):
+        rec = run(net, x.astype(np.float32), record=("current", "membrane"))
+    for layer in net.layers:
+        if not (np.all(np.isfinite(rec.current[layer.name]))
+                and np.all(np.isfinite(rec.membrane[layer.name]))):
+            raise InputError(f"calibration data drives layer '{layer.name}' of '{net.name}' to "
+                             f"NaN or Inf at float32 (inputs up to {float(np.abs(x).max()):.3g});"
+                             f" calibrate with inputs in the range the network was trained on")
     hi = int_range(state_bits)[1]
     max_in = float(int_range(in_bits)[1])
     qlayers, rows = [], []

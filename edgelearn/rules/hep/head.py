@@ -23,12 +23,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from edgelearn.atomic import atomic_open
+from edgelearn.boundary import read_npz
 from edgelearn.errors import InputError, ModelFileError, ParameterError
 from edgelearn.rules.hep import energy as en
 from edgelearn.rules.hep import schemes as sc
 from edgelearn.rules.hep.relax import RelaxationError, Relaxer, RelaxParams, RelaxResult
 
 _UNSET = object()
+MAX_LAYERS = 16          # weight layers a head file may declare
+MAX_UNITS = 1 << 16      # units per layer a head file may declare
 
 
 class Gradient(list):
@@ -383,17 +386,40 @@ class EnergyHead:
 
     @classmethod
     def load(cls, path, **kw) -> EnergyHead:
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                sizes = tuple(int(v) for v in f["sizes"])
-                K = len(sizes) - 1
-                Ws = [f[f"W{k}"] for k in range(K)]
-                bs = [f[f"b{k}"] for k in range(K)]
-                activation, gain = str(f["activation"]), float(f["gain"])
-                coupling = float(f["coupling"])
-                mc = float(f["max_coupling"])
-        except (OSError, KeyError, ValueError) as e:
-            raise ModelFileError(f"hEP head file {path}: {e}") from None
+        """Read a head written by :meth:`save`. The file is untrusted: array sizes are checked
+        before allocation (edgelearn.boundary.read_npz), every field's type and shape is
+        checked, and weights must be finite at float32 (the precision a device stores);
+        ModelFileError names the problem."""
+        what = f"hEP head file {path}"
+        f = read_npz(path, what=what, error=ModelFileError)
+
+        def field(key: str, kinds: str, ndim: int | None = 0) -> np.ndarray:
+            if key not in f:
+                raise ModelFileError(f"{what}: no array '{key}'")
+            arr = f[key]
+            if arr.dtype.kind not in kinds or (ndim is not None and arr.ndim != ndim):
+                raise ModelFileError(f"{what}: '{key}' has dtype {arr.dtype} and shape "
+                                     f"{arr.shape}, not what a head file holds")
+            return arr
+
+        sizes_arr = field("sizes", "iu", 1)
+        if not 3 <= sizes_arr.size <= MAX_LAYERS + 1 or sizes_arr.min() < 1 \
+                or sizes_arr.max() > MAX_UNITS:
+            raise ModelFileError(f"{what}: sizes {sizes_arr.tolist()[:8]} are not "
+                                 f"3..{MAX_LAYERS + 1} layer sizes in 1..{MAX_UNITS}")
+        sizes = tuple(int(v) for v in sizes_arr)
+        K = len(sizes) - 1
+        Ws = [field(f"W{k}", "biuf", 2) for k in range(K)]
+        bs = [field(f"b{k}", "biuf", 1) for k in range(K)]
+        with np.errstate(over="ignore", invalid="ignore"):
+            if any(not np.all(np.isfinite(a.astype(np.float32))) for a in Ws + bs):
+                raise ModelFileError(f"{what}: weights or biases are NaN, Inf or beyond float32")
+        activation = str(field("activation", "US"))
+        gain, coupling = float(field("gain", "biuf")), float(field("coupling", "biuf"))
+        mc = float(field("max_coupling", "biuf"))
         kw.setdefault("max_coupling", None if np.isnan(mc) else mc)
-        return cls(sizes, activation=activation, gain=gain, coupling=coupling, weights=Ws,
-                   biases=bs, **kw)
+        try:
+            return cls(sizes, activation=activation, gain=gain, coupling=coupling, weights=Ws,
+                       biases=bs, **kw)
+        except ParameterError as exc:
+            raise ModelFileError(f"{what}: {exc}") from None
