@@ -167,3 +167,34 @@ def test_software_features_match_an_ideal_device(task):
     twin = copy_head(head)
     twin.weights[0][0, 0] += 1.0
     assert head.weights[0][0, 0] != twin.weights[0][0, 0]
+
+
+def test_deployed_substrate_classifies_with_the_bundle_head():
+    """`deploy --target substrate` starts from the model's pretrained head and its feature
+    normalisation (as host and boards do), frozen twin included; on the ideal chip the
+    features are the float model's, so the head's prediction is the host computation's."""
+    from edgelearn.adapt.bundle import load_bundle, plan_for
+    from edgelearn.adapt.session import make_target
+    from edgelearn.cli import build_parser
+    from edgelearn.targets.spec import parse_target
+    from edgelearn.targets.substrate import software_features
+
+    b = load_bundle(ROOT / "models" / "speech_digits.onnx")
+    args = build_parser().parse_args(["deploy", "m", "--budget", "256KiB"])
+    plan = plan_for(b, args)
+    for p in (plan, plan.without_learning()):
+        t = make_target(parse_target("substrate:ideal"), b, p)
+        lr = t.learner
+        assert lr is not None and lr.classifies
+        for W, W0 in zip(lr.head.weights, b.head.head.weights):
+            np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(lr.mu, b.head.mean)
+        np.testing.assert_array_equal(lr.sd, b.head.std)
+    from edgelearn.data import load_speech_digits
+    x = load_speech_digits("new_user").x[:6]
+    t.set_learning(False, False)
+    feats = software_features(b.network, x)
+    for i in range(6):
+        res = t.infer(x[i])
+        want = b.head.head.logits(b.head.normalise(feats[i]))[0]
+        assert res.prediction == int(np.argmax(want))

@@ -40,45 +40,62 @@ def _with_out(argv: list[str], out: Path) -> list[str]:
     return argv + ["--no-progress"]
 
 
-def _run_card(argv: list[str], timeout: float) -> None:
-    """Run the tool as the card says, in a fresh process (BLAS threads as the tool sets them)."""
+def _run_card(argv: list[str], timeout: float, threads: int | None = None) -> None:
+    """Run the tool as the card says, in a fresh process (BLAS threads as the tool sets them,
+    or ``threads`` of them: another summation order, as on another machine)."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    if threads is not None:
+        env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), *argv], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_randman_card_command_reproduces_shipped_model(tmp_path):
+# Training is chaotic: a different BLAS build or CPU (another summation order) changes the
+# weights from the first epochs on, so weights equal to the shipped file are not a property
+# the project has across machines. What holds on any machine: the card's command trains a
+# network of the stated quality (the bound below: 24 training seeds on this machine gave
+# 91.0-96.25 % test accuracy, median 94.75 %), and on one machine the same command gives the
+# same weights (the tool pins BLAS to one thread). Two BLAS threads already change the weights
+# by up to 0.3 here (what a fresh machine showed), which the test uses as "another machine".
+RANDMAN_TEST_FLOOR = 0.90
+
+
+def test_randman_card_command_trains_a_model_of_the_stated_quality(tmp_path):
     from edgelearn.io import load_network
 
-    out = tmp_path / "rm.onnx"
+    out, again, other = tmp_path / "rm.onnx", tmp_path / "rm2.onnx", tmp_path / "rm3.onnx"
     _run_card(_with_out(_card_command("randman_small"), out), timeout=120)
-    hist = json.loads(out.with_suffix(".history.json").read_text())
-    shipped = json.loads((MODELS / "randman_small.history.json").read_text())
-    assert abs(hist["accuracy"]["test"] - shipped["accuracy"]["test"]) <= 0.01
+    _run_card(_with_out(_card_command("randman_small"), other), timeout=120, threads=2)
+    for path in (out, other):
+        hist = json.loads(path.with_suffix(".history.json").read_text())
+        assert hist["accuracy"]["test"] >= RANDMAN_TEST_FLOOR, (path.name, hist["accuracy"])
     net, ref = load_network(out), load_network(MODELS / "randman_small.onnx")
     assert net.meta["readout"] == "max"
-    for a, b in zip(net.layers, ref.layers):
-        np.testing.assert_allclose(a.weight, b.weight, atol=1e-6)
+    assert [(la.name, la.weight.shape) for la in net.layers] == \
+        [(la.name, la.weight.shape) for la in ref.layers]
     assert len(hist["epochs"]) == 15 and hist["footprint"]["parameters"] == net.n_parameters
+    _run_card(_with_out(_card_command("randman_small"), again), timeout=120)
+    for a, b in zip(net.layers, load_network(again).layers):
+        np.testing.assert_array_equal(a.weight, b.weight)
 
 
 @pytest.mark.slow
-def test_speech_card_command_reproduces_shipped_model(tmp_path):
+def test_speech_card_command_trains_a_model_of_the_stated_quality(tmp_path):
+    """The speech card's command: test accuracy at least 85 % (shipped 88.9 %; over its last
+    10 epochs it stayed within 86.3-89.4 %) and new_user below test by at least 20 points
+    (the adaptation gap the stream exists for; shipped 35.7)."""
     out = tmp_path / "sd.onnx"
     _run_card(_with_out(_card_command("speech_digits"), out), timeout=3600)
     hist = json.loads(out.with_suffix(".history.json").read_text())
-    shipped = json.loads((MODELS / "speech_digits.history.json").read_text())
-    for split in ("test", "new_user"):
-        assert abs(hist["accuracy"][split] - shipped["accuracy"][split]) <= 0.01, split
+    acc = hist["accuracy"]
+    assert acc["test"] >= 0.85 and acc["test"] - acc["new_user"] >= 0.20, acc
     from edgelearn.io import load_network
 
     net, ref = load_network(out), load_network(MODELS / "speech_digits.onnx")
     assert net.meta["readout"] == "mean"
-    for a, b in zip(net.layers, ref.layers):
-        np.testing.assert_allclose(a.weight, b.weight, atol=1e-6)
-        if b.recurrent is not None:
-            np.testing.assert_allclose(a.recurrent, b.recurrent, atol=1e-6)
+    assert [(la.name, la.weight.shape) for la in net.layers] == \
+        [(la.name, la.weight.shape) for la in ref.layers]
 
 
 def _npz(path: Path, **arrays) -> Path:

@@ -33,7 +33,7 @@ def engine_config(bundle: Bundle, plan: Plan, seed: int = 1, hep: HEPSettings | 
 
 def make_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int = 1,
                 progress: bool = True, hep: HEPSettings | None = None,
-                calibration_x: np.ndarray | None = None, lpl=None, upload: bool = True) -> Target:
+                lpl=None, upload: bool = True) -> Target:
     """Create the target of ``spec`` holding ``bundle`` as planned (upload included unless
     ``upload`` is False, for a board that already holds the model). ``target.plan`` is the
     plan it runs: for a board, ``plan`` made again from the link the board reports."""
@@ -50,13 +50,13 @@ def make_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int = 1,
         target.deploy(bundle, engine_config(bundle, plan, seed, hep, lpl), progress=progress,
                       upload=upload)
     else:
-        target = _local_target(spec, bundle, plan, seed, hep, calibration_x, lpl)
+        target = _local_target(spec, bundle, plan, seed, hep, lpl)
     target.plan = plan
     return target
 
 
 def _local_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int,
-                  hep: HEPSettings | None, calibration_x: np.ndarray | None, lpl) -> Target:
+                  hep: HEPSettings | None, lpl) -> Target:
     cfg = engine_config(bundle, plan, seed, hep, lpl)
     if spec.kind == "host":
         from edgelearn.targets.host import HostTarget
@@ -65,14 +65,26 @@ def _local_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int,
         from edgelearn.targets.tflite import TfliteTarget
         return TfliteTarget(bundle.qnet, bundle.head, bundle.feature_layer, cfg.readout)
     if spec.kind == "substrate":
-        from edgelearn.targets.substrate import AdaptConfig, SubstrateTarget
-        t = SubstrateTarget(spec.arg or "bss2", seed=seed)
-        t.load(bundle.network)
-        if plan.config.lpl_layers or plan.config.hep:
-            t.attach_learner(AdaptConfig(lpl=bool(plan.config.lpl_layers), hep=plan.config.hep,
-                                         seed=seed), calibration_x=calibration_x)
-        return t
+        return _substrate_target(spec, bundle, plan, seed, hep or HEPSettings())
     raise TargetError(f"unknown target kind {spec.kind!r}")
+
+
+def _substrate_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int,
+                      hep: HEPSettings) -> Target:
+    """The bundle on a simulated analog chip. The bundle's head (with its feature
+    normalisation) classifies the chip's features, as on the other targets, and hEP trains it
+    with the engine's settings (step, amplitude, nudges, replay); without a head the readout
+    classifies."""
+    from edgelearn.targets.substrate import AdaptConfig, SubstrateTarget
+    t = SubstrateTarget(spec.arg or "bss2", seed=seed)
+    t.load(bundle.network)
+    lpl = bool(plan.config.lpl_layers)
+    if bundle.head is not None or lpl:
+        t.attach_learner(AdaptConfig(lpl=lpl, hep=plan.config.hep, hep_lr=hep.lr,
+                                     amplitude=hep.amplitude, nudges=hep.nudges,
+                                     replay=hep.replay, replay_repeats=hep.repeats, seed=seed),
+                         head=bundle.head)
+    return t
 
 
 def summarise(name: str, res: LoopResult) -> dict:
@@ -144,9 +156,7 @@ def deploy_and_adapt(spec: TargetSpec, bundle: Bundle, plan: Plan,
     With ``report`` the report folder is written (metrics, plots, checkpoint, adapted model);
     without, only the metrics are returned.
     """
-    target = make_target(spec, bundle, plan, seed=seed + 1, progress=progress,
-                         calibration_x=None if stream is None else stream[0][:256],
-                         upload=upload)
+    target = make_target(spec, bundle, plan, seed=seed + 1, progress=progress, upload=upload)
     plan = target.plan
     with target:
         say(plan.table())

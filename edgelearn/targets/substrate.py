@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgelearn.device.head import DeviceHead
 from edgelearn.errors import DataError, TargetError
 from edgelearn.model import Network
 from edgelearn.progress import Progress
@@ -148,9 +149,11 @@ class SubstrateTarget(Target):
     _last_raw = None
 
     def attach_learner(self, cfg: "AdaptConfig | None" = None, calibration_x=None,
-                       head: EnergyHead | None = None) -> "OnDeviceLearner":
+                       head: "EnergyHead | DeviceHead | None" = None) -> "OnDeviceLearner":
         """Put an :class:`OnDeviceLearner` (LPL + hEP head) on the device for :meth:`infer` /
-        :meth:`teach`; ``calibration_x`` [N, T, C] standardizes the head's features."""
+        :meth:`teach`. ``head``: a pretrained head; a :class:`DeviceHead` (what a model ships
+        with, ``NAME.head.npz``) brings its feature normalisation, which is then used as is.
+        ``calibration_x`` [N, T, C] measures the normalisation on the device instead."""
         self.learner = OnDeviceLearner(self, cfg or AdaptConfig(), head)
         if calibration_x is not None:
             self.learner.calibrate(np.asarray(calibration_x))
@@ -182,7 +185,8 @@ class SubstrateTarget(Target):
             lr.lpl_update(pre, post)
             self._tele.lpl_updates += 1
         self._last_raw = raw
-        scores = lr.head.logits(lr.features(raw))[0]
+        scores = lr.head.logits(lr.features(raw))[0] if lr.classifies else \
+            raw[0, self.learner.layer.n_out:]
         return SampleResult(int(np.argmax(scores)), scores, post[0] * xb.shape[0],
                             int(round(float(post.sum()) * xb.shape[0])))
 
@@ -192,10 +196,7 @@ class SubstrateTarget(Target):
             raise TargetError("substrate target: hEP is off (attach_learner, set_learning)")
         if self._last_raw is None:
             raise TargetError("substrate target: teach() needs a preceding infer()")
-        c = self.learner.cfg
-        self.learner.head.hep_update(self.learner.features(self._last_raw),
-                                     np.array([int(label)]), c.hep_lr, c.amplitude, c.nudges)
-        self._tele.hep_updates += 1
+        self._tele.hep_updates += self.learner.teach(self._last_raw, int(label))
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """The programmed targets (what the write controller knows), keyed like read_weights,
@@ -348,8 +349,12 @@ class AdaptConfig:
         pretrained ones.  lpl_epochs: unsupervised LPL passes before the head learns (features then stay fixed
         while hEP trains, unless lpl_during_hep).
         label_fraction:
-        share of samples whose label arrives (seeded mask).  lpl: rule parameters (eta etc.).
-        seed: head initialisation, label mask and sample order.
+        share of samples whose label arrives (seeded mask).  replay, replay_repeats: online
+        teaching (:meth:`OnDeviceLearner.teach`, what the adaptation loop calls) keeps the raw
+        features of the last ``replay`` labelled samples and makes ``replay_repeats`` updates
+        per label, one on the new sample and the rest on samples drawn from that ring (the
+        device engine's scheme, edgelearn.device.engine.HEPSettings).  lpl: rule parameters
+        (eta etc.).  seed: head initialisation, label mask, sample order and replay draws.
     """
 
     lpl: bool = True
@@ -369,6 +374,8 @@ class AdaptConfig:
     lpl_trust: float = 0.03
     lpl_during_hep: bool = False
     label_fraction: float = 1.0
+    replay: int = 0
+    replay_repeats: int = 1
     lpl_params: lpl_rate.Params = lpl_rate.Params(eta=1e-3, warmup=50, tau_mean=200.0,
                                                  tau_var=200.0)
     seed: int = 0
@@ -379,6 +386,10 @@ class AdaptConfig:
                             f"{self.epochs}, {self.batch_size}")
         if not 0.0 <= self.label_fraction <= 1.0:
             raise DataError(f"label_fraction must lie in [0, 1], got {self.label_fraction}")
+        if self.replay < 0 or self.replay_repeats < 1 or (self.replay_repeats > 1
+                                                           and self.replay == 0):
+            raise DataError(f"replay must be >= 0 and replay_repeats >= 1 (repeats > 1 need "
+                            f"a replay ring), got {self.replay}, {self.replay_repeats}")
         for name in ("hep_lr", "amplitude", "feature_scale"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
@@ -412,16 +423,25 @@ class OnDeviceLearner:
         self._head_written = dev.time_s
         noise, weight_read = head_hooks(dev.preset, dev.seed,
                                         lambda: self.target._dev().time_s - self._head_written)
-        if head is None:
+        #: the head's scores classify (a head was given or hEP trains one); otherwise the
+        #: readout's scores do, as on a device without a head
+        self.classifies = head is not None or cfg.hep
+        self.mu = np.zeros(n_feat)
+        self.sd = np.ones(n_feat)
+        if isinstance(head, DeviceHead):
+            self.mu = head.mean.astype(np.float64)
+            self.sd = head.std.astype(np.float64)
+            head = copy_head(head.head)
+        elif head is None:
             head = EnergyHead((n_feat, cfg.head_hidden, n_cls), seed=cfg.seed,
                               gain=cfg.head_gain)
         if head.n_in != n_feat or head.n_out != n_cls:
             raise DataError(f"hEP head has {head.n_in} inputs / {head.n_out} outputs, the device "
                             f"exposes {n_feat} features / {n_cls} classes")
-        self.mu = np.zeros(n_feat)
-        self.sd = np.ones(n_feat)
         head.noise, head.weight_read = noise, weight_read
         self.head = head
+        self.replay: list[tuple[np.ndarray, int]] = []
+        self.rng = np.random.default_rng(cfg.seed)
         self.lpl_state = lpl_rate.init(cfg.lpl_params, self.layer.n_in, self.layer.n_out)
         self.counters = {"samples": 0, "lpl_updates": 0, "hep_updates": 0, "written": 0,
                          "clipped": 0}
@@ -441,6 +461,26 @@ class OnDeviceLearner:
     def features(self, raw: np.ndarray) -> np.ndarray:
         """Standardized head inputs."""
         return self.cfg.feature_scale * (raw - self.mu) / self.sd
+
+    def teach(self, raw: np.ndarray, label: int) -> int:
+        """Online hEP from one labelled sample's raw features [1, n] (what the adaptation loop
+        calls): one update on it and ``cfg.replay_repeats - 1`` on labelled samples drawn from
+        a ring of the last ``cfg.replay`` (the device engine's replay scheme); returns the
+        number of updates made."""
+        c = self.cfg
+        if c.replay:
+            self.replay.append((np.array(raw, dtype=np.float64), int(label)))
+            del self.replay[:-c.replay]
+        batch = [(raw, int(label))]
+        if self.replay:
+            picks = self.rng.integers(0, len(self.replay), c.replay_repeats - 1)
+            batch += [self.replay[int(i)] for i in picks]
+        for r, y in batch:
+            self.head.hep_update(self.features(r), np.array([y]), c.hep_lr, c.amplitude,
+                                 c.nudges)
+        self.counters["hep_updates"] += len(batch)
+        self._head_written = self.target._dev().time_s
+        return len(batch)
 
     def calibrate(self, x: np.ndarray) -> None:
         """Feature means and deviations from the device's responses to x [N, T, C] (no labels)."""
