@@ -7,7 +7,13 @@ are arbitrary but shared by U and theta):
     I[n]   = alpha * I[n-1] + W x[n] + b + V R[n]    synaptic current (V only if recurrent)
     U[n]   = beta * U[n-1] + I[n] - theta * R[n]     reset by subtraction    (reset="subtract")
     U[n]   = (1 - R[n]) * (beta * U[n-1] + I[n])     reset to zero           (reset="zero")
+    U[n]   = beta * (1 - R[n]) * U[n-1] + I[n]       reset to zero at once   (reset="zero_immediate")
     S[n]   = H(U[n] - theta),  H(v) = 1 if v > 0 else 0
+
+"zero" holds the membrane at zero for the step after a spike (that step's input is lost);
+"zero_immediate" sets it to zero in the step of the spike, so the next step integrates its
+input onto zero: NIR's reset to v_reset = 0 under forward Euler, and snnTorch's ``Leaky`` /
+``Synaptic`` with reset_mechanism="zero" (with or without reset_delay).
 
 This is the state update of snnTorch's ``Synaptic``/``RSynaptic`` (and of ``Leaky``/``RLeaky``
 with reset by subtraction, as alpha = 0; snnTorch's ``Leaky`` with reset to zero computes
@@ -26,7 +32,7 @@ import numpy as np
 
 from edgelearn.errors import ModelError
 
-RESET_MODES = ("subtract", "zero")
+RESET_MODES = ("subtract", "zero", "zero_immediate")
 MAX_NEURONS = 1 << 20      # refuse absurd sizes before allocating
 MAX_PARAMETERS = 1 << 28
 
@@ -59,7 +65,7 @@ class Layer:
         alpha: synaptic-current decay per step, scalar or [n_out], in [0, 1].
         beta: membrane decay per step, scalar or [n_out], in [0, 1].
         threshold: theta > 0, scalar or [n_out] (ignored for readouts).
-        reset: "subtract" or "zero".
+        reset: "subtract", "zero" or "zero_immediate" (module docstring).
         spiking: False makes this a non-spiking leaky-integrator readout (output = U).
         bias: b, float32 [n_out] or None.
         recurrent: V, float32 [n_out, n_out] or None (spikes of step n-1 feed step n).

@@ -157,3 +157,46 @@ def test_int32_state_arrays_are_widened():
                                                                      big.astype(np.int64)))
     out32, st32 = qlayer_step(la, np.ones((1, 3), np.int64), QState(big, big))
     assert np.array_equal(st64.membrane, st32.membrane) and st32.membrane.min() > 0
+
+
+def test_zero_immediate_reset_keeps_the_next_input():
+    """reset "zero_immediate": after a spike the membrane restarts from zero with the next
+    step's input (NIR / snnTorch); "zero" holds it at zero for that step."""
+    la = QLayer("h", np.array([[100]]), alpha=0, beta=4096, threshold=150, w_shift=0)
+    x = np.array([1, 1, 1, 1])[:, None, None]
+    u = {}
+    for reset in ("zero", "zero_immediate"):
+        qnet = QNetwork((la.replace(reset=reset),))
+        u[reset] = qrun(qnet, x, record=("membrane",)).membrane["h"][:, 0, 0].tolist()
+    assert u["zero"] == [100, 200, 0, 100]
+    assert u["zero_immediate"] == [100, 200, 100, 200]
+
+
+def test_zero_immediate_equals_its_float_twin_and_survives_the_image():
+    """With decays of 0 or 1 and dyadic scales every value is exact, so the integer kernel and
+    its float twin agree bit for bit; the image keeps the mode (flag bit 4)."""
+    rng = np.random.default_rng(11)
+    la = QLayer("h", rng.integers(-20, 60, (12, 16)), alpha=0, beta=4096,
+                threshold=np.full(12, 96), reset="zero_immediate", w_shift=0, scale=1 / 64,
+                recurrent=rng.integers(-8, 8, (12, 12)), v_shift=0, input_scale=1.0)
+    ro = QLayer("o", rng.integers(-30, 31, (3, 12)), alpha=0, beta=2048, threshold=0,
+                spiking=False, w_shift=0, scale=1 / 64, input_scale=1.0)
+    qnet = QNetwork((la, ro), input_scale=1.0)
+    x = (rng.random((40, 3, 16)) < 0.3).astype(np.int64)
+    rec = qrun(qnet, x, record=("spikes", "membrane"))
+    twin = run(dequantize(qnet), x.astype(np.float32), record=("spikes", "membrane"))
+    assert 0.05 < rec.spikes["h"].mean() < 0.9
+    np.testing.assert_array_equal(rec.spikes["h"], twin.spikes["h"])
+    np.testing.assert_array_equal(rec.membrane["h"] * (1 / 64), twin.membrane["h"])
+    back = from_image(to_image(qnet))
+    assert back.layers[0].reset == "zero_immediate"
+    np.testing.assert_array_equal(qrun(back, x).output, rec.output)
+    import struct
+    data = bytearray(to_image(qnet))
+    name_len, meta_len = struct.unpack_from("<HI", data, 30)
+    flags_at = 40 + (name_len + meta_len + 3) // 4 * 4 + 8
+    assert data[flags_at] == 0x13            # spiking, recurrent, zero_immediate
+    for flags in (0x1B, 0x33):               # two reset modes; a reserved bit
+        data[flags_at] = flags
+        with pytest.raises(ModelFileError, match="flags"):
+            from_image(bytes(data))

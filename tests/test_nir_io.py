@@ -61,7 +61,7 @@ def test_snntorch_convention_gives_unit_gain():
     la = net.layers[0]
     np.testing.assert_allclose(la.weight, w, rtol=1e-6)
     np.testing.assert_allclose([la.alpha[0], la.beta[0]], [alpha, beta], rtol=1e-6)
-    assert la.reset == "zero"  # NIR resets to v_reset
+    assert la.reset == "zero_immediate"  # NIR resets to v_reset in the step of the spike
 
 
 def test_norse_convention_scales_input_by_dt_over_tau():

@@ -13,7 +13,7 @@ from edgelearn.model import Layer, Network
 from edgelearn.runtime.reference import run
 
 KINDS = ["lif", "rlif", "readout"]
-RESETS = ["subtract", "zero"]
+RESETS = ["subtract", "zero", "zero_immediate"]
 
 
 def make_net(kind: str = "lif", reset: str = "subtract", seed: int = 0, n_in: int = 12,

@@ -101,3 +101,11 @@ def test_tflite_reproduces_shared_vectors(case):
         for k in range(0, x.shape[1], batch):
             got = run_sequence(st, x[:, k:k + batch])
             assert np.array_equal(got["output"], want[:, k:k + batch]), (b, k)
+
+
+@pytest.mark.parametrize("reset", ["zero", "zero_immediate"])
+def test_litert_bit_exact_for_each_reset_mode(reset):
+    net = random_net()
+    net = net.replace_layer("hidden", reset=reset)
+    q = quantize_network(net, spikes(1))[0]
+    _compare(q, tflite_bytes(q, batch=2), "litert", 2)

@@ -61,7 +61,11 @@ class Bundle:
 
 
 def side_file(model: Path, suffix: str) -> Path:
-    return model.with_name(model.name.removesuffix(".onnx") + suffix)
+    """``NAME.onnx`` (or ``NAME.nir``) -> ``NAME`` + suffix, beside it."""
+    name = model.name
+    for ext in (".onnx", ".nir"):
+        name = name.removesuffix(ext)
+    return model.with_name(name + suffix)
 
 
 def calibration_inputs(net: Network, model: Path, calib: str | None) -> np.ndarray:
@@ -97,8 +101,9 @@ def load_head(path: Path) -> DeviceHead:
 
 
 def load_bundle(model: str | Path, quantize: bool = True, calib: str | None = None,
-                head: str | None = None) -> Bundle:
-    """Load a model file, its head, and (if ``quantize``) its integer twin."""
+                head: str | None = None, dt: float | None = None) -> Bundle:
+    """Load a model file, its head, and (if ``quantize``) its integer twin; ``dt`` (seconds)
+    is the time step a NIR file needs (NIR stores none)."""
     model = Path(model)
     if not model.exists():
         raise ModelFileError(f"model file {model} does not exist")
@@ -107,7 +112,7 @@ def load_bundle(model: str | Path, quantize: bool = True, calib: str | None = No
         qnet = load_qnetwork(model)
         net = dequantize(qnet)
     else:
-        net = load_any(model)
+        net = load_any(model, dt=dt)
         if not isinstance(net, Network):
             raise ModelFileError(f"model {model.name} is an unrecognised graph and cannot be "
                                  f"deployed for learning: {net.why_no_learning}")

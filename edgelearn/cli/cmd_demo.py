@@ -51,5 +51,5 @@ def run(args) -> int:
         model=str(bundled_model()), target=args.target, budget=args.budget, device=args.device,
         lpl="all", no_hep=False, adapt="new_user",
         labels=args.labels, limit=args.limit, report=args.report, seed=args.seed,
-        no_baseline=False, calib=None, quiet=args.quiet)
+        no_baseline=False, calib=None, dt=None, quiet=args.quiet)
     return cmd_deploy.run(ns)

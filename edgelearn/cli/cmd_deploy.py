@@ -69,7 +69,7 @@ def run(args, upload: bool = True) -> int:
     if spec.kind == "tflite":
         if args.lpl != "none" or not args.no_hep:
             args.lpl, args.no_hep = "none", True   # TFLite has no training
-    bundle = load_bundle(args.model, calib=args.calib)
+    bundle = load_bundle(args.model, calib=args.calib, dt=args.dt)
     say(args, f"model {bundle.source.name}: {len(bundle.network.layers)} layers, "
               f"{bundle.network.n_parameters} parameters, quantized to int8 "
               f"(head: {'yes' if bundle.head else 'none'})")

@@ -12,11 +12,32 @@ EXAMPLES = """examples:
 """
 
 
+class ListDevices(argparse.Action):
+    """``--list-devices``: print the device profiles and exit (like --version)."""
+
+    def __init__(self, option_strings, dest, **kw) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from edgelearn.memory.profiles import DEFAULT_PROFILE, PROFILES, format_bytes
+        for p in PROFILES.values():
+            mark = "  (default)" if p.name == DEFAULT_PROFILE else ""
+            print(f"{p.name:<18} RAM {format_bytes(p.ram):>10}  flash {format_bytes(p.flash):>10}"
+                  f"  {'FPU' if p.fpu else 'no FPU':<6}  {p.description}{mark}")
+        parser.exit(0)
+
+
 def add_learning_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by plan, deploy and demo that say what to adapt."""
+    """Options shared by plan, deploy and adapt that say what to adapt."""
+    from edgelearn.boundary import options as opt
+
     p.add_argument("--budget", required=True, help="RAM budget in bytes (KiB/MiB accepted)")
     p.add_argument("--device", default=None,
                    help="device profile (default: cortex-m4-256k; see --list-devices)")
+    p.add_argument("--list-devices", action=ListDevices,
+                   help="list the device profiles (RAM, flash, FPU) and exit")
+    p.add_argument("--dt", type=opt.POSITIVE, default=None, metavar="SECONDS",
+                   help="time step in seconds of a NIR model file (NIR stores none)")
     p.add_argument("--lpl", default="all", metavar="LAYERS",
                    help="hidden layers LPL adapts: 'all', 'last', 'none' or comma-separated names")
     p.add_argument("--no-hep", action="store_true", help="do not train the hEP head")
@@ -42,7 +63,7 @@ def run(args) -> int:
 
     from edgelearn.targets.spec import parse_target
 
-    bundle = load_bundle(args.model, quantize=False)
+    bundle = load_bundle(args.model, quantize=False, dt=args.dt)
     plan = plan_for(bundle, args)
     spec = parse_target(args.target)
     if spec.kind == "serial":

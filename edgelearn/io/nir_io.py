@@ -16,9 +16,16 @@ w_in = tau_syn/dt, which makes every gain exactly 1 (give the dt it was exported
 1e-4 s by default); Norse writes r = 1. v_leak must be 0 except for LIF/LI without synapse,
 where (dt/tau) v_leak becomes a bias. v_reset must be 0.
 
-NIR resets to v_reset after a spike; edgelearn's closest mode is reset="zero". An edgelearn
-export records the exact mode in node metadata ``edgelearn.reset`` so a round trip is
-lossless; files without it import as reset="zero".
+Reset: a NIR neuron whose v crosses v_threshold (v > v_threshold) spikes and is set to
+v_reset = 0 in the same step, so the next step integrates its input onto zero. That is
+edgelearn's reset="zero_immediate" (U[n] = beta (1 - R[n]) U[n-1] + I[n], edgelearn.model),
+and what snnTorch's own importer builds (Leaky/Synaptic, reset_mechanism="zero",
+reset_delay=False): tests/test_nir_snntorch.py checks spike for spike against snnTorch
+1.0.0's import_from_nir and a forward-Euler NIR simulation on files its export_to_nir wrote
+(tools/make_nir_fixtures.py). An edgelearn export records its layers' mode in node metadata
+``edgelearn.reset`` ("subtract", "zero" or "zero_immediate") so its own round trip is
+lossless; every other file imports as reset="zero_immediate". For CubaLIF the current is
+updated first and the membrane integrates the new current (I[n] then v[n]), as snnTorch does.
 
 Graph shape: Input -> (Affine|Linear) -> neuron -> (Affine|Linear) -> neuron ... -> Output;
 a neuron may also receive a projection of its own output (a recurrent edge, one step delay).
@@ -34,7 +41,7 @@ import numpy as np
 
 from edgelearn.boundary import limits
 from edgelearn.errors import ModelError, ModelFileError, SizeLimitError
-from edgelearn.model import Layer, Network
+from edgelearn.model import RESET_MODES, Layer, Network
 
 NEURONS = ("LIF", "CubaLIF", "LI", "CubaLI", "IF")
 PROJECTIONS = ("Affine", "Linear")
@@ -168,7 +175,10 @@ def _neuron(name: str, node, n: int, dt: float) -> dict:
         raise ModelFileError(f"NIR node '{name}': v_reset must be 0 (edgelearn resets to zero "
                              f"or subtracts the threshold)")
     meta = getattr(node, "metadata", None) or {}
-    reset = str(meta.get(RESET_KEY, "zero"))
+    reset = str(meta.get(RESET_KEY, "zero_immediate"))
+    if reset not in RESET_MODES:
+        raise ModelFileError(f"NIR node '{name}': metadata {RESET_KEY} is {reset!r}, not one "
+                             f"of {RESET_MODES}")
     return {"alpha": alpha, "beta": beta, "theta": theta, "gain": gain * gain_syn,
             "leak": leak, "spiking": spiking, "reset": reset}
 

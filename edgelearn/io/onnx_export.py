@@ -7,6 +7,7 @@ Per layer ``p`` the step graph computes, in exactly the order of the numpy refer
     I' = ((alpha * I_in + Gemm(h, W^T)) + b) + Gemm(R, V^T)
     U' = (beta * U_in + I') - theta * R                  subtract
     U' = (beta * U_in + I') * (1 - R)                    zero
+    U' = (beta * U_in) * (1 - R) + I'                    zero_immediate
     U' =  beta * U_in + I'                               readout (output)
     S' = Cast(Greater(U', theta))                        -> h of the next layer
 
@@ -67,14 +68,21 @@ def _layer_nodes(layer: Layer, h: str, cur_in: str, mem_in: str, cur_out: str, m
     if not layer.spiking:
         nodes.append(helper.make_node("Add", [t("b_u"), cur_out], [mem_out], name=t("integrate")))
         return nodes
-    nodes.append(helper.make_node("Add", [t("b_u"), cur_out], [t("u1")], name=t("integrate")))
-    if layer.reset == "subtract":
+    if layer.reset == "zero_immediate":
         nodes += [
+            helper.make_node("Sub", ["edgelearn.one", t("r")], [t("keep")], name=t("reset_keep")),
+            helper.make_node("Mul", [t("b_u"), t("keep")], [t("b_k")], name=t("reset_zero")),
+            helper.make_node("Add", [t("b_k"), cur_out], [mem_out], name=t("integrate")),
+        ]
+    elif layer.reset == "subtract":
+        nodes += [
+            helper.make_node("Add", [t("b_u"), cur_out], [t("u1")], name=t("integrate")),
             helper.make_node("Mul", [f"{p}.threshold", t("r")], [t("tr")], name=t("reset_amount")),
             helper.make_node("Sub", [t("u1"), t("tr")], [mem_out], name=t("reset_subtract")),
         ]
     else:
         nodes += [
+            helper.make_node("Add", [t("b_u"), cur_out], [t("u1")], name=t("integrate")),
             helper.make_node("Sub", ["edgelearn.one", t("r")], [t("keep")], name=t("reset_keep")),
             helper.make_node("Mul", [t("u1"), t("keep")], [mem_out], name=t("reset_zero")),
         ]
@@ -87,7 +95,7 @@ def _layer_nodes(layer: Layer, h: str, cur_in: str, mem_in: str, cur_out: str, m
 
 def _initializers(net: Network) -> list:
     inits = []
-    if any(la.spiking and la.reset == "zero" for la in net.layers):
+    if any(la.spiking and la.reset in ("zero", "zero_immediate") for la in net.layers):
         inits.append(numpy_helper.from_array(np.ones(1, np.float32), "edgelearn.one"))
     for la in net.layers:
         p = la.name

@@ -9,7 +9,8 @@ Little-endian, every section starts at a multiple of 4 bytes (zero padding). Lay
     name (UTF-8, name_len bytes), meta (JSON object of strings, UTF-8, meta_len bytes), pad to 4
     per layer:
       layer header, 32 bytes          struct "<IIBBbbddH2x"
-        n_in u32, n_out u32, flags u8 (bit0 spiking, bit1 recurrent, bit2 bias, bit3 reset-zero),
+        n_in u32, n_out u32, flags u8 (bit0 spiking, bit1 recurrent, bit2 bias, bit3 reset-zero,
+        bit4 reset-zero-immediate; bits 5-7 zero),
         state_bits u8, w_shift i8, v_shift i8, scale f64, input_scale f64, name_len u16, 2 zero
       name (UTF-8), pad to 4
       weight     int8  [n_out * n_in]   row-major (row = output neuron), pad to 4
@@ -36,7 +37,8 @@ MAGIC = b"ELQN"
 VERSION = 1
 _NET = struct.Struct("<4sHHIddBBHI4x")
 _LAYER = struct.Struct("<IIBBbbddH2x")
-F_SPIKING, F_RECURRENT, F_BIAS, F_RESET_ZERO = 1, 2, 4, 8
+F_SPIKING, F_RECURRENT, F_BIAS, F_RESET_ZERO, F_RESET_IMMEDIATE = 1, 2, 4, 8, 16
+RESET_FLAGS = {"subtract": 0, "zero": F_RESET_ZERO, "zero_immediate": F_RESET_IMMEDIATE}
 
 
 def _pad(b: bytes) -> bytes:
@@ -52,7 +54,7 @@ def to_image(qnet: QNetwork) -> bytes:
     for la in qnet.layers:
         flags = ((F_SPIKING if la.spiking else 0) | (F_RECURRENT if la.recurrent is not None else 0)
                  | (F_BIAS if la.bias is not None else 0)
-                 | (F_RESET_ZERO if la.reset == "zero" else 0))
+                 | RESET_FLAGS[la.reset])
         lname = la.name.encode("utf-8")
         parts.append(_LAYER.pack(la.n_in, la.n_out, flags, la.state_bits, la.w_shift, la.v_shift,
                                  la.scale, la.input_scale, len(lname)))
@@ -114,6 +116,10 @@ def from_image(data: bytes) -> QNetwork:
          lname_len) = _LAYER.unpack(r.take(_LAYER.size, f"layer {k} header"))
         if li * lo > (1 << 28) or li == 0 or lo == 0:
             raise ModelFileError(f"device image layer {k}: implausible size {lo}x{li}")
+        reset = [name for name, bit in RESET_FLAGS.items() if flags & 0x18 == bit]
+        if flags & 0xE0 or not reset:
+            raise ModelFileError(f"device image layer {k}: flags 0x{flags:02x} name no known "
+                                 f"layer kind (reserved bits or two reset modes)")
         try:
             lname = bytes(r.take(lname_len, f"layer {k} name")).decode("utf-8")
         except UnicodeDecodeError:
@@ -132,7 +138,7 @@ def from_image(data: bytes) -> QNetwork:
         r.align()
         try:
             layers.append(QLayer(name=lname, weight=w, alpha=alpha, beta=beta, threshold=thr,
-                                 reset="zero" if flags & F_RESET_ZERO else "subtract",
+                                 reset=reset[0],
                                  spiking=bool(flags & F_SPIKING), bias=bias, recurrent=rec,
                                  w_shift=w_shift, v_shift=v_shift, state_bits=bits, scale=scale,
                                  input_scale=lscale))

@@ -10,6 +10,7 @@ one step (x is the layer input: int8-range values for the first layer, 0/1 spike
     I'    = sat( apply_decay(I, alpha) + C + b + shift(V R, v_shift) )
     U'    = sat( apply_decay(U, beta) + I' - theta R )          reset "subtract"
     U'    = sat( (apply_decay(U, beta) + I') * (1 - R) )        reset "zero"
+    U'    = sat( apply_decay(U, beta) * (1 - R) + I' )          reset "zero_immediate"
     S'    = U' > theta              (spiking)      readout: output U' (no R, no reset)
 
 ``sat`` clips to the layer's signed ``state_bits`` range (16 or 32); ``apply_decay`` and
@@ -91,7 +92,7 @@ class QLayer:
         alpha: current decay, 12-bit multiplier per neuron, int in [0, 4096] (= alpha * 4096).
         beta: membrane decay, 12-bit multiplier per neuron, int in [0, 4096].
         threshold: int32 [n_out] > 0, in state LSB (ignored for readouts).
-        reset: "subtract" or "zero".
+        reset: "subtract", "zero" or "zero_immediate".
         spiking: False for the readout (output = U').
         bias: int32 [n_out] in state LSB, or None.
         recurrent: int8 [n_out, n_out] or None; contributes ``(V R) * 2^v_shift`` state LSB.
@@ -413,9 +414,12 @@ def qlayer_step(qlayer: QLayer, x: np.ndarray, state: QState, mode: str = "auto"
     elif qlayer.reset == "subtract":
         u += cur_s
         u -= thr * fired
-    else:
+    elif qlayer.reset == "zero":
         u += cur_s
         u[fired] = 0
+    else:
+        u[fired] = 0
+        u += cur_s
     u_s = _sat(u, lo, hi)
     if clip_counts is not None:
         clip_counts[0] += int(np.count_nonzero(cur_s != cur))

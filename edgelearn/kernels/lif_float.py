@@ -2,6 +2,7 @@
 
     R = H(U - theta);  I' = alpha I + x W^T + b + R V^T
     U' = beta U + I' - theta R          (subtract)     U' = (1 - R)(beta U + I')   (zero)
+    U' = (beta U)(1 - R) + I'           (zero_immediate)
     S' = H(U' - theta)                  readout: U' = beta U + I', output U'
 """
 
@@ -44,7 +45,9 @@ def layer_step(layer: Layer, x: np.ndarray, state: LayerState) -> tuple[np.ndarr
         cur = cur + reset @ layer.recurrent.T
     if layer.reset == "subtract":
         u = u + cur - layer.threshold * reset
-    else:
+    elif layer.reset == "zero":
         u = (u + cur) * (1.0 - reset)
+    else:
+        u = u * (1.0 - reset) + cur
     spikes = (u > layer.threshold).astype(np.float32)
     return spikes, LayerState(cur, u)

@@ -164,8 +164,11 @@ def build_step_graph(qnet: QNetwork, batch: int = 1, max_input: int | None = Non
         u = g.op("add", dec_u, cur) if dec_u else cur
         if la.spiking and la.reset == "subtract":
             u = g.op("sub", u, g.op("mul", reset, thr))
-        elif la.spiking:
+        elif la.spiking and la.reset == "zero":
             u = g.op("mul", u, g.op("sub", g.const([1], "one"), reset))
+        elif la.spiking:        # zero_immediate: the decayed membrane is cleared, I' kept
+            keep = g.op("sub", g.const([1], "one"), reset)
+            u = g.op("add", g.op("mul", dec_u, keep), cur) if dec_u else cur
         u = _sat(g, u, la.state_bits)
         if la.spiking:
             h = g.op("minimum", g.op("maximum", g.op("sub", u, thr), g.const([0], "zero")),

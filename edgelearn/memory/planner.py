@@ -365,7 +365,8 @@ def plan_deployment(layers: tuple[LayerShape, ...], budget: int, profile: Device
     link = as_link(link)
     if budget > profile.ram:
         raise MemoryBudgetError(f"budget {budget} B exceeds the RAM of profile "
-                                f"'{profile.name}' ({profile.ram} B)")
+                                f"'{profile.name}' ({profile.ram} B); pick a larger --device "
+                                f"(edgelearn plan --list-devices)")
     names = [la.name for la in layers]
     hidden = tuple(la.name for la in layers if la.spiking and la is not layers[-1]) or \
         tuple(la.name for la in layers if la.spiking)

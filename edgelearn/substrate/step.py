@@ -30,7 +30,7 @@ def noisy_layer_step(layer: Layer, x: np.ndarray, state: LayerState, rng: np.ran
         else 0.0
     cur = new.current + e_i
     du = e_i + e_u
-    if layer.spiking and layer.reset == "zero":
+    if layer.spiking and layer.reset == "zero":      # zero_immediate keeps the new input
         du = du * (1.0 - (state.membrane > layer.threshold).astype(np.float32))
     u = (new.membrane + du).astype(np.float32)
     if not layer.spiking:

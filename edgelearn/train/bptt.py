@@ -165,6 +165,10 @@ def layer_forward(layer: Layer, h: np.ndarray, dtype=np.float32,
     mem = np.zeros((B, n), dtype=dtype)
     r = np.zeros((B, n), dtype=dtype)
     subtract = layer.reset == "subtract"
+    if layer.spiking and layer.reset == "zero_immediate":
+        raise InputError(f"layer '{layer.name}': training a layer with reset 'zero_immediate' "
+                         f"(NIR's reset) is not implemented; edgelearn trains 'subtract' and "
+                         f"'zero' layers")
     for t in range(T):
         cur = alpha * cur + xw[t]
         if b is not None:
