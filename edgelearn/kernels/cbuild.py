@@ -3,7 +3,8 @@
 One recipe per build, so the shared library, the host firmware process, the vector harness
 and the Cortex-M images are compiled the same way everywhere (tests, targets, benchmarks):
 
-    python -m edgelearn.kernels.cbuild lib | vectors [--verbose]
+    python -m edgelearn.kernels.cbuild lib | vectors | device | vectors-cm3 | device-cm3 |
+        device-cm4f [--verbose]
         prints the path of the (cached) build; --verbose also the compiler command
 
 A build lives in ``$EDGELEARN_CACHE`` (default ``~/.cache/edgelearn``) under a name made of the
@@ -29,8 +30,15 @@ from pathlib import Path
 from edgelearn.errors import EdgelearnError
 
 KERNEL = ("el_fixed.c", "el_lif.c", "el_net.c", "el_lpl.c", "el_lpl_codes.c", "el_arena.c",
-          "el_text.c", "el_engine.c")
+          "el_text.c", "el_engine.c", "el_head.c", "el_blob.c", "el_cycles.c")
+DEVICE = ("el_crc32.c", "el_cobs.c", "el_link.c", "el_flash.c", "el_device.c")
 ARM_CC = "arm-none-eabi-gcc"
+CM3 = ("-mcpu=cortex-m3", "-mthumb")
+CM4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
+_ARM = ("-O2", "-nostartfiles", "-Tport/mps2_an385/link.ld", "-Wl,--gc-sections",
+        "-ffunction-sections", "-fdata-sections", "-specs=nano.specs")
+_SEMIHOSTED = ("-DEL_SEMIHOSTING", "-specs=rdimon.specs", "-Itests")
+_BARE = ("-specs=nosys.specs",)
 
 
 class BuildError(EdgelearnError):
@@ -44,6 +52,7 @@ class Recipe:
     flags: tuple[str, ...]
     cross: bool = False             # arm-none-eabi-gcc instead of the host compiler
     suffix: str = ""
+    libs: tuple[str, ...] = ()      # after the sources
 
 
 def firmware_dir() -> Path | None:
@@ -86,6 +95,7 @@ def _native_flags(cc: str) -> tuple[str, ...]:
 
 
 _K = tuple(f"src/{f}" for f in KERNEL)
+_D = tuple(f"src/{f}" for f in DEVICE)
 _WARN = ("-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter")
 
 
@@ -93,9 +103,23 @@ def recipes(cc: str | None) -> dict[str, Recipe]:
     native = _native_flags(cc) if cc else ()
     return {
         "lib": Recipe("lib", _K + ("lib/el_native.c",),
-                      _WARN + ("-O3", "-fPIC", "-shared") + native, suffix=".so"),
+                      _WARN + ("-O3", "-fPIC", "-shared") + native, libs=("-lm",), suffix=".so"),
         "vectors": Recipe("vectors", _K + ("tests/test_vectors.c", "tests/npz.c"),
-                          _WARN + ("-Werror", "-O2", "-Itests")),
+                          _WARN + ("-Werror", "-O2", "-Itests"), libs=("-lm",)),
+        "device": Recipe("device", _K + _D + ("port/host/main.c",),
+                         _WARN + ("-Werror", "-O2"), libs=("-lm",)),
+        "vectors-cm3": Recipe("vectors-cm3", _K + ("tests/test_vectors.c", "tests/npz.c",
+                                                   "port/mps2_an385/startup.c"),
+                              _WARN + CM3 + _ARM + _SEMIHOSTED, cross=True, libs=("-lm",),
+                              suffix=".elf"),
+        "device-cm3": Recipe("device-cm3", _K + _D + ("port/mps2_an385/device_main.c",
+                                                      "port/mps2_an385/startup.c"),
+                             _WARN + CM3 + _ARM + _BARE, cross=True, libs=("-lm",),
+                             suffix=".elf"),
+        "device-cm4f": Recipe("device-cm4f", _K + _D + ("port/mps2_an385/device_main.c",
+                                                        "port/mps2_an385/startup.c"),
+                              _WARN + CM4F + _ARM + _BARE + ('-DEL_PROFILE="cortex-m4f-qemu"',),
+                              cross=True, libs=("-lm",), suffix=".elf"),
     }
 
 
@@ -129,7 +153,7 @@ def command(name: str) -> tuple[list[str], Path]:
                          f"{'gcc-arm-none-eabi and libnewlib-arm-none-eabi' if r.cross else 'gcc'}")
     out = cache_dir() / f"el-{name}-{_digest(root, r, cc)}{r.suffix}"
     cmd = [cc, *r.flags, "-I", str(root / "src"), *(str(root / s) for s in r.sources)]
-    return cmd, out
+    return cmd + list(r.libs), out
 
 
 def build(name: str, verbose: bool = False) -> Path:
@@ -143,7 +167,7 @@ def build(name: str, verbose: bool = False) -> Path:
     try:
         if verbose:
             print(" ".join(cmd + ["-o", str(out)]), file=sys.stderr)
-        r = subprocess.run(cmd + ["-o", tmp], capture_output=True, text=True,
+        r = subprocess.run(cmd[:1] + ["-o", tmp] + cmd[1:], capture_output=True, text=True,
                            cwd=firmware_dir())
         if r.returncode != 0:
             first = next((ln for ln in r.stderr.splitlines() if "error" in ln),
@@ -158,7 +182,8 @@ def build(name: str, verbose: bool = False) -> Path:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="build the C firmware (cached by source hash)")
-    ap.add_argument("target", help="lib | vectors")
+    ap.add_argument("target", help="lib | vectors | device | vectors-cm3 | device-cm3 | "
+                                   "device-cm4f")
     ap.add_argument("--verbose", action="store_true", help="print the compiler command")
     args = ap.parse_args(argv)
     try:

@@ -44,13 +44,11 @@ def _declare(lib: ctypes.CDLL) -> None:
         "el_native_lpl_paths": (None, [P]),
         "el_native_lpl_step": (i32, [P, u32, u32, P, P, P, P, P, P, P, P, P, P, P, P, P, P, i32,
                                      P]),
-        "el_native_engine_load": (i32, [P, P, P, u32, P, u32, i32, u32, P, u32]),
-        "el_native_engine_plan_lpl": (i32, [P, u32, P, P, P, u32]),
-        "el_native_engine_finish": (i32, [P, P, u32]),
+        "el_native_engine_load": (i32, [P, P, P, u32, P, u32, i32, u32, u32, P, P, P, u32]),
         "el_native_engine_set": (None, [P, i32, u32, u32]),
         "el_native_engine_rng": (None, [P, P]),
         "el_native_engine_begin": (None, [P]),
-        "el_native_engine_run": (u32, [P, P, u32, i32]),
+        "el_native_engine_run": (None, [P, P, u32]),
         "el_native_engine_counters": (None, [P, P]),
         "el_native_engine_ptr": (P, [P, i32, u32, i32]),
     }
@@ -200,7 +198,7 @@ def lpl_step(w_int8: np.ndarray, pre_q, post_q, state, params, rng, w_shift: flo
     (zero-skipping, dither window search) or the reference one; both give the same integers.
     Without the library the numpy rule runs (after the one-line notice)."""
     from edgelearn.fixed import RngState
-    from edgelearn.kernels.lpl_codes import lpl_codes, pack_codes
+    from edgelearn.kernels.lpl_codes import lpl_block
     from edgelearn.rules import lpl_rate
     from edgelearn.rules.base import FixedStats
 
@@ -208,7 +206,7 @@ def lpl_step(w_int8: np.ndarray, pre_q, post_q, state, params, rng, w_shift: flo
     if lib is None:
         return lpl_rate.step_fixed(w_int8, pre_q, post_q, state, params, rng, w_shift, gain_q)
     n_out, n_in = np.shape(w_int8)
-    codes = np.frombuffer(pack_codes(lpl_codes(params, w_shift, n_out)), np.uint8)
+    codes = np.frombuffer(lpl_block(params, w_shift, n_out), np.uint8)
     wT = np.ascontiguousarray(np.asarray(w_int8, np.int8).T)
     pre = np.ascontiguousarray(pre_q, np.int32)
     post = np.ascontiguousarray(post_q, np.int32)

@@ -18,6 +18,7 @@
 
 typedef struct {
     el_arena arena;
+    el_counters counters;
     el_engine eng;
 } native_engine;
 
@@ -53,7 +54,7 @@ int64_t el_native_net_load(el_net *net, const el_image_desc *desc, const uint8_t
 {
     el_arena a;
     el_arena_init(&a, mem, size, 8);
-    if (el_net_load(net, desc, img, len, &a, batch)) {
+    if (el_net_load(net, desc, img, len, &a, batch, 1) || el_net_take_scratch(net, &a)) {
         snprintf(err, err_len, "%s", a.error);
         return -1;
     }
@@ -75,7 +76,7 @@ void el_native_net_run(el_net *net, const int16_t *x, uint32_t T, int binary, in
     memset(c, 0, sizeof c);
     for (uint32_t k = 0; k < net->n_layers; k++) total += B * net->layer[k].n_out;
     for (uint32_t t = 0; t < T; t++) {
-        el_net_step(net, x + (size_t)t * B * net->n_in, binary, mode, clips ? c : 0);
+        el_net_step(net, x + (size_t)t * B * net->n_in, EL_X_INT16, binary, mode, clips ? c : 0);
         uint32_t off = 0;
         for (uint32_t k = 0; k < net->n_layers; k++) {
             uint32_t n = B * net->layer[k].n_out;
@@ -135,7 +136,9 @@ void el_native_net_state(el_net *net, uint32_t k, int32_t *cur, int32_t *mem, in
 uint32_t el_native_lpl_scratch_bytes(const uint8_t *codes, uint32_t n_in, uint32_t n_out)
 {
     el_lpl_params p;
-    if (el_lpl_codes_parse(codes, EL_LPL_CODES_BYTES, &p, 0)) return 0;
+    int32_t var_init;
+    uint32_t bad_off, bad_val;
+    if (el_lpl_block_parse(codes, &p, &var_init, &bad_off, &bad_val)) return 0;
     return el_lpl_scratch_bytes(&p, n_in, n_out);
 }
 
@@ -148,7 +151,9 @@ int el_native_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t 
                        void *scratch, int fast, uint32_t *stats)
 {
     el_lpl_params p;
-    if (el_lpl_codes_parse(codes, EL_LPL_CODES_BYTES, &p, 0)) return -1;
+    int32_t var_init;
+    uint32_t bad_off, bad_val;
+    if (el_lpl_block_parse(codes, &p, &var_init, &bad_off, &bad_val)) return -1;
     el_lpl_state st = {z_prev, mean, var, count, pre_trace, post_trace, cov, target};
     el_rng r = {rng[0], rng[1]};
     el_lpl_stats s;
@@ -164,40 +169,37 @@ int el_native_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t 
     return ran;
 }
 
-/* ---- engine (the host target's fast path) ------------------------------------------------- */
+/* ---- engine (the host target's fast path) ------------------------------------------------ */
 
+/* An engine for a checked image with `n_lpl` LPL layers (indices, 64-byte blocks), readout
+ * 0 max / 1 mean, seed; no head (the host computes the head in numpy). */
 int el_native_engine_load(native_engine *ne, const el_image_desc *desc, const uint8_t *img,
                           uint32_t len, uint8_t *mem, uint32_t size, int readout, uint32_t seed,
+                          uint32_t n_lpl, const uint8_t *layers, const uint8_t *blocks,
                           char *err, uint32_t err_len)
 {
+    el_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.readout = (uint8_t)readout;
+    cfg.seed = seed;
+    if (n_lpl > EL_MAX_LPL) {
+        snprintf(err, err_len, "at most %d LPL layers", EL_MAX_LPL);
+        return -1;
+    }
+    cfg.n_lpl = (uint8_t)n_lpl;
+    for (uint32_t q = 0; q < n_lpl; q++) {
+        uint32_t off, val;
+        cfg.lpl_layer[q] = layers[q];
+        if (layers[q] >= desc->n_layers ||
+            el_lpl_block_parse(blocks + 64 * q, &cfg.lpl[q], &cfg.lpl_var_init[q], &off, &val)) {
+            snprintf(err, err_len, "LPL entry %u: bad layer or block field at byte %u",
+                     (unsigned)q, (unsigned)off);
+            return -1;
+        }
+    }
     el_arena_init(&ne->arena, mem, size, 4);
-    if (el_engine_load(&ne->eng, desc, img, len, &ne->arena, 1, seed)) {
-        snprintf(err, err_len, "%s", ne->arena.error);
-        return -1;
-    }
-    ne->eng.readout = (uint8_t)readout;
-    return 0;
-}
-
-int el_native_engine_plan_lpl(native_engine *ne, uint32_t k, const uint8_t *codes,
-                              const char *name, char *err, uint32_t err_len)
-{
-    el_lpl_params p;
-    int32_t var_init;
-    if (k >= ne->eng.net.n_layers || el_lpl_codes_parse(codes, EL_LPL_CODES_BYTES, &p, &var_init)) {
-        snprintf(err, err_len, "bad LPL coefficients or layer %u", (unsigned)k);
-        return -1;
-    }
-    if (el_engine_plan_lpl(&ne->eng, (int)k, &p, var_init, &ne->arena, name)) {
-        snprintf(err, err_len, "%s", ne->arena.error);
-        return -1;
-    }
-    return 0;
-}
-
-int el_native_engine_finish(native_engine *ne, char *err, uint32_t err_len)
-{
-    if (el_engine_finish_plan(&ne->eng, &ne->arena)) {
+    memset(&ne->counters, 0, sizeof ne->counters);
+    if (el_engine_build(&ne->eng, desc, img, len, &cfg, 0, &ne->arena, 0, &ne->counters)) {
         snprintf(err, err_len, "%s", ne->arena.error);
         return -1;
     }
@@ -219,47 +221,45 @@ void el_native_engine_rng(const native_engine *ne, uint32_t *rng)
 
 void el_native_engine_begin(native_engine *ne) { el_engine_begin_sample(&ne->eng); }
 
-/* T steps of x [T][n_in]; returns the number of steps in which an LPL weight rule ran */
-uint32_t el_native_engine_run(native_engine *ne, const int16_t *x, uint32_t T, int binary)
+/* T steps of x [T][n_in] (int16, within input_bits) of the open sample */
+void el_native_engine_run(native_engine *ne, const int16_t *x, uint32_t T)
 {
-    uint32_t ran = 0;
     for (uint32_t t = 0; t < T; t++)
-        ran += (uint32_t)el_engine_step(&ne->eng, x + (size_t)t * ne->eng.net.n_in, binary);
-    return ran;
+        el_engine_step(&ne->eng, x + (size_t)t * ne->eng.net.n_in, EL_X_INT16, 1, 0);
 }
 
-/* counters: steps, spikes, input_spikes, output_spikes, lpl_updates, sample_steps,
- * sample_spikes, arena used, arena high water */
+/* counters: steps, spikes, input_spikes, output_spikes, lpl_updates, sample steps, sample
+ * spikes, arena used, arena high water */
 void el_native_engine_counters(const native_engine *ne, uint32_t *c)
 {
     const el_engine *e = &ne->eng;
-    c[0] = e->steps; c[1] = e->spikes; c[2] = e->input_spikes; c[3] = e->output_spikes;
-    c[4] = e->lpl_updates; c[5] = e->sample_steps; c[6] = e->sample_spikes;
-    c[7] = ne->arena.used; c[8] = ne->arena.high_water;
+    c[0] = ne->counters.steps; c[1] = ne->counters.spikes; c[2] = ne->counters.input_spikes;
+    c[3] = ne->counters.output_spikes; c[4] = ne->counters.lpl_updates; c[5] = e->T;
+    c[6] = e->sample_spikes; c[7] = ne->arena.used; c[8] = ne->arena.high_water;
 }
 
-/* addresses inside the arena: what 0 features, 1 output, 2 + k layer k's el_net/LPL block:
- * returns the pointer (Python wraps it without copying) */
+/* addresses inside the arena (Python wraps them without copying): what 0 features, 1 output,
+ * 2 layer k's field: 0 wT, 9 current, 10 membrane, 11 spikes; 3 LPL entry k's state field
+ * 1 z_prev .. 8 target (the order of lpl_rate.State) */
 void *el_native_engine_ptr(native_engine *ne, int what, uint32_t k, int field)
 {
     el_engine *e = &ne->eng;
     if (what == 0) return e->features;
-    if (what == 1) return e->net.output;
-    if (k >= e->net.n_layers) return 0;
-    el_lpl_state *st = &e->lpl[k].st;
-    switch (field) {
-    case 0: return e->net.layer[k].wT;
-    case 1: return st->z_prev;
-    case 2: return st->mean;
-    case 3: return st->var;
-    case 4: return st->count;
-    case 5: return st->pre_trace;
-    case 6: return st->post_trace;
-    case 7: return st->cov;
-    case 8: return st->target;
-    case 9: return e->net.cur[k];
-    case 10: return e->net.mem[k];
-    case 11: return e->net.spk[k];
-    default: return 0;
+    if (what == 1) return e->output;
+    if (what == 2 && k < e->net.n_layers) {
+        switch (field) {
+        case 0: return e->net.layer[k].wT;
+        case 9: return e->net.cur[k];
+        case 10: return e->net.mem[k];
+        case 11: return e->net.spk[k];
+        default: return 0;
+        }
     }
+    if (what == 3 && k < e->cfg.n_lpl) {
+        el_lpl_state *st = &e->lpl_st[k];
+        void *f[9] = {0, st->z_prev, st->mean, st->var, st->count, st->pre_trace,
+                      st->post_trace, st->cov, st->target};
+        return field >= 1 && field <= 8 ? f[field] : 0;
+    }
+    return 0;
 }

@@ -16,8 +16,12 @@ typedef struct {
     uint32_t size, used, high_water;
     uint32_t align;
     char error[128];       /* text of the last failed allocation */
+    uint32_t fail_need, fail_free;   /* its numbers */
+    uint8_t keep;          /* 1: allocations keep the bytes they cover (a rebuild in place) */
 } el_arena;
 
+/* base NULL: a measuring arena (allocations are counted, nothing is written; the pointers it
+ * returns must not be used) */
 void el_arena_init(el_arena *a, void *base, uint32_t size, uint32_t align);
 /* zeroed block of `bytes` (rounded up to the alignment), or NULL with a->error set */
 void *el_arena_alloc(el_arena *a, const char *name, const char *suffix, uint32_t bytes);

@@ -1,163 +1,324 @@
-/* Integer engine core (see el_engine.h). */
+/* The device engine (see el_engine.h; docs/protocol.md sections 8.4 and 14). */
 #include "el_engine.h"
 
+#include <stdio.h>
 #include <string.h>
 
-int el_engine_feature_layer(const el_net *net)
+#include "el_head.h"
+
+int el_feature_layer(const el_image_desc *d)
 {
     int last = -1;
-    for (uint32_t k = 0; k + 1 < net->n_layers; k++)
-        if (net->layer[k].spiking) last = (int)k;
+    for (uint32_t k = 0; k + 1 < d->n_layers; k++)
+        if (d->layer[k].flags & EL_IMG_F_SPIKING) last = (int)k;
     if (last >= 0) return last;
-    for (uint32_t k = 0; k < net->n_layers; k++)
-        if (net->layer[k].spiking) last = (int)k;
-    return last;
+    for (uint32_t k = 0; k < d->n_layers; k++)
+        if (d->layer[k].flags & EL_IMG_F_SPIKING) last = (int)k;
+    return last < 0 ? (int)d->n_layers - 1 : last;
 }
 
-int el_engine_load(el_engine *e, const el_image_desc *desc, const uint8_t *img, uint32_t len,
-                   el_arena *arena, int with_features, uint32_t seed)
+static float rdf32(const uint8_t *p)
+{
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                 (uint32_t)p[3] << 24;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+#define TAKE(ptr, type, count, name, suffix)                                                 \
+    do {                                                                                     \
+        ptr = (type *)el_arena_alloc(a, name, suffix, (uint32_t)((count) * sizeof(type)));   \
+        if (!ptr) return -1;                                                                 \
+    } while (0)
+
+/* everything after the network's buffers, in the order of section 14 */
+static int layout_rest(el_engine *e, const el_image_desc *d, const uint8_t *img,
+                       const el_config *cfg, const el_head_desc *hd, el_arena *a)
+{
+    el_net *net = &e->net;
+    int f = el_feature_layer(d);
+    e->feature_layer = f;
+    TAKE(e->features, uint16_t, d->layer[f].n_out, "features", 0);
+    TAKE(e->output, int32_t, net->n_out, "output", 0);
+    e->has_head = hd != 0;
+    e->hep_planned = hd && cfg->hep;
+    el_head *h = &e->head;
+    memset(h, 0, sizeof *h);
+    if (hd) {
+        h->d = *hd;
+        h->N = 0;
+        h->n_params = 0;
+        for (uint32_t k = 1; k <= hd->K; k++) {
+            h->N += hd->sizes[k];
+            h->n_params += (uint32_t)hd->sizes[k] * hd->sizes[k - 1] + hd->sizes[k];
+        }
+        float *w;
+        TAKE(w, float, h->n_params, "head.weights", 0);
+        for (uint32_t k = 0; k < hd->K; k++) {
+            h->W[k] = w;
+            w += (uint32_t)hd->sizes[k + 1] * hd->sizes[k];
+            h->b[k] = w;
+            w += hd->sizes[k + 1];
+        }
+        TAKE(h->mean, float, 2u * hd->sizes[0], "head.norm", 0);
+        h->std = h->mean + hd->sizes[0];
+        TAKE(h->work, el_f64, h->N * h->N + 6 * h->N, "head.work", 0);
+    }
+    char name[80];
+    for (uint32_t q = 0; q < cfg->n_lpl; q++) {
+        const el_image_layer *I = &d->layer[cfg->lpl_layer[q]];
+        const el_lpl_params *p = &cfg->lpl[q];
+        el_lpl_state *st = &e->lpl_st[q];
+        uint32_t nl = I->name_len < sizeof name - 1 ? I->name_len : sizeof name - 1;
+        memcpy(name, img + I->name_off, nl);
+        name[nl] = 0;
+        memset(st, 0, sizeof *st);
+        TAKE(st->z_prev, int16_t, I->n_out, name, ".lpl.z_prev");
+        TAKE(st->mean, int32_t, I->n_out, name, ".lpl.mean");
+        TAKE(st->var, int32_t, I->n_out, name, ".lpl.var");
+        TAKE(st->count, int32_t, 1, name, ".lpl.count");
+        if (p->pre.k) TAKE(st->pre_trace, int32_t, I->n_in, name, ".lpl.pre_trace");
+        if (p->post.k) TAKE(st->post_trace, int32_t, I->n_out, name, ".lpl.post_trace");
+        if (p->decorr) TAKE(st->cov, int32_t, I->n_out * I->n_out, name, ".lpl.cov");
+        if (p->stores_target) TAKE(st->target, int32_t, I->n_out, name, ".lpl.target");
+    }
+    if (e->hep_planned) {
+        uint32_t n_acc = 0;
+        for (uint32_t k = 1; k <= hd->K; k++) {
+            n_acc += hd->sizes[k];
+            if (k >= 2) n_acc += (uint32_t)hd->sizes[k] * hd->sizes[k - 1];
+        }
+        TAKE(h->acc, el_f64, n_acc, "head.accumulators", 0);
+        TAKE(h->nudged, el_f64, h->N, "head.nudged_state", 0);
+        uint32_t R = cfg->replay;
+        if (R) {
+            TAKE(h->r_counts, uint8_t, R * d->layer[f].n_out, "head.replay.counts", 0);
+            TAKE(h->r_scores, uint16_t, R * net->n_out, "head.replay.scores", 0);
+            TAKE(h->r_labels, uint8_t, R, "head.replay.labels", 0);
+            TAKE(h->r_lengths, uint16_t, R, "head.replay.lengths", 0);
+            TAKE(h->r_ring, int32_t, 2, "head.replay.ring", 0);
+        }
+    }
+    if (el_net_take_scratch(net, a)) return -1;
+    if (cfg->n_lpl) {
+        uint32_t need = 0;
+        for (uint32_t q = 0; q < cfg->n_lpl; q++) {
+            const el_image_layer *I = &d->layer[cfg->lpl_layer[q]];
+            uint32_t b = el_lpl_scratch_bytes(&cfg->lpl[q], I->n_in, I->n_out);
+            if (b > need) need = b;
+        }
+        TAKE(e->lpl_scratch, uint8_t, need, "lpl.scratch", 0);
+    }
+    return 0;
+}
+
+static int layout(el_engine *e, const el_image_desc *d, const uint8_t *img, uint32_t len,
+                  const el_config *cfg, const el_head_desc *hd, el_arena *a, int keep_net)
+{
+    a->keep = (uint8_t)keep_net;
+    int r = el_net_load(&e->net, d, img, len, a, 1, a->base && !keep_net);
+    a->keep = 0;
+    if (r) return -1;
+    return layout_rest(e, d, img, cfg, hd, a);
+}
+
+int64_t el_engine_measure(const el_image_desc *desc, const uint8_t *img, const el_config *cfg,
+                          const el_head_desc *head, uint32_t free_bytes, char *err,
+                          uint32_t err_len, uint32_t *need, uint32_t *avail)
+{
+    static el_engine probe;               /* large: not on the stack */
+    el_arena a;
+    el_arena_init(&a, 0, free_bytes, 4);
+    if (layout(&probe, desc, img, 0, cfg, head, &a, 0)) {
+        snprintf(err, err_len, "%s", a.error);
+        *need = a.fail_need;
+        *avail = a.fail_free;
+        return -1;
+    }
+    return a.used;
+}
+
+static void fill_head(el_engine *e)
+{
+    el_head *h = &e->head;
+    const uint8_t *f = h->d.floats;
+    uint32_t n0 = h->d.sizes[0];
+    for (uint32_t j = 0; j < n0; j++) h->mean[j] = rdf32(f + 4 * j);
+    for (uint32_t j = 0; j < n0; j++) h->std[j] = rdf32(f + 4 * (n0 + j));
+    f += 8 * n0;
+    for (uint32_t i = 0; i < h->n_params; i++) h->W[0][i] = rdf32(f + 4 * i);   /* contiguous */
+}
+
+int el_engine_build(el_engine *e, const el_image_desc *desc, const uint8_t *img, uint32_t len,
+                    const el_config *cfg, const el_head_desc *head, el_arena *arena,
+                    int keep_net, el_counters *counters)
 {
     memset(e, 0, sizeof *e);
-    if (el_net_load(&e->net, desc, img, len, arena, 1)) return -1;
-    e->feature_layer = el_engine_feature_layer(&e->net);
-    if (e->feature_layer >= 0) {
-        uint32_t n = e->net.layer[e->feature_layer].n_out;
-        e->features = (uint16_t *)el_arena_alloc(arena, "features", 0, 2 * n);
-        if (!e->features) return -1;
+    e->cfg = *cfg;
+    e->c = counters;
+    if (layout(e, desc, img, len, cfg, head, arena, keep_net)) return -1;
+    if (head) fill_head(e);
+    for (uint32_t q = 0; q < cfg->n_lpl; q++) {
+        const el_layer *L = &e->net.layer[cfg->lpl_layer[q]];
+        el_lpl_state_init(&e->lpl_st[q], &cfg->lpl[q], L->n_in, L->n_out, cfg->lpl_var_init[q]);
     }
-    e->net.output = (int32_t *)el_arena_alloc(arena, "output", 0, 4 * e->net.n_out);
-    if (!e->net.output) return -1;
-    (void)with_features;
-    e->rng = el_rng_init(seed);
+    e->rng = el_rng_init(cfg->seed);
+    const el_image_layer *last = &desc->layer[desc->n_layers - 1];
+    uint64_t bits = 0;
+    for (int q = 7; q >= 0; q--) bits = bits << 8 | img[last->name_off - 32 + 12 + q];
+    memcpy(&e->out_scale, &bits, 8);
+    if (!keep_net) el_engine_reset_state(e);
     return 0;
 }
 
-int el_engine_plan_lpl(el_engine *e, int k, const el_lpl_params *p, int32_t var_init_q,
-                       el_arena *arena, const char *name)
+void el_engine_reset_state(el_engine *e)
 {
-    el_layer *L = &e->net.layer[k];
-    uint32_t ni = L->n_in, no = L->n_out;
-    el_engine_lpl *q = &e->lpl[k];
-    el_lpl_state *st = &q->st;
-    memset(q, 0, sizeof *q);
-    q->p = *p;
-    /* the fields of lpl_rate.State, one buffer each, in field order */
-#define FIELD(ptr, type, count, suffix)                                                  \
-    do {                                                                                 \
-        ptr = (type *)el_arena_alloc(arena, name, suffix, (uint32_t)((count) * sizeof(type))); \
-        if (!ptr) return -1;                                                             \
-    } while (0)
-    FIELD(st->z_prev, int16_t, no, ".lpl.z_prev");
-    FIELD(st->mean, int32_t, no, ".lpl.mean");
-    FIELD(st->var, int32_t, no, ".lpl.var");
-    FIELD(st->count, int32_t, 1, ".lpl.count");
-    if (p->pre.k) FIELD(st->pre_trace, int32_t, ni, ".lpl.pre_trace");
-    if (p->post.k) FIELD(st->post_trace, int32_t, no, ".lpl.post_trace");
-    if (p->decorr) FIELD(st->cov, int32_t, no * no, ".lpl.cov");
-    if (p->stores_target) FIELD(st->target, int32_t, no, ".lpl.target");
-#undef FIELD
-    el_lpl_state_init(st, p, ni, no, var_init_q);
-    q->planned = 1;
-    return 0;
+    el_net_reset_state(&e->net);
+    e->open = 0;
+    e->T = 0;
 }
-
-/* scratch of the planned LPL layers: taken once, after every layer is planned */
-static int lpl_scratch(el_engine *e, el_arena *arena)
-{
-    uint32_t need = 0, n = 0;
-    for (uint32_t k = 0; k < e->net.n_layers; k++) {
-        if (!e->lpl[k].planned) continue;
-        const el_layer *L = &e->net.layer[k];
-        uint32_t b = el_lpl_scratch_bytes(&e->lpl[k].p, L->n_in, L->n_out);
-        if (b > need) need = b;
-        if (L->n_in > n) n = L->n_in;
-        if (L->n_out > n) n = L->n_out;
-    }
-    e->lpl_scratch = el_arena_alloc(arena, "lpl.scratch", 0, need);
-    e->lpl_pre = (int32_t *)el_arena_alloc(arena, "lpl.activity", 0, 8 * n);
-    if (!e->lpl_scratch || !e->lpl_pre) return -1;
-    e->lpl_post = e->lpl_pre + n;
-    return 0;
-}
-
-int el_engine_finish_plan(el_engine *e, el_arena *arena) { return lpl_scratch(e, arena); }
 
 void el_engine_begin_sample(el_engine *e)
 {
-    el_net_reset_state(&e->net);
-    if (e->features) memset(e->features, 0, 2 * (size_t)e->net.layer[e->feature_layer].n_out);
+    el_engine_reset_state(e);
+    memset(e->features, 0, 2 * (size_t)e->net.layer[e->feature_layer].n_out);
     for (uint32_t i = 0; i < e->net.n_out; i++)
-        e->net.output[i] = e->readout == EL_READOUT_MEAN ? 0 : INT32_MIN;
-    e->sample_steps = 0;
+        e->output[i] = e->cfg.readout == EL_READOUT_MEAN ? 0 : INT32_MIN;
     e->sample_spikes = 0;
+    e->open = 1;
+    e->classified = 0;
 }
 
-int el_engine_step(el_engine *e, const int16_t *x, int binary_in)
+static int32_t input_value(const void *x, int kind, uint32_t j)
+{
+    return kind == EL_X_INT16 ? ((const int16_t *)x)[j]
+                              : (kind == EL_X_INT8 ? ((const int8_t *)x)[j]
+                                                   : ((const uint8_t *)x)[j]);
+}
+
+/* LPL of entry q on layer k: pre = the layer input << A, post = its spikes << A, written
+ * into the rule's own activity buffers (it filters them in place) */
+static void lpl_step(el_engine *e, uint32_t q, uint32_t k, const void *x, int kind)
+{
+    el_layer *L = &e->net.layer[k];
+    const el_lpl_params *p = &e->cfg.lpl[q];
+    int32_t *pre, *post;
+    el_lpl_activity(e->lpl_scratch, L->n_in, L->n_out, &pre, &post);
+    for (uint32_t j = 0; j < L->n_in; j++) pre[j] = input_value(x, kind, j) * (1 << p->act_frac);
+    for (uint32_t i = 0; i < L->n_out; i++) post[i] = (int32_t)e->net.spk[k][i] << p->act_frac;
+    if (el_lpl_step(L->wT, L->n_in, L->n_out, pre, post, 0, &e->lpl_st[q], p, &e->rng,
+                    e->lpl_scratch, 1, 0))
+        e->c->lpl_updates++;
+}
+
+void el_engine_step(el_engine *e, const void *x, int x_kind, int sample, int32_t *out)
 {
     el_net *net = &e->net;
-    const uint8_t *s = 0;
-    const int16_t *v = x;
-    int ran = 0;
-    uint32_t n_in0 = net->n_in, in_spk = 0;
-    for (uint32_t j = 0; j < n_in0; j++) {
-        int16_t xj = x[j];
-        net->input[j] = (uint8_t)(xj < 0 ? 0 : (xj > 255 ? 255 : xj));
-        in_spk += xj != 0;
+    uint32_t n_in = net->n_in, in_nz = 0, spikes = 0;
+    int binary = 1;
+    for (uint32_t j = 0; j < n_in; j++) {
+        int32_t v = input_value(x, x_kind, j);
+        in_nz += v != 0;
+        binary &= v == 0 || v == 1;
     }
-    if (binary_in) {
-        s = net->input;
-        v = 0;
-    }
+    /* the `input` buffer holds the step's input */
+    if (net->input_kind == EL_X_INT16)
+        for (uint32_t j = 0; j < n_in; j++) ((int16_t *)net->input)[j] = (int16_t)input_value(x, x_kind, j);
+    else
+        for (uint32_t j = 0; j < n_in; j++) ((int8_t *)net->input)[j] = (int8_t)input_value(x, x_kind, j);
+    const void *h = net->input;
+    int kind = net->input_kind;
+    uint32_t q = 0, active = in_nz;
+    double cycles = e->cost ? e->cost->c_step : 0.0;
     for (uint32_t k = 0; k < net->n_layers; k++) {
         el_layer *L = &net->layer[k];
-        e->work += el_layer_step(L, 1, v, s, net->cur[k], net->mem[k], net->spk[k],
-                                 net->scratch, EL_MODE_AUTO, 0);
-        e->work += L->n_out;
-        uint32_t fired = 0;
+        uint32_t rec = 0;
+        if (L->vT)
+            for (uint32_t i = 0; i < L->n_out; i++) rec += net->spk[k][i];
+        el_layer_step(L, 1, h, kind, binary, net->cur[k], net->mem[k], net->spk[k],
+                      net->scratch, EL_MODE_AUTO, 0);
         if (L->spiking)
-            for (uint32_t i = 0; i < L->n_out; i++) fired += net->spk[k][i];
-        if (L->spiking) e->sample_spikes += fired, e->spikes += fired;
-        el_engine_lpl *q = &e->lpl[k];
-        if (e->lpl_on && q->planned) {
-            int A = q->p.act_frac;
-            for (uint32_t j = 0; j < L->n_in; j++)
-                e->lpl_pre[j] = (s ? (int32_t)s[j] : (int32_t)v[j]) << A;
-            for (uint32_t i = 0; i < L->n_out; i++) e->lpl_post[i] = (int32_t)net->spk[k][i] << A;
-            if (el_lpl_step(L->wT, L->n_in, L->n_out, e->lpl_pre, e->lpl_post, 0, &q->st, &q->p,
-                            &e->rng, e->lpl_scratch, 1, 0)) {
-                e->lpl_updates++;
-                ran = 1;
-            }
-            e->work += (uint64_t)L->n_in * L->n_out;
-        }
-        s = net->spk[k];
-        v = 0;
+            for (uint32_t i = 0; i < L->n_out; i++) spikes += net->spk[k][i];
+        while (q < e->cfg.n_lpl && e->cfg.lpl_layer[q] < k) q++;
+        int learn = e->lpl_on && q < e->cfg.n_lpl && e->cfg.lpl_layer[q] == k;
+        if (learn) lpl_step(e, q, k, h, kind);
+        if (e->cost) cycles += el_layer_cycles(e->cost, L->n_in, L->n_out, active, rec, learn);
+        active = 0;
+        if (L->spiking)
+            for (uint32_t i = 0; i < L->n_out; i++) active += net->spk[k][i];
+        h = net->spk[k];
+        kind = EL_X_SPIKES;
+        binary = 1;
     }
     uint32_t last = net->n_layers - 1;
-    if (e->features) {
-        const uint8_t *f = net->spk[e->feature_layer];
-        for (uint32_t i = 0; i < net->layer[e->feature_layer].n_out; i++)
-            e->features[i] = (uint16_t)(e->features[i] + f[i]);
-    }
     const uint8_t *os = net->output_spiking ? net->spk[last] : 0;
     const int32_t *om = net->mem[last];
-    if (os)
-        for (uint32_t i = 0; i < net->n_out; i++) e->output_spikes += os[i];
-    if (e->readout == EL_READOUT_MEAN) {
-        const int32_t lim = (int32_t)(((int64_t)1 << 31) / EL_SAMPLE_STEPS_MAX);
+    if (sample) {
+        const uint8_t *fs = net->spk[e->feature_layer];
+        if (fs)
+            for (uint32_t i = 0; i < net->layer[e->feature_layer].n_out; i++)
+                e->features[i] = (uint16_t)(e->features[i] + fs[i]);
         for (uint32_t i = 0; i < net->n_out; i++) {
             int32_t u = os ? os[i] : om[i];
-            u = u < -lim ? -lim : (u > lim ? lim : u);
-            net->output[i] = (int32_t)((uint32_t)net->output[i] + (uint32_t)u);
+            if (e->cfg.readout == EL_READOUT_MEAN) {
+                const int32_t lim = 524288;                 /* 2^31 / 4096 */
+                u = u < -lim ? -lim : (u > lim ? lim : u);
+                e->output[i] = (int32_t)((uint32_t)e->output[i] + (uint32_t)u);
+            } else if (u > e->output[i]) {
+                e->output[i] = u;
+            }
         }
-    } else {
-        for (uint32_t i = 0; i < net->n_out; i++) {
-            int32_t u = os ? os[i] : om[i];
-            if (u > net->output[i]) net->output[i] = u;
-        }
+        e->T++;
+        e->sample_spikes += spikes;
+    } else if (out) {
+        for (uint32_t i = 0; i < net->n_out; i++) out[i] = os ? os[i] : om[i];
     }
-    e->input_spikes += in_spk;
-    e->steps++;
-    e->sample_steps++;
-    return ran;
+    e->c->steps++;
+    if (e->cost) {
+        e->c->cycles += cycles;
+        e->c->priced_steps++;
+    }
+    e->c->spikes += spikes;
+    e->c->input_spikes += in_nz;
+    if (os)
+        for (uint32_t i = 0; i < net->n_out; i++) e->c->output_spikes += os[i];
+    if (e->keepalive) e->keepalive(e->keepalive_ctx);
 }
+
+uint32_t el_engine_n_scores(const el_engine *e)
+{
+    return e->has_head ? e->head.d.sizes[e->head.d.K] : e->net.n_out;
+}
+
+void el_engine_end_sample(el_engine *e, el_result *r, uint8_t *scores_f32)
+{
+    el_head_sample s;
+    el_head_current(e, &s);
+    r->steps = e->T;
+    r->spikes = e->sample_spikes;
+    e->open = 0;
+    e->c->samples++;
+    r->n_scores = (uint16_t)el_engine_n_scores(e);
+    if (!e->has_head) {
+        r->kind = 0;
+        double best = 0;
+        r->prediction = 0;
+        for (uint32_t c = 0; c < e->net.n_out; c++) {
+            double v = el_head_score(e, c);
+            if (c == 0 || v > best) {
+                best = v;
+                r->prediction = (int)c;
+            }
+            float f = (float)v;
+            memcpy(scores_f32 + 4 * c, &f, 4);
+        }
+        return;
+    }
+    if (e->cfg.track_features > 0 && e->lpl_on) el_head_track(e);
+    r->kind = 1;
+    r->prediction = el_head_logits(e, &s, scores_f32);
+    e->classified = 1;
+}
+
+void el_engine_teach(el_engine *e, uint32_t label) { el_head_teach(e, label); }

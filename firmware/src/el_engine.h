@@ -1,69 +1,143 @@
-/* The integer part of the device engine: network step, fixed-point LPL on chosen layers,
- * and the per-sample features and readout accumulator (edgelearn.device.engine):
+/* The device engine (docs/protocol.md section 8.4; edgelearn.device.engine): the integer
+ * network, fixed-point LPL on configured layers, per-sample features and readout, and the hEP
+ * head (binary64 relaxation, f32 weights) with its factored accumulators and replay ring.
  *
- *   per step t:  h = x[t];  for each layer k:  h, state_k = step(layer_k, h, state_k)
- *                  if LPL is on for k:  W_k <- lpl_step(W_k, pre = layer input << A,
- *                                                       post = layer spikes << A)
- *                features += spikes of the feature layer (uint16)
- *                readout: output = max(output, U_last)            ("max")
- *                         output += clip(U_last, +-2^31 / 4096)    ("mean", int32)
+ * Every buffer lives in the arena in the order and sizes of section 14 (the planner's
+ * edgelearn.memory.layout), followed by the two working buffers a C step needs and the plan
+ * does not list: `kernel.scratch` (el_lif_scratch_bytes of the widest layer) and, with LPL,
+ * `lpl.scratch` (el_lpl_scratch_bytes of the widest LPL layer).
  *
- * One PRNG stream (el_rng, seeded per device) serves every LPL layer in layer order. The
- * caller owns the memory: el_engine_* take their buffers from an el_arena.
+ *   per step:  h = x;  for each layer k:  y = layer_step_k(h);
+ *                if LPL is on and k has an entry c:  step(W_k, pre = h << c.A, post = y << c.A)
+ *                h = y
+ *              (sample mode) counts += spikes of the feature layer;
+ *              readout max: acc = max(acc, U_out)   mean: acc += clip(U_out, +-524288)
  */
 #ifndef EL_ENGINE_H
 #define EL_ENGINE_H
 
+#include "el_arena.h"
+#include "el_cycles.h"
 #include "el_lpl.h"
 #include "el_net.h"
 
 #define EL_SAMPLE_STEPS_MAX 4096
+#define EL_MAX_LPL 16
+#define EL_MAX_NUDGES 16
+#define EL_HEAD_MAX_K 8
+#define EL_HEAD_MAX_WIDTH 1024
 
 enum { EL_READOUT_MAX = 0, EL_READOUT_MEAN = 1 };
 
+/* f64 buffers are 4-byte aligned in the arena (the plan rounds every buffer to 4 bytes) */
+typedef double el_f64 __attribute__((aligned(4)));
+
+/* The engine configuration: the config blob (sample mode), or seed + one LEARN entry
+ * (streaming mode). */
 typedef struct {
-    el_lpl_params p;
-    el_lpl_state st;
-    uint8_t planned;          /* state allocated */
-} el_engine_lpl;
+    uint8_t readout;
+    uint32_t seed;
+    double track_features;
+    uint8_t n_lpl;
+    uint8_t lpl_layer[EL_MAX_LPL];
+    el_lpl_params lpl[EL_MAX_LPL];
+    int32_t lpl_var_init[EL_MAX_LPL];
+    uint8_t hep;                      /* hEP settings present */
+    uint8_t J;
+    uint16_t replay, repeats;
+    double lr, amplitude;
+    double nodes[EL_MAX_NUDGES], weights[EL_MAX_NUDGES];
+} el_config;
+
+/* The head blob's header (section 8.6); `floats` points at its f32 arrays. */
+typedef struct {
+    uint8_t K, activation;            /* activation 0 tanh, 1 sigmoid */
+    uint16_t sizes[EL_HEAD_MAX_K + 1];
+    double tol, newton_switch, damping;
+    uint32_t max_iter, max_steps;
+    const uint8_t *floats;            /* mean, std, then W_k, b_k (little-endian f32) */
+} el_head_desc;
+
+typedef struct {
+    uint32_t steps, spikes, input_spikes, output_spikes, lpl_updates, samples, hep_updates,
+        hep_nonconverged, hep_rejected;
+    double cycles;            /* cost-model cycles of the steps run (el_cycles.h) */
+    uint32_t priced_steps;
+} el_counters;
+
+typedef struct {
+    el_head_desc d;
+    uint32_t N, n_params;
+    float *W[EL_HEAD_MAX_K], *b[EL_HEAD_MAX_K];   /* head.weights */
+    float *mean, *std;                            /* head.norm */
+    el_f64 *work;                                 /* head.work: N x N + 6 N */
+    el_f64 *acc, *nudged;                         /* with hEP learning, else NULL */
+    uint8_t *r_counts, *r_labels;                 /* replay ring (R > 0) */
+    uint16_t *r_scores, *r_lengths;               /* scores as f16 bits */
+    int32_t *r_ring;                              /* pos, fill */
+} el_head;
+
+typedef struct {
+    int prediction;
+    uint8_t kind;                     /* 0 readout scores, 1 head logits */
+    uint16_t n_scores;
+    uint32_t spikes, steps;
+} el_result;
 
 typedef struct {
     el_net net;
-    el_engine_lpl lpl[EL_MAX_LAYERS];
-    uint8_t lpl_on;           /* LPL runs on the planned layers */
-    void *lpl_scratch;        /* the largest planned layer's el_lpl_scratch_bytes */
-    int32_t *lpl_pre, *lpl_post;   /* activities in Q.A of the layer being adapted */
+    el_config cfg;
+    uint8_t has_head, hep_planned;
+    el_head head;
+    el_lpl_state lpl_st[EL_MAX_LPL];
+    void *lpl_scratch;
+    uint8_t lpl_on, hep_on;
     el_rng rng;
-    int feature_layer;        /* -1: none */
-    uint8_t readout;
-    uint16_t *features;       /* [n_out of the feature layer] */
-    uint32_t sample_steps;    /* steps of the current sample */
-    uint32_t sample_spikes;   /* spikes of all spiking layers in the current sample */
-    /* counters since boot */
-    uint32_t steps, spikes, input_spikes, output_spikes, lpl_updates;
-    uint64_t work;            /* synaptic events + neuron updates (cost accounting) */
+    int feature_layer;
+    uint16_t *features;
+    int32_t *output;
+    double out_scale;                 /* the output layer's scale (f64 of the image) */
+    uint8_t open, classified;         /* a sample is open; the last one is classified */
+    uint32_t T, sample_spikes;
+    el_counters *c;                   /* the device's counters (outlive an engine) */
+    const el_cost *cost;              /* cycle-cost model (NULL: not priced) */
+    void (*keepalive)(void *ctx);     /* called between steps and relaxation iterations */
+    void *keepalive_ctx;
 } el_engine;
 
-/* Feature layer of edgelearn.device.engine: the last spiking layer before the output layer,
- * or the last spiking layer if there is none; -1 when no layer spikes. */
-int el_engine_feature_layer(const el_net *net);
+/* Lay out and fill an engine for a checked image. With keep_net the network's buffers (which
+ * come first and do not depend on config or head) are kept as they are: learned weights and
+ * neuron state survive. head may be NULL. Returns 0, or -1 with the arena's error (nothing is
+ * written when `measure_first` finds that it does not fit). */
+int el_engine_build(el_engine *e, const el_image_desc *desc, const uint8_t *img, uint32_t len,
+                    const el_config *cfg, const el_head_desc *head, el_arena *arena,
+                    int keep_net, el_counters *counters);
 
-/* Lay out the network, features and readout (`with_features`: sample mode) in the arena. */
-int el_engine_load(el_engine *e, const el_image_desc *desc, const uint8_t *img, uint32_t len,
-                   el_arena *arena, int with_features, uint32_t seed);
+/* Bytes the build would take from an arena (the same walk without writing), or -1 with the
+ * first buffer that does not fit `free_bytes` in err (name, need, free). */
+int64_t el_engine_measure(const el_image_desc *desc, const uint8_t *img, const el_config *cfg,
+                          const el_head_desc *head, uint32_t free_bytes, char *err,
+                          uint32_t err_len, uint32_t *need, uint32_t *avail);
 
-/* Allocate and initialise LPL state for layer k with coefficients p (var_init in Q.(2A+E)).
- * Returns -1 with the arena's error when it does not fit. */
-int el_engine_plan_lpl(el_engine *e, int k, const el_lpl_params *p, int32_t var_init_q,
-                       el_arena *arena, const char *layer_name);
-
-/* After the last el_engine_plan_lpl: the LPL scratch of the largest planned layer. */
-int el_engine_finish_plan(el_engine *e, el_arena *arena);
-
+void el_engine_reset_state(el_engine *e);
 void el_engine_begin_sample(el_engine *e);
 
-/* One step with input x [n_in] (integers in the first layer's input range; binary_in: 0/1).
- * Returns 1 when some LPL weight rule ran. */
-int el_engine_step(el_engine *e, const int16_t *x, int binary_in);
+/* One step with input x [n_in] of kind x_kind (EL_X_INT8 / EL_X_INT16 values, already within
+ * input_bits); sample: accumulate features and readout. out (may be NULL) receives the output
+ * of a streaming step: spikes (0/1) or the readout membrane. */
+void el_engine_step(el_engine *e, const void *x, int x_kind, int sample, int32_t *out);
+
+/* Classify the open sample (it has >= 1 step); the scores go to scores_f32 as little-endian
+ * f32 (rounded to nearest from binary64), 4 n_scores bytes. */
+void el_engine_end_sample(el_engine *e, el_result *r, uint8_t *scores_f32);
+
+/* number of scores a result has (classes of the head, else the network's outputs) */
+uint32_t el_engine_n_scores(const el_engine *e);
+
+/* TEACH with hEP on: `repeats` updates (section 8.4). label < classes is the caller's check. */
+void el_engine_teach(el_engine *e, uint32_t label);
+
+/* the feature layer of section 8.4 */
+int el_feature_layer(const el_image_desc *d);
 
 #endif

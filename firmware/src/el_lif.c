@@ -59,24 +59,34 @@ static void sum_columns(const int8_t *mT, uint32_t n, const uint16_t *list, uint
     }
 }
 
+static int32_t input_at(const void *x, int kind, uint32_t j)
+{
+    switch (kind) {
+    case EL_X_INT8: return ((const int8_t *)x)[j];
+    case EL_X_INT16: return ((const int16_t *)x)[j];
+    default: return ((const uint8_t *)x)[j];
+    }
+}
+
 /* dense: every input j (zeros included) times its column; int32 when el_layer_prepare proved
  * |W x| < 2^31 */
-static void acc_dense32(const el_layer *L, const int16_t *x, const uint8_t *s, int32_t *acc)
+static void acc_dense32(const el_layer *L, const void *x, int kind, int32_t *acc)
 {
     uint32_t n = L->n_out;
     for (uint32_t i = 0; i < n; i++) acc[i] = 0;
     for (uint32_t j = 0; j < L->n_in; j++) {
-        int32_t xj = x ? x[j] : s[j];
+        int32_t xj = input_at(x, kind, j);
         const int8_t *col = L->wT + (size_t)j * n;
         for (uint32_t i = 0; i < n; i++) acc[i] += xj * col[i];
     }
 }
 
 /* dense int64 accumulator of neuron i (wide inputs on a wide layer: the rare case) */
-static int64_t acc_dense64_row(const el_layer *L, const int16_t *x, uint32_t i)
+static int64_t acc_dense64_row(const el_layer *L, const void *x, int kind, uint32_t i)
 {
     int64_t a = 0;
-    for (uint32_t j = 0; j < L->n_in; j++) a += (int64_t)x[j] * L->wT[(size_t)j * L->n_out + i];
+    for (uint32_t j = 0; j < L->n_in; j++)
+        a += (int64_t)input_at(x, kind, j) * L->wT[(size_t)j * L->n_out + i];
     return a;
 }
 
@@ -90,12 +100,12 @@ static uint32_t fired_list(const el_layer *L, const int32_t *mem, uint16_t *list
 }
 
 /* int64 reference neuron update: the equations exactly as numpy's int64 (wrapping) */
-static void neurons64(const el_layer *L, const int32_t *acc, const int16_t *x_wide,
+static void neurons64(const el_layer *L, const int32_t *acc, const void *x_wide, int kind,
                       const int32_t *rec, int32_t *cur, int32_t *mem, uint8_t *spk,
                       el_clip *clip)
 {
     for (uint32_t i = 0; i < L->n_out; i++) {
-        int64_t a = x_wide ? acc_dense64_row(L, x_wide, i) : acc[i];
+        int64_t a = x_wide ? acc_dense64_row(L, x_wide, kind, i) : acc[i];
         int64_t c = el_add64(el_apply_decay(cur[i], L->alpha[i]), el_shift(a, L->w_shift));
         if (L->bias) c = el_add64(c, L->bias[i]);
         int64_t u = el_apply_decay(mem[i], L->beta[i]);
@@ -163,40 +173,47 @@ static void neurons32(const el_layer *L, const int32_t *acc, const int32_t *rec,
     }
 }
 
-uint32_t el_layer_step(const el_layer *L, int batch, const int16_t *x_val,
-                       const uint8_t *x_spk, int32_t *cur, int32_t *mem, uint8_t *spk_out,
-                       void *scratch, int mode, el_clip *clip)
+uint32_t el_layer_step(const el_layer *L, int batch, const void *x, int x_kind, int binary,
+                       int32_t *cur, int32_t *mem, uint8_t *spk_out, void *scratch, int mode,
+                       el_clip *clip)
 {
     uint32_t n_in = L->n_in, n_out = L->n_out, seen = 0;
+    size_t width = x_kind == EL_X_INT16 ? 2 : 1;
     int32_t *acc = (int32_t *)scratch;                   /* [n_out] */
     int32_t *rec = acc + n_out;                          /* [n_out] if recurrent */
     uint16_t *list = (uint16_t *)(L->vT ? rec + n_out : rec);   /* [max(n_in, n_out)] */
     int use32 = L->fast32 && !el_lif_force_reference;
     int has_rec = L->spiking && L->vT;
     for (int b = 0; b < batch; b++) {
-        const int16_t *x = x_val ? x_val + (size_t)b * n_in : 0;
-        const uint8_t *s = x_spk ? x_spk + (size_t)b * n_in : 0;
+        const void *xb = (const uint8_t *)x + (size_t)b * n_in * width;
         int32_t *cu = cur + (size_t)b * n_out, *me = mem + (size_t)b * n_out;
         uint8_t *so = spk_out ? spk_out + (size_t)b * n_out : 0;
-        const int16_t *wide = 0;
-        if (s && mode != EL_MODE_DENSE) {
+        const void *wide = 0;
+        if (binary && mode != EL_MODE_DENSE) {
             uint32_t n_act = 0;
-            for (uint32_t j = 0; j < n_in; j++)
-                if (s[j]) list[n_act++] = (uint16_t)j;
+            if (x_kind == EL_X_INT16) {
+                const int16_t *v = (const int16_t *)xb;
+                for (uint32_t j = 0; j < n_in; j++)
+                    if (v[j]) list[n_act++] = (uint16_t)j;
+            } else {
+                const uint8_t *v = (const uint8_t *)xb;
+                for (uint32_t j = 0; j < n_in; j++)
+                    if (v[j]) list[n_act++] = (uint16_t)j;
+            }
             seen += n_act;
             sum_columns(L->wT, n_out, list, n_act, acc);
-        } else if (L->acc32 || s) {
-            acc_dense32(L, x, s, acc);
+        } else if (L->acc32 || binary) {
+            acc_dense32(L, xb, x_kind, acc);
             seen += n_in;
         } else {
-            wide = x;
+            wide = xb;
             seen += n_in;
         }
         if (has_rec) sum_columns(L->vT, n_out, list, fired_list(L, me, list), rec);
         if (use32)
             neurons32(L, acc, has_rec ? rec : 0, cu, me, so, clip);
         else
-            neurons64(L, acc, wide, has_rec ? rec : 0, cu, me, so, clip);
+            neurons64(L, acc, wide, x_kind, has_rec ? rec : 0, cu, me, so, clip);
     }
     return seen;
 }

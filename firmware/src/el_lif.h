@@ -23,6 +23,9 @@
 
 enum { EL_MODE_AUTO = 0, EL_MODE_DENSE = 1, EL_MODE_EVENT = 2 };
 
+/* what a layer input buffer holds: 0/1 spikes (uint8), or integers (int8 / int16) */
+enum { EL_X_SPIKES = 0, EL_X_INT8 = 1, EL_X_INT16 = 2 };
+
 typedef struct {
     uint32_t n_in, n_out;
     uint8_t spiking, recurrent, reset_zero, state_bits;
@@ -52,17 +55,17 @@ typedef struct {
 } el_clip;
 
 /* One step of one layer for `batch` sequences.
- * x_val: [batch][n_in] integer input (first layer), or NULL;
- * x_spk: [batch][n_in] 0/1 input, or NULL (exactly one of the two);
+ * x: [batch][n_in] input of kind x_kind (EL_X_*); binary: the values are all 0 or 1 (then the
+ *   event path may run: the weight columns of the nonzero inputs are added);
  * cur, mem: [batch][n_out] state (16- or 32-bit values in int32), updated in place;
  * spk_out: [batch][n_out] 0/1 output of a spiking layer (NULL for a readout; its output is
  *   the new membrane in mem);
  * scratch: at least el_lif_scratch_bytes(L) bytes, 8-byte aligned;
  * mode: EL_MODE_AUTO / DENSE / EVENT (event needs x_spk); returns the number of active
  *   inputs seen (for cost accounting). */
-uint32_t el_layer_step(const el_layer *L, int batch, const int16_t *x_val,
-                       const uint8_t *x_spk, int32_t *cur, int32_t *mem, uint8_t *spk_out,
-                       void *scratch, int mode, el_clip *clip);
+uint32_t el_layer_step(const el_layer *L, int batch, const void *x, int x_kind, int binary,
+                       int32_t *cur, int32_t *mem, uint8_t *spk_out, void *scratch, int mode,
+                       el_clip *clip);
 
 size_t el_lif_scratch_bytes(const el_layer *L);
 

@@ -65,6 +65,13 @@ uint32_t el_lpl_scratch_bytes(const el_lpl_params *p, uint32_t n_in, uint32_t n_
     return (b + 7u) & ~7u;
 }
 
+void el_lpl_activity(void *scratch, uint32_t n_in, uint32_t n_out, int32_t **pre,
+                     int32_t **post)
+{
+    *pre = (int32_t *)((int64_t *)scratch + 2 * (size_t)n_out);
+    *post = *pre + n_in;
+}
+
 void el_lpl_state_bind(el_lpl_state *st, const el_lpl_params *p, uint32_t n_in, uint32_t n_out,
                        void *mem)
 {

@@ -64,18 +64,15 @@ int el_image_check(const uint8_t *img, uint32_t len, el_image_desc *d, char *err
     if (name_len > len - pos)
         FAIL("device image truncated: network name needs %lu bytes at offset %lu, image has %lu",
              (unsigned long)name_len, (unsigned long)pos, (unsigned long)len);
-    if (!el_utf8_valid(img + pos, name_len)) FAIL("device image header text is corrupt: name");
+    if (!el_utf8_valid(img + pos, name_len)) FAIL("device image network name is not UTF-8");
     pos += name_len;
     if (meta_len > len - pos)
         FAIL("device image truncated: metadata needs %lu bytes at offset %lu, image has %lu",
              (unsigned long)meta_len, (unsigned long)pos, (unsigned long)len);
-    if (!el_json_string_object(img + pos, meta_len))
-        FAIL("device image header text is corrupt: metadata is not a JSON object of strings");
-    pos = pad4(pos + meta_len);
-    if (n_layers == 0) FAIL("device image: qnetwork has no layers");
-    if (n_layers > EL_MAX_LAYERS)
-        FAIL("device image has %lu layers, this firmware runs at most %d",
-             (unsigned long)n_layers, EL_MAX_LAYERS);
+    pos = pad4(pos + meta_len);                 /* the metadata is opaque to a device */
+    if (n_layers == 0 || n_layers > EL_MAX_LAYERS)
+        FAIL("device image has %lu layers, expected 1..%d", (unsigned long)n_layers,
+             EL_MAX_LAYERS);
     if (in_bits < 2 || in_bits > 16) FAIL("device image: input_bits must be 2..16, got %lu",
                                           (unsigned long)in_bits);
     if (!positive_finite(in_scale)) FAIL("device image: input_scale must be > 0");
@@ -95,6 +92,9 @@ int el_image_check(const uint8_t *img, uint32_t len, el_image_desc *d, char *err
         if (li == 0 || lo == 0 || (uint64_t)li * lo > (1u << 28))
             FAIL("device image layer %lu: implausible size %lux%lu", (unsigned long)k,
                  (unsigned long)lo, (unsigned long)li);
+        if (flags & ~0xFu)
+            FAIL("device image layer %lu: undefined flag bits 0x%02x", (unsigned long)k,
+                 (unsigned)flags);
         if (li > EL_MAX_UNITS || lo > EL_MAX_UNITS)
             FAIL("device image layer %lu: %lux%lu exceeds this firmware's %lu units per layer",
                  (unsigned long)k, (unsigned long)lo, (unsigned long)li,
@@ -205,7 +205,7 @@ int el_image_check(const uint8_t *img, uint32_t len, el_image_desc *d, char *err
     } while (0)
 
 int el_net_load(el_net *net, const el_image_desc *d, const uint8_t *img, uint32_t len,
-                el_arena *arena, int batch)
+                el_arena *arena, int batch, int fill)
 {
     memset(net, 0, sizeof *net);
     net->desc = *d;
@@ -215,9 +215,10 @@ int el_net_load(el_net *net, const el_image_desc *d, const uint8_t *img, uint32_
     net->n_in = d->n_in;
     net->input_bits = d->input_bits;
     net->batch = batch;
-    uint32_t scratch = 0;
     char name[80];
-    TAKE(net->input, uint8_t, (uint32_t)batch * d->n_in, "input", 0);
+    net->input_kind = d->input_bits > 8 ? EL_X_INT16 : EL_X_INT8;
+    if (net->input_kind == EL_X_INT16) TAKE(net->input, int16_t, (uint32_t)batch * d->n_in, "input", 0);
+    else TAKE(net->input, int8_t, (uint32_t)batch * d->n_in, "input", 0);
     for (uint32_t k = 0; k < d->n_layers; k++) {
         const el_image_layer *I = &d->layer[k];
         el_layer *L = &net->layer[k];
@@ -236,40 +237,51 @@ int el_net_load(el_net *net, const el_image_desc *d, const uint8_t *img, uint32_
         L->in_binary = k > 0;
         L->in_bits = k > 0 ? 2 : d->input_bits;
         TAKE(L->wT, int8_t, ni * no, name, ".weight");
-        for (uint32_t i = 0; i < no; i++)
-            for (uint32_t j = 0; j < ni; j++)
-                L->wT[(size_t)j * no + i] = (int8_t)img[I->w_off + (size_t)i * ni + j];
-        if (L->recurrent) {
-            TAKE(L->vT, int8_t, no * no, name, ".recurrent");
-            for (uint32_t i = 0; i < no; i++)
-                for (uint32_t j = 0; j < no; j++)
-                    L->vT[(size_t)j * no + i] = (int8_t)img[I->v_off + (size_t)i * no + j];
-        }
-        if (I->flags & EL_IMG_F_BIAS) {
-            TAKE(L->bias, int32_t, no, name, ".bias");
-            for (uint32_t i = 0; i < no; i++) L->bias[i] = (int32_t)rd32(img + I->b_off + 4 * i);
-        }
+        if (L->recurrent) TAKE(L->vT, int8_t, no * no, name, ".recurrent");
+        if (I->flags & EL_IMG_F_BIAS) TAKE(L->bias, int32_t, no, name, ".bias");
         int32_t *consts;                                 /* alpha, beta (u16), threshold */
         TAKE(consts, int32_t, 2 * no, name, ".consts");
         L->alpha = (uint16_t *)consts;
         L->beta = L->alpha + no;
         L->threshold = consts + no;
-        for (uint32_t i = 0; i < no; i++) {
-            L->alpha[i] = (uint16_t)rd16(img + I->a_off + 2 * i);
-            L->beta[i] = (uint16_t)rd16(img + I->d_off + 2 * i);
-            L->threshold[i] = (int32_t)rd32(img + I->t_off + 4 * i);
-        }
         int32_t *state;
         TAKE(state, int32_t, 2 * no * (uint32_t)batch, name, ".state");
         net->cur[k] = state;
         net->mem[k] = state + (size_t)no * batch;
         if (L->spiking) TAKE(net->spk[k], uint8_t, no * (uint32_t)batch, name, ".spikes");
-        el_layer_prepare(L);
-        if (el_lif_scratch_bytes(L) > scratch) scratch = (uint32_t)el_lif_scratch_bytes(L);
+        if (fill) {
+            for (uint32_t i = 0; i < no; i++)
+                for (uint32_t j = 0; j < ni; j++)
+                    L->wT[(size_t)j * no + i] = (int8_t)img[I->w_off + (size_t)i * ni + j];
+            if (L->recurrent)
+                for (uint32_t i = 0; i < no; i++)
+                    for (uint32_t j = 0; j < no; j++)
+                        L->vT[(size_t)j * no + i] = (int8_t)img[I->v_off + (size_t)i * no + j];
+            if (L->bias)
+                for (uint32_t i = 0; i < no; i++)
+                    L->bias[i] = (int32_t)rd32(img + I->b_off + 4 * i);
+            for (uint32_t i = 0; i < no; i++) {
+                L->alpha[i] = (uint16_t)rd16(img + I->a_off + 2 * i);
+                L->beta[i] = (uint16_t)rd16(img + I->d_off + 2 * i);
+                L->threshold[i] = (int32_t)rd32(img + I->t_off + 4 * i);
+            }
+        }
+        if (arena->base) el_layer_prepare(L);
         if (I->state_bits > net->state_bits_max) net->state_bits_max = I->state_bits;
     }
     net->n_out = d->layer[d->n_layers - 1].n_out;
-    net->output_spiking = net->layer[d->n_layers - 1].spiking;
+    net->output_spiking = (d->layer[d->n_layers - 1].flags & EL_IMG_F_SPIKING) != 0;
+    return 0;
+}
+
+int el_net_take_scratch(el_net *net, el_arena *arena)
+{
+    uint32_t scratch = 0;
+    for (uint32_t k = 0; k < net->n_layers; k++) {
+        el_layer L = net->layer[k];                     /* sizes only (measuring arenas) */
+        uint32_t b = (uint32_t)el_lif_scratch_bytes(&L);
+        if (b > scratch) scratch = b;
+    }
     TAKE(net->scratch, uint8_t, scratch, "kernel.scratch", 0);
     return 0;
 }
@@ -284,28 +296,42 @@ void el_net_reset_state(el_net *net)
     }
 }
 
-uint32_t el_net_step(el_net *net, const int16_t *x, int binary_in, int mode, el_clip *clips)
+void el_net_step(el_net *net, const void *x, int x_kind, int binary, int mode, el_clip *clips)
 {
-    uint32_t seen = 0, B = (uint32_t)net->batch;
-    const uint8_t *s = 0;
-    const int16_t *v = x;
-    if (binary_in) {
-        for (uint32_t i = 0; i < B * net->n_in; i++) net->input[i] = (uint8_t)x[i];
-        s = net->input;
-        v = 0;
-    }
+    int B = net->batch;
     for (uint32_t k = 0; k < net->n_layers; k++) {
-        seen += el_layer_step(&net->layer[k], (int)B, v, s, net->cur[k], net->mem[k],
-                              net->spk[k], net->scratch, mode, clips ? &clips[k] : 0);
-        s = net->spk[k];
-        v = 0;
+        el_layer_step(&net->layer[k], B, x, x_kind, binary, net->cur[k], net->mem[k],
+                      net->spk[k], net->scratch, mode, clips ? &clips[k] : 0);
+        x = net->spk[k];
+        x_kind = EL_X_SPIKES;
+        binary = 1;
     }
-    return seen;
+}
+
+static void zero(uint8_t *out, uint32_t a, uint32_t b)
+{
+    if (b > a) memset(out + a, 0, b - a);
 }
 
 void el_net_snapshot(const el_net *net, uint8_t *out)
 {
+    const el_image_desc *d = &net->desc;
     memcpy(out, net->image, net->image_len);
+    /* reserved bytes and padding as a writer produces them: zero */
+    out[29] = 0;
+    zero(out, 36, 40);
+    zero(out, 40 + rd16(out + 30) + rd32(out + 32), d->layer[0].name_off - LAYER_HEADER);
+    for (uint32_t k = 0; k < d->n_layers; k++) {
+        const el_image_layer *L = &d->layer[k];
+        uint32_t next = k + 1 < d->n_layers ? d->layer[k + 1].name_off - LAYER_HEADER
+                                            : net->image_len;
+        zero(out, L->name_off - 2, L->name_off);
+        zero(out, L->name_off + L->name_len, L->w_off);
+        uint32_t w_end = L->w_off + L->n_in * L->n_out;
+        zero(out, w_end, L->v_off ? L->v_off : (L->b_off ? L->b_off : L->t_off));
+        if (L->v_off) zero(out, L->v_off + L->n_out * L->n_out, L->b_off ? L->b_off : L->t_off);
+        zero(out, L->d_off + 2 * L->n_out, next);
+    }
     for (uint32_t k = 0; k < net->n_layers; k++) {
         const el_layer *L = &net->layer[k];
         uint8_t *w = out + net->desc.layer[k].w_off;

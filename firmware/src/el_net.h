@@ -1,7 +1,9 @@
 /* A network from a version-1 device image (docs/fixed-point.md section 7), laid out in an arena.
  *
- * el_image_check() validates an image without allocating (everything the host's reader
- * edgelearn.kernels.image.from_image refuses is refused here, with a one-line reason);
+ * el_image_check() validates an image without allocating (docs/protocol.md section 9, and what
+ * the host's decoder edgelearn.kernels.image.decode_image refuses: layer names must be
+ * UTF-8 identifiers and distinct, layer 0's input_scale that of the header (rtol 1e-6) and
+ * the later layers' 1), with a one-line reason; the metadata is opaque (skipped);
  * el_net_load() then copies the integers into the arena: int8 weights transposed to
  * input-major, neuron constants, state, spike vectors. The float fields of the image (scales,
  * dt) are only validated; the device computes with integers. el_net_snapshot() writes the
@@ -17,7 +19,8 @@
 #include "el_lif.h"
 
 #ifndef EL_MAX_LAYERS
-#define EL_MAX_LAYERS 8
+#define EL_MAX_LAYERS 64          /* docs/protocol.md section 9; a build for one model may
+                                     define fewer (static RAM: one el_layer per layer) */
 #endif
 #define EL_MAX_UNITS 65535u       /* per layer (index lists are uint16) */
 
@@ -50,23 +53,30 @@ typedef struct {
     el_layer layer[EL_MAX_LAYERS];
     int32_t *cur[EL_MAX_LAYERS], *mem[EL_MAX_LAYERS];
     uint8_t *spk[EL_MAX_LAYERS];       /* NULL for a readout */
-    uint8_t *input;                    /* [n_in] the step's input spikes/counts (uint8) */
+    void *input;                       /* [batch][n_in] the step's input: int8, or int16 when
+                                          input_bits > 8 (input_kind) */
+    int input_kind;                    /* EL_X_INT8 or EL_X_INT16 */
     int32_t *output;                   /* [n_out] */
     void *scratch;                     /* the largest layer's el_lif_scratch_bytes */
     int batch;
 } el_net;
 
-/* Lay the network of a checked image out in the arena for `batch` sequences (1 on a device).
+/* Lay the network of a checked image out in the arena for `batch` sequences (1 on a device):
+ * `input`, then per layer weight, recurrent, bias, consts, state, spikes (docs/protocol.md
+ * section 14). fill: copy the image's integers in (0: keep what the buffers hold, a rebuild in
+ * place; or a measuring arena). The scratch buffer is not taken here (el_net_take_scratch).
  * Returns 0, or -1 with the arena's error text (NO_MEMORY). */
 int el_net_load(el_net *net, const el_image_desc *desc, const uint8_t *img, uint32_t len,
-                el_arena *arena, int batch);
+                el_arena *arena, int batch, int fill);
+
+/* `kernel.scratch`: the widest layer's el_lif_scratch_bytes */
+int el_net_take_scratch(el_net *net, el_arena *arena);
 
 void el_net_reset_state(el_net *net);
 
-/* One step: x [batch][n_in] (int16 values; binary_in says they are 0/1), output in
- * net->spk[last] (spiking) or net->mem[last] (readout). Returns active inputs summed over
- * layers (cost accounting). */
-uint32_t el_net_step(el_net *net, const int16_t *x, int binary_in, int mode, el_clip *clips);
+/* One step: x [batch][n_in] of kind x_kind (EL_X_*; binary: all values 0/1), output in
+ * net->spk[last] (spiking) or net->mem[last] (readout). */
+void el_net_step(el_net *net, const void *x, int x_kind, int binary, int mode, el_clip *clips);
 
 /* the network as a device image with the current weights: writes image_len bytes to out */
 void el_net_snapshot(const el_net *net, uint8_t *out);

@@ -4,9 +4,9 @@
  *   el_vectors lif IMAGE.bin FILE.npz       LIF network traces (dense, event, int64/int32)
  *   el_vectors lpl FILE.npz CODES.bin       LPL rate stream (reference and fast update)
  *
- * CODES.bin is the LPL coefficient block of edgelearn.kernels.native.lpl_codes_bytes (116
- * bytes, layout in firmware/README.md). Prints one line per check; exit status 0 when all
- * pass. Built for the host and for Cortex-M under QEMU (files through semihosting).
+ * CODES.bin is the layer's 64-byte LPL block (docs/protocol.md section 8.2). Prints one line
+ * per check; exit status 0 when all pass. Built for the host and for Cortex-M under QEMU
+ * (files through semihosting).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,8 +94,8 @@ static void lif_run(const uint8_t *img, uint32_t len, const npz_file *z, int mod
     el_arena arena;
     el_arena_init(&arena, arena_mem, sizeof arena_mem, 4);
     el_net net;
-    CHECK(el_net_load(&net, &desc, img, len, &arena, (int)B) == 0, "%s: load: %s", label,
-          arena.error);
+    CHECK(el_net_load(&net, &desc, img, len, &arena, (int)B, 1) == 0 &&
+              el_net_take_scratch(&net, &arena) == 0, "%s: load: %s", label, arena.error);
     CHECK(n_in == net.n_in, "%s: n_in", label);
     int binary = 1;
     for (uint32_t i = 0; i < x->count; i++)
@@ -106,7 +106,7 @@ static void lif_run(const uint8_t *img, uint32_t len, const npz_file *z, int mod
     char key[96];
     for (uint32_t t = 0; t < T; t++) {
         for (uint32_t i = 0; i < B * n_in; i++) xin[i] = (int16_t)npz_int(x, t * B * n_in + i);
-        el_net_step(&net, xin, binary, mode, 0);
+        el_net_step(&net, xin, EL_X_INT16, binary, mode, 0);
         for (uint32_t k = 0; k < net.n_layers; k++) {
             const el_layer *L = &net.layer[k];
             uint32_t nl = desc.layer[k].name_len;
@@ -243,7 +243,9 @@ int main(int argc, char **argv)
         uint8_t *codes = read_file(argv[3], &len);
         el_lpl_params p;
         int32_t var_init;
-        if (!codes || el_lpl_codes_parse(codes, (uint32_t)len, &p, &var_init)) {
+        uint32_t bad_off, bad_val;
+        if (!codes || len != EL_LPL_BLOCK_BYTES ||
+            el_lpl_block_parse(codes, &p, &var_init, &bad_off, &bad_val)) {
             printf("FAIL bad coefficient block %s\n", argv[3]);
             return 1;
         }

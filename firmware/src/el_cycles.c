@@ -1,0 +1,38 @@
+#include "el_cycles.h"
+
+#include <string.h>
+
+static const el_cost table[] = {
+    {"cortex-m0plus", 5, 4, 2, 40, 30, 120, 400, 48e6},
+    {"cortex-m4", 1.5, 2, 1, 14, 10, 50, 200, 120e6},
+    {"cortex-m7", 1, 1.5, 1, 10, 7, 40, 150, 480e6},
+    {"linux", 0.5, 1, 0.5, 6, 4, 20, 400, 1.2e9},
+};
+
+const el_cost *el_cost_of(const char *profile)
+{
+    const el_cost *best = &table[1];
+    size_t best_len = 0;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        size_t n = strlen(table[i].core);
+        if (n > best_len && strncmp(profile, table[i].core, n) == 0) {
+            best = &table[i];
+            best_len = n;
+        }
+    }
+    return best;
+}
+
+double el_layer_cycles(const el_cost *c, uint32_t n_in, uint32_t n_out, int64_t active,
+                       uint32_t recurrent_spikes, int learning)
+{
+    double dense = (double)n_in * n_out * c->c_mac;
+    double syn = dense;
+    if (active >= 0) {
+        double ev = (double)active * n_out * c->c_event + n_in * c->c_scan;
+        syn = ev < dense ? ev : dense;
+    }
+    double out = syn + n_out * c->c_neuron + (double)recurrent_spikes * n_out * c->c_event;
+    if (learning) out += (double)n_in * n_out * c->c_lpl + n_out * c->c_lpl_neuron;
+    return out;
+}

@@ -1,0 +1,130 @@
+"""Test helper: the C firmware's host build as a process on a TCP socket, and a minimal
+protocol-v2 requester (one request in flight) that speaks raw frames (edgelearn.link.framing)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import struct
+import subprocess
+import time
+import zlib
+
+from edgelearn.kernels import cbuild
+from edgelearn.link import framing
+from edgelearn.link.framing import Frame, StreamDecoder
+
+V2 = 2
+BUSY, NAK, ERROR = 0x7D, 0x7E, 0x7F
+
+
+class CDevice:
+    """``with CDevice(ram=..., flash=...) as dev: dev.request(type, payload)``."""
+
+    def __init__(self, *args: str, ram: int = 262144, flash: int = 1 << 20,
+                 flash_file: str | None = None) -> None:
+        cmd = [str(cbuild.build("device")), "--port", "socket-server://127.0.0.1:0",
+               "--ram", str(ram), "--flash", str(flash), *args]
+        if flash_file:
+            cmd += ["--flash-file", flash_file]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        url = self.proc.stdout.readline().strip()
+        if not url.startswith("socket://"):
+            err = self.proc.stderr.read()
+            raise RuntimeError(f"C device did not start: {url!r} {err}")
+        host, port = url[len("socket://"):].rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.dec = StreamDecoder(4096)
+        self.seq = 0
+        self.frames: list[Frame] = []
+
+    def __enter__(self) -> "CDevice":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> str:
+        self.sock.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def frame(self, mtype: int, payload: bytes = b"", seq: int | None = None,
+              version: int = V2) -> bytes:
+        if seq is None:
+            seq, self.seq = self.seq, (self.seq + 1) & 0xFF
+        return framing.encode_frame(Frame(mtype, seq & 0xFF, payload, version=version))
+
+    def receive(self, timeout: float = 10.0, skip_busy: bool = True) -> Frame:
+        """The next frame from the device (BUSY keep-alives skipped)."""
+        end = time.monotonic() + timeout
+        while True:
+            while self.frames:
+                f = self.frames.pop(0)
+                if not (skip_busy and f.type == BUSY):
+                    return f
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no frame from the C device")
+            self.sock.settimeout(left)
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("the C device closed the line")
+            self.frames += [f for f in self.dec.feed(data) if isinstance(f, Frame)]
+
+    def request(self, mtype: int, payload: bytes = b"", version: int = V2) -> Frame:
+        self.send(self.frame(mtype, payload, version=version))
+        return self.receive()
+
+    def hello(self, max_payload: int = 1024, window: int = 8) -> Frame:
+        return self.request(0x01, struct.pack("<HB", max_payload, window))
+
+    def upload(self, image: bytes, chunk: int = 1000) -> Frame:
+        r = self.request(0x10, struct.pack("<II", len(image), zlib.crc32(image)))
+        assert r.type == 0x90, error_text(r)
+        for i in range(0, len(image), chunk):
+            r = self.request(0x11, image[i:i + chunk])
+            assert r.type == 0x91, error_text(r)
+        return self.request(0x12)
+
+    def read_all(self, begin: int, read: int, begin_payload: bytes = b"") -> bytes:
+        """PULL_BEGIN/PULL_READ or BLOB_GET/BLOB_READ: the whole snapshot, CRC checked."""
+        r = self.request(begin, begin_payload)
+        assert r.type == begin | 0x80, error_text(r)
+        n, crc = struct.unpack("<II", r.payload)
+        out = b""
+        while len(out) < n:
+            rr = self.request(read, struct.pack("<IH", len(out), min(900, n - len(out))))
+            assert rr.type == read | 0x80, error_text(rr)
+            out += rr.payload[4:]
+        assert zlib.crc32(out) == crc
+        return out
+
+    def power_cycle(self) -> None:
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.2)
+
+
+def error_of(f: Frame) -> tuple[int, int, int, int, str]:
+    """(code, request type, arg0, arg1, text) of an ERROR frame."""
+    assert f.type == ERROR, f"expected ERROR, got 0x{f.type:02x}"
+    code, req, a0, a1 = struct.unpack_from("<BBII", f.payload)
+    return code, req, a0, a1, f.payload[10:].decode("utf-8")
+
+
+def error_text(f: Frame) -> str:
+    return str(error_of(f)) if f.type == ERROR else f"0x{f.type:02x}"
