@@ -109,7 +109,8 @@ def networks(draw):
             name=f"l{k}", weight=rng.integers(-128, 128, (n[k + 1], n[k])),
             alpha=rng.integers(0, 4097, n[k + 1]), beta=rng.integers(0, 4097, n[k + 1]),
             threshold=thr if spiking else rng.integers(-100, 100, n[k + 1]),
-            reset=draw(st.sampled_from(["subtract", "zero"])), spiking=spiking,
+            reset=draw(st.sampled_from(["subtract", "zero", "zero_immediate"])),
+            spiking=spiking,
             bias=rng.integers(-2000, 2000, n[k + 1]) if draw(st.booleans()) else None,
             recurrent=(rng.integers(-128, 128, (n[k + 1], n[k + 1]))
                        if spiking and draw(st.booleans()) else None),

@@ -115,14 +115,10 @@ static void neurons64(const el_layer *L, const int32_t *acc, const void *x_wide,
             if (L->vT) c = el_add64(c, el_shift(rec[i], L->v_shift));
         }
         int64_t cs = el_sat(c, L->state_lo, L->state_hi);
+        if (fired && L->reset == EL_RESET_ZERO_IMMEDIATE) u = 0;
         u = el_add64(u, cs);
-        if (L->spiking) {
-            if (L->reset_zero) {
-                if (fired) u = 0;
-            } else {
-                u = el_sub64(u, fired ? (int64_t)L->threshold[i] : 0);
-            }
-        }
+        if (fired && L->reset == EL_RESET_ZERO) u = 0;
+        if (fired && L->reset == EL_RESET_SUBTRACT) u = el_sub64(u, L->threshold[i]);
         int64_t us = el_sat(u, L->state_lo, L->state_hi);
         if (clip) {
             clip->cur += cs != c;
@@ -157,11 +153,10 @@ static void neurons32(const el_layer *L, const int32_t *acc, const int32_t *rec,
             }
         }
         int32_t cs = c < lo ? lo : (c > hi ? hi : c);
+        if (fired && L->reset == EL_RESET_ZERO_IMMEDIATE) u = 0;
         u += cs;
-        if (fired) {
-            if (L->reset_zero) u = 0;
-            else u -= L->threshold[i];
-        }
+        if (fired && L->reset == EL_RESET_ZERO) u = 0;
+        if (fired && L->reset == EL_RESET_SUBTRACT) u -= L->threshold[i];
         int32_t us = u < lo ? lo : (u > hi ? hi : u);
         if (clip) {
             clip->cur += cs != c;

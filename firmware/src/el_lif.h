@@ -7,6 +7,7 @@
  *   I' = sat( apply_decay(I, alpha) + shift(A, w_shift) + b + shift(V R, v_shift) )
  *   U' = sat( apply_decay(U, beta) + I' - theta R )          reset "subtract"
  *   U' = sat( (apply_decay(U, beta) + I') (1 - R) )          reset "zero"
+ *   U' = sat( apply_decay(U, beta) (1 - R) + I' )            reset "zero_immediate"
  *   S' = U' > theta                 readout (non-spiking): no R, no reset, output U'
  *
  * Weights live input-major in RAM (wT[j * n_out + i] = W[i][j]), so the event-driven path
@@ -22,13 +23,14 @@
 #include <stdint.h>
 
 enum { EL_MODE_AUTO = 0, EL_MODE_DENSE = 1, EL_MODE_EVENT = 2 };
+enum { EL_RESET_SUBTRACT = 0, EL_RESET_ZERO = 1, EL_RESET_ZERO_IMMEDIATE = 2 };
 
 /* what a layer input buffer holds: 0/1 spikes (uint8), or integers (int8 / int16) */
 enum { EL_X_SPIKES = 0, EL_X_INT8 = 1, EL_X_INT16 = 2 };
 
 typedef struct {
     uint32_t n_in, n_out;
-    uint8_t spiking, recurrent, reset_zero, state_bits;
+    uint8_t spiking, recurrent, reset, state_bits;    /* reset: EL_RESET_* */
     int8_t w_shift, v_shift;
     uint8_t in_binary;        /* the input is 0/1 spikes (every layer but possibly the first) */
     uint8_t in_bits;          /* signed width of a non-binary input */

@@ -92,9 +92,9 @@ int el_image_check(const uint8_t *img, uint32_t len, el_image_desc *d, char *err
         if (li == 0 || lo == 0 || (uint64_t)li * lo > (1u << 28))
             FAIL("device image layer %lu: implausible size %lux%lu", (unsigned long)k,
                  (unsigned long)lo, (unsigned long)li);
-        if (flags & ~0xFu)
-            FAIL("device image layer %lu: undefined flag bits 0x%02x", (unsigned long)k,
-                 (unsigned)flags);
+        if ((flags & 0xE0u) || (flags & 0x18u) == 0x18u)
+            FAIL("device image layer %lu: flags 0x%02x name no known layer kind (reserved bits "
+                 "or two reset modes)", (unsigned long)k, (unsigned)flags);
         if (li > EL_MAX_UNITS || lo > EL_MAX_UNITS)
             FAIL("device image layer %lu: %lux%lu exceeds this firmware's %lu units per layer",
                  (unsigned long)k, (unsigned long)lo, (unsigned long)li,
@@ -230,7 +230,9 @@ int el_net_load(el_net *net, const el_image_desc *d, const uint8_t *img, uint32_
         L->n_out = no;
         L->spiking = (I->flags & EL_IMG_F_SPIKING) != 0;
         L->recurrent = (I->flags & EL_IMG_F_RECURRENT) != 0;
-        L->reset_zero = (I->flags & EL_IMG_F_RESET_ZERO) != 0;
+        L->reset = (I->flags & EL_IMG_F_RESET_ZERO) ? EL_RESET_ZERO
+                   : (I->flags & EL_IMG_F_RESET_IMMEDIATE) ? EL_RESET_ZERO_IMMEDIATE
+                                                           : EL_RESET_SUBTRACT;
         L->state_bits = I->state_bits;
         L->w_shift = I->w_shift;
         L->v_shift = I->v_shift;

@@ -24,7 +24,10 @@
 #endif
 #define EL_MAX_UNITS 65535u       /* per layer (index lists are uint16) */
 
-enum { EL_IMG_F_SPIKING = 1, EL_IMG_F_RECURRENT = 2, EL_IMG_F_BIAS = 4, EL_IMG_F_RESET_ZERO = 8 };
+enum {
+    EL_IMG_F_SPIKING = 1, EL_IMG_F_RECURRENT = 2, EL_IMG_F_BIAS = 4, EL_IMG_F_RESET_ZERO = 8,
+    EL_IMG_F_RESET_IMMEDIATE = 16
+};
 
 typedef struct {
     uint32_t n_in, n_out, flags;
