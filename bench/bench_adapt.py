@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelearn.adapt.bundle import load_bundle
-from edgelearn.adapt.features import head_features
+from edgelearn.device.features import head_features
 from edgelearn.adapt.head_training import train_head
 from edgelearn.adapt.loop import LoopConfig, run_adaptation
 from edgelearn.adapt.session import make_target

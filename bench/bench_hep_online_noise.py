@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Online training of an hEP head under white state noise: real hEP vs centered EP, per amplitude.
 
-Data: the head features of the shipped speech model (edgelearn.adapt.features.head_features:
+Data: the head features of the shipped speech model (edgelearn.device.features.head_features:
 last-hidden-layer spike rates and readout scores, 138 values per sample, z-scored on the
 training split). The training split is cut into 3,500 training and 500 validation samples;
 accuracy is reported on the 1,000-sample test split. Every run trains a fresh 138-32-10
@@ -59,7 +59,7 @@ _DATA = None
 def speech_features():
     """(Xtr, ytr, Xva, yva, Xte, yte): z-scored head features of models/speech_digits.onnx."""
     from edgelearn.adapt.bundle import load_bundle
-    from edgelearn.adapt.features import head_features
+    from edgelearn.device.features import head_features
     from edgelearn.data import load_speech_digits
     bundle = load_bundle(ROOT / "models" / "speech_digits.onnx")
     readout = bundle.network.meta.get("readout", "max")

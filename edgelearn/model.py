@@ -172,6 +172,23 @@ class LayerChain:
         return dataclasses.replace(self, **changes)
 
 
+def hidden_layer_indices(layers) -> tuple[int, ...]:
+    """Indices of the spiking layers before the output layer (the LPL candidates), or of every
+    spiking layer when no earlier layer spikes. Works on float and integer layers alike."""
+    spiking = [k for k, la in enumerate(layers) if la.spiking]
+    return tuple(k for k in spiking if k < len(layers) - 1) or tuple(spiking)
+
+
+def feature_layer_index(layers) -> int:
+    """The feature layer: the layer whose spike counts feed the head and the features of a
+    sample (docs/protocol.md, "Sample mode"): the last of :func:`hidden_layer_indices`.
+    The one definition every part of edgelearn uses; ModelError if no layer spikes."""
+    hidden = hidden_layer_indices(layers)
+    if not hidden:
+        raise ModelError("the model has no spiking layer to take features from")
+    return hidden[-1]
+
+
 @dataclass(frozen=True, eq=False)
 class Network(LayerChain):
     """A feed-forward chain of layers; layer k's input is layer k-1's output.

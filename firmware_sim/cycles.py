@@ -80,3 +80,23 @@ def worst_case_cycles(cost: CoreCost, shapes: list[tuple[int, int, bool]]) -> in
     for n_in, n_out, rec in shapes:
         total += layer_cycles(cost, n_in, n_out, None, n_out if rec else 0)
     return int(round(total))
+
+
+def run_cycles(cost: CoreCost, shapes: list[tuple[int, int]], activity, learning: list[bool]
+               ) -> float:
+    """Cycles of the steps an engine ran: ``activity`` int [T, L, 2] holds per step and layer
+    the active (nonzero) inputs and the recurrent spikes of the previous step; ``learning``
+    says which layers ran LPL. Each step is priced as :func:`layer_cycles` (event path where
+    cheaper) plus ``c_step``."""
+    import numpy as np
+    act = np.asarray(activity, dtype=np.float64)
+    T = act.shape[0]
+    total = cost.c_step * T
+    for k, (n_in, n_out) in enumerate(shapes):
+        dense = n_in * n_out * cost.c_mac
+        event = act[:, k, 0] * n_out * cost.c_event + n_in * cost.c_scan
+        total += float(np.minimum(dense, event).sum()) + T * n_out * cost.c_neuron
+        total += float(act[:, k, 1].sum()) * n_out * cost.c_event
+        if learning[k]:
+            total += T * (n_in * n_out * cost.c_lpl + n_out * cost.c_lpl_neuron)
+    return total

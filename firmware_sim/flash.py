@@ -7,15 +7,19 @@ the slot's data area (``slot_size = size // 2 - 64`` bytes). Slot header (little
 
 ``header_crc`` is CRC-32 (zlib) of the 16 bytes before it. A slot is *valid* when its magic and
 header CRC match and CRC-32 of its ``length`` data bytes equals ``crc``; the *active* slot is
-the valid slot with the highest generation. Erased flash reads 0xFF.
+the newest valid slot, generations compared as serial numbers (RFC 1982: A is newer than B
+when (A - B) mod 2^32 lies in 1..2^31-1), so generation 0xFFFFFFFF is followed by 0. Erased
+flash reads 0xFF. The device boots the newest valid slot whose image runs (``valid_slots``
+lists them newest first) and falls back to the older one.
 
-An upload writes the inactive slot's data area (``begin`` erases it, ``write`` appends) and
-``commit`` writes its header with generation = active + 1 and the announced CRC, after checking
-it. The header write is the single commit point: until it happens the previous slot stays
+An upload writes the slot that is not running (``begin`` erases it, ``write`` appends) and
+``commit`` writes its header with generation = newest valid + 1 (mod 2^32) and the announced
+CRC. The header write is the single commit point: until it happens the previous slot stays
 active, so a reset at any moment of an upload leaves the previous model intact.
 
 Persistence: the whole flash is written to ``path`` (atomically, temp file + rename) at every
-commit; data written between ``begin`` and ``commit`` lives only in the process, exactly like
+commit (a failed write leaves the slot uncommitted; the folder must be writable when the
+simulator starts); data written between ``begin`` and ``commit`` lives only in the process, exactly like
 an interrupted upload whose slot a device would treat as erased. A restarted simulator with the
 same file boots the last committed model.
 """
@@ -28,6 +32,7 @@ import zlib
 from dataclasses import dataclass
 
 from edgelearn.atomic import atomic_write_bytes
+from edgelearn.errors import EdgelearnError
 
 SLOT_HEADER_BYTES = 64
 MAGIC = b"ELSL"
@@ -42,8 +47,14 @@ class SlotInfo:
     crc: int
 
 
-class FlashError(Exception):
-    """Raised to the device logic, which turns it into an error frame."""
+class FlashError(EdgelearnError):
+    """Raised to the device logic, which turns it into an error frame (and by the simulator's
+    start, which turns it into one error line)."""
+
+
+def newer(a: int, b: int) -> bool:
+    """Whether generation ``a`` is newer than ``b`` (serial-number arithmetic mod 2^32)."""
+    return 1 <= (a - b) % (1 << 32) < (1 << 31)
 
 
 class Flash:
@@ -59,6 +70,12 @@ class Flash:
         self.slot_size = self.region - SLOT_HEADER_BYTES
         self.mem = bytearray(b"\xff" * self.size)
         self.loaded_from_file = False
+        if self.path:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            if os.path.isdir(self.path) or not os.access(folder, os.W_OK | os.X_OK) or \
+                    (os.path.exists(self.path) and not os.access(self.path, os.R_OK)):
+                raise FlashError(f"flash file {self.path} cannot be written (its folder must be "
+                                 f"writable and the file readable)")
         if self.path and os.path.exists(self.path):
             with open(self.path, "rb") as fh:
                 data = fh.read()
@@ -90,15 +107,24 @@ class Flash:
             return None
         return SlotInfo(slot, gen, length, crc)
 
+    def valid_slots(self) -> list[SlotInfo]:
+        """The valid slots, newest first (serial-number order; equal generations: slot 0)."""
+        infos = [i for i in (self.slot_info(0), self.slot_info(1)) if i is not None]
+        if len(infos) == 2 and newer(infos[1].generation, infos[0].generation):
+            infos.reverse()
+        return infos
+
     def active(self) -> SlotInfo | None:
-        """The valid slot with the highest generation, or None (cached until the next commit:
-        nothing else can change it, an upload only ever writes the inactive slot)."""
+        """The newest valid slot, or None (cached until the next commit)."""
         if self._active is False:
-            infos = [i for i in (self.slot_info(0), self.slot_info(1)) if i is not None]
-            self._active = max(infos, key=lambda i: i.generation) if infos else None
+            infos = self.valid_slots()
+            self._active = infos[0] if infos else None
         return self._active
 
-    def inactive_slot(self) -> int:
+    def inactive_slot(self, running: int | None = None) -> int:
+        """The slot an upload may erase: the one not ``running`` (default: not the newest)."""
+        if running is not None:
+            return 1 - running
         act = self.active()
         return 0 if act is None else 1 - act.slot
 
@@ -114,11 +140,12 @@ class Flash:
         return bytes(self.mem[base + offset:base + offset + length])
 
     # -- upload --------------------------------------------------------------------------------
-    def begin(self, length: int) -> int:
-        """Erase the inactive slot (header and data) and prepare to receive ``length`` bytes."""
+    def begin(self, length: int, running: int | None = None) -> int:
+        """Erase the slot that is not ``running`` (header and data) and prepare to receive
+        ``length`` bytes."""
         if length > self.slot_size:
             raise FlashError(f"image of {length} B does not fit a {self.slot_size} B slot")
-        slot = self.inactive_slot()
+        slot = self.inactive_slot(running)
         base = self._base(slot)
         self.mem[base:base + self.region] = b"\xff" * self.region
         self._writing, self._wpos, self._wlen = slot, 0, int(length)
@@ -158,14 +185,19 @@ class Flash:
             raise FlashError(f"upload incomplete: {self._wpos} of {self._wlen} B received")
         slot = self._writing
         act = self.active()
-        gen = 1 if act is None else act.generation + 1
+        gen = 1 if act is None else (act.generation + 1) & 0xFFFFFFFF
         head = struct.pack("<4sIII", MAGIC, gen, self._wlen, crc)
         hdr = head + struct.pack("<I", zlib.crc32(head) & 0xFFFFFFFF)
         base = self._base(slot)
+        before = bytes(self.mem[base:base + len(hdr)])
         self.mem[base:base + len(hdr)] = hdr
+        try:
+            self.persist()
+        except OSError:
+            self.mem[base:base + len(hdr)] = before     # not committed
+            raise
         self._writing = None
         self._active = False
-        self.persist()
         info = self.slot_info(slot)
         if info is None:
             raise FlashError(f"slot {slot} does not verify after commit")

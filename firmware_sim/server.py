@@ -12,7 +12,7 @@ Ports (``read(limit, timeout) -> bytes | None``; None means "the client went awa
   client (or exits with ``--exit-on-close``). The slave path is printed on stdout.
 * TcpPort: listens on host:port (port 0 picks one), prints ``socket://host:port``, serves one
   client at a time (pyserial's socket:// connects to it).
-* url_port: any pyserial URL or device path through edgelearn.link.transport (a real UART, a
+* url_port: any pyserial URL or device path opened with pyserial (a real UART, a
   socket:// server elsewhere).
 
 Pacing: with ``baud`` > 0 each direction carries at most baud/10 bytes per second (8N1: ten bit
@@ -30,9 +30,12 @@ import select
 import signal
 import socket
 import sys
+import threading
 import time
 import tty
+from collections import deque
 
+from edgelearn.link import framing
 from firmware_sim.device import Device
 
 SLACK = 0.020   # seconds the pacing clock may lag (receive FIFO / DMA ring of a board)
@@ -139,7 +142,8 @@ class TcpPort:
 
 
 class TransportPort:
-    """Server port over an edgelearn Transport: a pyserial URL or an in-process pipe end."""
+    """Server port over a byte pipe with ``read(timeout)``/``write``/``close`` and ``url``: a
+    UART opened with pyserial, or the device end of an in-process pipe (inprocess.py)."""
 
     def __init__(self, transport) -> None:
         self.t = transport
@@ -156,24 +160,67 @@ class TransportPort:
         self.t.close()
 
 
-def url_port(url: str) -> TransportPort:
-    """Serve a device path or pyserial URL (opened through edgelearn.link.transport)."""
-    from edgelearn.link.transport import open_transport
-    return TransportPort(open_transport(url))
+class UartPort:
+    """A device path or pyserial URL served as the board's UART (pyserial directly: the
+    device side has its own line driver, not the host's transports)."""
+
+    def __init__(self, url: str) -> None:
+        import serial
+        try:
+            self.port = serial.serial_for_url(url, timeout=0, write_timeout=10)
+        except (serial.SerialException, ValueError) as exc:
+            raise OSError(f"cannot open {url!r}: {exc}") from None
+        self.announce = url
+
+    def read(self, limit: int, timeout: float) -> bytes | None:
+        self.port.timeout = timeout
+        return self.port.read(limit)
+
+    def write(self, data: bytes) -> int:
+        return self.port.write(data) or 0
+
+    def close(self) -> None:
+        self.port.close()
+
+
+def url_port(url: str) -> UartPort:
+    """Serve a device path or pyserial URL (a real UART, a socket:// server elsewhere)."""
+    return UartPort(url)
+
+
+BUSY_AFTER = 0.010       # a request running this long gets a BUSY keep-alive (docs/protocol.md)
+BUSY_EVERY = 0.025       # and another at least this often until its reply
 
 
 class Server:
-    """Moves bytes between a port and a Device, with optional baud pacing and reset injection."""
+    """Moves bytes between a port and a Device, with optional baud pacing and reset injection.
+
+    The I/O loop (``run``) reads and writes the port; a worker thread feeds the received bytes
+    to the device in order, so the loop keeps the line serviced while a long request executes
+    and sends the BUSY keep-alives of docs/protocol.md section 3. The transmit queue is bounded
+    (``tx_limit`` bytes): a frame that would overflow it is dropped, as a UART transmit ring
+    would, and the host recovers it by retransmission (one log line per burst of drops).
+    """
 
     def __init__(self, device: Device, port, baud: int = 0, exit_on_close: bool = False,
                  reset_after_bytes: int = 0) -> None:
+        if baud < 0:
+            raise ValueError(f"baud must be >= 0, got {baud}")
         self.device, self.port, self.baud = device, port, int(baud)
         self.exit_on_close = exit_on_close
         self.reset_after_bytes = int(reset_after_bytes)
         self.rx_bytes = 0
         self.out = bytearray()
+        self.tx_limit = 4 * device.window * framing.max_wire_len(device.max_payload) + 4096
+        self.tx_dropped = 0
+        self._dropping = False
         self.stop = False
         self.reset_requested = False
+        self._inbox: deque = deque()
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._busy_seq: tuple[int, float] | None = None
+        self._busy_last = 0.0
 
     def request_reset(self, *_args) -> None:
         self.reset_requested = True
@@ -181,31 +228,105 @@ class Server:
     def request_stop(self, *_args) -> None:
         self.stop = True
 
+    # -- the worker: the device's execution, in arrival order ----------------------------------
+    def _queue(self, item) -> None:
+        with self._work:
+            self._inbox.append(item)
+            self._work.notify()
+
+    def _emit(self, data: bytes) -> None:
+        """Append to the bounded transmit queue (drop what does not fit)."""
+        if not data:
+            return
+        with self._lock:
+            if len(self.out) + len(data) > self.tx_limit:
+                self.tx_dropped += 1
+                if not self._dropping:
+                    self._dropping = True
+                    self.device.log(f"transmit queue full ({self.tx_limit} B): dropping frames "
+                                    f"until the host reads")
+                return
+            self._dropping = False
+            self.out += data
+
+    def _worker(self) -> None:
+        while True:
+            with self._work:
+                while not self._inbox and not self.stop:
+                    self._work.wait(0.05)
+                if self.stop and not self._inbox:
+                    return
+                item = self._inbox.popleft()
+            if item == "reset":
+                self.device.reboot()
+                with self._lock:
+                    self.out.clear()
+            elif item == "closed":
+                self.device.session = False
+                self.device.decoder.reset()
+                with self._lock:
+                    self.out.clear()
+            else:
+                try:
+                    reply = self.device.feed(item)
+                except Exception as exc:   # pragma: no cover - the device answers everything
+                    self.device.log(f"device failed on received bytes: {exc!r}")
+                    reply = b""
+                self._emit(reply)
+
+    def _keepalive(self) -> None:
+        ex = self.device.executing
+        if ex is None:
+            return
+        seq, t0 = ex
+        now = time.monotonic()
+        if now - t0 < BUSY_AFTER:
+            return
+        if self._busy_seq != ex or now - self._busy_last >= BUSY_EVERY:
+            self._busy_seq, self._busy_last = ex, now
+            self._emit(self.device.busy_frame(seq, int((now - t0) * 1000)))
+
+    # -- the I/O loop ----------------------------------------------------------------------------
     def run(self) -> None:
+        worker = threading.Thread(target=self._worker, daemon=True)
+        worker.start()
+        try:
+            self._loop()
+        finally:
+            self.stop = True
+            with self._work:
+                self._work.notify()
+            worker.join(5)
+
+    def _loop(self) -> None:
         byte_time = 10.0 / self.baud if self.baud else 0.0
         quantum = max(1, int(0.002 / byte_time)) if byte_time else 65536
         rx_free = tx_free = time.monotonic()
         while not self.stop:
             if self.reset_requested:
                 self.reset_requested = False
-                self.device.reboot()
-                self.out.clear()
+                self._queue("reset")
+            self._keepalive()
             now = time.monotonic()
-            if self.out and now >= tx_free:
-                n = self.port.write(bytes(self.out[:quantum]))
-                del self.out[:n]
+            with self._lock:
+                pending = bytes(self.out[:quantum]) if self.out and now >= tx_free else b""
+            if pending:
+                n = self.port.write(pending)
+                with self._lock:
+                    del self.out[:n]
                 if byte_time:
                     tx_free = max(now - SLACK, tx_free) + n * byte_time
             now = time.monotonic()
             if now < rx_free:
                 time.sleep(min(rx_free - now, 0.002))
                 continue
-            wait = 0.0 if self.out else (0.002 if byte_time else 0.05)
+            with self._lock:
+                waiting = bool(self.out)
+            busy = self.device.executing is not None or bool(self._inbox)
+            wait = 0.0 if waiting else (0.002 if (byte_time or busy) else 0.05)
             data = self.port.read(quantum, wait)
             if data is None:                 # the client closed the line
-                self.device.session = False
-                self.device.decoder.reset()
-                self.out.clear()
+                self._queue("closed")
                 if self.exit_on_close:
                     return
                 continue
@@ -216,14 +337,14 @@ class Server:
             if self.reset_after_bytes and self.rx_bytes < self.reset_after_bytes \
                     <= self.rx_bytes + len(data):
                 cut = self.reset_after_bytes - self.rx_bytes
-                self.out += self.device.feed(data[:cut])
-                self.device.reboot()
-                self.out.clear()
+                self._queue(bytes(data[:cut]))
+                self._queue("reset")
                 self.device.log(f"injected reset after {self.reset_after_bytes} received bytes")
                 self.rx_bytes += cut
                 data = data[cut:]
             self.rx_bytes += len(data)
-            self.out += self.device.feed(data)
+            if data:
+                self._queue(bytes(data))
 
 
 def install_signals(server: Server) -> None:

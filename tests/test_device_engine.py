@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgelearn.adapt.bundle import load_bundle
-from edgelearn.adapt.features import head_features
+from edgelearn.device.features import head_features
 from edgelearn.data.randman import randman_splits
 from edgelearn.device.engine import EngineConfig
 from edgelearn.device.head import DeviceHead

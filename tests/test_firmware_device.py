@@ -8,6 +8,7 @@ from edgelearn.kernels.lif_fixed import qrun
 from edgelearn.link import framing
 from edgelearn.link import messages as m
 from edgelearn.link.framing import Frame, StreamDecoder, crc32, encode_frame
+from edgelearn.rules import lpl_rate
 from firmware_sim.cycles import COSTS, core_of, worst_case_cycles
 from firmware_sim.device import Device
 from firmware_sim.flash import Flash
@@ -20,7 +21,8 @@ class Host:
     def __init__(self, dev: Device) -> None:
         self.dev, self.seq, self.dec = dev, 0, StreamDecoder(4096)
 
-    def raw(self, msg: m.Message, seq: int | None = None, version: int = 1) -> list:
+    def raw(self, msg: m.Message, seq: int | None = None,
+            version: int = framing.PROTOCOL_VERSION) -> list:
         s = self.seq if seq is None else seq
         if seq is None:
             self.seq = (self.seq + 1) & 0xFF
@@ -49,17 +51,24 @@ def test_no_session_then_hello_reports_limits():
     err = h(m.Telemetry())
     assert isinstance(err, m.Error) and err.code == m.E_NO_SESSION
     info = h(m.Hello())
-    assert info.protocol_version == 1 and info.ram == 64 * 1024 and info.flash == 256 * 1024
+    assert info.protocol_version == 2 and info.ram == 64 * 1024 and info.flash == 256 * 1024
     assert info.active_slot == m.NO_SLOT and info.weight_bits == 8 and info.decay_bits == 12
 
 
 def test_wrong_version_is_refused_naming_both_versions():
     logs = []
     dev = Device(ram=64 * 1024, flash=256 * 1024, log=logs.append)
-    (seq, err), = Host(dev).raw(m.Hello(), version=2)
-    assert err.code == m.E_VERSION and (err.arg0, err.arg1) == (1, 2)
-    assert "host speaks version 2, this device speaks version 1" in err.text
-    assert "host speaks version 2" in logs[0] and not dev.session
+    host = Host(dev)
+    (seq, err), = host.raw(m.Hello(), version=1)
+    assert err.code == m.E_VERSION and (err.arg0, err.arg1) == (2, 1)
+    assert "host speaks version 1, this device speaks version 2" in err.text
+    assert "host speaks version 1" in logs[0] and not dev.session
+    for _ in range(5):                       # one log line per burst, not per frame
+        host.raw(m.Ping(b"x"), version=1)
+    assert len(logs) == 1
+    host.raw(m.Hello())                      # a frame of the right version ends the burst
+    host.raw(m.Ping(b"x"), version=3)
+    assert len(logs) == 2 and "version 3" in logs[1]
 
 
 def test_upload_commit_and_inference_is_bit_exact_with_host_kernel():
@@ -132,10 +141,12 @@ def test_learning_state_that_does_not_fit_is_refused():
     h = Host(dev)
     h(m.Hello())
     assert upload(h, test_image(n_in=100, n_hidden=100)).generation == 1
+    qnet = test_qnetwork(n_in=100, n_hidden=100)
     # decorrelation needs 4 * n_out^2 bytes (40 KB) of LPL state
-    err = h(m.Learn(1, 0, ((m.LEARN_PARAM_IDS["lam_decorr"], 1.0),)))
-    assert err.code == m.E_NO_MEMORY
-    ok = h(m.Learn(1, 0, ((m.LEARN_PARAM_IDS["eta"], 0.01),)))
+    big = lpl_rate.layer_codes(lpl_rate.Params(lam_decorr=1.0), qnet.layers[0])
+    err = h(m.Learn(1, 0, 1, big))
+    assert err.code == m.E_NO_MEMORY and err.arg0 == 4 * 100 * 100
+    ok = h(m.Learn(1, 0, 1, lpl_rate.layer_codes(lpl_rate.Params(eta=0.01), qnet.layers[0])))
     assert ok.enable == 1 and ok.layer == 0
 
 
@@ -163,7 +174,8 @@ def test_pull_returns_learned_weights_and_telemetry_counts():
     h(m.Hello())
     qnet = test_qnetwork()
     upload(h, to_image(qnet))
-    h(m.Learn(1, m.LAYER_DEFAULT, ((1, 0.05), (10, 0.0))))
+    h(m.Learn(1, m.LAYER_DEFAULT, 1, lpl_rate.layer_codes(lpl_rate.Params(eta=0.05, warmup=0),
+                                                          qnet.layers[0])))
     x = (np.random.default_rng(2).random((40, qnet.n_in)) < 0.3).astype(np.uint8)
     h(m.Infer(40, qnet.n_in, 0, np.packbits(x, axis=1, bitorder="little").tobytes()))
     head = h(m.PullBegin())
@@ -180,7 +192,7 @@ def test_pull_returns_learned_weights_and_telemetry_counts():
 def test_garbage_and_echoes_are_ignored():
     dev = make()
     assert dev.feed(bytes(range(256)) * 4) == b""
-    echo = encode_frame(Frame(m.HELLO | m.REPLY, 0, b"", 1, framing.FLAG_DEVICE))
+    echo = encode_frame(Frame(m.HELLO | m.REPLY, 0, b"", 2, framing.FLAG_DEVICE))
     assert dev.feed(echo) == b""
     assert dev.frames_bad >= 2
 
@@ -191,7 +203,10 @@ def test_read_flash_range_checked():
     img = test_image()
     slot = upload(h, img).slot
     assert h(m.ReadFlash(slot, 10, 20)).data == img[10:30]
-    assert h(m.ReadFlash(slot, len(img) - 5, 10)).code == m.E_RANGE
+    err = h(m.ReadFlash(slot, len(img) - 5, 10))
+    assert err.code == m.E_RANGE and (err.arg0, err.arg1) == (len(img) + 5, len(img))
+    err = h(m.ReadFlash(slot, 0, 2000))          # the reply would not fit max_payload
+    assert err.code == m.E_BAD_PARAM and (err.arg0, err.arg1) == (5, 2000)
 
 
 def test_flash_too_small_and_wrong_file_size(tmp_path):

@@ -1,7 +1,7 @@
 import numpy as np
 
 from edgelearn.device.hep_factored import accumulator_count, factored_hep_update
-from edgelearn.rules.hep import EnergyHead
+from edgelearn.rules.hep import EnergyHead, schemes
 
 
 def test_factored_update_equals_full_estimator():
@@ -12,7 +12,8 @@ def test_factored_update_equals_full_estimator():
         x = rng.normal(size=20)
         g = h1.hep_gradient(x, 3, 0.5, 4)
         h1.apply(g, 0.1)
-        info = factored_hep_update(h2, x, 3, 0.1, 0.5, 4)
+        sc = schemes.hep_scheme(4)
+        info = factored_hep_update(h2, x, 3, 0.1, 0.5, sc.nodes, sc.weights)
         assert info["applied"]
         for a, b in zip(h1.weights + h1.biases, h2.weights + h2.biases):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)

@@ -59,3 +59,125 @@ def test_imports_respect_layers(path):
             if key in ("__init__", "__main__"):
                 continue
             assert LEVEL.get(other, 3) <= mine, f"{where} (layer {mine} -> {LEVEL.get(other)})"
+
+
+# -- the device side: firmware_sim imports only what a firmware would have -------------------
+
+FIRMWARE = ROOT / "firmware_sim"
+FIRMWARE_MAY_USE = ("edgelearn.errors", "edgelearn.fixed", "edgelearn.atomic", "edgelearn.model",
+                    "edgelearn.kernels", "edgelearn.rules", "edgelearn.device",
+                    "edgelearn.memory.arena", "edgelearn.memory.layout",
+                    "edgelearn.memory.profiles", "edgelearn.link.framing", "edgelearn.link.cobs",
+                    "edgelearn.link.messages", "edgelearn.link.blobs")
+# the in-process harness is the cable between a host and a simulated board (tests, benchmarks),
+# not device code: it alone may use the host's pipes
+FIRMWARE_HARNESS = {"inprocess.py": ("edgelearn.link.transport", "edgelearn.link.pipe")}
+
+
+@pytest.mark.parametrize("path", sorted(FIRMWARE.rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_firmware_sim_imports_only_device_code(path):
+    extra = FIRMWARE_HARNESS.get(path.name, ())
+    tree = ast.parse(path.read_text(), filename=str(path))
+    imported = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            imported += [(f"{node.module}.{a.name}", node.lineno) for a in node.names]
+    for name, line in imported:
+        where = f"{path.relative_to(ROOT)}:{line} imports {name}"
+        if name == "edgelearn" or not name.startswith("edgelearn."):
+            assert name.split(".")[0] not in ("torch", "pickle", "onnx", "onnxruntime"), where
+            continue
+        assert name.startswith(FIRMWARE_MAY_USE + extra), where
+
+
+# -- no import cycles: between modules, and between the packages of one layer ---------------
+
+def _module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    return name.removesuffix(".__init__")
+
+
+MODULES = {_module_name(p): p for p in SOURCES}
+
+
+def _edges(path: Path) -> set[str]:
+    """Modules of edgelearn that ``path`` imports (any import statement, lazy ones included;
+    ``from pkg import sub`` is an edge to the submodule ``pkg.sub``)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    me = _module_name(path)
+    out = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            mod = node.module
+            if node.level:
+                base = me.split(".")[: len(me.split(".")) - node.level
+                                    + (1 if path.name == "__init__.py" else 0)]
+                mod = ".".join(base + [node.module])
+            names = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in MODULES else mod
+                     for a in node.names]
+        for n in names:
+            while n and n not in MODULES:
+                n = n.rpartition(".")[0]
+            if n and n != me:
+                out.add(n)
+    return out
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one node (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycle_between_modules():
+    graph = {name: _edges(path) for name, path in MODULES.items()}
+    assert _cycles(graph) == []
+
+
+def test_no_import_cycle_between_packages():
+    graph: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        me = _module_key(path)
+        if me in ("__init__", "__main__"):
+            continue
+        for dep in _edges(path):
+            other = dep.split(".")[1] if "." in dep else "__init__"
+            if other != me:
+                graph.setdefault(me, set()).add(other)
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -96,23 +96,24 @@ def test_sigusr1_reset_through_faulty_sim_url():
 
 def test_wrong_protocol_version_fails_clearly_on_both_sides():
     proc = subprocess.Popen([sys.executable, "-m", "firmware_sim", "--port",
-                             "socket-server://127.0.0.1:0", "--protocol-version", "2"],
+                             "socket-server://127.0.0.1:0", "--protocol-version", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()
-        with pytest.raises(LinkError, match="protocol version mismatch: host speaks version 1, "
-                                            "device speaks version 2"):
+        with pytest.raises(LinkError, match="protocol version mismatch: host speaks version 2, "
+                                            "device speaks version 3"):
             Client(url)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=5)
-    assert "protocol version mismatch: host speaks version 1, this device speaks version 2" \
+    assert "protocol version mismatch: host speaks version 2, this device speaks version 3" \
         in err
+    assert err.count("protocol version mismatch") == 1     # one line per burst
     logs = []
     with InProcessBoard("socketpair", ram=64 * 1024, flash=256 * 1024, log=logs.append) as b:
-        with pytest.raises(LinkError, match="host speaks version 3, device speaks version 1"):
-            Client(b.host, protocol_version=3)
-    assert any("host speaks version 3, this device speaks version 1" in line for line in logs)
+        with pytest.raises(LinkError, match="host speaks version 1, device speaks version 2"):
+            Client(b.host, protocol_version=1)      # a version-1 host is refused
+    assert any("host speaks version 1, this device speaks version 2" in line for line in logs)
 
 
 def test_timeouts_name_the_message_and_loopback_is_detected():

@@ -127,16 +127,16 @@ def test_every_message_roundtrips():
             m.UploadBeginReply(1, 4096), m.UploadData(b"\0" * 5), m.UploadDataReply(5),
             m.UploadCommit(), m.UploadCommitReply(0, 5, 1, 2), m.ReadFlash(1, 2, 3),
             m.ReadFlashReply(2, b"xyz"), m.Infer(2, 9, 1, bytes(4)), m.InferReply(2, 3, 0, b"\1\2"),
-            m.Learn(1, 255, ((1, 0.5), (6, 100.0))), m.LearnReply(1, 0, 3), m.PullBegin(),
+            m.Learn(1, 255, 7, bytes(range(64))), m.Learn(0, 3, 0, None), m.LearnReply(1, 0, 3), m.PullBegin(),
             m.PullBeginReply(5, 6), m.PullRead(0, 10), m.PullReadReply(0, b"q"), m.Telemetry(),
-            m.TelemetryReply(*range(13), 1, 0, 5, 6), m.Reset(1), m.ResetReply(1), m.Nak(9, 5),
+            m.TelemetryReply(*range(19), 1, 0, 1), m.Busy(12), m.Reset(1), m.ResetReply(1), m.Nak(9, 5),
             m.BlobBegin(1, 2, 3), m.BlobBeginReply(1, 2), m.BlobData(b"{}"), m.BlobDataReply(2),
             m.BlobEnd(), m.BlobEndReply(1, 2, 3), m.BlobGet(3), m.BlobGetReply(4, 5),
             m.BlobRead(0, 9), m.BlobReadReply(0, b"z"), m.Sample(2, 9, 3, bytes(18)),
-            m.SampleReply(1, 2, 3, 4, b"\0" * 8), m.Teach(3), m.TeachReply(1, 0), m.Mode(1, 0),
+            m.SampleReply(1, 1, 3, 2, 0, 4, 5, b"\0" * 8), m.Teach(3), m.TeachReply(1, 0, 2), m.Mode(1, 0),
             m.ModeReply(1, 0),
             m.Error(m.E_NO_MEMORY, m.UPLOAD_COMMIT, 1, 2, b"text"),
-            m.HelloReply(1, 1, 8, 16, 32, 12, 1, 2, 3, 1024, 8, 0, 255, 0, 0, 0, "cortex-m4")]
+            m.HelloReply(2, 1, 8, 16, 32, 12, 1, 2, 3, 1024, 8, 0, 255, 0, 0, 0, "cortex-m4")]
     assert {type(x) for x in msgs} == set(m.MESSAGES.values())
     for msg in msgs:
         _roundtrip(msg)

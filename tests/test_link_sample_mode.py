@@ -2,7 +2,6 @@
 driven over the link, gives the same results as the same engine on the host."""
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from edgelearn.device.engine import Engine, EngineConfig, HEPSettings, default_l
 from edgelearn.device.head import DeviceHead
 from edgelearn.errors import LinkError
 from edgelearn.kernels.image import to_image
+from edgelearn.link import blobs
 from edgelearn.link import messages as m
 from edgelearn.link.client import Client, DeviceErrorReply
 from edgelearn.memory.arena import Arena
@@ -18,15 +18,9 @@ from edgelearn.rules.hep import EnergyHead
 from firmware_sim.inprocess import InProcessBoard, test_qnetwork
 
 
-def config_json(cfg: EngineConfig) -> bytes:
-    d = dataclasses.asdict(cfg)
-    return json.dumps(d).encode()
-
-
-def head_bytes(head: DeviceHead, tmp_path) -> bytes:
-    path = tmp_path / "head.npz"
-    head.save(path)
-    return path.read_bytes()
+def config_bytes(cfg: EngineConfig, qnet) -> bytes:
+    from edgelearn.device.config import compile_config
+    return blobs.encode_config(compile_config(cfg, qnet))
 
 
 @pytest.fixture
@@ -43,10 +37,10 @@ def test_sample_mode_matches_the_host_engine_with_lpl_and_hep(board, tmp_path):
     cfg = EngineConfig(lpl_layers=("hidden",), hep=HEPSettings(replay=4, repeats=2), seed=3,
                        lpl=dataclasses.replace(default_lpl(), warmup=5, eta=1e-2))
     board.upload(to_image(qnet))
-    board.put_blob(m.BLOB_CONFIG, config_json(cfg))
-    board.put_blob(m.BLOB_HEAD, head_bytes(head, tmp_path))
+    board.put_blob(m.BLOB_CONFIG, config_bytes(cfg, qnet))
+    board.put_blob(m.BLOB_HEAD, blobs.encode_head(head))
     assert board.set_mode(lpl=True, hep=True) == m.ModeReply(1, 1)
-    host = Engine(qnet, Arena(256 * 1024), DeviceHead.load(tmp_path / "head.npz"), cfg)
+    host = Engine(qnet, Arena(256 * 1024), blobs.decode_head(blobs.encode_head(head)), cfg)
     host.set_learning(True, True)
     rng = np.random.default_rng(0)
     for i in range(4):
@@ -54,15 +48,13 @@ def test_sample_mode_matches_the_host_engine_with_lpl_and_hep(board, tmp_path):
         pred, scores, spikes = board.sample(x, steps_per_frame=7)
         want = host.run_sample(x)
         assert pred == want.prediction and spikes == want.spikes
-        np.testing.assert_allclose(scores, want.scores, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(scores, want.scores.astype(np.float32))
         board.teach(i % 10)
         host.teach(i % 10)
     tel = board.telemetry()
     assert tel.samples == 4 and tel.learn_updates == host.counters["lpl_updates"] > 0
     assert tel.hep_updates == host.counters["hep_updates"] and tel.learning == 3
-    import io
-    with np.load(io.BytesIO(board.get_blob(m.BLOB_WEIGHTS)), allow_pickle=False) as z:
-        got = {k: z[k] for k in z.files}
+    got = blobs.decode_weights(board.get_blob(m.BLOB_WEIGHTS), [la.name for la in qnet.layers])
     for k, v in host.get_weights().items():
         np.testing.assert_array_equal(got[k], v, err_msg=k)
     # restoring older weights on the board reproduces the host after the same restore
@@ -74,16 +66,22 @@ def test_sample_mode_errors_are_named(board):
     board.upload(to_image(qnet))
     with pytest.raises(DeviceErrorReply, match="BAD_STATE on SAMPLE: not in sample mode"):
         board.sample(np.zeros((3, 40), int))
-    board.put_blob(m.BLOB_CONFIG, config_json(EngineConfig(hep=None)))
+    board.put_blob(m.BLOB_CONFIG, config_bytes(EngineConfig(hep=None), qnet))
     with pytest.raises(DeviceErrorReply, match="BAD_PARAM on MODE: hEP was not planned"):
         board.set_mode(False, True)
     with pytest.raises(DeviceErrorReply, match="BAD_STATE on INFER: the device is in sample"):
         board.infer(np.zeros((2, 40), bool))
-    with pytest.raises(DeviceErrorReply, match="BAD_PARAM on BLOB_END: engine configuration"):
-        board.put_blob(m.BLOB_CONFIG, b'{"readout": "median"}')
+    bad = bytearray(config_bytes(EngineConfig(hep=None), qnet))
+    bad[6] = 7                                                      # readout 7
+    with pytest.raises(DeviceErrorReply, match="BAD_PARAM on BLOB_END: config blob: byte 6") \
+            as err:
+        board.put_blob(m.BLOB_CONFIG, bytes(bad))
+    assert (err.value.error.arg0, err.value.error.arg1) == (6, 7)
+    with pytest.raises(DeviceErrorReply, match="BAD_PARAM on BLOB_END: config blob: byte 0"):
+        board.put_blob(m.BLOB_CONFIG, b'{"readout": "median"}' + bytes(40))    # JSON: refused
     pred, scores, spikes = board.sample(np.ones((5, 40), int))   # old config still active
     assert scores.shape == (10,) and 0 <= pred < 10
-    with pytest.raises(LinkError):
+    with pytest.raises(DeviceErrorReply, match="BAD_STATE on BLOB_GET"):
         board.get_blob(m.BLOB_HEAD)
 
 

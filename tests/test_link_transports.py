@@ -55,7 +55,7 @@ def client(request):
 
 def test_handshake_reports_device(client):
     info = client.hello()
-    assert info.protocol_version == 1 and info.kernel_version >= 1
+    assert info.protocol_version == 2 and info.kernel_version >= 1
     assert (info.weight_bits, info.acc_bits, info.decay_bits) == (8, 32, 12)
     assert info.ram == 256 * 1024 and info.flash == 1024 * 1024
     assert info.max_payload == 1024 and info.window == 8
@@ -98,7 +98,8 @@ def test_learning_pull_and_telemetry(client):
     qnet = test_qnetwork(seed=7)
     client.upload(to_image(qnet), verify="crc")
     before = client.telemetry()
-    rep = client.learn(True, eta=0.05, warmup=0, seed=3)
+    from edgelearn.rules import lpl_rate
+    rep = client.learn(True, params=lpl_rate.Params(eta=0.05, warmup=0), qnet=qnet, seed=3)
     assert rep.enable == 1 and rep.layer == 0
     x = (np.random.default_rng(2).random((50, qnet.n_in)) < 0.3)
     client.infer(x)
@@ -120,8 +121,14 @@ def test_device_errors_are_named(client):
         client.infer(np.zeros((3, 39), bool))
     with pytest.raises(DeviceErrorReply, match="NO_SPACE on UPLOAD_BEGIN"):
         client.upload(bytes(600 * 1024))
-    with pytest.raises(LinkError, match="unknown learning parameter 'etta'"):
-        client.learn(True, etta=1.0)
+    with pytest.raises(LinkError, match="LEARN needs the layer's LPL codes"):
+        client.learn(True)
+    from edgelearn.rules import lpl_rate
+    codes = lpl_rate.layer_codes(lpl_rate.Params(), qnet.layers[0])
+    with pytest.raises(DeviceErrorReply, match=r"BAD_PARAM on LEARN: layer 5 is not a "
+                                               r"spiking layer") as err:
+        client.learn(True, 5, block=codes)
+    assert (err.value.error.arg0, err.value.error.arg1) == (1, 5)
     # the session is still usable after errors
     assert client.telemetry().active_slot in (0, 1)
 
@@ -132,5 +139,9 @@ def test_integer_count_inputs_travel_as_bytes(client):
     x = np.random.default_rng(3).integers(0, 4, (25, qnet.n_in))       # spike counts 0..3
     y = client.infer(x, reset=True)
     np.testing.assert_array_equal(y, qrun(qnet, x).output[:, 0, :])
-    with pytest.raises(InputError, match=r"\[-128, 127\]"):
-        client.infer(np.full((2, qnet.n_in), 300))
+    with pytest.raises(DeviceErrorReply, match=r"BAD_INPUT on INFER: input value 300 is "
+                                               r"outside the model's 8-bit input") as err:
+        client.infer(np.full((2, qnet.n_in), 300))      # travels as int16 rows
+    assert (err.value.error.arg0, err.value.error.arg1) == (300, 8)
+    with pytest.raises(InputError, match=r"\[-32768, 32767\]"):
+        client.infer(np.full((2, qnet.n_in), 40000))

@@ -187,7 +187,7 @@ def test_bind_weight_follows_the_buffer():
         bind_weight(la, buf.astype(np.int16))
 
 
-# -- the engine: fast path == reference path (step_fixed + QLayer rebuild) -------------------
+# -- the engine: optimised LPL kernel == reference kernel (lpl_kernels.bind) -----------------
 
 def _engines(readout="max"):
     from edgelearn.kernels.lif_fixed import QNetwork
@@ -198,9 +198,10 @@ def _engines(readout="max"):
     q = QNetwork((hid, out), name="tiny")
     cfg = EngineConfig(readout=readout, lpl_layers=("h",),
                        lpl=dataclasses.replace(ENGINE, warmup=30, eta=1e-3), hep=None, seed=4)
-    fast, ref = Engine(q, Arena(1 << 16), None, cfg), Engine(q, Arena(1 << 16), None, cfg)
-    ref._fast = {}                                   # reference path: step_fixed + replace
-    ref.layers = list(q.layers)
+    fast = Engine(q, Arena(1 << 16), None, cfg, lpl_impl="optimised")
+    ref = Engine(q, Arena(1 << 16), None, cfg, lpl_impl="reference")
+    assert type(fast.kernels[0]).__name__ == "LPLRateFast"
+    assert type(ref.kernels[0]).__name__ == "ReferenceLPL"
     return fast, ref
 
 

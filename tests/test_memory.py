@@ -98,11 +98,10 @@ def test_budget_above_profile_ram_refused():
 
 def test_link_buffers_follow_the_link_layer():
     from edgelearn.link import framing
-    from edgelearn.memory.planner import LINK_FRAME_BYTES, LinkShape, link_buffers, max_wire_bytes
+    from edgelearn.memory.planner import LinkShape, link_buffers, max_wire_bytes
 
     for p in range(16, framing.MAX_PAYLOAD_LIMIT + 1):
         assert max_wire_bytes(p) == framing.max_wire_len(p), p
-    assert LINK_FRAME_BYTES >= max_wire_bytes(framing.DEFAULT_MAX_PAYLOAD)
     bufs = {b.name: b.nbytes for b in link_buffers(LinkShape(3, 2000), 4)}
     wire = framing.max_wire_len(2000)
     assert bufs == {"link.rx": wire + 3 & ~3, "link.tx": wire + 3 & ~3,

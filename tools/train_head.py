@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgelearn.adapt.bundle import load_bundle
 from edgelearn.atomic import atomic_write_text
-from edgelearn.adapt.features import head_features
+from edgelearn.device.features import head_features
 from edgelearn.adapt.head_training import train_head
 from edgelearn.data import load_speech_digits
 from edgelearn.data.dataset import load_npz

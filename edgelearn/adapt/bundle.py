@@ -30,7 +30,7 @@ from edgelearn.memory import get_profile, parse_bytes
 from edgelearn.memory.planner import (AdaptConfig, HeadShape, LinkShape, Plan, plan_deployment,
                                       shapes_of)
 from edgelearn.memory.profiles import DEFAULT_PROFILE, DeviceProfile
-from edgelearn.model import Network
+from edgelearn.model import Network, feature_layer_index, hidden_layer_indices
 from edgelearn.quant.calibrate import quantize_network
 from edgelearn.device.head import DeviceHead
 
@@ -49,15 +49,14 @@ class Bundle:
 
     @property
     def hidden_names(self) -> tuple[str, ...]:
-        """Spiking layers before the readout (LPL candidates)."""
+        """Spiking layers before the readout (LPL candidates; edgelearn.model)."""
         layers = self.network.layers
-        names = tuple(la.name for la in layers[:-1] if la.spiking)
-        return names or tuple(la.name for la in layers if la.spiking)
+        return tuple(layers[k].name for k in hidden_layer_indices(layers))
 
     @property
     def feature_layer(self) -> str:
-        """The layer whose spike counts feed the head."""
-        return self.hidden_names[-1]
+        """The layer whose spike counts feed the head (edgelearn.model.feature_layer_index)."""
+        return self.network.layers[feature_layer_index(self.network.layers)].name
 
 
 def side_file(model: Path, suffix: str) -> Path:
@@ -151,12 +150,12 @@ def plan_bundle(bundle: Bundle, budget: int, profile: DeviceProfile, requested: 
                 link: LinkShape | None = None) -> Plan:
     """The memory plan of ``bundle`` (its layers, head and device image) under ``budget``."""
     head = HeadShape(bundle.head.head.sizes) if bundle.head is not None else None
-    image = 0
+    image, input_bits = 0, 8
     if bundle.qnet is not None:
         from edgelearn.kernels.image import to_image
-        image = len(to_image(bundle.qnet))
+        image, input_bits = len(to_image(bundle.qnet)), bundle.qnet.input_bits
     return plan_deployment(shapes_of(bundle.network), budget, profile, requested, link=link,
-                           head=head, image_bytes=image)
+                           head=head, image_bytes=image, input_bits=input_bits)
 
 
 def plan_for(bundle: Bundle, args, link: bool | None = None) -> Plan:

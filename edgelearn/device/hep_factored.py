@@ -1,4 +1,4 @@
-"""Real-valued hEP with the fewest accumulators a clamped input allows.
+"""Real-valued hEP with the fewest accumulators a clamped input allows (docs/protocol.md 8.4).
 
 The estimate is a weighted sum over the visited nudges j of local products (energy.py):
 
@@ -10,8 +10,8 @@ For the first layer the presynaptic side is the clamped input x, the same in eve
 
 and the per-synapse accumulator of W_1 is not needed: the bias accumulator of layer 1 (one
 number per hidden unit) carries it, and the outer product with x is formed once when the update
-is applied. Deeper layers (both sides relax) keep one accumulator per synapse. For a 138-16-10
-head that is 16 + 10 + 160 accumulators instead of 2394. The numbers equal
+is applied. Deeper layers (both sides relax) keep one accumulator per synapse
+(``edgelearn.memory.layout.hep_accumulator_count``). The numbers equal
 ``EnergyHead.hep_gradient`` up to float rounding (tested).
 """
 
@@ -20,25 +20,21 @@ from __future__ import annotations
 import numpy as np
 
 from edgelearn.errors import ParameterError
-from edgelearn.rules.hep import EnergyHead, schemes
-
-
-def accumulator_count(sizes: tuple[int, ...]) -> int:
-    """Accumulators of the factored estimator: every bias, and W_k for k >= 2."""
-    return sum(sizes[1:]) + sum(a * b for a, b in zip(sizes[1:], sizes[2:]))
+from edgelearn.memory.layout import hep_accumulator_count as accumulator_count  # noqa: F401
+from edgelearn.rules.hep import EnergyHead
 
 
 def factored_hep_update(head: EnergyHead, x: np.ndarray, y: int, lr: float, amplitude: float,
-                        nudges: int) -> dict:
-    """One real-hEP SGD step on a single sample, in place; returns diagnostics.
+                        nodes, weights) -> dict:
+    """One real-hEP SGD step on a single sample, in place (binary64); returns diagnostics.
 
-    The step is skipped (weights untouched) if a phase did not converge or produced a
-    non-finite value.
+    ``nodes`` t_j and ``weights`` w_j are the nudge table (nudge b t_j, in visiting order).
+    The step is skipped (weights untouched) if a phase did not converge or an accumulator is
+    not finite.
     """
     b = float(amplitude)
     if not (b > 0 and np.isfinite(b) and lr > 0):
         raise ParameterError(f"hEP needs amplitude > 0 and lr > 0, got {amplitude}, {lr}")
-    scheme = schemes.hep_scheme(nudges)
     x2 = np.asarray(x, dtype=np.float64)[None, :]
     onehot = np.zeros((1, head.n_out))
     onehot[0, int(y)] = 1.0
@@ -47,7 +43,7 @@ def factored_hep_update(head: EnergyHead, x: np.ndarray, y: int, lr: float, ampl
     z, converged, steps = res.z, res.converged, res.iterations
     acc_b = [np.zeros(n) for n in head.sizes[1:]]
     acc_w = [np.zeros_like(W) for W in head.weights[1:]]
-    for t, w in zip(scheme.nodes, scheme.weights):
+    for t, w in zip(nodes, weights):
         if t != 0.0:
             res = rx.relax(x2, b * t, onehot, init=z)
             z, converged, steps = res.z, converged and res.converged, steps + res.iterations

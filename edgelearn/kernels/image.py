@@ -45,10 +45,13 @@ def _pad(b: bytes) -> bytes:
     return b + b"\0" * (-len(b) % 4)
 
 
-def to_image(qnet: QNetwork) -> bytes:
-    """Serialize ``qnet`` into the version-1 device image (see module docstring)."""
+def to_image(qnet: QNetwork, meta: bytes | None = None) -> bytes:
+    """Serialize ``qnet`` into the version-1 device image (see module docstring). ``meta``:
+    the metadata bytes as they are (a device writes back what it received); default the JSON
+    of ``qnet.meta``."""
     name = qnet.name.encode("utf-8")
-    meta = json.dumps(qnet.meta, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    if meta is None:
+        meta = json.dumps(qnet.meta, sort_keys=True, separators=(",", ":")).encode("utf-8")
     parts = [_NET.pack(MAGIC, VERSION, len(qnet.layers), qnet.n_in, qnet.input_scale, qnet.dt,
                        qnet.input_bits, 0, len(name), len(meta)), _pad(name + meta)]
     for la in qnet.layers:
@@ -89,8 +92,24 @@ class _Reader:
         return np.frombuffer(self.take(size, what), dtype=dtype).copy()
 
 
+MAX_LAYERS = 64
+
+
 def from_image(data: bytes) -> QNetwork:
-    """Parse a device image back into a :class:`QNetwork` (raises ModelFileError if malformed)."""
+    """Parse a device image back into a :class:`QNetwork` (raises ModelFileError if malformed),
+    metadata included (the host reads the JSON object of strings)."""
+    qnet, meta = decode_image(data)
+    obj = parse_json(meta, "device image metadata")
+    if not isinstance(obj, dict) or not all(isinstance(v, (str, int, float, bool))
+                                            for v in obj.values()):
+        raise ModelFileError("device image metadata must be a JSON object of plain values")
+    return qnet.replace(meta=obj)
+
+
+def decode_image(data: bytes) -> tuple[QNetwork, bytes]:
+    """What a device reads of an image: the network (with empty metadata) and the metadata
+    bytes, opaque (never parsed; written back unchanged by :func:`to_image`). Raises
+    ModelFileError for everything docs/protocol.md section 9 lists."""
     r = _Reader(bytes(data))
     head = r.take(_NET.size, "network header")
     magic, version, n_layers, n_in, in_scale, dt, in_bits, _, name_len, meta_len = \
@@ -101,14 +120,13 @@ def from_image(data: bytes) -> QNetwork:
     if version != VERSION:
         raise ModelFileError(f"device image version {version} is not supported (this reader "
                              f"reads version {VERSION})")
+    if not 1 <= n_layers <= MAX_LAYERS:
+        raise ModelFileError(f"device image has {n_layers} layers, expected 1..{MAX_LAYERS}")
     try:
         name = bytes(r.take(name_len, "network name")).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ModelFileError(f"device image header text is corrupt: {exc}") from None
-    meta = parse_json(bytes(r.take(meta_len, "metadata")), "device image metadata")
-    if not isinstance(meta, dict) or not all(isinstance(v, (str, int, float, bool))
-                                             for v in meta.values()):
-        raise ModelFileError("device image metadata must be a JSON object of plain values")
+        raise ModelFileError(f"device image network name is not UTF-8: {exc}") from None
+    meta = bytes(r.take(meta_len, "metadata"))
     r.align()
     layers = []
     for k in range(n_layers):
@@ -116,6 +134,9 @@ def from_image(data: bytes) -> QNetwork:
          lname_len) = _LAYER.unpack(r.take(_LAYER.size, f"layer {k} header"))
         if li * lo > (1 << 28) or li == 0 or lo == 0:
             raise ModelFileError(f"device image layer {k}: implausible size {lo}x{li}")
+        if not 1 <= lname_len <= 255:
+            raise ModelFileError(f"device image layer {k}: name of {lname_len} bytes, expected "
+                                 f"1..255")
         reset = [name for name, bit in RESET_FLAGS.items() if flags & 0x18 == bit]
         if flags & 0xE0 or not reset:
             raise ModelFileError(f"device image layer {k}: flags 0x{flags:02x} name no known "
@@ -149,10 +170,10 @@ def from_image(data: bytes) -> QNetwork:
                              f"{n_layers} layers")
     try:
         qnet = QNetwork(layers=tuple(layers), name=name, dt=dt, input_scale=in_scale,
-                        input_bits=in_bits, meta=meta)
+                        input_bits=in_bits)
     except EdgelearnError as exc:
         raise ModelFileError(f"device image: {exc}") from None
     if qnet.n_in != n_in:
         raise ModelFileError(f"device image header says {n_in} inputs, first layer has "
                              f"{qnet.n_in}")
-    return qnet
+    return qnet, meta

@@ -121,7 +121,8 @@ class QLayer:
 
     def __post_init__(self) -> None:
         name = self.name
-        if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
+        if not isinstance(name, str) or not name or not name.isascii() \
+                or not name.replace("_", "").isalnum():
             raise ModelError(f"qlayer name must be a non-empty identifier, got {name!r}")
         w = np.asarray(self.weight)
         if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] == 0:

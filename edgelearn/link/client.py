@@ -8,10 +8,13 @@ back). A request is retransmitted, together with every later unanswered one, whe
 * the device sends NAK(expected, held) (it saw a gap; requests it holds are not resent), or
 * a later-numbered request was answered first (the device answers in order over a FIFO line,
   so this one's reply was lost), or
-* no reply came within the retransmission timeout (``rto``): adaptive from measured round
-  trips (Jacobson/Karn, at least ``min_timeout``; ``timeout`` before any measurement), plus
-  twice the time the line needs for the unanswered requests (``2 * bytes * 10 / baud``) when
-  the device announces a baud rate, doubled after each timeout.
+* no reply came within the retransmission timeout (``rto``) since the request was last sent
+  or since the device's last BUSY keep-alive: adaptive from measured round trips
+  (Jacobson/Karn, at least ``min_timeout`` = 50 ms, twice the device's BUSY interval;
+  ``timeout`` before any measurement), plus twice the time the line needs for the unanswered
+  requests (``2 * bytes * 10 / baud``) when the device announces a baud rate, doubled after
+  each timeout. A BUSY restarts every timer, so a long request (a slow TEACH, a big commit)
+  is waited for, not retransmitted.
 
 The device executes each sequence number once and answers retransmissions from its reply cache,
 so retransmitting is always safe. After ``retries`` timeouts of the same request the client
@@ -54,6 +57,8 @@ class _Pending:
     timeouts: int = 0
     sends: int = 0
     reply: m.Message | None = None
+    timer_at: float = 0.0      # last send or BUSY: what the retransmission timer counts from
+    busy: bool = False         # a BUSY came for it: its round trip is not a clean sample
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class LinkStats:
     fast_retransmissions: int = 0
     bad_frames: int = 0
     echoes: int = 0
+    busy: int = 0
 
 
 class Client:
@@ -93,10 +99,21 @@ class Client:
         handshake: send HELLO on construction.
     """
 
-    def __init__(self, port: str | Transport, *, timeout: float = 0.2, min_timeout: float = 0.02,
+    def __init__(self, port: str | Transport, *, timeout: float = 0.2, min_timeout: float = 0.05,
                  retries: int = 10,
                  window: int | None = None, protocol_version: int = framing.PROTOCOL_VERSION,
                  baud: int = 0, handshake: bool = True, baudrate: int = 115200) -> None:
+        import math
+        for name, v in (("timeout", timeout), ("min_timeout", min_timeout)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= 3600):
+                raise LinkError(f"{name} must be a number of seconds in (0, 3600], got {v!r}")
+        if not (isinstance(retries, int) and 0 <= retries <= 10000):
+            raise LinkError(f"retries must be an integer in 0..10000, got {retries!r}")
+        if window is not None and not (isinstance(window, int) and 1 <= window <= 64):
+            raise LinkError(f"window must be 1..64, got {window!r}")
+        for name, v in (("baud", baud), ("baudrate", baudrate)):
+            if not (isinstance(v, int) and 0 <= v <= 100_000_000):
+                raise LinkError(f"{name} must be an integer in 0..100000000, got {v!r}")
         self.transport = open_transport(port, baudrate) if isinstance(port, str) else port
         self.timeout, self.retries = float(timeout), int(retries)
         self.min_timeout = float(min_timeout)
@@ -164,7 +181,7 @@ class Client:
 
     def _send(self, p: _Pending) -> None:
         self.transport.write(p.wire)
-        p.sent_at = time.monotonic()
+        p.sent_at = p.timer_at = time.monotonic()
         p.sends += 1
         self.stats.frames_sent += 1
         self.stats.bytes_sent += len(p.wire)
@@ -218,6 +235,17 @@ class Client:
             self._on_frame(item)
 
     def _on_frame(self, fr: Frame) -> None:
+        if fr.type == m.BUSY:
+            # the device is executing request fr.seq in order: every unanswered request is
+            # alive; restart their timers and the backoff
+            if fr.seq in self._pending:
+                self.stats.busy += 1
+                now = time.monotonic()
+                self._pending[fr.seq].busy = True
+                for q in self._pending.values():
+                    q.timer_at = now
+                self._backoff = 1
+            return
         if fr.type == m.NAK:
             self.stats.naks += 1
             try:
@@ -244,7 +272,7 @@ class Client:
         del self._pending[fr.seq]
         p.reply = reply
         now = time.monotonic()
-        if p.sends == 1:           # Karn: only unambiguous round trips are measured
+        if p.sends == 1 and not p.busy:   # Karn: only unambiguous round trips are measured
             self._sample_rtt(now - p.sent_at)
         # The device executes and answers in sequence order over a FIFO line: an unanswered
         # request numbered before this one was executed and its reply lost. Resend it now (the
@@ -260,7 +288,7 @@ class Client:
         if not self._pending:
             return
         oldest = next(iter(self._pending.values()))
-        if time.monotonic() - oldest.sent_at < self.rto:
+        if time.monotonic() - oldest.timer_at < self.rto:
             return
         oldest.timeouts += 1
         self.stats.timeouts += 1
@@ -310,7 +338,7 @@ class Client:
                 return
             if self._pending:
                 oldest = next(iter(self._pending.values()))
-                wait = oldest.sent_at + self.rto - time.monotonic()
+                wait = oldest.timer_at + self.rto - time.monotonic()
                 self._pump(min(max(wait, 0.0), 0.05))
                 self._check_timeouts()
 
@@ -439,20 +467,29 @@ class Client:
                             .astype(np.int64))
         return np.concatenate(outs, axis=0)
 
-    def learn(self, enable: bool = True, layer: int | None = None, **params: float
-              ) -> m.LearnReply:
-        """Switch fixed-point LPL on/off (on ``layer`` index, default the last hidden layer)
-        and set its parameters by name (eta, pred, lam, xi, tau_mean, ..., seed)."""
+    def learn(self, enable: bool = True, layer: int | None = None, params=None, *,
+              qnet=None, seed: int = 1, block=None) -> m.LearnReply:
+        """Switch streaming LPL on/off on ``layer`` (index; default the feature layer).
+
+        Turning it on needs the layer's integer constants: ``block`` (lpl_codes.Codes), or
+        ``params`` (lpl_rate.Params, default ``lpl_rate.deploy_default()``) together with the
+        running network ``qnet``, from which the codes of that layer are computed here (a
+        device converts no floats). ``seed`` restarts the device PRNG."""
         self._need_session()
-        items = []
-        for name, value in params.items():
-            if name not in m.LEARN_PARAM_IDS:
-                raise LinkError(f"unknown learning parameter {name!r}; known: "
-                                f"{', '.join(m.LEARN_PARAM_IDS)}")
-            items.append((m.LEARN_PARAM_IDS[name], float(value)))
-        return self.request(m.Learn(int(bool(enable)),
-                                    m.LAYER_DEFAULT if layer is None else int(layer),
-                                    tuple(items)))
+        lay = m.LAYER_DEFAULT if layer is None else int(layer)
+        if not enable:
+            return self.request(m.Learn(0, lay))
+        if block is None:
+            from edgelearn.model import feature_layer_index
+            from edgelearn.rules import lpl_rate
+            if qnet is None:
+                raise LinkError("LEARN needs the layer's LPL codes: pass block=, or params= "
+                                "with qnet= (the running network)")
+            k = feature_layer_index(qnet.layers) if layer is None else int(layer)
+            if not 0 <= k < len(qnet.layers):
+                raise LinkError(f"layer {k} is not a layer of '{qnet.name}'")
+            block = lpl_rate.layer_codes(params or lpl_rate.deploy_default(), qnet.layers[k])
+        return self.request(m.Learn(1, lay, int(seed) & 0xFFFFFFFF, block))
 
     def pull(self, progress: ProgressFn | None = None) -> bytes:
         """The running network with its learned weights, as a device image (CRC-checked)."""
@@ -464,6 +501,10 @@ class Client:
                        ) -> bytes:
         """Fetch a device snapshot of ``head.length`` bytes with pipelined ``read_msg``
         requests and check its CRC-32 against ``head.crc``."""
+        limit = self.info.slot_size if self.info is not None else 0
+        if head.length > limit:
+            raise LinkError(f"{what}: the device announces {head.length} B, more than a flash "
+                            f"slot ({limit} B); refusing to read it")
         step = self.max_payload - 8
         parts, got = [], 0
         for reply in self.pipeline(read_msg(off, min(step, head.length - off))
@@ -482,8 +523,8 @@ class Client:
     def put_blob(self, kind: int, data: bytes, progress: ProgressFn | None = None) -> None:
         """Send blob ``kind`` (messages.BLOB_CONFIG / BLOB_HEAD / BLOB_WEIGHTS) and apply it.
 
-        The config blob (JSON) switches the device to sample mode; the head blob (.npz) adds
-        the hEP head; the weights blob (.npz of name -> array) restores learned state."""
+        The config blob switches the device to sample mode; the head blob adds the hEP head;
+        the weights blob restores learned state (binary layouts: edgelearn.link.blobs)."""
         self._need_session()
         data = bytes(data)
         self.request(m.BlobBegin(kind, len(data), crc32(data)))
@@ -516,7 +557,7 @@ class Client:
             pass
         if last is None or not last.done:
             raise LinkError("SAMPLE: the device did not return a result")
-        return last.prediction, np.frombuffer(last.data, "<f4").copy(), last.spikes
+        return last.prediction, np.frombuffer(last.data, "<f4").astype(np.float64), last.spikes
 
     def teach(self, label: int) -> m.TeachReply:
         """Supervised hEP update on the device from the last sample and ``label``."""
@@ -529,24 +570,31 @@ class Client:
         return self.request(m.Mode(int(bool(lpl)), int(bool(hep))))
 
     def _rows(self, x, steps_per_frame: int | None) -> tuple[np.ndarray, int, int]:
-        """Encode inputs [T, n_in] as frame rows: packed bits when 0/1, else int8 values."""
+        """Encode inputs [T, n_in] as frame rows: packed bits when 0/1, else int8 values, else
+        int16 values (the network's integer input)."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[0] == 0:
             raise InputError(f"input must be [T, n_in] with T >= 1, got shape {x.shape}")
-        if x.dtype.kind not in "biu" and not np.array_equal(x, np.round(x)):
+        if x.dtype.kind not in "biu" and not (np.all(np.isfinite(x))
+                                              and np.array_equal(x, np.round(x))):
             raise InputError(f"input must hold integers, got dtype {x.dtype}")
         binary = x.dtype == np.bool_ or not np.any((x != 0) & (x != 1))
-        if not binary and (x.min() < -128 or x.max() > 127):
-            raise InputError(f"input values must lie in [-128, 127], got range "
+        if not binary and (x.min() < -32768 or x.max() > 32767):
+            raise InputError(f"input values must lie in [-32768, 32767], got range "
                              f"[{x.min()}, {x.max()}]")
-        flags = 0 if binary else m.INFER_COUNTS
+        if binary:
+            flags = 0
+        else:
+            flags = m.INFER_COUNTS if x.min() >= -128 and x.max() <= 127 else m.INFER_INT16
         row = m.input_row_len(x.shape[1], flags)
         fit = max(1, (self.max_payload - 5) // row)
         k = fit if steps_per_frame is None else int(steps_per_frame)
         if not 1 <= k <= fit:
             raise InputError(f"steps_per_frame must be 1..{fit} for {x.shape[1]} inputs, got {k}")
-        rows = (np.packbits(x.astype(np.uint8), axis=1, bitorder="little") if binary
-                else x.astype(np.int8))
+        if binary:
+            rows = np.packbits(x.astype(np.uint8), axis=1, bitorder="little")
+        else:
+            rows = x.astype(np.int8 if flags == m.INFER_COUNTS else "<i2")
         return rows, flags, k
 
     def telemetry(self) -> m.TelemetryReply:

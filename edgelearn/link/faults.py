@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from edgelearn.errors import LinkError
-from edgelearn.link.transport import Transport
+from edgelearn.link.pipe import Transport
 
 KINDS = ("drop", "flip", "dup", "insert")
 

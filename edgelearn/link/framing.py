@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from edgelearn.errors import LinkError
 from edgelearn.link import cobs
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER = struct.Struct("<BBBB")
 HEADER_BYTES = HEADER.size
 CRC_BYTES = 4

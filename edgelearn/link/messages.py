@@ -36,6 +36,7 @@ BLOB_READ = 0x44
 SAMPLE = 0x45
 TEACH = 0x46
 MODE = 0x47
+BUSY = 0x7D
 NAK = 0x7E
 ERROR = 0x7F
 REPLY = 0x80  # reply type = request type | REPLY
@@ -46,7 +47,8 @@ TYPE_NAMES = {HELLO: "HELLO", PING: "PING", UPLOAD_BEGIN: "UPLOAD_BEGIN",
               PULL_BEGIN: "PULL_BEGIN", PULL_READ: "PULL_READ", TELEMETRY: "TELEMETRY",
               RESET: "RESET", BLOB_BEGIN: "BLOB_BEGIN", BLOB_DATA: "BLOB_DATA",
               BLOB_END: "BLOB_END", BLOB_GET: "BLOB_GET", BLOB_READ: "BLOB_READ",
-              SAMPLE: "SAMPLE", TEACH: "TEACH", MODE: "MODE", NAK: "NAK", ERROR: "ERROR"}
+              SAMPLE: "SAMPLE", TEACH: "TEACH", MODE: "MODE", BUSY: "BUSY", NAK: "NAK",
+              ERROR: "ERROR"}
 
 
 def type_name(t: int) -> str:
@@ -58,35 +60,32 @@ def type_name(t: int) -> str:
     return f"0x{t:02x}"
 
 
-# ---- error codes -----------------------------------------------------------------------------
-E_VERSION = 1       # header protocol version differs from the device's; arg0 = device, arg1 = host
+# ---- error codes (arguments per request: docs/protocol.md, "Error codes") -----------------
+E_VERSION = 1       # header protocol version differs from the device's; device / frame version
 E_NO_SESSION = 2    # request before HELLO (e.g. the device was reset); send HELLO again
 E_UNKNOWN_TYPE = 3  # arg0 = the type
-E_BAD_LENGTH = 4    # payload length wrong for the type; arg0 = got, arg1 = expected
-E_NO_SPACE = 5      # image larger than a flash slot; arg0 = image bytes, arg1 = slot bytes
-E_BAD_STATE = 6     # e.g. UPLOAD_DATA without UPLOAD_BEGIN, or past the announced length
-E_IMAGE_CRC = 7     # whole-image CRC differs at commit; arg0 = computed, arg1 = announced
+E_BAD_LENGTH = 4    # payload (or blob) length wrong; arg0 = got, arg1 = expected
+E_NO_SPACE = 5      # image or blob larger than a flash slot; arg0 = bytes, arg1 = slot bytes
+E_BAD_STATE = 6     # request not valid now; arg0/arg1 = progress/total of the open transfer
+E_IMAGE_CRC = 7     # whole-image or blob CRC differs; arg0 = computed, arg1 = announced
 E_BAD_IMAGE = 8     # the image does not decode as a network; text says why
-E_NO_MEMORY = 9     # RAM arena overflow; arg0 = bytes requested, arg1 = bytes free
+E_NO_MEMORY = 9     # RAM arena overflow; arg0 = bytes the buffer needs, arg1 = bytes free
 E_NO_MODEL = 10     # inference / learning / pull without a committed model
-E_BAD_INPUT = 11    # input width mismatch; arg0 = got, arg1 = expected
-E_BAD_PARAM = 12    # a learning parameter id or value is invalid; arg0 = id
-E_RANGE = 13        # read past the end of a slot / pulled image; arg0 = offset, arg1 = limit
+E_BAD_INPUT = 11    # input width, value or step count wrong; arg0 = got, arg1 = allowed
+E_BAD_PARAM = 12    # a field is invalid; arg0 = its byte offset, arg1 = its value
+E_RANGE = 13        # read outside a slot image / snapshot; arg0 = end requested, arg1 = limit
+E_INTERNAL = 14     # the request failed inside the device; state rolled back; text says why
 
 ERROR_NAMES = {E_VERSION: "VERSION", E_NO_SESSION: "NO_SESSION",
                E_UNKNOWN_TYPE: "UNKNOWN_TYPE", E_BAD_LENGTH: "BAD_LENGTH",
                E_NO_SPACE: "NO_SPACE", E_BAD_STATE: "BAD_STATE", E_IMAGE_CRC: "IMAGE_CRC",
                E_BAD_IMAGE: "BAD_IMAGE", E_NO_MEMORY: "NO_MEMORY", E_NO_MODEL: "NO_MODEL",
-               E_BAD_INPUT: "BAD_INPUT", E_BAD_PARAM: "BAD_PARAM", E_RANGE: "RANGE"}
-
-# ---- learning parameters (LEARN message): id -> name; values travel as float32 -------------
-LEARN_PARAMS = {1: "eta", 2: "pred", 3: "lam", 4: "lam_decorr", 5: "xi", 6: "tau_mean",
-                7: "tau_var", 8: "tau_pre", 9: "tau_post", 10: "warmup", 11: "w_min",
-                12: "w_max", 13: "seed"}
-LEARN_PARAM_IDS = {v: k for k, v in LEARN_PARAMS.items()}
+               E_BAD_INPUT: "BAD_INPUT", E_BAD_PARAM: "BAD_PARAM", E_RANGE: "RANGE",
+               E_INTERNAL: "INTERNAL"}
 
 NO_SLOT = 0xFF
-LAYER_DEFAULT = 0xFF   # LEARN: adapt the last spiking hidden layer
+LAYER_DEFAULT = 0xFF   # LEARN: adapt the feature layer (the last spiking hidden layer)
+MIN_SESSION_PAYLOAD = 128   # HELLO: smallest host_max_payload (every fixed reply fits)
 
 
 class MessageError(LinkError):
@@ -140,7 +139,9 @@ class _Tail(Message):
 # ---- HELLO -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Hello(Message):
-    """Start a session. host_max_payload: largest reply payload the host accepts."""
+    """Start a session. host_max_payload: largest payload the host sends or accepts
+    (128..4096); host_window: requests it keeps in flight (1..64). The session uses the
+    smaller of these and the device's limits (the HELLO reply announces them)."""
 
     TYPE: ClassVar[int] = HELLO
     FMT: ClassVar[str] = "<HB"
@@ -274,6 +275,7 @@ class ReadFlashReply(_Tail):
 # ---- inference and learning ------------------------------------------------------------------
 INFER_RESET = 0x01    # INFER flags bit 0: zero the neuron state before the first step
 INFER_COUNTS = 0x02   # INFER flags bit 1: inputs are int8 values (one byte each), not bits
+INFER_INT16 = 0x08    # INFER flags bit 3: inputs are int16 values (two bytes each, LE)
 OUT_BITS = 0          # reply format: one bit per output neuron per step (spiking output)
 OUT_INT32 = 1         # reply format: int32 per output neuron per step (non-spiking readout)
 
@@ -284,7 +286,10 @@ def packed_len(n: int) -> int:
 
 
 def input_row_len(n_in: int, flags: int) -> int:
-    """Bytes of one INFER input row: packed bits, or one int8 per input with INFER_COUNTS."""
+    """Bytes of one INFER/SAMPLE input row: packed bits, one int8 per input (INFER_COUNTS) or
+    one int16 per input (INFER_INT16)."""
+    if flags & INFER_INT16:
+        return 2 * n_in
     return n_in if flags & INFER_COUNTS else packed_len(n_in)
 
 
@@ -324,24 +329,37 @@ class InferReply(_Tail):
 
 @dataclass(frozen=True)
 class Learn(Message):
-    """Learning on/off for one layer and parameter updates (id -> float32 value)."""
+    """Streaming LPL on/off for one layer. enable 1 (payload 72 bytes): ``seed`` re-seeds the
+    device PRNG and ``block`` sets the rule's integer constants: the 64-byte LPL block, as
+    bytes or as edgelearn.rules.lpl_codes.Codes (decoded and checked by the device).
+    enable 0 (payload 2 bytes): enable, layer."""
 
     TYPE: ClassVar[int] = LEARN
     enable: int = 1
     layer: int = LAYER_DEFAULT
-    params: tuple[tuple[int, float], ...] = ()
+    seed: int = 1
+    block: object = None
+    reserved: int = 0
 
     def pack(self) -> bytes:
-        out = struct.pack("<BBB", self.enable, self.layer, len(self.params))
-        return out + b"".join(struct.pack("<Bf", pid, val) for pid, val in self.params)
+        if not self.enable:
+            return struct.pack("<BB", 0, self.layer)
+        block = self.block
+        if not isinstance(block, (bytes, bytearray)):
+            from edgelearn.link.blobs import encode_lpl_block
+            block = encode_lpl_block(block)
+        return struct.pack("<BBHI", self.enable, self.layer, self.reserved, self.seed) + \
+            bytes(block)
 
     @classmethod
     def unpack(cls, payload: bytes) -> "Learn":
-        _need("LEARN", payload, 3, exact=False)
-        enable, layer, n = struct.unpack_from("<BBB", payload)
-        _need("LEARN", payload, 3 + 5 * n)
-        params = tuple(struct.unpack_from("<Bf", payload, 3 + 5 * k) for k in range(n))
-        return cls(enable, layer, params)
+        _need("LEARN", payload, 2, exact=False)
+        if payload[0] == 0:
+            _need("LEARN", payload, 2)
+            return cls(0, payload[1], 0, None)
+        _need("LEARN", payload, 72)
+        enable, layer, reserved, seed = struct.unpack_from("<BBHI", payload)
+        return cls(enable, layer, seed, bytes(payload[8:]), reserved)
 
 
 @dataclass(frozen=True)
@@ -392,27 +410,33 @@ class Telemetry(Message):
 
 @dataclass(frozen=True)
 class TelemetryReply(Message):
-    """Counters since the last reboot (steps, spikes, memory, learning, link health)."""
+    """Counters since the last reboot, 80 bytes (docs/protocol.md, "TELEMETRY reply")."""
 
     TYPE: ClassVar[int] = TELEMETRY | REPLY
-    FMT: ClassVar[str] = "<13IBBII"
+    FMT: ClassVar[str] = "<19IBBBB"
     steps: int
     spikes: int               # spikes emitted by all spiking layers
-    input_spikes: int
-    output_spikes: int
-    learn_updates: int
+    input_spikes: int         # nonzero network inputs, summed over steps
+    output_spikes: int        # spikes of a spiking output layer (0 for a readout)
+    learn_updates: int        # LPL weight updates (steps after warm-up, summed over layers)
+    samples: int              # samples classified in sample mode
+    hep_updates: int          # hEP updates applied
+    hep_nonconverged: int     # hEP updates skipped: a relaxation did not converge
+    hep_rejected: int         # hEP updates skipped: a new weight was not finite in float32
     arena_used: int
     arena_high_water: int
     arena_size: int
-    cycles_per_step: int      # cost-model estimate (docs/protocol.md, "Cycle model")
+    cycles_per_step: int      # cost-model estimate (docs/protocol.md, "Cycle-cost model")
     frames_ok: int
-    frames_bad: int           # runs rejected by COBS / CRC / length
-    frames_dup: int           # duplicates answered from the reply cache
+    frames_bad: int           # runs rejected by COBS / CRC / length, and echoed device frames
+    frames_dup: int           # retransmissions answered from the reply cache
+    frames_stale: int         # retransmissions too old for the cache (not answered)
     naks: int
-    learning: int             # bit 0: LPL on, bit 1: hEP on (sample mode)
+    busy: int                 # BUSY frames sent
+    learning: int             # bit 0: LPL on, bit 1: hEP on
     active_slot: int
-    samples: int = 0          # samples run in sample mode
-    hep_updates: int = 0      # hEP updates applied in sample mode
+    mode: int                 # 0 streaming, 1 sample mode
+    reserved: int = 0
 
 
 RESET_STATE = 0    # zero neuron state and learning traces, keep model, counters and session
@@ -434,9 +458,9 @@ class ResetReply(Message):
 
 
 # ---- sample mode: the deployment engine (edgelearn.device.engine) on the board -------------
-BLOB_CONFIG = 1    # engine configuration, JSON (docs/protocol.md, "Sample mode")
-BLOB_HEAD = 2      # hEP head with its feature normalisation, .npz bytes
-BLOB_WEIGHTS = 3   # everything learning changes (get_weights / set_weights), .npz bytes
+BLOB_CONFIG = 1    # engine configuration (edgelearn.link.blobs: "ELCF" binary layout)
+BLOB_HEAD = 2      # hEP head with its relaxation settings and feature normalisation ("ELHD")
+BLOB_WEIGHTS = 3   # everything learning changes (get_weights / set_weights; "ELWT")
 BLOB_NAMES = {BLOB_CONFIG: "config", BLOB_HEAD: "head", BLOB_WEIGHTS: "weights"}
 
 
@@ -525,7 +549,9 @@ class BlobReadReply(_Tail):
 
 SAMPLE_BEGIN = 0x01   # SAMPLE flags: zero state, features and readout first
 SAMPLE_END = 0x04     # classify after these steps and return the result
-# bit 1 (INFER_COUNTS, 0x02): rows are int8 values, as for INFER
+# bit 1 (INFER_COUNTS, 0x02) / bit 3 (INFER_INT16, 0x08): int8 / int16 rows, as for INFER
+SCORES_READOUT = 0    # SAMPLE reply: readout scores in threshold units (no head)
+SCORES_HEAD = 1       # SAMPLE reply: the head's logits at its free equilibrium
 
 
 @dataclass(frozen=True)
@@ -538,15 +564,27 @@ class Sample(Infer):
 
 @dataclass(frozen=True)
 class SampleReply(_Tail):
-    """done = 0: steps so far only; done = 1: prediction, spikes and float32 class scores."""
+    """done = 0: steps so far only; done = 1: prediction, spikes and n_scores float32 class
+    scores of kind SCORES_READOUT or SCORES_HEAD."""
 
     TYPE: ClassVar[int] = SAMPLE | REPLY
-    FMT: ClassVar[str] = "<BHII"
+    FMT: ClassVar[str] = "<BBHHHII"
     done: int
+    kind: int
     prediction: int
+    n_scores: int
+    reserved: int
     spikes: int
     steps: int
-    data: bytes = b""          # n_classes float32 scores when done
+    data: bytes = b""          # n_scores float32 scores when done
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "SampleReply":
+        msg = super().unpack(payload)
+        if len(msg.data) != 4 * msg.n_scores:
+            raise MessageError(f"SAMPLE reply: {msg.n_scores} scores need {4 * msg.n_scores} B, "
+                               f"got {len(msg.data)} B")
+        return msg
 
 
 @dataclass(frozen=True)
@@ -561,9 +599,10 @@ class Teach(Message):
 @dataclass(frozen=True)
 class TeachReply(Message):
     TYPE: ClassVar[int] = TEACH | REPLY
-    FMT: ClassVar[str] = "<II"
+    FMT: ClassVar[str] = "<III"
     hep_updates: int
     hep_nonconverged: int
+    hep_rejected: int
 
 
 @dataclass(frozen=True)
@@ -582,6 +621,16 @@ class ModeReply(Message):
     FMT: ClassVar[str] = "<BB"
     lpl: int
     hep: int
+
+
+@dataclass(frozen=True)
+class Busy(Message):
+    """Device -> host: request ``seq`` (this frame's seq) is still executing after
+    ``elapsed_ms`` milliseconds; the host restarts its retransmission timers."""
+
+    TYPE: ClassVar[int] = BUSY
+    FMT: ClassVar[str] = "<I"
+    elapsed_ms: int
 
 
 @dataclass(frozen=True)
@@ -631,9 +680,9 @@ MESSAGES: dict[int, type[Message]] = {cls.TYPE: cls for cls in (
     InferReply, Learn, LearnReply, PullBegin, PullBeginReply, PullRead, PullReadReply,
     Telemetry, TelemetryReply, Reset, ResetReply, BlobBegin, BlobBeginReply, BlobData,
     BlobDataReply, BlobEnd, BlobEndReply, BlobGet, BlobGetReply, BlobRead, BlobReadReply,
-    Sample, SampleReply, Teach, TeachReply, Mode, ModeReply, Nak, Error)}
+    Sample, SampleReply, Teach, TeachReply, Mode, ModeReply, Busy, Nak, Error)}
 
-REQUESTS = frozenset(t for t in MESSAGES if t < NAK and not t & REPLY)
+REQUESTS = frozenset(t for t in MESSAGES if t < BUSY and not t & REPLY)
 
 
 def decode_message(mtype: int, payload: bytes) -> Message:

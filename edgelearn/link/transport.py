@@ -15,7 +15,6 @@ is the ``baudrate`` argument (ignored by pty, socket and loop).
 
 from __future__ import annotations
 
-import abc
 import os
 import signal
 import subprocess
@@ -27,34 +26,9 @@ from urllib.parse import parse_qsl, urlencode
 import serial
 
 from edgelearn.errors import LinkError
+from edgelearn.link.pipe import Transport
 
 READ_CHUNK = 65536
-
-
-class Transport(abc.ABC):
-    """Interface of every byte pipe (see module docstring)."""
-
-    url = ""
-
-    @abc.abstractmethod
-    def write(self, data: bytes) -> None:
-        """Send all of ``data`` (raises LinkError if the line is gone or stuck)."""
-
-    @abc.abstractmethod
-    def read(self, timeout: float) -> bytes:
-        """Bytes that arrived within ``timeout`` seconds (b"" if none)."""
-
-    def close(self) -> None:
-        pass
-
-    def reset_device(self) -> None:
-        raise LinkError(f"transport {self.url!r} cannot reset its device")
-
-    def __enter__(self) -> "Transport":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class SerialTransport(Transport):

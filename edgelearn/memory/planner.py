@@ -25,9 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from edgelearn.errors import MemoryBudgetError, ParameterError
-from edgelearn.memory.arena import aligned
+from edgelearn.errors import MemoryBudgetError
+from edgelearn.memory.layout import LinkShape, arena_layout, link_layout, max_wire_bytes  # noqa: F401
 from edgelearn.memory.profiles import DeviceProfile, format_bytes
+from edgelearn.model import hidden_layer_indices
+from edgelearn.rules import lpl_rate
 
 INFERENCE_CATEGORIES = ("weights", "state", "io", "link")
 
@@ -51,33 +53,6 @@ class HeadShape:
 
     sizes: tuple[int, ...]
     replay: int = 16       # the engine's default (edgelearn.device.engine.HEPSettings; tested)
-
-
-@dataclass(frozen=True)
-class LinkShape:
-    """The serial link's buffers on a board: what the board announces in its HELLO reply.
-
-    Attributes:
-        window: requests the host may have in flight (the board keeps a reply cache and a
-            reorder buffer of ``window`` frames each), 1..64.
-        max_payload: largest request payload in bytes, 16..4096.
-        source: where the figures come from ('defaults' or 'board'), for the plan's notes.
-    """
-
-    window: int = 8
-    max_payload: int = 1024
-    source: str = "defaults"
-
-    def __post_init__(self) -> None:
-        if not (1 <= self.window <= 64 and 16 <= self.max_payload <= 4096):
-            raise ParameterError(f"link window must be 1..64 and max_payload 16..4096 B, got "
-                                 f"{self.window} and {self.max_payload}")
-
-    def describe(self) -> str:
-        where = ("reported by the board" if self.source == "board" else
-                 "protocol defaults, what --target sim starts; a serial board's HELLO decides "
-                 "at deploy")
-        return f"window {self.window}, max payload {self.max_payload} B ({where})"
 
 
 @dataclass(frozen=True)
@@ -206,32 +181,7 @@ class Plan:
         return out
 
 
-# ---- buffer lists ---------------------------------------------------------------------------
-
-LINK_FRAME_BYTES = 1100  # smallest rx and tx frame buffer a board allocates
-
-
-def max_wire_bytes(max_payload: int) -> int:
-    """Largest wire frame (delimiter included) for ``max_payload``: COBS of header (4 B) +
-    payload + CRC (4 B), n + n // 254 + 1 bytes, plus the 0x00 delimiter (docs/protocol.md;
-    equal to edgelearn.link.framing.max_wire_len, tested)."""
-    n = 4 + max_payload + 4
-    return n + n // 254 + 1 + 1
-
-
-def link_buffers(link: LinkShape, align: int) -> list[Buffer]:
-    """A board's link buffers: rx and tx of at least one largest frame (never below
-    LINK_FRAME_BYTES), and a reply cache and a reorder buffer of ``window`` frames each."""
-    wire = max_wire_bytes(link.max_payload)
-    frame = aligned(max(wire, LINK_FRAME_BYTES), align)
-    held = aligned(link.window * wire, align)
-    return [Buffer("link.rx", frame, "link", "receive frame"),
-            Buffer("link.tx", frame, "link", "transmit frame"),
-            Buffer("link.reply_cache", held, "link",
-                   f"last {link.window} replies (retransmissions are answered, not re-run)"),
-            Buffer("link.reorder", held, "link",
-                   f"up to {link.window} requests held until a gap is filled")]
-
+# ---- buffer lists (the arena layout of edgelearn.memory.layout, in bytes) ------------------
 
 def as_link(link: "LinkShape | bool | None") -> LinkShape | None:
     """``True`` means a board with the protocol defaults, ``False``/None no link."""
@@ -240,98 +190,39 @@ def as_link(link: "LinkShape | bool | None") -> LinkShape | None:
     return link or None
 
 
-def inference_buffers(layers: tuple[LayerShape, ...], align: int,
-                      link: "LinkShape | bool | None", head: HeadShape | None) -> list[Buffer]:
-    """Buffers for streaming inference (batch 1). Layout follows docs/memory.md."""
-    out: list[Buffer] = []
-
-    def add(name: str, nbytes: int, cat: str, note: str = "") -> None:
-        out.append(Buffer(name, aligned(nbytes, align), cat, note))
-
-    add("input", layers[0].n_in, "io", "one time step of input counts, uint8")
-    for la in layers:
-        add(f"{la.name}.weight", la.n_out * la.n_in, "weights", f"int8 {la.n_out}x{la.n_in}")
-        if la.recurrent:
-            add(f"{la.name}.recurrent", la.n_out * la.n_out, "weights", "int8")
-        if la.bias:
-            add(f"{la.name}.bias", 4 * la.n_out, "weights", "int32")
-        add(f"{la.name}.consts", 8 * la.n_out, "weights",
-            "alpha, beta int16 + threshold int32 per neuron")
-        add(f"{la.name}.state", 8 * la.n_out, "state", "current, membrane int32")
-        if la.spiking:
-            add(f"{la.name}.spikes", la.n_out, "state", "uint8 spike vector")
-    hidden = [la for la in layers[:-1] if la.spiking] or [la for la in layers if la.spiking]
-    last_hidden = hidden[-1]          # the engine's feature layer (edgelearn.device.engine)
-    add("features", 2 * last_hidden.n_out, "state",
-        f"uint16 spike counts of '{last_hidden.name}' over a sample")
-    add("output", 4 * layers[-1].n_out, "io", "int32 readout accumulator")
-    if head is not None:
-        n_w = sum(a * b for a, b in zip(head.sizes, head.sizes[1:]))
-        n_b = sum(head.sizes[1:])
-        add("head.weights", 4 * (n_w + n_b), "weights",
-            f"float32 hEP head {'-'.join(map(str, head.sizes))}")
-        add("head.norm", 4 * 2 * head.sizes[0], "weights", "float32 feature mean and std")
-        add("head.state", 4 * 2 * sum(head.sizes[1:]), "state",
-            "float32 free-phase state and its previous iterate")
-    link = as_link(link)
-    if link is not None:
-        out += link_buffers(link, align)
-    return out
+def _buffers(specs, align: int) -> list[Buffer]:
+    return [Buffer(b.name, b.padded(align), b.category, b.note) for b in specs]
 
 
-def lpl_state_arrays(layer: LayerShape):
-    """The LPL state a device allocates for ``layer`` (the rule's own ``init_fixed``)."""
-    from edgelearn.device.engine import default_lpl
-    from edgelearn.rules import lpl_rate
-
-    return lpl_rate.init_fixed(default_lpl(), layer.n_in, layer.n_out)
+def link_buffers(link: LinkShape, align: int) -> list[Buffer]:
+    """A board's link buffers (:func:`edgelearn.memory.layout.link_layout`)."""
+    return _buffers(link_layout(link), align)
 
 
-def lpl_buffers(layer: LayerShape, align: int) -> list[Buffer]:
-    """Learning state of LPL on one layer: one buffer per array of the rule's state (sizes
-    from the rule's own allocation, so plan and device agree)."""
-    st = lpl_state_arrays(layer)
-    return [Buffer(f"{layer.name}.lpl.{name}", aligned(arr.nbytes, align), "learning",
-                   f"{arr.dtype} {'x'.join(map(str, arr.shape))}")
-            for name, arr in zip(st._fields, st) if arr.nbytes]
-
-
-def hep_buffers(head: HeadShape, align: int) -> list[Buffer]:
-    """hEP learning state: the factored accumulators (edgelearn.device.hep_factored: biases
-    and the synapses between relaxing layers) and the state carried from phase to phase."""
-    from edgelearn.device.hep_factored import accumulator_count
-
-    return [Buffer("head.accumulators", aligned(4 * accumulator_count(head.sizes), align),
-                   "learning", "float32, per bias and per synapse between relaxing layers"),
-            Buffer("head.nudged_state", aligned(4 * sum(head.sizes[1:]), align), "learning",
-                   "float32 state carried from phase to phase")] + replay_buffers(head, align)
-
-
-def replay_buffers(head: HeadShape, align: int) -> list[Buffer]:
-    """The ring buffer of labelled samples that hEP replays (edgelearn.device.engine)."""
-    R = head.replay
-    if not R:
-        return []
-    n_o = head.sizes[-1]
-    n_h = head.sizes[0] - n_o
-    return [Buffer("head.replay.counts", aligned(R * n_h, align), "learning",
-                   f"uint8 spike counts of {R} labelled samples"),
-            Buffer("head.replay.scores", aligned(2 * R * n_o, align), "learning",
-                   "float16 readout scores"),
-            Buffer("head.replay.labels", aligned(R, align), "learning", "uint8 labels"),
-            Buffer("head.replay.lengths", aligned(2 * R, align), "learning", "uint16 lengths"),
-            Buffer("head.replay.ring", aligned(8, align), "learning", "int32 position, fill")]
+def lpl_state_shapes(layer: LayerShape):
+    """The LPL state a device allocates for ``layer`` with the deployment's LPL parameters
+    (``lpl_rate.deploy_default``)."""
+    return lpl_rate.state_shapes(lpl_rate.deploy_default(), layer.n_in, layer.n_out)
 
 
 def buffers_for(layers: tuple[LayerShape, ...], config: AdaptConfig, align: int,
-                link: "LinkShape | bool | None", head: HeadShape | None) -> list[Buffer]:
-    out = inference_buffers(layers, align, link, head)
-    names = {la.name: la for la in layers}
-    for name in config.lpl_layers:
-        out += lpl_buffers(names[name], align)
-    if config.hep and head is not None:
-        out += hep_buffers(head, align)
-    return out
+                link: "LinkShape | bool | None", head: HeadShape | None,
+                input_bits: int = 8) -> list[Buffer]:
+    """Every buffer of the deployment (:func:`edgelearn.memory.layout.arena_layout`)."""
+    names = [la.name for la in layers]
+    lpl = [(names.index(n), lpl_state_shapes(layers[names.index(n)]))
+           for n in sorted(config.lpl_layers, key=names.index)]
+    return _buffers(arena_layout(
+        layers, input_bits=input_bits, link=as_link(link),
+        head_sizes=None if head is None else head.sizes, lpl=lpl,
+        hep_replay=head.replay if (config.hep and head is not None) else None), align)
+
+
+def inference_buffers(layers: tuple[LayerShape, ...], align: int,
+                      link: "LinkShape | bool | None", head: HeadShape | None,
+                      input_bits: int = 8) -> list[Buffer]:
+    """Buffers for inference alone (no learning state)."""
+    return buffers_for(layers, AdaptConfig(), align, link, head, input_bits)
 
 
 def ladder(requested: AdaptConfig, hidden: tuple[str, ...]) -> list[tuple[AdaptConfig, str]]:
@@ -357,7 +248,8 @@ def _within(a: AdaptConfig, b: AdaptConfig) -> bool:
 
 def plan_deployment(layers: tuple[LayerShape, ...], budget: int, profile: DeviceProfile,
                     requested: AdaptConfig, link: "LinkShape | bool | None" = None,
-                    head: HeadShape | None = None, image_bytes: int = 0) -> Plan:
+                    head: HeadShape | None = None, image_bytes: int = 0,
+                    input_bits: int = 8) -> Plan:
     """Choose the richest configuration of :func:`ladder` that fits ``budget`` bytes of RAM.
 
     ``link``: the board's link (:class:`LinkShape`, from its HELLO reply); ``True`` assumes
@@ -368,8 +260,7 @@ def plan_deployment(layers: tuple[LayerShape, ...], budget: int, profile: Device
                                 f"'{profile.name}' ({profile.ram} B); pick a larger --device "
                                 f"(edgelearn plan --list-devices)")
     names = [la.name for la in layers]
-    hidden = tuple(la.name for la in layers if la.spiking and la is not layers[-1]) or \
-        tuple(la.name for la in layers if la.spiking)
+    hidden = tuple(names[k] for k in hidden_layer_indices(layers))
     for name in requested.lpl_layers:
         if name not in names:
             raise MemoryBudgetError(f"LPL layer '{name}' is not in the model (layers: {names})")
@@ -382,13 +273,13 @@ def plan_deployment(layers: tuple[LayerShape, ...], budget: int, profile: Device
     align = profile.word_bytes
     steps = ladder(requested, hidden)
     for k, (cfg, _) in enumerate(steps):
-        bufs = buffers_for(layers, cfg, align, link, head)
+        bufs = buffers_for(layers, cfg, align, link, head, input_bits)
         if sum(b.nbytes for b in bufs) <= budget:
             # what was dropped on the way: every rung the chosen one is no richer than (the
             # two single-rule rungs are alternatives, only the one taken is reported)
             dropped = [what for c, what in steps[1:k + 1] if _within(cfg, c)]
             return Plan(budget, profile, bufs, cfg, requested, dropped, image_bytes, link)
-    bufs = inference_buffers(layers, align, link, head)
+    bufs = inference_buffers(layers, align, link, head, input_bits)
     total = sum(b.nbytes for b in bufs)
     detail = []
     avail = budget

@@ -43,13 +43,11 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
-
 import numpy as np
 
 from edgelearn.errors import ParameterError
 from edgelearn.fixed import RngState, round_shift
-from edgelearn.rules import base, qmath
+from edgelearn.rules import base, lpl_codes, qmath
 from edgelearn.rules.base import FixedStats
 
 RULE = "lpl_rate"
@@ -158,45 +156,32 @@ class Params:
         return b
 
 
-class State(NamedTuple):
-    """Per-layer LPL state; disabled parts are zero-size arrays (they allocate nothing).
-
-    z_prev [n_out], mean [n_out], var [n_out], count [1] (steps seen, saturates at warmup),
-    pre_trace [n_in or 0], post_trace [n_out or 0], cov [n_out, n_out] or [0, 0],
-    target [n_out or 0] (per-neuron homeostatic target, Q.(A+E) in fixed point).
-    Float: float32 (count int32). Fixed: z_prev int16, the rest int32 (formats in module doc).
-    """
-
-    z_prev: np.ndarray
-    mean: np.ndarray
-    var: np.ndarray
-    count: np.ndarray
-    pre_trace: np.ndarray
-    post_trace: np.ndarray
-    cov: np.ndarray
-    target: np.ndarray
+State = lpl_codes.State   # float twin: float32 arrays (count int32); fixed: see lpl_codes
 
 
-def _alloc(params: Params, n_in: int, n_out: int, fixed: bool) -> State:
+def deploy_default() -> Params:
+    """LPL for a deployed hidden layer (what a deployment adapts with unless told otherwise):
+    filtered rates, slow statistics, dithered rounding.
+
+    Hebbian weight 0.03 (the paper's 1 drives a pretrained spiking layer to high rates,
+    docs/learning-rules.md section 8) and eta 1e-7: on the speech model's new-user stream every
+    larger rate lowered accuracy (bench/bench_adapt.py --lpl-eta; docs/results.md), because
+    LPL's objective is not the task's and the features drift away from what the head knows."""
+    return Params(eta=1e-7, lam=0.03, tau_mean=2000.0, tau_var=2000.0, tau_pre=20.0,
+                  tau_post=20.0, warmup=200, rounding="dither", var_init=0.01)
+
+
+def state_shapes(params: Params, n_in: int, n_out: int):
+    """(name, shape, dtype) of the fixed-point State arrays of an n_out x n_in layer."""
     base.check_size(RULE, n_in, n_out)
-    f = np.int32 if fixed else np.float32
-    zt = np.int16 if fixed else np.float32
-    m = n_out if params.lam_decorr > 0 else 0
-    return State(
-        z_prev=np.zeros(n_out, zt),
-        mean=np.zeros(n_out, f),
-        var=np.zeros(n_out, f),
-        count=np.zeros(1, np.int32),
-        pre_trace=np.zeros(n_in if params.tau_pre > 0 else 0, f),
-        post_trace=np.zeros(n_out if params.tau_post > 0 else 0, f),
-        cov=np.zeros((m, m), f),
-        target=np.zeros(n_out if params.stores_target else 0, f),
-    )
+    return lpl_codes.state_shapes(n_in, n_out, params.tau_pre > 0, params.tau_post > 0,
+                                  params.lam_decorr > 0, params.stores_target)
 
 
 def init(params: Params, n_in: int, n_out: int) -> State:
-    """Float state: zero mean and previous output, variance var_init."""
-    s = _alloc(params, n_in, n_out, fixed=False)
+    """Float state (float32; count int32): zero mean and previous output, variance var_init."""
+    s = State(*(np.zeros(shape, np.int32 if name == "count" else np.float32)
+                for name, shape, _ in state_shapes(params, n_in, n_out)))
     s.var[:] = params.var_init
     if s.cov.size:
         np.fill_diagonal(s.cov, params.var_init)
@@ -204,13 +189,12 @@ def init(params: Params, n_in: int, n_out: int) -> State:
 
 
 def init_fixed(params: Params, n_in: int, n_out: int) -> State:
-    """Integer state (formats in the module docstring)."""
-    s = _alloc(params, n_in, n_out, fixed=True)
-    v = min(int(round(params.var_init * (1 << params.var_frac))), (1 << 31) - 1)
-    s.var[:] = v
-    if s.cov.size:
-        np.fill_diagonal(s.cov, v)
-    return s
+    """Integer state (formats in the module docstring and edgelearn.rules.lpl_codes)."""
+    return lpl_codes.new_state(state_shapes(params, n_in, n_out), _var_init_q(params))
+
+
+def _var_init_q(params: Params) -> int:
+    return min(int(round(params.var_init * (1 << params.var_frac))), (1 << 31) - 1)
 
 
 # ---------------------------------------------------------------- float twin
@@ -270,73 +254,96 @@ def step(pre, post, state: State, params: Params, gain=None) -> tuple[np.ndarray
 
 # ---------------------------------------------------------------- fixed point
 
-class _Codes(NamedTuple):
-    mean: qmath.RateCode
-    var: qmath.RateCode
-    pre: qmath.RateCode | None
-    post: qmath.RateCode | None
+def _scale_code(name: str, value: float) -> qmath.RateCode | None:
+    return None if value == 0 else qmath.encode_scale(RULE, name, value)
 
 
 @functools.lru_cache(maxsize=256)
-def _codes(params: Params) -> _Codes:
-    return _Codes(
-        qmath.decay_code(RULE, "tau_mean", params.tau_mean),
-        qmath.decay_code(RULE, "tau_var", params.tau_var),
-        qmath.decay_code(RULE, "tau_pre", params.tau_pre) if params.tau_pre > 0 else None,
-        qmath.decay_code(RULE, "tau_post", params.tau_post) if params.tau_post > 0 else None,
-    )
+def codes_for(params: Params, w_shift: float, n_out: int) -> lpl_codes.Codes:
+    """The integer constants of the fixed step for a layer with ``n_out`` outputs whose float
+    weight is ``w_int * 2^-w_shift`` (what a host sends a device as an LPL block)."""
+    base.check_w_shift(RULE, w_shift)
+    lo, hi = qmath.int_bounds(params.w_min, params.w_max, w_shift)
+    decorr = params.lam_decorr > 0 and n_out > 1
+    fixed_target = params.lam_hom > 0 and not params.stores_target
+    codes = lpl_codes.Codes(
+        act_frac=params.act_frac, ema_frac=params.ema_frac, factor_frac=params.factor_frac,
+        dither=params.rounding == "dither", warmup=int(params.warmup), xi_q=params.xi_q,
+        var_init_q=_var_init_q(params), w_lo=lo, w_hi=hi,
+        mean=qmath.decay_code(RULE, "tau_mean", params.tau_mean),
+        var=qmath.decay_code(RULE, "tau_var", params.tau_var),
+        pre=qmath.decay_code(RULE, "tau_pre", params.tau_pre) if params.tau_pre > 0 else None,
+        post=(qmath.decay_code(RULE, "tau_post", params.tau_post) if params.tau_post > 0
+              else None),
+        lam=_scale_code("lam", params.lam), pred=_scale_code("pred", params.pred),
+        decorr=params.lam_decorr > 0,
+        lam_decorr=(_scale_code("lam_decorr", params.lam_decorr / (n_out - 1)) if decorr
+                    else None),
+        hom=params.lam_hom > 0, own_target=params.stores_target,
+        rate_target_q=(int(round(params.rate_target * (1 << (params.act_frac
+                                                              + params.ema_frac))))
+                       if fixed_target else 0),
+        lam_hom=_scale_code("lam_hom", params.lam_hom),
+        eta=qmath.encode_scale(RULE, "eta * 2^w_shift", params.eta * 2.0 ** float(w_shift)))
+    lpl_codes.check_codes(codes)
+    return codes
 
 
-def _scale(x: np.ndarray, value: float, name: str) -> np.ndarray:
-    """x * value with value as a 12-bit mantissa/exponent (round half up). 0 gives zeros."""
-    if value == 0:
+def layer_codes(params: Params, qlayer) -> lpl_codes.Codes:
+    """:func:`codes_for` a QLayer of edgelearn.kernels.lif_fixed."""
+    return codes_for(params, base.qlayer_w_shift(qlayer), qlayer.n_out)
+
+
+def _scale(x: np.ndarray, code: qmath.RateCode | None) -> np.ndarray:
+    """x * k 2^-s (round half up); a code that is off (None) gives zeros."""
+    if code is None:
         return np.zeros_like(x)
-    c = qmath.encode_scale(RULE, name, value)
-    prod = x * c.k
-    return round_shift(prod, c.s) if c.s >= 0 else prod << -c.s
+    return round_shift(x * code.k, code.s)
 
 
-def bracket_fixed(x: np.ndarray, z: np.ndarray, state: State, params: Params, w_shift: float,
+def bracket_codes(x: np.ndarray, z: np.ndarray, state: State, c: lpl_codes.Codes,
                   gain: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Per-neuron post factor p [n_out] (int64, Q.P weight LSBs per unit x) and deviation d.
 
     Pure integer arithmetic; no PRNG. Returns (p, d, n_saturated).
     """
-    A, E, P = params.act_frac, params.ema_frac, params.factor_frac
+    A, E, P = c.act_frac, c.ema_frac, c.factor_frac
     B = A + E
     d = (z << E) - state.mean.astype(np.int64)                               # Q.(A+E)
-    vx = state.var.astype(np.int64) + params.xi_q                            # Q.(2A+E)
+    vx = state.var.astype(np.int64) + c.xi_q                                 # Q.(2A+E)
     inv = (np.int64(1) << np.int64(2 * A + E + INV_FRAC)) // vx              # Q.20
-    hebb = _scale(round_shift(d * inv, INV_FRAC), params.lam, "lam")        # Q.(A+E)
-    predictive = _scale((z - state.z_prev.astype(np.int64)) << E, params.pred, "pred")
+    hebb = _scale(round_shift(d * inv, INV_FRAC), c.lam)                     # Q.(A+E)
+    predictive = _scale((z - state.z_prev.astype(np.int64)) << E, c.pred)
     b = hebb - predictive
-    n_out = z.shape[0]
-    if params.lam_decorr > 0 and n_out > 1:
-        c = round_shift(state.cov.astype(np.int64), E)                       # Q.2A
-        np.fill_diagonal(c, 0)
-        dec = round_shift(c @ d, 2 * A)                                      # Q.(A+E)
-        b = b - _scale(dec, params.lam_decorr / (n_out - 1), "lam_decorr")
-    if params.lam_hom > 0:
-        rho = (state.target.astype(np.int64) if params.stores_target
-               else int(round(params.rate_target * (1 << B))))                 # Q.(A+E)
+    if c.lam_decorr is not None:
+        cov = round_shift(state.cov.astype(np.int64), E)                     # Q.2A
+        np.fill_diagonal(cov, 0)
+        b = b - _scale(round_shift(cov @ d, 2 * A), c.lam_decorr)            # Q.(A+E)
+    if c.hom:
+        rho = state.target.astype(np.int64) if c.own_target else c.rate_target_q   # Q.(A+E)
         dm = state.mean.astype(np.int64) - rho
-        b = b - _scale(round_shift(dm * inv, INV_FRAC), params.lam_hom, "lam_hom")
+        b = b - _scale(round_shift(dm * inv, INV_FRAC), c.lam_hom)
     b = round_shift(b * gain, GAIN_FRAC)                                     # Q.B
-    eta = qmath.encode_scale(RULE, "eta * 2^w_shift", params.eta * 2.0 ** float(w_shift))
-    sh = B + eta.s - P
-    p = b * eta.k
+    sh = B + c.eta.s - P
+    p = b * c.eta.k
     p = round_shift(p, sh) if sh >= 0 else p << -sh                          # Q.P
     p, nsat = qmath.saturate_count(p, 41)
     return p, d, nsat
 
 
-def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngState, w_shift: float,
+def bracket_fixed(x: np.ndarray, z: np.ndarray, state: State, params: Params, w_shift: float,
+                  gain: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`bracket_codes` with the constants of ``params`` at ``w_shift``."""
+    return bracket_codes(x, z, state, codes_for(params, w_shift, z.shape[0]), gain)
+
+
+def step_codes(w_int8, pre_q, post_q, state: State, c: lpl_codes.Codes, rng: RngState,
                gain_q=None) -> tuple[np.ndarray, State, RngState, FixedStats]:
-    """Fixed-point LPL step on an int8 weight matrix; returns (w_int8_new, state, rng, stats).
+    """The reference fixed-point LPL step (the specification of every faster version).
 
     ``pre_q`` int [n_in] and ``post_q`` int [n_out] in Q.act_frac (int16 range); ``gain_q``
-    f'(a) in Q.12 (default 4096 = 1). ``w_float = w_int * 2^-w_shift``. PRNG words are drawn in
-    this order: pre filter (n_in), post filter (n_out), weight update (n_out*n_in, or
+    f'(a) in Q.12 (default 4096 = 1). Returns (w_int8_new, state, rng, stats). PRNG words are
+    drawn in this order: pre filter (n_in), post filter (n_out), weight update (n_out*n_in, or
     n_out + n_in with dither; none during warm-up), mean (n_out), var (n_out), cov (n_out^2).
     Cost O(n_in * n_out); no per-synapse state.
     """
@@ -344,20 +351,18 @@ def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngStat
     w = np.asarray(w_int8)
     n_in = w.shape[1] if w.ndim == 2 else -1
     w = base.int8_weights(RULE, w, n_in, n_out)
-    base.check_w_shift(RULE, w_shift)
     x = base.int_input(RULE, "pre", pre_q, n_in)
     z = base.int_input(RULE, "post", post_q, n_out)
     g = (np.full(n_out, 1 << GAIN_FRAC, np.int64) if gain_q is None
          else base.int_input(RULE, "gain", gain_q, n_out))
-    A, E = params.act_frac, params.ema_frac
-    codes = _codes(params)
+    A, E = c.act_frac, c.ema_frac
     count = int(state.count[0])
-    skipped = count < params.warmup
+    skipped = count < c.warmup
     # PRNG word offsets of this step (the documented order); per-neuron words in one pass
-    k_pre = n_in if codes.pre is not None else 0
-    k_post = n_out if codes.post is not None else 0
+    k_pre = n_in if c.pre is not None else 0
+    k_post = n_out if c.post is not None else 0
     o_w = k_pre + k_post
-    k_w = 0 if skipped else (n_out * n_in if params.rounding == "full" else n_out + n_in)
+    k_w = 0 if skipped else (n_out + n_in if c.dither else n_out * n_in)
     o_mean = o_w + k_w
     total = o_mean + 2 * n_out + state.cov.size
     r = qmath.rng_words_at(rng, np.concatenate([np.arange(o_w), np.arange(o_mean, total)]))
@@ -365,24 +370,24 @@ def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngStat
     r_var = r[o_w + n_out:o_w + 2 * n_out]
     nsat = 0
     pre_tr, post_tr = state.pre_trace, state.post_trace
-    if codes.pre is not None:
-        pre_tr = qmath.ema_apply(pre_tr, x << E, codes.pre, r[:k_pre])
+    if c.pre is not None:
+        pre_tr = qmath.ema_apply(pre_tr, x << E, c.pre, r[:k_pre])
         x = round_shift(pre_tr, E)
-    if codes.post is not None:
-        post_tr = qmath.ema_apply(post_tr, z << E, codes.post, r[k_pre:o_w])
+    if c.post is not None:
+        post_tr = qmath.ema_apply(post_tr, z << E, c.post, r[k_pre:o_w])
         z = round_shift(post_tr, E)
-    p, d, s1 = bracket_fixed(x, z, state, params, w_shift, g)
+    p, d, s1 = bracket_codes(x, z, state, c, g)
     nsat += s1
     changed = clipped = 0
     if not skipped:
-        lo, hi = qmath.int_bounds(params.w_min, params.w_max, w_shift)
         w, _, changed, clipped = qmath.apply_rank1(
-            w, p, x, params.factor_frac + A, qmath.advance(rng, o_w), lo, hi, params.rounding)
-    mean = qmath.ema_apply(state.mean, z << E, codes.mean, r_mean)
-    var = qmath.ema_apply(state.var, round_shift(d * d, E), codes.var, r_var)
+            w, p, x, c.factor_frac + A, qmath.advance(rng, o_w), c.w_lo, c.w_hi,
+            "dither" if c.dither else "full")
+    mean = qmath.ema_apply(state.mean, z << E, c.mean, r_mean)
+    var = qmath.ema_apply(state.var, round_shift(d * d, E), c.var, r_var)
     cov = state.cov
     if cov.size:
-        cov = qmath.ema_apply(cov, round_shift(np.outer(d, d), E), codes.var,
+        cov = qmath.ema_apply(cov, round_shift(np.outer(d, d), E), c.var,
                              r[o_w + 2 * n_out:].reshape(cov.shape))
     rng = qmath.advance(rng, total)
     out = []
@@ -393,13 +398,21 @@ def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngStat
     new = State(
         z_prev=np.minimum(np.maximum(z, -32768), 32767).astype(np.int16),
         mean=out[0], var=np.maximum(out[1], 0).astype(np.int32),
-        count=np.array([min(count + 1, params.warmup)], np.int32),
+        count=np.array([min(count + 1, c.warmup)], np.int32),
         pre_trace=np.asarray(pre_tr, np.int32), post_trace=np.asarray(post_tr, np.int32),
         cov=out[2],
-        target=(out[0].copy() if params.stores_target and count + 1 == params.warmup
-                else state.target),
+        target=(out[0].copy() if c.own_target and count + 1 == c.warmup else state.target),
     )
     return w, new, rng, FixedStats(changed, clipped, nsat, int(skipped))
+
+
+def step_fixed(w_int8, pre_q, post_q, state: State, params: Params, rng: RngState, w_shift: float,
+               gain_q=None) -> tuple[np.ndarray, State, RngState, FixedStats]:
+    """Fixed-point LPL step on an int8 weight matrix: :func:`step_codes` with the constants of
+    ``params`` for a layer whose float weight is ``w_int * 2^-w_shift``."""
+    n_out = state.mean.shape[0]
+    return step_codes(w_int8, pre_q, post_q, state, codes_for(params, w_shift, n_out), rng,
+                      gain_q)
 
 
 def exact_update_fixed(pre_q, post_q, state: State, params: Params, w_shift: float,

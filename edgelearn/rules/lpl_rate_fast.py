@@ -28,9 +28,9 @@ import numpy as np
 
 from edgelearn.errors import InputError, ParameterError
 from edgelearn.fixed import RngState
-from edgelearn.rules import base, qmath
+from edgelearn.rules import base, lpl_codes, qmath
 from edgelearn.rules.base import FixedStats
-from edgelearn.rules.lpl_rate import GAIN_FRAC, INV_FRAC, RULE, Params, State, _codes
+from edgelearn.rules.lpl_rate import GAIN_FRAC, INV_FRAC, RULE, Params, State, codes_for
 
 PRNG_BLOCK = 1 << 15        # words hashed per refill of the PRNG window
 SMALL_CANDIDATES = 12       # expected candidate synapses below which the window search is used
@@ -100,12 +100,9 @@ class _Ema:
         np.add(x, t, x)
 
 
-def _scale_code(value: float, name: str):
-    """(k, s) of lpl_rate._scale, or None for value 0 (then the term is zero)."""
-    if value == 0:
-        return None
-    c = qmath.encode_scale(RULE, name, value)
-    return int(c.k), int(c.s)
+def _kcode(code):
+    """(k, s) of a scale code, or None when the term is off."""
+    return None if code is None else (int(code.k), int(code.s))
 
 
 def _apply_scale(v: np.ndarray, code) -> None:
@@ -134,39 +131,40 @@ class LPLRateFast:
     """One LPL-adapted layer bound to its weight matrix and state (updated in place).
 
     Args:
-        params: LPL rate parameters (``lam_decorr`` must be 0).
+        codes: the layer's integer constants (edgelearn.rules.lpl_codes.Codes; no covariance
+            state), or lpl_rate.Params together with ``w_shift``.
         weight: int8 [n_out, n_in], writable; updated in place by :meth:`step`.
-        state: fixed state (lpl_rate.init_fixed dtypes and shapes), writable.
-        w_shift: weight LSB exponent of the rule (``w_float = w_int * 2^-w_shift``).
+        state: fixed state (lpl_codes.init_state dtypes and shapes), writable.
+        w_shift: with Params only: weight LSB exponent (``w_float = w_int * 2^-w_shift``).
         prng_block: words hashed per refill of the PRNG window.
         write_back: write the state arrays after every step (True), or only in :meth:`flush`
             (the working copies are int64; a caller that reads the state between steps must
             keep True or call flush first). The weight matrix is written every step.
 
-    The caller promises what ``step_fixed`` checks: activities in the int16 range (Q.A) and
+    The caller promises what ``lpl_rate.step_codes`` checks: activities in the int16 range (Q.A) and
     bound arrays that nobody else writes (after an outside write call :meth:`reload`).
     """
 
-    def __init__(self, params: Params, weight: np.ndarray, state: State, w_shift: float,
-                 prng_block: int = PRNG_BLOCK, write_back: bool = True) -> None:
-        if params.lam_decorr > 0:
-            raise ParameterError(f"{RULE}: the fast step does not implement decorrelation "
-                                 f"(lam_decorr={params.lam_decorr}); use lpl_rate.step_fixed")
+    def __init__(self, codes: lpl_codes.Codes | Params, weight: np.ndarray, state: State,
+                 w_shift: float | None = None, prng_block: int = PRNG_BLOCK,
+                 write_back: bool = True) -> None:
         if not isinstance(weight, np.ndarray) or weight.ndim != 2:
             raise InputError(f"{RULE}: weight must be a 2-D int8 array, got "
                              f"{type(weight).__name__} {np.shape(weight)}")
         n_out, n_in = weight.shape
+        if isinstance(codes, Params):
+            if w_shift is None:
+                raise InputError(f"{RULE}: LPLRateFast from Params needs the layer's w_shift")
+            codes = codes_for(codes, float(w_shift), n_out)
+        c = codes
+        if c.decorr:
+            raise ParameterError(f"{RULE}: the fast step does not implement decorrelation "
+                                 f"(covariance state); use lpl_rate.step_codes")
         base.int8_weights(RULE, weight, n_in, n_out)
         if not weight.flags.writeable:
             raise InputError(f"{RULE}: weight buffer must be writable (it is updated in place)")
-        base.check_w_shift(RULE, w_shift)
-        want = {"z_prev": ((n_out,), np.int16), "mean": ((n_out,), np.int32),
-                "var": ((n_out,), np.int32), "count": ((1,), np.int32),
-                "pre_trace": ((n_in if params.tau_pre > 0 else 0,), np.int32),
-                "post_trace": ((n_out if params.tau_post > 0 else 0,), np.int32),
-                "cov": ((0, 0), np.int32),
-                "target": ((n_out if getattr(params, "stores_target", False) else 0,),
-                           np.int32)}
+        want = {name: (shape, dt) for name, shape, dt in
+                lpl_codes.code_state_shapes(c, n_in, n_out)}
         for f, arr in zip(State._fields, state):
             shape, dt = want[f]
             if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dt:
@@ -174,24 +172,22 @@ class LPLRateFast:
                                  f"{getattr(arr, 'dtype', type(arr).__name__)} {np.shape(arr)}")
             if arr.size and not arr.flags.writeable:
                 raise InputError(f"{RULE}: state.{f} must be writable (updated in place)")
-        self.params, self.w, self.state = params, weight, state
+        self.codes, self.w, self.state = c, weight, state
         self.n_in, self.n_out = n_in, n_out
         self.write_back = bool(write_back)
-        p = params
-        A, E, P = p.act_frac, p.ema_frac, p.factor_frac
+        A, E, P = c.act_frac, c.ema_frac, c.factor_frac
         self.A, self.E = A, E
-        codes = _codes(p)
-        kp = n_in if codes.pre is not None else 0
-        ko = n_out if codes.post is not None else 0
+        kp = n_in if c.pre is not None else 0
+        ko = n_out if c.post is not None else 0
         self.k_pre, self.k_post, self.o_w = kp, ko, kp + ko
-        self.full = p.rounding == "full"
+        self.full = not c.dither
         self.k_w = n_out * n_in if self.full else n_out + n_in
-        self.warmup = int(p.warmup)
-        segs = ([(codes.pre, kp)] if kp else []) + ([(codes.post, ko)] if ko else [])
+        self.warmup = int(c.warmup)
+        segs = ([(c.pre, kp)] if kp else []) + ([(c.post, ko)] if ko else [])
         self.ema_filt = _Ema(segs)                          # [pre_trace | post_trace]
-        self.ema_stat = _Ema([(codes.mean, n_out), (codes.var, n_out)])    # [mean | var]
+        self.ema_stat = _Ema([(c.mean, n_out), (c.var, n_out)])    # [mean | var]
         # PRNG word layouts (warm-up: no weight words) with the mask of each word's shift
-        self.w_shift_total = P + A                          # <= 32 (Params checks)
+        self.w_shift_total = P + A                          # <= 32 (check_codes)
         m_w = np.full(self.k_w, (1 << self.w_shift_total) - 1, np.int64)
         self.words_warm = _Words(np.concatenate([self.ema_filt.mask, self.ema_stat.mask]),
                                  prng_block)
@@ -207,7 +203,7 @@ class LPLRateFast:
         self.zprev = z(n_out)
         self.w64, self.num, self.u = z(n_out, n_in), z(n_out, n_in), z(n_out, n_in)
         self.raw = z(n_out, n_in)
-        self.lo, self.hi = qmath.int_bounds(p.w_min, p.w_max, w_shift)
+        self.lo, self.hi = c.w_lo, c.w_hi
         self.lo_m = np.full((n_out, n_in), self.lo, np.int64)
         self.hi_m = np.full((n_out, n_in), self.hi, np.int64)
         self.int8_bounds = self.lo == qmath.INT8_MIN and self.hi == qmath.INT8_MAX
@@ -219,18 +215,18 @@ class LPLRateFast:
         n_tr = kp + ko
         self.c_half_e_tr, self.c_e_tr = c(1 << (E - 1) if E else 0, n_tr), c(E, n_tr)
         self.c_e = c(E)
-        self.c_half_e, self.c_xi = c(1 << (E - 1) if E else 0), c(p.xi_q)
+        self.c_half_e, self.c_xi = c(1 << (E - 1) if E else 0), c(codes.xi_q)
         self.c_inv_num = c(1 << (2 * A + E + INV_FRAC))
         self.c_half_inv, self.c_inv_frac = c(1 << (INV_FRAC - 1)), c(INV_FRAC)
-        self.lam = _scale_code(p.lam, "lam")
-        self.predc = _scale_code(p.pred, "pred")
+        self.lam = _kcode(codes.lam)
+        self.predc = _kcode(codes.pred)
         # |hebb| <= 2^43 (an int64 shifted right by 20); |(z - z_prev) << E| <= 2^(17 + E)
-        self.lam_hom = float(getattr(params, "lam_hom", 0.0))
-        self.stores_target = bool(getattr(params, "stores_target", False))
-        self.hom = _scale_code(self.lam_hom, "lam_hom")
+        self.homeo = bool(codes.hom)
+        self.stores_target = bool(codes.own_target)
+        self.hom = _kcode(codes.lam_hom)
         self.target = z(n_out)                               # rho in Q.(A+E)
-        if self.lam_hom > 0 and not self.stores_target:
-            self.target[...] = int(round(params.rate_target * (1 << (A + E))))
+        if self.homeo and not self.stores_target:
+            self.target[...] = codes.rate_target_q
         self.c_hom = z(n_out)
         self.lam_id = _is_identity(self.lam, 43)
         self.pred_id = _is_identity(self.predc, 17 + E)
@@ -241,7 +237,7 @@ class LPLRateFast:
         self.gain_id = max(43, pred_bits, hom_bits) + 2 + GAIN_FRAC <= 62   # b*4096 no wrap
         self.c_gain_one, self.c_gain_half = c(1 << GAIN_FRAC), c(1 << (GAIN_FRAC - 1))
         self.c_gain_frac = c(GAIN_FRAC)
-        eta = qmath.encode_scale(RULE, "eta * 2^w_shift", p.eta * 2.0 ** float(w_shift))
+        eta = codes.eta
         self.eta_sh = A + E + int(eta.s) - P
         self.c_eta_k = c(eta.k)
         self.c_eta_half = c(1 << (self.eta_sh - 1) if self.eta_sh > 0 else 0)
@@ -262,12 +258,12 @@ class LPLRateFast:
     def _spike_p_bound(self) -> int | None:
         """Bound on |p| when post activities are spikes (0/1 << act_frac) and the state is in
         range (see :meth:`_check_ranges`), or None when the clip-free path does not apply."""
-        p, A, E = self.params, self.A, self.E
-        codes = _codes(p)
-        if 2 * A + E > 30 or any(c is not None and c.s > qmath.MAX_SHIFT for c in codes):
+        cd, A, E = self.codes, self.A, self.E
+        rates = (cd.mean, cd.var, cd.pre, cd.post)
+        if 2 * A + E > 30 or any(c is not None and c.s > qmath.MAX_SHIFT for c in rates):
             return None
         M = 1 << (A + E)                                     # |d|, mean, zE, rho <= M
-        inv_max = int(self.c_inv_num[0]) // int(p.xi_q)
+        inv_max = int(self.c_inv_num[0]) // int(cd.xi_q)
         if 2 * M * inv_max >= 1 << 62:
             return None
 
@@ -279,7 +275,7 @@ class LPLRateFast:
 
         hebb = (M * inv_max >> INV_FRAC) + 1
         b = scaled(hebb, self.lam) + scaled(M, self.predc)
-        if self.lam_hom > 0:
+        if self.homeo:
             rho = max(M, int(np.abs(self.target).max()) if self.target.size else 0)
             b += scaled(((M + rho) * inv_max >> INV_FRAC) + 1, self.hom)
         b = b * int(self.c_eta_k[0])
@@ -295,7 +291,7 @@ class LPLRateFast:
         ok = lambda a, hi: a.size == 0 or (int(a.min()) >= 0 and int(a.max()) <= hi)  # noqa
         return (ok(self.tr[self.k_pre:], M) and ok(self.st[:n], M) and ok(self.st[n:],
                 (1 << 31) - 1) and ok(self.zprev, 1 << self.A)
-                and (self.lam_hom == 0 or ok(self.target, M)))
+                and (not self.homeo or ok(self.target, M)))
 
     def _shifts(self, shift: int) -> tuple[np.ndarray, np.ndarray]:
         """Shift arrays for pre [n_in] and post [n_out]: by shift (+ E when filtered)."""
@@ -394,7 +390,7 @@ class LPLRateFast:
         if not self.pred_id:
             _apply_scale(pred, self.predc)
         sub(hebb, pred, pv)
-        if self.lam_hom > 0:                                # - lam_hom (zbar - rho) / var
+        if self.homeo:                                      # - lam_hom (zbar - rho) / var
             hom = self.c_hom
             sub(mean, self.target, hom)
             mul(hom, inv, hom)
@@ -462,7 +458,7 @@ class LPLRateFast:
             lam_arr = (np.full(n, k, np.int64), np.full(n, 1 << (sh - 1), np.int64),
                        np.full(n, sh, np.int64))
         if not (self.k_pre and self.k_post and not self.ema_filt.has_pre
-                and not self.ema_stat.has_pre and self.pred_id and self.lam_hom == 0
+                and not self.ema_stat.has_pre and self.pred_id and not self.homeo
                 and self.gain_id and self.eta_sh > 0 and not self.full):
             return None
         n_out, kp = self.n_out, self.k_pre

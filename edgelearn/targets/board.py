@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgelearn.adapt.bundle import Bundle
 from edgelearn.device.engine import EngineConfig
 from edgelearn.errors import LinkError, TargetError
 from edgelearn.kernels.image import from_image, to_image
@@ -46,11 +45,12 @@ class BoardTarget(Target):
             raise TargetError(f"cannot open board at {url!r}: {exc}{hint}") from None
         return cls(client, Board(client), spec.kind, None)
 
-    def deploy(self, bundle: Bundle, config: EngineConfig, progress: bool = True,
+    def deploy(self, bundle, config: EngineConfig, progress: bool = True,
                upload: bool = True) -> "BoardTarget":
-        """Upload with read-back (unless ``upload`` is False: then the board must already hold
-        this model, checked by its image CRC) and enter sample mode; the link is closed if
-        anything fails."""
+        """Upload ``bundle.qnet`` with read-back (unless ``upload`` is False: then the board must
+        already hold this model, checked by its image CRC) and enter sample mode with
+        ``bundle.head``; the link is closed if anything fails. ``bundle``: an
+        edgelearn.adapt.bundle.Bundle (targets do not import the adaptation layer)."""
         self.qnet = bundle.qnet
         try:
             info = self.client.info
@@ -62,7 +62,7 @@ class BoardTarget(Target):
                     raise TargetError(f"the board at {self.client.transport.url!r} holds "
                                       f"{have}, not '{bundle.source.name}' (CRC 0x{want:08x}); "
                                       f"run edgelearn deploy first")
-                self.board.enter(config, bundle.head)
+                self.board.enter(bundle.qnet, config, bundle.head)
                 return self._with_head(bundle.head)
             bars = [Progress(1, "upload", unit="B", enabled=progress)]
 
@@ -106,7 +106,9 @@ class BoardTarget(Target):
         t = self.board.telemetry()
         return Telemetry(steps=t["steps"], spikes=t["spikes"], lpl_updates=t["lpl_updates"],
                          hep_updates=t["hep_updates"], arena_high_water=t["arena_high_water"],
-                         arena_size=t["arena_size"], extra={"link": t["link"]})
+                         arena_size=t["arena_size"],
+                         extra={"link": t["link"], "hep_nonconverged": t["hep_nonconverged"],
+                                "hep_rejected": t["hep_rejected"]})
 
     def network(self) -> QNetwork:
         """The adapted network pulled back from the board."""

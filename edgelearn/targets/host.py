@@ -6,7 +6,7 @@ import numpy as np
 
 from edgelearn.device.engine import Engine, EngineConfig
 from edgelearn.device.head import DeviceHead
-from edgelearn.kernels.lif_fixed import QNetwork
+from edgelearn.kernels.lif_fixed import QNetwork, quantize_input
 from edgelearn.memory.arena import Arena
 from edgelearn.targets.base import SampleResult, Target, Telemetry
 
@@ -23,7 +23,9 @@ class HostTarget(Target):
         self.engine = Engine(qnet, self.arena, head.copy() if head else None, config)
 
     def infer(self, x: np.ndarray) -> SampleResult:
-        r = self.engine.run_sample(x)
+        """Classify one sample x [T, n_in] (float or integer input, quantized as the network's
+        integer input, exactly as a board target sends it)."""
+        r = self.engine.run_sample(quantize_input(self.engine.qnet, x))
         return SampleResult(r.prediction, r.scores, r.features, r.spikes)
 
     def teach(self, label: int) -> None:
@@ -43,7 +45,8 @@ class HostTarget(Target):
         return Telemetry(steps=c["steps"], spikes=c["spikes"], lpl_updates=c["lpl_updates"],
                          hep_updates=c["hep_updates"], arena_high_water=self.arena.high_water,
                          arena_size=self.arena.size,
-                         extra={"hep_nonconverged": c["hep_nonconverged"]})
+                         extra={"hep_nonconverged": c["hep_nonconverged"],
+                                "hep_rejected": c["hep_rejected"]})
 
     def network(self) -> QNetwork:
         return self.engine.network()

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgelearn.device.features import feature_vector
 from edgelearn.device.head import DeviceHead
-from edgelearn.errors import DataError, TargetError
-from edgelearn.model import Network
+from edgelearn.errors import DataError, ModelError, TargetError
+from edgelearn.model import Network, feature_layer_index
 from edgelearn.progress import Progress
 from edgelearn.rules import lpl_rate
 from edgelearn.rules.hep.head import EnergyHead
@@ -397,10 +398,12 @@ class AdaptConfig:
 
 
 def _feature_layer(net: Network) -> int:
-    idx = [i for i, la in enumerate(net.layers) if la.spiking]
-    if not idx:
-        raise DataError(f"network '{net.name}' has no spiking hidden layer to adapt")
-    return idx[-1]
+    """The feature layer (edgelearn.model.feature_layer_index: the last spiking layer before
+    the readout), the layer LPL adapts and the head reads."""
+    try:
+        return feature_layer_index(net.layers)
+    except ModelError:
+        raise DataError(f"network '{net.name}' has no spiking hidden layer to adapt") from None
 
 
 class OnDeviceLearner:
@@ -455,8 +458,9 @@ class OnDeviceLearner:
             pre = xb.mean(axis=0)
         else:
             pre = obs.spikes[self.target._dev().base.layers[self.layer_index - 1].name].mean(0)
-        post = obs.spikes[self.layer.name].mean(axis=0)
-        return pre, post, np.concatenate([post, reduce_time(out, self.target.readout)], axis=1)
+        counts = obs.spikes[self.layer.name].sum(axis=0)
+        raw = feature_vector(counts, xb.shape[0], reduce_time(out, self.target.readout))
+        return pre, raw[:, :counts.shape[1]], raw
 
     def features(self, raw: np.ndarray) -> np.ndarray:
         """Standardized head inputs."""
@@ -586,8 +590,8 @@ def software_features(net: Network, x: np.ndarray, batch_size: int = 256) -> np.
         xb = np.ascontiguousarray(np.asarray(x[s:s + batch_size]).transpose(1, 0, 2),
                                   dtype=np.float32)
         tr = forward(net, xb)
-        out.append(np.concatenate([tr.layers[li].spikes.mean(axis=0),
-                                   reduce_time(tr.output, mode)], axis=1))
+        out.append(feature_vector(tr.layers[li].spikes.sum(axis=0), xb.shape[0],
+                                  reduce_time(tr.output, mode)))
     return np.concatenate(out)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgelearn.adapt.features import readout_scores
+from edgelearn.device.features import feature_vector, readout_scores
 from edgelearn.device.head import DeviceHead
 from edgelearn.errors import TargetError
 from edgelearn.io.tflite_export import tflite_bytes
@@ -46,7 +46,7 @@ class TfliteTarget(Target):
         self._tele.steps += T
         self._tele.spikes += int(counts.sum())
         if self.head is not None:
-            f = self.head.normalise(np.concatenate([counts / T, scores]))
+            f = self.head.normalise(feature_vector(counts, T, scores))
             scores = self.head.head.logits(f)[0]
         return SampleResult(int(np.argmax(scores)), scores, counts.astype(np.uint16),
                             int(counts.sum()))
