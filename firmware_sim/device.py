@@ -690,7 +690,7 @@ class Device:
         names = [la.name for la in eng.layers]
         w = blobs.decode_weights(data, names)
         current = eng.get_weights()
-        if set(w) != set(current) or any(w[k].shape != current[k].shape for k in w):
+        if not set(w) <= set(current) or any(w[k].shape != current[k].shape for k in w):
             raise DeviceError(m.E_BAD_PARAM, "weights blob does not match this engine's "
                               "learning state (layers, parts or sizes differ)", 6,
                               data[6] if len(data) > 6 else 0)

@@ -584,6 +584,8 @@ class Engine:
         for k in range(0 if self.head is None else len(self.head.weights)):
             if (f"head.W{k}" in weights) != (f"head.b{k}" in weights):
                 raise InputError(f"head.W{k} and head.b{k} must be set together")
+        if ("state.head.feature_mean" in weights) != ("state.head.feature_std" in weights):
+            raise InputError("state.head.feature_mean and feature_std must be set together")
         self._check_state_ranges(weights)
 
     def _check_state_ranges(self, weights: dict[str, np.ndarray]) -> None:

@@ -13,6 +13,7 @@ import onnxruntime as ort
 
 from edgelearn.errors import ModelFileError
 from edgelearn.io.onnx_guard import GuardedSession, capped_arena, check_graph_bounds
+from edgelearn.io.onnx_parse import parse_model_bytes
 
 ort.set_default_logger_severity(4)   # fatal only: no log lines before edgelearn's error line
 
@@ -36,7 +37,6 @@ def make_session(model: bytes, threads: int = 1, what: str = "model", trusted: b
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if not trusted:
         if proto is None:
-            from edgelearn.io.onnx_load import parse_model_bytes
             proto = parse_model_bytes(model, what.strip("'"))
         check_graph_bounds(proto, what.strip("'"))
         capped_arena(ort)

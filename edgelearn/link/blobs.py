@@ -21,8 +21,7 @@ from edgelearn.device.head import DeviceHead
 from edgelearn.errors import LinkError, ParameterError
 from edgelearn.rules.hep import EnergyHead
 from edgelearn.rules.hep.relax import RelaxParams
-from edgelearn.rules.lpl_codes import Codes, check_codes
-from edgelearn.rules.qmath import RateCode
+from edgelearn.rules.lpl_codes import FIELD_OFFSETS, Codes, pack_block, unpack_block
 
 CONFIG_MAGIC, HEAD_MAGIC, WEIGHTS_MAGIC = b"ELCF", b"ELHD", b"ELWT"
 BLOB_VERSION = 1
@@ -103,29 +102,11 @@ class _Reader:
             raise self.bad(offset, value, why)
 
 
-# ---- the LPL block (64 bytes) -------------------------------------------------------------
-_BLOCK = struct.Struct("<BBBBBbbBIIii" + "HBB" * 9 + "I")
-_CODE_FIELDS = ("mean", "var", "pre", "post", "lam", "pred", "lam_decorr", "lam_hom", "eta")
-_FIELD_OFFSETS = {"act_frac": 0, "ema_frac": 1, "factor_frac": 2, "rounding": 3, "flags": 4,
-                  "w_lo": 5, "w_hi": 6, "warmup": 8, "xi_q": 12, "var_init_q": 16,
-                  "rate_target_q": 20,
-                  **{f"{n}.{p}": 24 + 4 * i + (0 if p == "k" else 2)
-                     for i, n in enumerate(_CODE_FIELDS) for p in ("k", "s")},
-                  **{n: 24 + 4 * i for i, n in enumerate(_CODE_FIELDS)}}
-F_DECORR, F_HOM, F_OWN_TARGET = 1, 2, 4
-
+# ---- the LPL block (64 bytes; edgelearn.rules.lpl_codes) ---------------------------------
 
 def encode_lpl_block(c: Codes) -> bytes:
     """The 64-byte LPL block of ``c`` (docs/protocol.md, "LPL block")."""
-    check_codes(c)
-    flags = (F_DECORR if c.decorr else 0) | (F_HOM if c.hom else 0) | \
-        (F_OWN_TARGET if c.own_target else 0)
-    codes = []
-    for name in _CODE_FIELDS:
-        code = getattr(c, name)
-        codes += [0, 0, 0] if code is None else [int(code.k), int(code.s), 0]
-    return _BLOCK.pack(c.act_frac, c.ema_frac, c.factor_frac, int(c.dither), flags, c.w_lo,
-                       c.w_hi, 0, c.warmup, c.xi_q, c.var_init_q, c.rate_target_q, *codes, 0)
+    return pack_block(c)
 
 
 def decode_lpl_block(data: bytes, base: int = 0, what: str = "LPL") -> Codes:
@@ -133,35 +114,12 @@ def decode_lpl_block(data: bytes, base: int = 0, what: str = "LPL") -> Codes:
     from the blob start)."""
     if len(data) != LPL_BLOCK_BYTES:
         raise BlobLengthError(what, len(data), LPL_BLOCK_BYTES)
-    v = _BLOCK.unpack(bytes(data))
-    A, E, P, rounding, flags, w_lo, w_hi, res0, warmup, xi_q, var_q, target_q = v[:12]
-    raw, res1 = v[12:39], v[39]
-    for off, val in ((7, res0), (60, res1)):
-        if val:
-            raise BlobError(what, base + off, val, "is a reserved field and must be 0")
-    if rounding not in (0, 1):
-        raise BlobError(what, base + 3, rounding, "is not a rounding mode (0 full, 1 dither)")
-    if flags & ~(F_DECORR | F_HOM | F_OWN_TARGET):
-        raise BlobError(what, base + 4, flags, "sets undefined flag bits")
-    codes = {}
-    for i, name in enumerate(_CODE_FIELDS):
-        k, s, r = raw[3 * i:3 * i + 3]
-        if r:
-            raise BlobError(what, base + 24 + 4 * i + 3, r, "is a reserved byte and must be 0")
-        if k == 0 and s != 0:
-            raise BlobError(what, base + 24 + 4 * i + 2, s, "must be 0 when k is 0 (term off)")
-        codes[name] = None if k == 0 else RateCode(k, s)
     try:
-        c = Codes(act_frac=A, ema_frac=E, factor_frac=P, dither=bool(rounding), warmup=warmup,
-                  xi_q=xi_q, var_init_q=var_q, w_lo=w_lo, w_hi=w_hi, decorr=bool(flags & 1),
-                  hom=bool(flags & 2), own_target=bool(flags & 4), rate_target_q=target_q,
-                  **codes)
-        check_codes(c)
+        return unpack_block(data)
     except ParameterError as exc:
         field = getattr(exc, "field", "flags")
-        raise BlobError(what, base + _FIELD_OFFSETS.get(field, 4), getattr(exc, "value", 0),
+        raise BlobError(what, base + FIELD_OFFSETS.get(field, 4), getattr(exc, "value", 0),
                         str(exc).split(": ", 1)[-1]) from None
-    return c
 
 
 # ---- config blob ---------------------------------------------------------------------------
@@ -334,17 +292,23 @@ def decode_head(data: bytes) -> DeviceHead:
 # ---- weights blob --------------------------------------------------------------------------
 _LPL_PARTS = ("pre_trace", "post_trace", "cov", "target")
 _REPLAY = ("counts", "scores", "labels", "lengths")
-S_HEAD, S_REPLAY = 1, 2
+S_HEAD, S_REPLAY, S_RNG, S_NORM = 1, 2, 4, 8
 
 
 def encode_weights(w: dict[str, np.ndarray], layer_names: list[str]) -> bytes:
-    """The weights blob (kind 3) of an ``Engine.get_weights()`` dictionary."""
+    """The weights blob (kind 3) of an ``Engine.get_weights()`` dictionary, or of a part of it
+    (whole sections: an LPL layer, the head weights, the feature statistics, the replay ring,
+    the PRNG position)."""
     lpl = [k for k, n in enumerate(layer_names) if f"{n}.weight" in w]
     n_head = sum(1 for key in w if key.startswith("head.W"))
     replay = "state.replay.counts" in w
-    key, counter = (int(v) for v in w["state.rng"])
-    parts = [struct.pack("<4sHBBII", WEIGHTS_MAGIC, BLOB_VERSION, len(lpl),
-                         (S_HEAD if n_head else 0) | (S_REPLAY if replay else 0), key, counter)]
+    rng = "state.rng" in w
+    norm = "state.head.feature_mean" in w
+    key, counter = (int(v) for v in w["state.rng"]) if rng else (0, 0)
+    sections = ((S_HEAD if n_head else 0) | (S_REPLAY if replay else 0) | (S_RNG if rng else 0)
+                | (S_NORM if norm else 0))
+    parts = [struct.pack("<4sHBBII", WEIGHTS_MAGIC, BLOB_VERSION, len(lpl), sections, key,
+                         counter)]
     for k in lpl:
         name = layer_names[k]
         W = np.asarray(w[f"{name}.weight"])
@@ -358,15 +322,19 @@ def encode_weights(w: dict[str, np.ndarray], layer_names: list[str]) -> bytes:
         for f in ("mean", "var", "count") + _LPL_PARTS:
             if st[f].size:
                 parts.append(st[f].astype("<i4").tobytes())
-    if n_head:
-        Ws = [np.asarray(w[f"head.W{k}"]) for k in range(n_head)]
-        sizes = [Ws[0].shape[1]] + [W.shape[0] for W in Ws]
-        parts.append(_pad(struct.pack(f"<B3x{n_head + 1}H", n_head, *sizes)))
+    if n_head or norm:
+        if n_head:
+            Ws = [np.asarray(w[f"head.W{k}"]) for k in range(n_head)]
+            sizes = [Ws[0].shape[1]] + [W.shape[0] for W in Ws]
+        else:
+            sizes = [np.asarray(w["state.head.feature_mean"]).shape[0]]
+        parts.append(_pad(struct.pack(f"<B3x{len(sizes)}H", n_head, *sizes)))
         for k in range(n_head):
             parts += [_finite32(f"W{k}", w[f"head.W{k}"]).astype("<f4").tobytes(),
                       _finite32(f"b{k}", w[f"head.b{k}"]).astype("<f4").tobytes()]
-        parts += [_finite32("feature mean", w["state.head.feature_mean"]).tobytes(),
-                  _finite32("feature std", w["state.head.feature_std"]).tobytes()]
+        if norm:
+            parts += [_finite32("feature mean", w["state.head.feature_mean"]).tobytes(),
+                      _finite32("feature std", w["state.head.feature_std"]).tobytes()]
     if replay:
         counts = np.asarray(w["state.replay.counts"])
         R, n_h = counts.shape
@@ -390,8 +358,13 @@ def decode_weights(data: bytes, layer_names: list[str]) -> dict[str, np.ndarray]
     r.expect(4, version, version == BLOB_VERSION, f"is not weights format {BLOB_VERSION}")
     r.expect(6, n_lpl, n_lpl <= min(MAX_LPL_LAYERS, len(layer_names)),
              "more LPL sections than layers")
-    r.expect(7, sections, not sections & ~(S_HEAD | S_REPLAY), "sets undefined section bits")
-    out: dict[str, np.ndarray] = {"state.rng": np.array([key, counter], np.uint32)}
+    r.expect(7, sections, not sections & ~(S_HEAD | S_REPLAY | S_RNG | S_NORM),
+             "sets undefined section bits")
+    r.expect(8, key, sections & S_RNG or key == counter == 0,
+             "PRNG fields must be 0 without the PRNG section")
+    out: dict[str, np.ndarray] = {}
+    if sections & S_RNG:
+        out["state.rng"] = np.array([key, counter], np.uint32)
     last = -1
     for _ in range(n_lpl):
         at = r.pos
@@ -416,10 +389,16 @@ def decode_weights(data: bytes, layer_names: list[str]) -> dict[str, np.ndarray]
             on = flags >> i & 1
             shape = shapes[f] if on else ((0, 0) if f == "cov" else (0,))
             out[pre + f] = r.array("<i4", int(np.prod(shape))).reshape(shape)
-    if sections & S_HEAD:
+    if sections & (S_HEAD | S_NORM):
         at = r.pos
         K = r.fmt("<B")
-        r.expect(at, K, 2 <= K <= HEAD_MAX_LAYERS, f"head layers must be 2..{HEAD_MAX_LAYERS}")
+        if sections & S_HEAD:
+            r.expect(at, K, 2 <= K <= HEAD_MAX_LAYERS,
+                     f"head layers must be 2..{HEAD_MAX_LAYERS}")
+        else:
+            r.expect(at, K, K == 0, "must be 0 without the head section")
+        r.expect(at + 1, bytes(r.data[at + 1:at + 4]).hex(), not any(r.data[at + 1:at + 4]),
+                 "reserved bytes must be 0")
         r.pos += 3
         sizes = [int(v) for v in r.array("<u2", K + 1)]
         for i, n in enumerate(sizes):
@@ -430,8 +409,9 @@ def decode_weights(data: bytes, layer_names: list[str]) -> dict[str, np.ndarray]
             out[f"head.W{k}"] = r.array("<f4", sizes[k + 1] * sizes[k]).reshape(sizes[k + 1],
                                                                                 sizes[k])
             out[f"head.b{k}"] = r.array("<f4", sizes[k + 1])
-        out["state.head.feature_mean"] = r.array("<f4", sizes[0])
-        out["state.head.feature_std"] = r.array("<f4", sizes[0])
+        if sections & S_NORM:
+            out["state.head.feature_mean"] = r.array("<f4", sizes[0])
+            out["state.head.feature_std"] = r.array("<f4", sizes[0])
     if sections & S_REPLAY:
         at = r.pos
         R, n_h, n_o, res, pos, fill = r.fmt("<HHHHii")

@@ -19,6 +19,7 @@ state a device allocates and zeroes for it.
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 import numpy as np
@@ -122,7 +123,7 @@ def check_codes(c: Codes) -> None:
         raise _bad("lam_hom", 0 if c.lam_hom is None else c.lam_hom.k,
                    "must be set exactly when the homeostasis flag is set")
     if c.own_target and not c.hom:
-        raise _bad("flags", "own_target", "needs the homeostasis flag")
+        raise _bad("flags", F_OWN_TARGET, "sets the own-target bit without homeostasis")
     if c.own_target and c.warmup < 1:
         raise _bad("warmup", c.warmup, "must be >= 1 when the target is the warm-up mean")
     fixed_target = c.hom and not c.own_target
@@ -182,3 +183,64 @@ def state_bytes(c: Codes, n_in: int, n_out: int) -> int:
     """Bytes of :func:`init_state`'s arrays."""
     return sum(int(np.prod(shape)) * np.dtype(dt).itemsize
                for _, shape, dt in code_state_shapes(c, n_in, n_out))
+
+
+# ---- the 64-byte LPL block (docs/protocol.md section 8.2) ----------------------------------
+BLOCK = struct.Struct("<BBBBBbbBIIii" + "HBB" * 9 + "I")
+BLOCK_BYTES = BLOCK.size
+CODE_FIELDS = ("mean", "var", "pre", "post", "lam", "pred", "lam_decorr", "lam_hom", "eta")
+F_DECORR, F_HOM, F_OWN_TARGET = 1, 2, 4
+# byte offset of every field in the block (what a device names in BAD_PARAM)
+FIELD_OFFSETS = {"act_frac": 0, "ema_frac": 1, "factor_frac": 2, "rounding": 3, "flags": 4,
+                 "w_lo": 5, "w_hi": 6, "reserved": 7, "warmup": 8, "xi_q": 12,
+                 "var_init_q": 16, "rate_target_q": 20,
+                 **{n: 24 + 4 * i for i, n in enumerate(CODE_FIELDS)},
+                 **{f"{n}.k": 24 + 4 * i for i, n in enumerate(CODE_FIELDS)},
+                 **{f"{n}.s": 26 + 4 * i for i, n in enumerate(CODE_FIELDS)},
+                 **{f"{n}.reserved": 27 + 4 * i for i, n in enumerate(CODE_FIELDS)},
+                 "reserved_end": 60}
+
+
+def pack_block(c: Codes) -> bytes:
+    """The 64-byte little-endian LPL block of ``c`` (checked first)."""
+    check_codes(c)
+    flags = (F_DECORR if c.decorr else 0) | (F_HOM if c.hom else 0) | \
+        (F_OWN_TARGET if c.own_target else 0)
+    codes = []
+    for name in CODE_FIELDS:
+        code = getattr(c, name)
+        codes += [0, 0, 0] if code is None else [int(code.k), int(code.s), 0]
+    return BLOCK.pack(c.act_frac, c.ema_frac, c.factor_frac, int(c.dither), flags, c.w_lo,
+                      c.w_hi, 0, c.warmup, c.xi_q, c.var_init_q, c.rate_target_q, *codes, 0)
+
+
+def unpack_block(data: bytes) -> Codes:
+    """Parse and check a 64-byte LPL block; ParameterError with ``.field`` (a key of
+    FIELD_OFFSETS) and ``.value`` for the first invalid field."""
+    if len(data) != BLOCK_BYTES:
+        raise _bad("length", len(data), f"is not the block's {BLOCK_BYTES} bytes")
+    v = BLOCK.unpack(bytes(data))
+    A, E, P, rounding, flags, w_lo, w_hi, res0, warmup, xi_q, var_q, target_q = v[:12]
+    raw, res1 = v[12:39], v[39]
+    if res0:
+        raise _bad("reserved", res0, "is a reserved field and must be 0")
+    if res1:
+        raise _bad("reserved_end", res1, "is a reserved field and must be 0")
+    if rounding not in (0, 1):
+        raise _bad("rounding", rounding, "is not a rounding mode (0 full, 1 dither)")
+    if flags & ~(F_DECORR | F_HOM | F_OWN_TARGET):
+        raise _bad("flags", flags, "sets undefined flag bits")
+    codes = {}
+    for i, name in enumerate(CODE_FIELDS):
+        k, s, r = raw[3 * i:3 * i + 3]
+        if r:
+            raise _bad(f"{name}.reserved", r, "is a reserved byte and must be 0")
+        if k == 0 and s != 0:
+            raise _bad(f"{name}.s", s, "must be 0 when k is 0 (term off)")
+        codes[name] = None if k == 0 else RateCode(k, s)
+    c = Codes(act_frac=A, ema_frac=E, factor_frac=P, dither=bool(rounding), warmup=warmup,
+              xi_q=xi_q, var_init_q=var_q, w_lo=w_lo, w_hi=w_hi, decorr=bool(flags & F_DECORR),
+              hom=bool(flags & F_HOM), own_target=bool(flags & F_OWN_TARGET),
+              rate_target_q=target_q, **codes)
+    check_codes(c)
+    return c
