@@ -67,7 +67,7 @@ def test_deploy_to_each_target(target, stream, tmp_path, capsys):
     (["--budget", "1KiB"], "inference alone needs"),
     (["--budget", "64KiB", "--target", "mars"], "unknown target 'mars'"),
     (["--budget", "64KiB", "--device", "pdp11"], "unknown device profile 'pdp11'"),
-    (["--budget", "64KiB", "--target", "serial:/dev/does-not-exist"], "cannot open board"),
+    (["--budget", "64KiB", "--target", "serial:/dev/does-not-exist"], "use --target sim"),
     (["--budget", "64KiB", "--adapt", "new_user"], "has 64 channels but the model expects 32"),
     (["--budget", "lots"], "cannot read size 'lots'"),
 ])
@@ -99,6 +99,54 @@ def test_killed_run_resumes_without_corrupt_checkpoint(stream, tmp_path):
     m = json.loads((report / "metrics.json").read_text())
     assert m["runs"]["adapted"]["resumed_from"] >= doc["next"]
     assert m["runs"]["adapted"]["samples"] == 200
+    assert "resumed from sample" in out.stdout
+    # the telemetry counts the whole run (as an uninterrupted one), not the part after resume
+    whole = tmp_path / "whole"
+    cmd[cmd.index(str(report))] = str(whole)
+    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+    w = json.loads((whole / "metrics.json").read_text())
+    for k in ("steps", "hep_updates"):
+        assert m["runs"]["adapted"]["telemetry"][k] == w["runs"]["adapted"]["telemetry"][k], k
+
+
+def test_repeat_run_says_it_resumes_and_fresh_starts_over(stream, tmp_path, capsys):
+    report = tmp_path / "rep"
+    cmd = ["deploy", MODEL, "--target", "host", "--budget", "64KiB", "--adapt", stream,
+           "--limit", "30", "--report", str(report), "--no-baseline"]
+    assert main(cmd) == 0
+    assert "starting fresh" in capsys.readouterr().out
+    assert main(cmd) == 0
+    out = capsys.readouterr().out
+    assert "resumed from sample 30 of 30" in out and "--fresh starts over" in out
+    m = json.loads((report / "metrics.json").read_text())
+    assert m["runs"]["adapted"]["resumed_from"] == 30
+    steps = m["runs"]["adapted"]["telemetry"]["steps"]
+    assert steps >= 30 * 50
+    assert main(cmd + ["--fresh"]) == 0
+    assert "starting fresh" in capsys.readouterr().out
+    m = json.loads((report / "metrics.json").read_text())
+    assert m["runs"]["adapted"]["resumed_from"] == 0
+    assert m["runs"]["adapted"]["telemetry"]["steps"] == steps
+
+
+def test_tflite_target_writes_its_file_and_names_its_row(stream, tmp_path):
+    """TFLite: the .tflite it runs is written, the plan's image is that file, its run is
+    'deployed' (not 'adapted'), it equals the host engine's frozen run exactly, and LiteRT
+    prints nothing on stderr."""
+    report = tmp_path / "rep"
+    proc = subprocess.run([sys.executable, "-m", "edgelearn", "deploy", MODEL, "--target",
+                           "tflite", "--budget", "64KiB", "--adapt", stream, "--limit", "40",
+                           "--report", str(report)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "INFO" not in proc.stderr and "XNNPACK" not in proc.stderr, proc.stderr
+    m = json.loads((report / "metrics.json").read_text())
+    tfl = report / "deployed_model.tflite"
+    assert tfl.stat().st_size == m["plan"]["image_bytes"]
+    run_, frozen = m["runs"]["adapted"], m["runs"]["frozen"]
+    assert run_["name"] == "deployed" and run_["labels"] == 0
+    assert run_["accuracy"] == frozen["accuracy"]
+    assert "deployed " in proc.stdout and "adapted " not in proc.stdout
 
 
 def test_deploy_to_a_board_on_a_serial_url(stream, tmp_path, capsys):

@@ -146,14 +146,30 @@ def _held_in_accuracy(target: Target, xs: list[np.ndarray], ys: list[int], cfg: 
     return float(np.mean(hits))
 
 
+COUNTERS = ("steps", "spikes", "lpl_updates", "hep_updates")
+
+
+def _telemetry(target: Target, before: dict) -> dict:
+    """The target's telemetry plus the counts of the run's earlier part (a resumed run)."""
+    tel = asdict(target.telemetry())
+    for k in COUNTERS:
+        tel[k] = int(tel.get(k, 0)) + int(before.get(k, 0))
+    tel["arena_high_water"] = max(int(tel.get("arena_high_water", 0)),
+                                  int(before.get("arena_high_water", 0)))
+    return tel
+
+
 def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConfig,
                    workdir: str | Path | None = None, label: str = "adapt",
-                   progress: bool = True, stop_after: int | None = None) -> LoopResult:
+                   progress: bool = True, stop_after: int | None = None,
+                   fresh: bool = False, notify=None) -> LoopResult:
     """Run the loop over the stream ``xs`` [N, T, n_in], ``ys`` [N] on ``target``.
 
     ``workdir`` holds the checkpoint (resume happens automatically when a checkpoint of the
-    same configuration exists). ``stop_after`` ends the run early after that many samples
-    (used to simulate a kill in tests).
+    same configuration exists; ``fresh`` deletes it first). ``notify(line)`` is told whether
+    the run resumed ("resumed from sample N of M ...") or starts fresh. After a resume the
+    telemetry counts the whole run (the counts at the checkpoint are carried over).
+    ``stop_after`` ends the run early after that many samples (used to simulate a kill).
     """
     xs = np.asarray(xs)
     ys = np.asarray(ys)
@@ -164,6 +180,10 @@ def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConf
         raise DataError(f"stream has {n} samples but {ys.shape} labels")
     mask = label_mask(n, cfg.label_fraction if cfg.hep else 0.0, cfg.seed)
     ckpt_path = Path(workdir) / CHECKPOINT if (workdir and cfg.checkpoint) else None
+    if fresh and ckpt_path is not None and ckpt_path.exists():
+        ckpt_path.unlink()
+    say = notify or (lambda line: None)
+    before: dict = {}
 
     target.set_learning(cfg.lpl, cfg.hep)
     w0 = target.get_weights()
@@ -194,6 +214,17 @@ def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConf
             held_idx = doc["held_in"]
             held_x = [xs[i] for i in held_idx]
             held_y = [int(ys[i]) for i in held_idx]
+            before = {k: v for k, v in (doc.get("telemetry") or {}).items()
+                      if k in COUNTERS + ("arena_high_water",) and isinstance(v, int)}
+            done_already = " (the run had finished; nothing is left to do)" if start == n \
+                else ""
+            say(f"resumed from sample {start} of {n} with the checkpoint {ckpt_path}"
+                f"{done_already}; --fresh starts over")
+        else:
+            say(f"starting fresh: the checkpoint {ckpt_path} is of another run (model, "
+                f"stream or settings) and will be replaced")
+    elif ckpt_path is not None:
+        say(f"starting fresh (checkpoints go to {ckpt_path})")
     last_good = target.get_weights()
     bar = Progress(n, label, unit="samples", enabled=progress, initial=start)
     end = n if stop_after is None else min(n, start + stop_after)
@@ -230,8 +261,10 @@ def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConf
                 save_checkpoint(ckpt_path, arrays, {
                     "fingerprint": fp, "next": done, "hits": hits[:done].tolist(),
                     "rollbacks": rollbacks, "drift": drift, "reference_accuracy": ref_acc,
-                    "held_in": held_idx})
+                    "held_in": held_idx, "telemetry": {
+                        k: v for k, v in _telemetry(target, before).items()
+                        if k in COUNTERS + ("arena_high_water",)}})
         bar.update(1, postfix=f"acc {100 * hits[:done].mean():.1f} %")
     bar.close()
-    tel = asdict(target.telemetry())
+    tel = _telemetry(target, before)
     return LoopResult(hits[:end], mask[:end], rollbacks, drift, tel, resumed_from=start)

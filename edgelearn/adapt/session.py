@@ -63,7 +63,13 @@ def _local_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int,
         return HostTarget(bundle.qnet, plan.budget, bundle.head, cfg, align=plan.profile.word_bytes)
     if spec.kind == "tflite":
         from edgelearn.targets.tflite import TfliteTarget
-        return TfliteTarget(bundle.qnet, bundle.head, bundle.feature_layer, cfg.readout)
+        t = TfliteTarget(bundle.qnet, bundle.head, bundle.feature_layer, cfg.readout)
+        plan.image_bytes = len(t.model)     # what is stored: the .tflite flatbuffer
+        plan.remarks.append("TFLite: the model image is the .tflite flatbuffer; its "
+                            "interpreter lays out its own tensor arena (edgelearn "
+                            "export-tflite --arena measures TFLite Micro's), the buffers above "
+                            "are edgelearn's engine's")
+        return t
     if spec.kind == "substrate":
         return _substrate_target(spec, bundle, plan, seed, hep or HEPSettings())
     raise TargetError(f"unknown target kind {spec.kind!r}")
@@ -95,17 +101,26 @@ def summarise(name: str, res: LoopResult) -> dict:
 
 def adapt_and_report(target: Target, frozen: Target | None, x: np.ndarray, y: np.ndarray,
                      cfg: LoopConfig, report: Path | None, plan: Plan, extra: dict | None = None,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, fresh: bool = False,
+                     say: Callable[[str], None] | None = None) -> dict:
     """Run the loop on ``target`` (and a frozen twin for comparison) and write the report
     folder (metrics.json, plots, checkpoint); with ``report`` None nothing is written and no
-    checkpoint is kept: the metrics are only returned."""
+    checkpoint is kept: the metrics are only returned. ``fresh`` ignores (deletes) a
+    checkpoint of an earlier run; ``say`` is told whether the run resumed.
+
+    The deployed model's run is ``runs["adapted"]``; its ``name`` is "adapted", or
+    "deployed" when nothing learns (TFLite, or a budget without room for learning)."""
     if report is not None:
         make_folder(report)
     t0 = time.time()
-    res = run_adaptation(target, x, y, cfg, workdir=report, label="adapt", progress=progress)
+    learns = cfg.lpl or cfg.hep
+    res = run_adaptation(target, x, y, cfg, workdir=report,
+                         label="adapt" if learns else "deployed", progress=progress,
+                         fresh=fresh, notify=say)
     seconds = time.time() - t0
-    runs = {"adapted": summarise("adapted", res)}
-    curves = {f"adapted ({describe(cfg)})": res.hits}
+    name = "adapted" if learns else "deployed"
+    runs = {"adapted": summarise(name, res)}
+    curves = {f"{name} ({describe(cfg)})": res.hits}
     if frozen is not None:
         frozen_cfg = LoopConfig(lpl=False, hep=False, label_fraction=cfg.label_fraction,
                                 seed=cfg.seed, checkpoint=False)
@@ -139,6 +154,7 @@ class Deployment:
     metrics: dict | None
     saved: list[str]
     weights: dict[str, np.ndarray] | None = None
+    plan: Plan | None = None
 
 
 def deploy_and_adapt(spec: TargetSpec, bundle: Bundle, plan: Plan,
@@ -146,7 +162,7 @@ def deploy_and_adapt(spec: TargetSpec, bundle: Bundle, plan: Plan,
                      labels: float, baseline: bool = True, report: Path | None = None,
                      upload: bool = True, progress: bool = True,
                      say: Callable[[str], None] = lambda text: None, extra: dict | None = None,
-                     keep_weights: bool = False) -> Deployment:
+                     keep_weights: bool = False, fresh: bool = False) -> Deployment:
     """Deploy ``bundle`` as ``plan`` says on target ``spec`` and, given a ``stream`` (x, y),
     run the adaptation loop on it against a frozen twin.
 
@@ -159,16 +175,19 @@ def deploy_and_adapt(spec: TargetSpec, bundle: Bundle, plan: Plan,
     target = make_target(spec, bundle, plan, seed=seed + 1, progress=progress, upload=upload)
     plan = target.plan
     with target:
-        say(plan.table())
+        say(plan.headline())
         say(f"{'deployed on' if upload else 'attached to'} {spec} ({target.name}); "
             f"learning: {plan.config.describe()}")
         if stream is None:
-            return Deployment(None, [])
+            saved = save_adapted(target, bundle, report) \
+                if report is not None and spec.kind == "tflite" else []
+            return Deployment(None, saved, plan=plan)
         x, y = stream
         frozen = None
         if baseline:
-            # boards run the host's engine bit for bit, so their frozen twin runs on the host
-            twin = spec if spec.kind in ("host", "substrate", "tflite") else TargetSpec("host")
+            # boards run the host's engine bit for bit, so their frozen twin runs on the host;
+            # so does TFLite's (its integer graph equals the engine's, the row shows it)
+            twin = spec if spec.kind in ("host", "substrate") else TargetSpec("host")
             frozen = make_target(twin, bundle, plan.without_learning(), seed=seed + 1,
                                  progress=False)
         cfg = LoopConfig(lpl=bool(plan.config.lpl_layers), hep=plan.config.hep,
@@ -177,7 +196,7 @@ def deploy_and_adapt(spec: TargetSpec, bundle: Bundle, plan: Plan,
             say("note: nothing to adapt within this budget; running inference only")
         try:
             metrics = adapt_and_report(target, frozen, x, y, cfg, report, plan, extra=extra,
-                                       progress=progress)
+                                       progress=progress, fresh=fresh, say=say)
         finally:
             if frozen is not None:
                 frozen.close()
@@ -188,16 +207,22 @@ def deploy_and_adapt(spec: TargetSpec, bundle: Bundle, plan: Plan,
             except TargetError as exc:
                 say(f"adapted model not pulled back: {exc}")
         weights = target.get_weights() if keep_weights else None
-    return Deployment(metrics, saved, weights)
+    return Deployment(metrics, saved, weights, plan)
 
 
 def describe(cfg: LoopConfig) -> str:
     parts = [p for p, on in (("LPL", cfg.lpl), ("hEP", cfg.hep)) if on]
-    return " + ".join(parts) if parts else "frozen"
+    return " + ".join(parts) if parts else "inference only"
 
 
 def save_adapted(target: Target, bundle: Bundle, report: Path) -> list[str]:
-    """Pull the adapted model back from ``target`` into the report folder (ONNX profile)."""
+    """Pull the adapted model back from ``target`` into the report folder (ONNX profile); a
+    TFLite target writes the .tflite file it runs (``deployed_model.tflite``)."""
+    if target.name == "tflite":
+        from edgelearn.atomic import atomic_write_bytes
+        make_folder(report)
+        atomic_write_bytes(report / "deployed_model.tflite", target.model)
+        return ["deployed_model.tflite"]
     if hasattr(target, "network"):
         from edgelearn.io.onnx_quant import save_quant_onnx
         save_quant_onnx(target.network(), report / "adapted_model.onnx")

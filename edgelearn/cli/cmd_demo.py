@@ -40,6 +40,8 @@ def register(sub) -> None:
     p.add_argument("--limit", type=opt.COUNT, help="use only the first N samples of the stream")
     p.add_argument("--report", default="reports/demo")
     p.add_argument("--seed", type=opt.SEED, default=0)
+    p.add_argument("--fresh", action="store_true",
+                   help="start over instead of resuming the report folder's checkpoint")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -51,5 +53,5 @@ def run(args) -> int:
         model=str(bundled_model()), target=args.target, budget=args.budget, device=args.device,
         lpl="all", no_hep=False, adapt="new_user",
         labels=args.labels, limit=args.limit, report=args.report, seed=args.seed,
-        no_baseline=False, calib=None, dt=None, quiet=args.quiet)
+        no_baseline=False, calib=None, dt=None, fresh=args.fresh, quiet=args.quiet)
     return cmd_deploy.run(ns)

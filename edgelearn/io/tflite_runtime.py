@@ -24,6 +24,16 @@ from edgelearn.errors import TargetError
 BACKENDS = ("litert", "tflite-runtime", "tflm")
 
 
+def _interpreter(cls, name: str, model: bytes):
+    """The builtin kernels without default delegates: the integer graph needs none, and LiteRT
+    would otherwise create the XNNPACK delegate and print an INFO line on stderr."""
+    if name == "litert":
+        from ai_edge_litert.interpreter import OpResolverType
+        return cls(model_content=bytes(model), num_threads=1,
+                   experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return cls(model_content=bytes(model), num_threads=1)
+
+
 def make_interpreter(model: bytes, prefer: str | None = None):
     """A TFLite ``Interpreter`` on ``model`` bytes: (interpreter, backend name).
 
@@ -42,7 +52,7 @@ def make_interpreter(model: bytes, prefer: str | None = None):
             errors.append(f"{name}: {exc}")
             continue
         try:
-            interp = Interpreter(model_content=bytes(model), num_threads=1)
+            interp = _interpreter(Interpreter, name, model)
             interp.allocate_tensors()
         except Exception as exc:       # SystemError: a numpy-1 build under numpy 2
             hint = ""

@@ -100,6 +100,7 @@ class Plan:
     dropped: list[str] = field(default_factory=list)
     image_bytes: int = 0
     link: LinkShape | None = None
+    remarks: list[str] = field(default_factory=list)
 
     @property
     def inference_bytes(self) -> int:
@@ -148,6 +149,15 @@ class Plan:
                          "note": b.note} for b in self.buffers],
         }
 
+    def headline(self) -> str:
+        """The plan in one line (the full table: :meth:`table`)."""
+        ratio = self.learning_bytes / self.inference_bytes if self.inference_bytes else 0.0
+        return (f"memory plan: {self.total_bytes} B of the {format_bytes(self.budget)} budget "
+                f"on {self.profile.name} (inference {self.inference_bytes} B, learning "
+                f"{self.learning_bytes} B = {100 * ratio:.1f} %); adapting "
+                f"{self.config.describe()}"
+                + (f"; dropped {len(self.dropped)} rung(s) to fit" if self.dropped else ""))
+
     def table(self) -> str:
         lines = [f"memory plan for {self.profile.name} ({self.profile.description})",
                  f"budget {self.budget} B ({format_bytes(self.budget)})",
@@ -172,7 +182,7 @@ class Plan:
     @property
     def notes(self) -> list[str]:
         """Facts of the plan a user should know that are not memory."""
-        out = []
+        out = list(self.remarks)
         if self.link is not None:
             out.append(f"link: {self.link.describe()}")
         if self.config.hep and not self.profile.fpu:
