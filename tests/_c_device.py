@@ -19,10 +19,19 @@ BUSY, NAK, ERROR = 0x7D, 0x7E, 0x7F
 
 
 class CDevice:
-    """``with CDevice(ram=..., flash=...) as dev: dev.request(type, payload)``."""
+    """``with CDevice(ram=..., flash=...) as dev: dev.request(type, payload)``; with ``url``
+    (e.g. "qemu") the board is opened through edgelearn.link.transport instead."""
 
     def __init__(self, *args: str, ram: int = 262144, flash: int = 1 << 20,
-                 flash_file: str | None = None) -> None:
+                 flash_file: str | None = None, url: str | None = None) -> None:
+        self.dec = StreamDecoder(4096)
+        self.seq = 0
+        self.frames: list[Frame] = []
+        self.transport = self.proc = None
+        if url is not None:
+            from edgelearn.link.transport import open_transport
+            self.transport = open_transport(url)
+            return
         cmd = [str(cbuild.build("device")), "--port", "socket-server://127.0.0.1:0",
                "--ram", str(ram), "--flash", str(flash), *args]
         if flash_file:
@@ -35,9 +44,6 @@ class CDevice:
             raise RuntimeError(f"C device did not start: {url!r} {err}")
         host, port = url[len("socket://"):].rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=10)
-        self.dec = StreamDecoder(4096)
-        self.seq = 0
-        self.frames: list[Frame] = []
 
     def __enter__(self) -> "CDevice":
         return self
@@ -46,6 +52,9 @@ class CDevice:
         self.close()
 
     def close(self) -> str:
+        if self.transport is not None:
+            self.transport.close()
+            return ""
         self.sock.close()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -58,10 +67,22 @@ class CDevice:
 
     @property
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return (self.transport.proc if self.transport else self.proc).poll() is None
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        if self.transport is not None:
+            self.transport.write(data)
+        else:
+            self.sock.sendall(data)
+
+    def _recv(self, timeout: float) -> bytes:
+        if self.transport is not None:
+            return self.transport.read(min(timeout, 0.05))
+        self.sock.settimeout(timeout)
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("the C device closed the line")
+        return data
 
     def frame(self, mtype: int, payload: bytes = b"", seq: int | None = None,
               version: int = V2) -> bytes:
@@ -80,10 +101,7 @@ class CDevice:
             left = end - time.monotonic()
             if left <= 0:
                 raise TimeoutError("no frame from the C device")
-            self.sock.settimeout(left)
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("the C device closed the line")
+            data = self._recv(left)
             self.frames += [f for f in self.dec.feed(data) if isinstance(f, Frame)]
 
     def request(self, mtype: int, payload: bytes = b"", version: int = V2) -> Frame:
@@ -115,7 +133,10 @@ class CDevice:
         return out
 
     def power_cycle(self) -> None:
-        self.proc.send_signal(signal.SIGUSR1)
+        if self.transport is not None:
+            self.transport.reset_device()
+        else:
+            self.proc.send_signal(signal.SIGUSR1)
         time.sleep(0.2)
 
 

@@ -265,3 +265,72 @@ def test_build_is_cached_by_source_hash(tmp_path):
     assert Path(changed.stdout.strip()) != path
     assert not list(cache.glob(".el-*"))      # no temporary left behind
     assert len(list(cache.glob("el-lib-*.so"))) == 2
+
+
+def test_native_engine_equals_the_device_engine(lib):
+    """The C engine (the host's fast path) and edgelearn.device.engine on the headline model
+    with LPL on the hidden layer: equal features, readout accumulators, learned weights and
+    PRNG position, sample after sample (past the LPL warm-up)."""
+    from edgelearn.adapt.bundle import load_bundle
+    from edgelearn.data import load_speech_digits
+    from edgelearn.device.engine import Engine, EngineConfig, default_lpl
+    from edgelearn.kernels.image import to_image
+    from edgelearn.kernels.lpl_codes import lpl_block
+    from edgelearn.memory.arena import Arena
+    from edgelearn.rules.base import qlayer_w_shift
+
+    q = load_bundle(ROOT / "models" / "speech_digits.onnx").qnet
+    la = q.layers[0]
+    readout = q.meta.get("readout", "max")
+    ce = native.NativeEngine(lib, to_image(q), {0: lpl_block(default_lpl(), qlayer_w_shift(la),
+                                                             la.n_out)},
+                             readout=readout, seed=3)
+    ce.set_learning(True, 3, 0)
+    pe = Engine(q, Arena(1 << 21), None, EngineConfig(lpl_layers=(la.name,), hep=None,
+                                                      readout=readout, seed=3))
+    pe.set_learning(True, False)
+    ds = load_speech_digits("new_user")
+    for x in ds.x[:4]:                                   # 400 steps, warm-up 200
+        ce.begin()
+        ce.run(x)
+        r = pe.run_sample(x)
+        assert np.array_equal(ce.array(0, 0, 0, np.uint16, la.n_out), r.features)
+        assert np.array_equal(ce.array(1, 0, 0, np.int32, q.n_out), pe.output)
+        assert ce.rng() == (pe.rng.key, pe.rng.counter)
+        assert np.array_equal(ce.weights(0, la.n_out, la.n_in),
+                              pe.get_weights()[f"{la.name}.weight"])
+    assert ce.counters()["lpl_updates"] == pe.counters["lpl_updates"] > 0
+    assert not np.array_equal(ce.weights(0, la.n_out, la.n_in), la.weight)
+
+
+def test_edgelearn_run_uses_the_c_kernel_for_quantized_models(tmp_path):
+    """`edgelearn run` on a quantized model: the C integer kernel by default, numpy with
+    --backend numpy, identical outputs; a float model refuses --backend c in one line."""
+    from edgelearn.io.onnx_quant import save_quant_onnx
+
+    image = (VEC / "lif_rec_spikes.bin").read_bytes()
+    qnet = from_image(image)
+    model = tmp_path / "q.onnx"
+    save_quant_onnx(qnet, model)
+    with np.load(VEC / "lif_rec_spikes.npz", allow_pickle=False) as z:
+        x, want = z["x"], z["output"]
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    outs = {}
+    for backend in ("default", "numpy"):
+        extra = [] if backend == "default" else ["--backend", "numpy"]
+        r = subprocess.run([sys.executable, "-m", "edgelearn", "run", str(model), "--input",
+                            str(tmp_path / "x.npy"), "-o", str(tmp_path / f"{backend}.npz"),
+                            *extra], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert r.returncode == 0, r.stderr
+        assert "numpy kernel" not in r.stderr          # the C library ran (no fallback notice)
+        with np.load(tmp_path / f"{backend}.npz", allow_pickle=False) as z:
+            outs[backend] = z["output"]
+    assert np.array_equal(outs["default"], want) and np.array_equal(outs["numpy"], want)
+    r = subprocess.run([sys.executable, "-m", "edgelearn", "run",
+                        str(ROOT / "models" / "randman_small.onnx"), "--input",
+                        str(tmp_path / "x.npy"), "-o", str(tmp_path / "f.npz"), "--backend", "c"],
+                       capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "quantized" in r.stderr

@@ -22,6 +22,11 @@ EXAMPLES = """examples:
 
 X is float [T, n_in] or [T, B, n_in] (bool/int accepted). Y holds 'output' [T, B, n_out] (the
 last layer's spikes, or its membrane for a readout) and 'spikes/<layer>' per spiking layer.
+
+A quantized model (tools/quantize.py) runs its integer network (docs/fixed-point.md): by
+default on the C kernel of firmware/ loaded as a shared library (built on first use with the
+system compiler; the numpy integer kernel, after a one-line notice, when that is not possible),
+or with --backend numpy; float input is quantized first (x / input_scale, rounded).
 """
 
 
@@ -34,9 +39,10 @@ def register(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="ONNX or NIR file")
     p.add_argument("--input", required=True, metavar="X.npy", help="input sequence (.npy)")
     p.add_argument("-o", "--output", required=True, metavar="Y.npz", help="output file (.npz)")
-    p.add_argument("--backend", choices=("numpy", "onnxruntime"), default=None,
-                   help="numpy reference (default for networks) or onnxruntime (default, and "
-                        "the only choice, for opaque graphs)")
+    p.add_argument("--backend", choices=("numpy", "onnxruntime", "c"), default=None,
+                   help="numpy reference (default for float networks), onnxruntime (default, "
+                        "and the only choice, for opaque graphs), or c: the C integer kernel "
+                        "(default for quantized models; numpy runs their integer kernel)")
     p.add_argument("--graph", choices=("step", "scan"), default="scan",
                    help="onnxruntime graph form (default scan)")
     p.add_argument("--dt", type=opt.POSITIVE, default=None, metavar="SECONDS",
@@ -53,9 +59,45 @@ def load_input(path: str) -> np.ndarray:
     return arr
 
 
+def _quantized(path: str) -> bool:
+    from edgelearn.io.onnx_load import read_model_file
+    from edgelearn.io.onnx_quant import is_quantized_model
+
+    return str(path).endswith(".onnx") and is_quantized_model(
+        read_model_file(path, check=False)[0])
+
+
+def run_integer(args, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The integer network of a quantized model: C kernel (default) or numpy."""
+    from edgelearn.io.onnx_quant import load_qnetwork
+    from edgelearn.kernels import lif_fixed, native
+
+    if args.backend == "onnxruntime":
+        raise InputError(f"'{args.model}' is a quantized model: it runs its integer network "
+                         f"with --backend c (default) or numpy")
+    qnet = load_qnetwork(args.model)
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise InputError("input contains NaN or Inf")
+    if x.dtype.kind == "f" and np.any(x != np.round(x)):
+        x = lif_fixed.quantize_input(qnet, x)
+    seq = lif_fixed.as_int_sequence(qnet, x)
+    rec = (lif_fixed.qrun(qnet, seq) if args.backend == "numpy"
+           else native.qrun(qnet, seq))
+    out = {"output": rec.output}
+    for name, s in rec.spikes.items():
+        out[f"spikes/{name}"] = s
+    return out
+
+
 def run(args) -> int:
-    model = load_any(args.model, dt=args.dt)
     x = load_input(args.input)
+    if _quantized(args.model):
+        out = run_integer(args, x)
+        return _write(args, out)
+    if args.backend == "c":
+        raise InputError(f"'{args.model}' is a float model; --backend c runs quantized models "
+                         f"(tools/quantize.py)")
+    model = load_any(args.model, dt=args.dt)
     out: dict[str, np.ndarray] = {}
     if isinstance(model, OpaqueModel):
         if args.backend == "numpy":
@@ -71,6 +113,10 @@ def run(args) -> int:
         out["output"] = rec.output
         for name, s in rec.spikes.items():
             out[f"spikes/{name}"] = s
+    return _write(args, out)
+
+
+def _write(args, out: dict[str, np.ndarray]) -> int:
     buf = io.BytesIO()
     np.savez(buf, **out)
     atomic_write_bytes(args.output, buf.getvalue())

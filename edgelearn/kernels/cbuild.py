@@ -112,6 +112,14 @@ def recipes(cc: str | None) -> dict[str, Recipe]:
                                                    "port/mps2_an385/startup.c"),
                               _WARN + CM3 + _ARM + _SEMIHOSTED, cross=True, libs=("-lm",),
                               suffix=".elf"),
+        "icount-cm3": Recipe("icount-cm3", _K + ("tests/icount.c", "tests/npz.c",
+                                                 "port/mps2_an385/startup.c"),
+                             _WARN + CM3 + _ARM + _SEMIHOSTED, cross=True, libs=("-lm",),
+                             suffix=".elf"),
+        "icount-cm4f": Recipe("icount-cm4f", _K + ("tests/icount.c", "tests/npz.c",
+                                                   "port/mps2_an385/startup.c"),
+                              _WARN + CM4F + _ARM + _SEMIHOSTED, cross=True, libs=("-lm",),
+                              suffix=".elf"),
         "device-cm3": Recipe("device-cm3", _K + _D + ("port/mps2_an385/device_main.c",
                                                       "port/mps2_an385/startup.c"),
                              _WARN + CM3 + _ARM + _BARE, cross=True, libs=("-lm",),
@@ -136,8 +144,9 @@ def _digest(root: Path, r: Recipe, cc: str) -> str:
     return h.hexdigest()[:20]
 
 
-def command(name: str) -> tuple[list[str], Path]:
-    """(compiler command without -o, output path) of a recipe."""
+def command(name: str, defines: dict[str, int | str] | None = None) -> tuple[list[str], Path]:
+    """(compiler command without -o, output path) of a recipe; ``defines`` become -D flags
+    (e.g. the Cortex-M build's EL_RAM and EL_FLASH)."""
     root = firmware_dir()
     if root is None:
         raise BuildError("firmware sources not found (set EDGELEARN_FIRMWARE to the firmware/ "
@@ -147,6 +156,10 @@ def command(name: str) -> tuple[list[str], Path]:
     if name not in table:
         raise BuildError(f"unknown firmware build '{name}'; choose from {sorted(table)}")
     r = table[name]
+    if defines:
+        r = Recipe(r.name, r.sources, r.flags + tuple(f"-D{k}={v}" for k, v in
+                                                      sorted(defines.items())),
+                   r.cross, r.suffix, r.libs)
     cc = ARM_CC if r.cross else host
     if cc is None or not shutil.which(cc):
         raise BuildError(f"no compiler for '{name}': install "
@@ -156,9 +169,10 @@ def command(name: str) -> tuple[list[str], Path]:
     return cmd + list(r.libs), out
 
 
-def build(name: str, verbose: bool = False) -> Path:
+def build(name: str, verbose: bool = False, defines: dict[str, int | str] | None = None
+          ) -> Path:
     """The path of the cached build of recipe ``name`` (compiled if missing)."""
-    cmd, out = command(name)
+    cmd, out = command(name, defines)
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -223,3 +223,65 @@ def lpl_step(w_int8: np.ndarray, pre_q, post_q, state, params, rng, w_shift: flo
         raise InputError("C LPL rule refused its coefficients")
     return (np.ascontiguousarray(wT.T), st, RngState(int(r[0]), int(r[1])),
             FixedStats(*(int(v) for v in stats)))
+
+
+class NativeEngine:
+    """The C device engine in a numpy arena (integer part: network, LPL on the given layers,
+    features and readout of a sample; the hEP head stays on the host): the host's fast path.
+
+    ``lpl`` maps layer index -> 64-byte LPL block (edgelearn.kernels.lpl_codes.lpl_block)."""
+
+    def __init__(self, lib: ctypes.CDLL, image: bytes, lpl: dict[int, bytes] | None = None,
+                 readout: str = "max", seed: int = 1, arena_bytes: int = 1 << 22) -> None:
+        self.lib = lib
+        self.image = np.frombuffer(bytes(image), np.uint8).copy()
+        self.desc = np.zeros(lib.el_native_sizeof(0), np.uint8)
+        err = _err()
+        if lib.el_native_check(_ptr(self.image), self.image.size, _ptr(self.desc), err, 256):
+            raise ModelError(f"C kernel refused the device image: {err.value.decode()}")
+        lpl = dict(sorted((lpl or {}).items()))
+        layers = np.array(list(lpl), np.uint8)
+        blocks = np.frombuffer(b"".join(lpl.values()) or b"\0", np.uint8).copy()
+        self.ne = np.zeros(lib.el_native_sizeof(2), np.uint8)
+        self.arena = np.zeros(arena_bytes, np.uint8)
+        if lib.el_native_engine_load(_ptr(self.ne), _ptr(self.desc), _ptr(self.image),
+                                     self.image.size, _ptr(self.arena), arena_bytes,
+                                     1 if readout == "mean" else 0, seed & 0xFFFFFFFF,
+                                     len(lpl), _ptr(layers), _ptr(blocks), err, 256):
+            raise ModelError(f"C engine: {err.value.decode()}")
+
+    def set_learning(self, lpl: bool, key: int, counter: int) -> None:
+        self.lib.el_native_engine_set(_ptr(self.ne), int(lpl), key & 0xFFFFFFFF,
+                                      counter & 0xFFFFFFFF)
+
+    def begin(self) -> None:
+        self.lib.el_native_engine_begin(_ptr(self.ne))
+
+    def run(self, x: np.ndarray) -> None:
+        """Steps x [T, n_in] (integers within input_bits) of the open sample."""
+        xi = np.ascontiguousarray(x, dtype=np.int16)
+        self.lib.el_native_engine_run(_ptr(self.ne), _ptr(xi), xi.shape[0])
+
+    def counters(self) -> dict[str, int]:
+        c = np.zeros(9, np.uint32)
+        self.lib.el_native_engine_counters(_ptr(self.ne), _ptr(c))
+        names = ("steps", "spikes", "input_spikes", "output_spikes", "lpl_updates",
+                 "sample_steps", "sample_spikes", "arena_used", "arena_high_water")
+        return dict(zip(names, (int(v) for v in c)))
+
+    def rng(self) -> tuple[int, int]:
+        r = np.zeros(2, np.uint32)
+        self.lib.el_native_engine_rng(_ptr(self.ne), _ptr(r))
+        return int(r[0]), int(r[1])
+
+    def array(self, what: int, k: int, field: int, dtype, count: int) -> np.ndarray:
+        """A view of an engine buffer inside the arena (no copy)."""
+        addr = self.lib.el_native_engine_ptr(_ptr(self.ne), what, k, field)
+        if not addr:
+            raise ModelError(f"C engine has no buffer ({what}, {k}, {field})")
+        base = self.arena.ctypes.data
+        return np.frombuffer(self.arena, dtype, count, addr - base)
+
+    def weights(self, k: int, n_out: int, n_in: int) -> np.ndarray:
+        """Layer k's int8 weights, row-major [n_out, n_in] (a copy)."""
+        return self.array(2, k, 0, np.int8, n_in * n_out).reshape(n_in, n_out).T.copy()

@@ -3,6 +3,10 @@
     /dev/ttyACM0, COM3, socket://host:port, loop://, rfc2217://...   pyserial serial_for_url
     sim  or  sim?profile=... or sim://?profile=cortex-m4-256k&ram=256KiB&flash=1MiB&baud=115200&flash_file=F
          start ``python -m firmware_sim --pty`` and open the slave path it prints
+    qemu  or  qemu?machine=mps2-an385&ram=262144&flash=1048576
+         build the C firmware for Cortex-M3 (mps2-an385) or Cortex-M4F (mps2-an386) with that
+         RAM arena and flash (bytes), start qemu-system-arm with UART0 on a local TCP port and
+         connect to it; closing the link ends QEMU, reset_device() is QEMU's system_reset
     faulty:<inner-url>?rate=1e-3&seed=1&kinds=drop,flip,dup,insert&reset_at=N
          any of the above wrapped in byte-level fault injection (faults.py); query keys that
          are not fault options are handed back to the inner URL (e.g. sim options)
@@ -182,6 +186,99 @@ class SimTransport(Transport):
         self._stop()
 
 
+QEMU_MACHINES = {"mps2-an385": "device-cm3", "mps2-an386": "device-cm4f"}
+QEMU_OPTS = {"machine", "ram", "flash"}
+
+
+class QemuTransport(Transport):
+    """The C firmware (firmware/) on qemu-system-arm, UART0 on a TCP chardev (``nodelay``:
+    without it every reply waits for delayed TCP acknowledgements)."""
+
+    def __init__(self, machine: str = "mps2-an385", ram: int = 262144, flash: int = 1 << 20,
+                 startup_timeout: float = 20.0) -> None:
+        import shutil
+        import socket
+        import tempfile
+
+        from edgelearn.kernels import cbuild
+
+        if machine not in QEMU_MACHINES:
+            raise LinkError(f"unknown QEMU machine {machine!r}; known: "
+                            f"{', '.join(QEMU_MACHINES)}")
+        if not shutil.which("qemu-system-arm"):
+            raise LinkError("qemu-system-arm is not installed (apt-get install qemu-system-arm)")
+        try:
+            elf = cbuild.build(QEMU_MACHINES[machine], defines={"EL_RAM": int(ram),
+                                                                "EL_FLASH": int(flash)})
+        except cbuild.BuildError as exc:
+            raise LinkError(str(exc)) from None
+        with socket.socket() as probe:              # a free local port for the chardev
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgelearn-qemu-")
+        self.monitor = os.path.join(self._tmp.name, "monitor.sock")
+        cmd = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor",
+               f"unix:{self.monitor},server=on,wait=off", "-serial",
+               f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on", "-kernel", str(elf)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self.url = f"qemu:{machine}@127.0.0.1:{port}"
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            try:
+                self.inner = open_serial(f"socket://127.0.0.1:{port}")
+                break
+            except LinkError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    err = self.proc.stderr.read().decode(errors="replace").strip()[:200] \
+                        if self.proc.poll() is not None else "timeout"
+                    self.close()
+                    raise LinkError(f"QEMU did not start: {err}; command: {' '.join(cmd)}") \
+                        from None
+                time.sleep(0.05)
+
+    def write(self, data: bytes) -> None:
+        self.inner.write(data)
+
+    def read(self, timeout: float) -> bytes:
+        return self.inner.read(timeout)
+
+    def reset_device(self) -> None:
+        """Power-cycle the emulated board (QEMU system_reset: RAM lost, flash kept)."""
+        import socket
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(self.monitor)
+            s.sendall(b"system_reset\n")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        if getattr(self, "inner", None) is not None:
+            self.inner.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self._tmp.cleanup()
+
+
+def open_qemu(query: dict[str, str]) -> QemuTransport:
+    unknown = set(query) - QEMU_OPTS
+    if unknown:
+        raise LinkError(f"unknown qemu option {sorted(unknown)[0]!r}; known: "
+                        f"{', '.join(sorted(QEMU_OPTS))}")
+    try:
+        ram = int(query.get("ram", 262144))
+        flash = int(query.get("flash", 1 << 20))
+    except ValueError:
+        raise LinkError("qemu ram and flash are byte counts, e.g. ram=262144") from None
+    return QemuTransport(query.get("machine", "mps2-an385"), ram, flash)
+
+
 _SIM_OPTS = {"profile", "ram", "flash", "baud", "flash_file", "max_payload", "window", "seed",
              "protocol_version", "reset_after_bytes"}
 
@@ -216,4 +313,7 @@ def open_transport(url: str, baudrate: int = 115200) -> Transport:
     if url == "sim" or url.startswith(("sim:", "sim?")):
         _, query = _split_query(url)
         return open_sim(query)
+    if url == "qemu" or url.startswith(("qemu:", "qemu?")):
+        _, query = _split_query(url)
+        return open_qemu(query)
     return open_serial(url, baudrate)

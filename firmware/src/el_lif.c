@@ -68,14 +68,15 @@ static int32_t input_at(const void *x, int kind, uint32_t j)
     }
 }
 
-/* dense: every input j (zeros included) times its column; int32 when el_layer_prepare proved
- * |W x| < 2^31 */
+/* dense: every nonzero input j (count or value) times its column; int32 when
+ * el_layer_prepare proved |W x| < 2^31 */
 static void acc_dense32(const el_layer *L, const void *x, int kind, int32_t *acc)
 {
     uint32_t n = L->n_out;
     for (uint32_t i = 0; i < n; i++) acc[i] = 0;
     for (uint32_t j = 0; j < L->n_in; j++) {
         int32_t xj = input_at(x, kind, j);
+        if (!xj) continue;
         const int8_t *col = L->wT + (size_t)j * n;
         for (uint32_t i = 0; i < n; i++) acc[i] += xj * col[i];
     }

@@ -11,6 +11,14 @@ uint32_t el_lpl_path_count[3];
 
 static int has(el_code c) { return c.k != 0; }
 
+#define WORD_BLOCK 64u
+
+/* out[i] = word first + i of the stream (a plain loop a compiler can vectorise) */
+static void words(el_rng r, uint32_t first, uint32_t n, uint32_t *out)
+{
+    for (uint32_t i = 0; i < n; i++) out[i] = el_hash32(r.key ^ el_hash32(r.counter + first + i));
+}
+
 /* lpl_rate._scale: v times k 2^-s with the one rounding rule; a zero coefficient gives 0 */
 static int64_t scale(int64_t v, el_code c)
 {
@@ -29,6 +37,29 @@ static int64_t ema(int64_t x, int64_t target, el_code c, uint32_t r)
         s = 32;
     }
     return el_add64(x, el_stochastic_shift(num, s, r));
+}
+
+/* floor(num / v) for num = 2^k (k <= 62) and v >= 1, as el_floordiv64, without a 64-bit
+ * division when the quotient is below 2^50: a binary64 quotient (relative error < 2^-52, so
+ * off by at most 1) corrected exactly with integer products. Other cases divide. */
+static int64_t inv_q(int64_t num, int64_t v)
+{
+#if defined(__x86_64__) || defined(__aarch64__) || defined(EL_LPL_FLOAT_DIVIDE)
+    if (v > 0 && (num >> 50) < v) {
+        int64_t q = (int64_t)((double)num / (double)v);
+        int64_t r = num - q * v;                           /* |q v| < 2^63 */
+        while (r < 0) {
+            q--;
+            r += v;
+        }
+        while (r >= v) {
+            q++;
+            r -= v;
+        }
+        return q;
+    }
+#endif
+    return el_floordiv64(num, v);
 }
 
 static int64_t sat_count(int64_t v, int bits, uint32_t *n)
@@ -178,10 +209,10 @@ static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_
     while (((uint32_t)1 << bb) < nb) bb++;
     if (bb > S) { bb = S; nb = (uint32_t)1 << S; }
     int bshift = S - bb;                                  /* bucket = B >> bshift */
-    uint64_t visits = 0;
+    uint64_t visits = 0, ap_max = half / (uint64_t)xmax;
     for (uint32_t i = 0; i < n_out; i++) {
         uint64_t ap = pv[i] < 0 ? (uint64_t)(-pv[i]) : (uint64_t)pv[i];
-        if (ap > half / (uint64_t)xmax) return 0;            /* N_i > 2^(S-1) */
+        if (ap > ap_max) return 0;                            /* N_i > 2^(S-1) */
         uint64_t N = ap * (uint64_t)xmax;
         if (N) visits += 1 + ((2 * N) >> bshift);
     }
@@ -191,8 +222,9 @@ static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_
     uint16_t *start = order + n_in;                       /* [nb + 1] */
     uint16_t *cursor = start + nb + 1;                    /* [nb] */
     memset(start, 0, 2 * ((size_t)nb + 1));
+    words(r0, n_out, n_in, B);
     for (uint32_t j = 0; j < n_in; j++) {
-        B[j] = (uint32_t)(el_rng_word(r0, n_out + j) & mask);
+        B[j] = (uint32_t)(B[j] & mask);
         start[(B[j] >> bshift) + 1]++;
     }
     for (uint32_t q = 0; q < nb; q++) {
@@ -247,30 +279,40 @@ int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *pre,
     uint32_t total = o_mean + 2 * n_out + (p->decorr ? n_out * n_out : 0);
     el_rng r = *rng;
     /* input / output rate filters */
-    for (uint32_t j = 0; j < n_in; j++) {
-        if (k_pre) {
-            int64_t t = ema(st->pre_trace[j], el_shl64(pre[j], E), p->pre, el_rng_word(r, j));
+    uint32_t wb[WORD_BLOCK];
+    for (uint32_t j0 = 0; j0 < n_in; j0 += WORD_BLOCK) {
+        uint32_t n = n_in - j0 < WORD_BLOCK ? n_in - j0 : WORD_BLOCK;
+        if (!k_pre) {
+            for (uint32_t j = j0; j < j0 + n; j++) x[j] = pre[j];
+            continue;
+        }
+        words(r, j0, n, wb);
+        for (uint32_t q = 0; q < n; q++) {
+            uint32_t j = j0 + q;
+            int64_t t = ema(st->pre_trace[j], el_shl64(pre[j], E), p->pre, wb[q]);
             x[j] = (int32_t)el_round_shift(t, E);
             st->pre_trace[j] = (int32_t)t;
-        } else {
-            x[j] = pre[j];
         }
     }
-    for (uint32_t i = 0; i < n_out; i++) {
-        if (k_post) {
-            int64_t t = ema(st->post_trace[i], el_shl64(post[i], E), p->post,
-                            el_rng_word(r, k_pre + i));
+    for (uint32_t i0 = 0; i0 < n_out; i0 += WORD_BLOCK) {
+        uint32_t n = n_out - i0 < WORD_BLOCK ? n_out - i0 : WORD_BLOCK;
+        if (!k_post) {
+            for (uint32_t i = i0; i < i0 + n; i++) z[i] = post[i];
+            continue;
+        }
+        words(r, k_pre + i0, n, wb);
+        for (uint32_t q = 0; q < n; q++) {
+            uint32_t i = i0 + q;
+            int64_t t = ema(st->post_trace[i], el_shl64(post[i], E), p->post, wb[q]);
             z[i] = (int32_t)el_round_shift(t, E);
             st->post_trace[i] = (int32_t)t;
-        } else {
-            z[i] = post[i];
         }
     }
     /* the bracket and the per-neuron factor p_i (old statistics) */
     const int64_t inv_num = (int64_t)1 << (2 * A + E + INV_FRAC);
     for (uint32_t i = 0; i < n_out; i++) d[i] = el_sub64(el_shl64(z[i], E), st->mean[i]);
     for (uint32_t i = 0; i < n_out; i++) {
-        int64_t inv = el_floordiv64(inv_num, el_add64(st->var[i], p->xi_q));
+        int64_t inv = inv_q(inv_num, el_add64(st->var[i], p->xi_q));
         int64_t b = scale(el_round_shift(el_mul64(d[i], inv), INV_FRAC), p->lam);
         b = el_sub64(b, scale(el_shl64((int64_t)z[i] - st->z_prev[i], E), p->pred));
         if (p->decorr && n_out > 1) {
@@ -309,14 +351,20 @@ int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *pre,
         }
     }
     /* statistics */
-    for (uint32_t i = 0; i < n_out; i++) {
-        int64_t m = ema(st->mean[i], el_shl64(z[i], E), p->mean, el_rng_word(r, o_mean + i));
-        int64_t v = ema(st->var[i], el_round_shift(el_mul64(d[i], d[i]), E), p->var,
-                        el_rng_word(r, o_mean + n_out + i));
-        m = sat_count(m, 32, &stats->n_saturated);
-        v = sat_count(v, 32, &stats->n_saturated);
-        st->mean[i] = (int32_t)m;
-        st->var[i] = (int32_t)(v < 0 ? 0 : v);
+    uint32_t wv[WORD_BLOCK];
+    for (uint32_t i0 = 0; i0 < n_out; i0 += WORD_BLOCK) {
+        uint32_t n = n_out - i0 < WORD_BLOCK ? n_out - i0 : WORD_BLOCK;
+        words(r, o_mean + i0, n, wb);
+        words(r, o_mean + n_out + i0, n, wv);
+        for (uint32_t q = 0; q < n; q++) {
+            uint32_t i = i0 + q;
+            int64_t m = ema(st->mean[i], el_shl64(z[i], E), p->mean, wb[q]);
+            int64_t v = ema(st->var[i], el_round_shift(el_mul64(d[i], d[i]), E), p->var, wv[q]);
+            m = sat_count(m, 32, &stats->n_saturated);
+            v = sat_count(v, 32, &stats->n_saturated);
+            st->mean[i] = (int32_t)m;
+            st->var[i] = (int32_t)(v < 0 ? 0 : v);
+        }
     }
     if (p->decorr) {
         uint32_t o_c = o_mean + 2 * n_out;
