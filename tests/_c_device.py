@@ -90,7 +90,7 @@ class CDevice:
             seq, self.seq = self.seq, (self.seq + 1) & 0xFF
         return framing.encode_frame(Frame(mtype, seq & 0xFF, payload, version=version))
 
-    def receive(self, timeout: float = 10.0, skip_busy: bool = True) -> Frame:
+    def receive(self, timeout: float = 30.0, skip_busy: bool = True) -> Frame:
         """The next frame from the device (BUSY keep-alives skipped)."""
         end = time.monotonic() + timeout
         while True:
@@ -133,11 +133,22 @@ class CDevice:
         return out
 
     def power_cycle(self) -> None:
+        """Reset the board, then wait until it answers again (a request before the reboot
+        finished may be lost: it is sent again)."""
         if self.transport is not None:
             self.transport.reset_device()
         else:
             self.proc.send_signal(signal.SIGUSR1)
         time.sleep(0.2)
+        for _ in range(20):
+            self.send(self.frame(0x30))
+            try:
+                f = self.receive(timeout=1.0)
+            except TimeoutError:
+                continue
+            self.frames.insert(0, f)
+            return
+        raise TimeoutError("the board did not answer after a power cycle")
 
 
 def error_of(f: Frame) -> tuple[int, int, int, int, str]:
@@ -149,3 +160,50 @@ def error_of(f: Frame) -> tuple[int, int, int, int, str]:
 
 def error_text(f: Frame) -> str:
     return str(error_of(f)) if f.type == ERROR else f"0x{f.type:02x}"
+
+
+class CBoard:
+    """The C host build as a process on TCP, for tests written against a board Transport
+    (like firmware_sim.inprocess.InProcessBoard): ``.host`` is the host's Transport and
+    ``reset()`` power-cycles the board (SIGUSR1)."""
+
+    def __init__(self, ram: int = 262144, flash: int = 1 << 20, *args: str) -> None:
+        from edgelearn.link.transport import open_transport
+
+        cmd = [str(cbuild.build("device")), "--port", "socket-server://127.0.0.1:0",
+               "--ram", str(ram), "--flash", str(flash), *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        url = self.proc.stdout.readline().strip()
+        if not url.startswith("socket://"):
+            raise RuntimeError(f"C device did not start: {url!r} {self.proc.stderr.read()}")
+        self.host = open_transport(url)
+        self.host.reset_device = self.reset
+
+    def reset(self) -> None:
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.1)
+
+    def __enter__(self) -> "CBoard":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.host.close()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+BOARD_IMPLS = ["python", "c"]
+
+
+def make_board(impl: str, ram: int, flash: int):
+    """A board for link tests: the Python device in process, or the C firmware's host build
+    (both expose ``.host`` and ``reset()`` and are context managers)."""
+    if impl == "c":
+        return CBoard(ram, flash)
+    from firmware_sim.inprocess import InProcessBoard
+    return InProcessBoard("socketpair", ram=ram, flash=flash)

@@ -272,7 +272,7 @@ def test_resets_and_flash_persistence(tmp_path):
         assert error_of(dev.request(0x30))[0] == 2
         assert hello_fields(dev.hello().payload)["active_len"] == len(image)
         dev.power_cycle()
-        assert error_of(dev.request(0x30))[0] == 2
+        assert error_of(dev.receive())[0] == 2
         assert hello_fields(dev.hello().payload)["active_slot"] == 0
         assert error_of(dev.request(0x31, b"\x02"))[:4] == (12, 0x31, 0, 2)
     assert flash.stat().st_size == 1 << 20

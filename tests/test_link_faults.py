@@ -15,6 +15,7 @@ from edgelearn.link.faults import FaultConfig, FaultyTransport, corrupt
 from edgelearn.link.framing import crc32
 from edgelearn.link.transport import loop_pair, open_transport
 from firmware_sim.inprocess import InProcessBoard, test_image, test_qnetwork
+from tests._c_device import BOARD_IMPLS, make_board
 
 
 def test_corrupt_is_reproducible_and_hits_the_rate():
@@ -48,11 +49,12 @@ def _upload_interrupted(client, img, reset_at_written):
     return str(exc.value)
 
 
+@pytest.mark.parametrize("impl", BOARD_IMPLS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_reset_at_random_point_of_upload_keeps_previous_model(seed):
+def test_reset_at_random_point_of_upload_keeps_previous_model(seed, impl):
     rng = np.random.default_rng(seed)
     old, new = test_image(seed=20), test_image(n_in=300, n_hidden=64, seed=21)
-    with InProcessBoard("socketpair", ram=256 * 1024, flash=512 * 1024) as board:
+    with make_board(impl, ram=256 * 1024, flash=512 * 1024) as board:
         Client(board.host).upload(old)        # (closing that client would close the pipe)
         at = int(rng.integers(1, len(new)))
         ft = FaultyTransport(board.host, FaultConfig(reset_at=at), on_reset=board.reset)
@@ -124,9 +126,10 @@ def test_timeouts_name_the_message_and_loopback_is_detected():
         Client("loop://", timeout=0.02, retries=1)
 
 
-def test_garbage_on_the_line_and_device_reboot_are_survived():
+@pytest.mark.parametrize("impl", BOARD_IMPLS)
+def test_garbage_on_the_line_and_device_reboot_are_survived(impl):
     qnet = test_qnetwork(seed=50)
-    with InProcessBoard("socketpair", ram=256 * 1024, flash=512 * 1024) as board:
+    with make_board(impl, ram=256 * 1024, flash=512 * 1024) as board:
         with Client(board.host, timeout=0.05) as c:
             c.upload(to_image(qnet))
             board.host.write(bytes(np.random.default_rng(0).integers(0, 256, 5000,
@@ -199,9 +202,10 @@ class _DropNth:
         self.inner.close()
 
 
-def test_requests_left_in_flight_by_an_error_still_complete_in_order():
+@pytest.mark.parametrize("impl", BOARD_IMPLS)
+def test_requests_left_in_flight_by_an_error_still_complete_in_order(impl):
     from edgelearn.link import messages as m
-    with InProcessBoard("socketpair", ram=64 * 1024, flash=256 * 1024) as board:
+    with make_board(impl, ram=64 * 1024, flash=256 * 1024) as board:
         t = _DropNth(board.host, 5)
         c = Client(t, timeout=0.05)
         t.armed = True
@@ -216,15 +220,15 @@ from hypothesis import strategies as st  # noqa: E402
 
 
 @given(rate=st.sampled_from([0.0, 1e-3, 3e-3]), seed=st.integers(0, 2**16),
-       window=st.integers(1, 8), steps=st.integers(1, 9))
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_exactly_once_in_order_under_random_faults(rate, seed, window, steps):
+       window=st.integers(1, 8), steps=st.integers(1, 9), impl=st.sampled_from(BOARD_IMPLS))
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_exactly_once_in_order_under_random_faults(rate, seed, window, steps, impl):
     """Stateful INFER calls through a damaged line give exactly the host kernel's outputs:
     any request executed twice, skipped or reordered would change the neuron state."""
     from edgelearn.kernels.lif_fixed import qrun
     qnet = test_qnetwork(seed=seed % 7)
     x = np.random.default_rng(seed).random((60, qnet.n_in)) < 0.3
-    with InProcessBoard("socketpair", ram=256 * 1024, flash=512 * 1024) as board:
+    with make_board(impl, ram=256 * 1024, flash=512 * 1024) as board:
         ft = FaultyTransport(board.host, FaultConfig(rate=rate, seed=seed))
         c = Client(ft, timeout=0.05, retries=60, window=window)
         c.upload(to_image(qnet), chunk=128, verify="readback")

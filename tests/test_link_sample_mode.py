@@ -23,10 +23,20 @@ def config_bytes(cfg: EngineConfig, qnet) -> bytes:
     return blobs.encode_config(compile_config(cfg, qnet))
 
 
-@pytest.fixture
-def board():
-    with InProcessBoard("socketpair", ram=256 * 1024, flash=512 * 1024) as b:
+IMPLS = ["python", "c"]
+
+
+@pytest.fixture(params=IMPLS)
+def board(request):
+    """A client of the Python board (in process) or of the C firmware's host build."""
+    if request.param == "c":
+        from tests._c_device import CBoard
+        b = CBoard(256 * 1024, 512 * 1024)
+    else:
+        b = InProcessBoard("socketpair", ram=256 * 1024, flash=512 * 1024)
+    with b:
         c = Client(b.host)
+        c.impl = request.param
         yield c
 
 
@@ -43,12 +53,19 @@ def test_sample_mode_matches_the_host_engine_with_lpl_and_hep(board, tmp_path):
     host = Engine(qnet, Arena(256 * 1024), blobs.decode_head(blobs.encode_head(head)), cfg)
     host.set_learning(True, True)
     rng = np.random.default_rng(0)
+    # the C firmware relaxes the head in binary64 with its own summation order and Gaussian
+    # elimination (numpy: BLAS, LAPACK): the head's values agree to float rounding, not bits;
+    # everything integer (spikes, features, LPL, replay counts, PRNG) is bit-identical
+    exact = board.impl == "python"
     for i in range(4):
         x = rng.integers(0, 3, (30, 40))
         pred, scores, spikes = board.sample(x, steps_per_frame=7)
         want = host.run_sample(x)
         assert pred == want.prediction and spikes == want.spikes
-        np.testing.assert_array_equal(scores, want.scores.astype(np.float32))
+        if exact:
+            np.testing.assert_array_equal(scores, want.scores.astype(np.float32))
+        else:
+            np.testing.assert_allclose(scores, want.scores, rtol=1e-5, atol=1e-6)
         board.teach(i % 10)
         host.teach(i % 10)
     tel = board.telemetry()
@@ -56,7 +73,11 @@ def test_sample_mode_matches_the_host_engine_with_lpl_and_hep(board, tmp_path):
     assert tel.hep_updates == host.counters["hep_updates"] and tel.learning == 3
     got = blobs.decode_weights(board.get_blob(m.BLOB_WEIGHTS), [la.name for la in qnet.layers])
     for k, v in host.get_weights().items():
-        np.testing.assert_array_equal(got[k], v, err_msg=k)
+        if exact or k.startswith("state.") and not k.startswith("state.replay.scores") \
+                or not k.startswith(("head.", "state.replay.scores")):
+            np.testing.assert_array_equal(got[k], v, err_msg=k)
+        else:
+            np.testing.assert_allclose(got[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
     # restoring older weights on the board reproduces the host after the same restore
     board.put_blob(m.BLOB_WEIGHTS, board.get_blob(m.BLOB_WEIGHTS))
 

@@ -34,7 +34,7 @@ def test_qemu_board_upload_infer_reset(machine):
         assert dev.read_all(0x22, 0x23) == image
         assert np.array_equal(_infer(dev, qnet, x), want)
         dev.power_cycle()
-        assert error_of(dev.request(0x30))[0] == 2             # NO_SESSION after the reset
+        assert error_of(dev.receive())[0] == 2                 # NO_SESSION after the reset
         assert hello_fields(dev.hello().payload)["active_len"] == len(image)
 
 

@@ -249,7 +249,10 @@ uint32_t el_weights_encode(const el_engine *e, uint8_t *out)
     const el_head *h = &e->head;
     put(out, &pos, "ELWT", 4);
     put16(out, &pos, 1);
-    uint8_t hdr[2] = {e->cfg.n_lpl, (uint8_t)((e->has_head ? 1 : 0) | (has_replay(e) ? 2 : 0))};
+    /* every section: LPL layers, head weights (bit 0), replay (1), PRNG (2), feature
+     * statistics (3) */
+    uint8_t hdr[2] = {e->cfg.n_lpl, (uint8_t)((e->has_head ? 1 | 8 : 0) | (has_replay(e) ? 2 : 0)
+                                             | 4)};
     put(out, &pos, hdr, 2);
     put32(out, &pos, e->rng.key);
     put32(out, &pos, e->rng.counter);
@@ -304,26 +307,40 @@ uint32_t el_weights_encode(const el_engine *e, uint8_t *out)
 }
 
 #define WHAT "weights"
-/* the engine's own sizes, or BAD_PARAM at byte 6 (what the reference device answers) */
+/* a part of the engine's own state, or BAD_PARAM at byte 6 with the blob's n_lpl (what the
+ * reference device answers) */
 #define SAME(cond) EXPECT(cond, 6, b[6], "weights blob does not match this engine's learning " \
                                           "state (layers, parts or sizes differ)")
 #define VALUE(cond, why) EXPECT(cond, 16, 0, why)
 
+enum { S_HEAD = 1, S_REPLAY = 2, S_RNG = 4, S_NORM = 8 };
+
+static int lpl_entry(const el_engine *e, uint32_t k)
+{
+    for (uint32_t q = 0; q < e->cfg.n_lpl; q++)
+        if (e->cfg.lpl_layer[q] == k) return (int)q;
+    return -1;
+}
+
+/* A whole or partial weights blob (section 8.7): pass 0 checks its structure (the decoder's
+ * checks), 1 that every section is a part of the engine's own state, 2 the values, 3 writes.
+ * Nothing is written unless every check passed; what the blob does not carry stays. */
 int el_weights_apply(el_engine *e, const uint8_t *b, uint32_t len, el_blob_error *err)
 {
     const el_head *h = &e->head;
     if (len < 16) return length_error(err, WHAT, len, 16);
+    uint32_t sections = b[7];
     EXPECT(memcmp(b, "ELWT", 4) == 0, 0, 0, "is not the magic 'ELWT'");
     EXPECT(u16(b + 4) == 1, 4, u16(b + 4), "is not weights format 1");
     EXPECT(b[6] <= EL_MAX_LPL && b[6] <= e->net.n_layers, 6, b[6], "more LPL sections than layers");
-    EXPECT(!(b[7] & ~3u), 7, b[7], "sets undefined section bits");
-    /* pass 0: structure (the decoder's checks); 1: the engine's own sizes; 2: values; 3: write.
-     * Nothing is written unless every check passed. */
+    EXPECT(!(sections & ~0xFu), 7, sections, "sets undefined section bits");
+    EXPECT((sections & S_RNG) || (u32(b + 8) == 0 && u32(b + 12) == 0), 8, u32(b + 8),
+           "PRNG fields must be 0 without the PRNG section");
     for (int pass = 0; pass < 4; pass++) {
         uint32_t pos = 16;
 #define NEED(n) do { if ((uint64_t)pos + (n) > len) return length_error(err, WHAT, len, pos + (n)); } while (0)
         int last = -1;
-        for (uint32_t q = 0; q < b[6]; q++) {
+        for (uint32_t s = 0; s < b[6]; s++) {
             NEED(12);
             uint32_t k = b[pos], parts = b[pos + 1], n_in = u32(b + pos + 4), n_out = u32(b + pos + 8);
             if (pass == 0) {
@@ -339,11 +356,11 @@ int el_weights_apply(el_engine *e, const uint8_t *b, uint32_t len, el_blob_error
                           ((parts & 1) ? 4 * n_in : 0) + ((parts & 2) ? 4 * n_out : 0) +
                           ((parts & 4) ? 4 * n_out * n_out : 0) + ((parts & 8) ? 4 * n_out : 0);
             NEED(sz);
-            el_lpl_state *st = q < e->cfg.n_lpl ? &e->lpl_st[q] : 0;
+            int q = lpl_entry(e, k);
+            el_lpl_state *st = q >= 0 ? &e->lpl_st[q] : 0;
             const el_layer *L = &e->net.layer[k];
             if (pass == 1)
-                SAME(q < e->cfg.n_lpl && e->cfg.lpl_layer[q] == k && L->n_in == n_in &&
-                     L->n_out == n_out && lpl_parts(st) == parts);
+                SAME(st && L->n_in == n_in && L->n_out == n_out && lpl_parts(st) == parts);
             const uint8_t *w = b + pos;
             const uint8_t *zp = w + pad4(n_in * n_out);
             const uint8_t *mv = zp + pad4(2 * n_out);
@@ -373,27 +390,33 @@ int el_weights_apply(el_engine *e, const uint8_t *b, uint32_t len, el_blob_error
             }
             pos += sz;
         }
-        if (pass == 1) SAME(b[6] == e->cfg.n_lpl);
-        if (b[7] & 1) {
+        if (sections & (S_HEAD | S_NORM)) {
             NEED(4);
-            uint32_t K = b[pos];
-            if (pass == 0) EXPECT(K >= 2 && K <= EL_HEAD_MAX_K, pos, K, "head layers must be 2..8");
-            uint32_t at = pos;
+            uint32_t K = b[pos], at = pos;
+            if (pass == 0) {
+                if (sections & S_HEAD) EXPECT(K >= 2 && K <= EL_HEAD_MAX_K, at, K, "head layers must be 2..8");
+                else EXPECT(K == 0, at, K, "must be 0 without the head section");
+                EXPECT(!b[at + 1] && !b[at + 2] && !b[at + 3], at + 1, 0, "reserved bytes must be 0");
+            }
             NEED(4 + 2 * (K + 1));
-            uint32_t n_par = 0, n0 = u16(b + pos + 4);
+            uint32_t n_par = 0, n0 = u16(b + at + 4);
             for (uint32_t i = 0; i <= K; i++) {
                 uint32_t n = u16(b + at + 4 + 2 * i);
                 if (pass == 0) EXPECT(n >= 1 && n <= EL_HEAD_MAX_WIDTH, at + 4 + 2 * i, n, "head width must be 1..1024");
                 if (i) n_par += n * u16(b + at + 4 + 2 * (i - 1)) + n;
             }
             pos = pad4(pos + 4 + 2 * (K + 1));
-            NEED(4 * n_par + 8 * n0);
+            uint32_t n_norm = (sections & S_NORM) ? 2 * n0 : 0;
+            NEED(4 * n_par + 4 * n_norm);
             if (pass == 1) {
-                int same = e->has_head && K == h->d.K;
-                for (uint32_t i = 0; same && i <= K; i++) same = u16(b + at + 4 + 2 * i) == h->d.sizes[i];
+                int same = e->has_head && n0 == h->d.sizes[0];
+                if (sections & S_HEAD) {
+                    same = same && K == h->d.K;
+                    for (uint32_t i = 0; same && i <= K; i++) same = u16(b + at + 4 + 2 * i) == h->d.sizes[i];
+                }
                 SAME(same);
             }
-            for (uint32_t i = 0; i < n_par + 2 * n0; i++) {
+            for (uint32_t i = 0; i < n_par + n_norm; i++) {
                 float v = f32(b + pos + 4 * i);
                 if (pass == 2) {
                     VALUE(finite(v), "head values must be finite");
@@ -404,11 +427,9 @@ int el_weights_apply(el_engine *e, const uint8_t *b, uint32_t len, el_blob_error
                     else h->mean[i - n_par] = v;      /* mean, then std (contiguous) */
                 }
             }
-            pos += 4 * n_par + 8 * n0;
-        } else if (pass == 1) {
-            SAME(!e->has_head);
+            pos += 4 * (n_par + n_norm);
         }
-        if (b[7] & 2) {
+        if (sections & S_REPLAY) {
             NEED(16);
             uint32_t R = u16(b + pos), nh = u16(b + pos + 2), no = u16(b + pos + 4);
             int32_t rpos = (int32_t)u32(b + pos + 8), fill = (int32_t)u32(b + pos + 12);
@@ -449,14 +470,14 @@ int el_weights_apply(el_engine *e, const uint8_t *b, uint32_t len, el_blob_error
                 hw->r_ring[1] = fill;
             }
             pos += sz;
-        } else if (pass == 1) {
-            SAME(!has_replay(e));
         }
         if (pos != len) return length_error(err, WHAT, len, pos);
 #undef NEED
     }
-    e->rng.key = u32(b + 8);
-    e->rng.counter = u32(b + 12);
+    if (sections & S_RNG) {
+        e->rng.key = u32(b + 8);
+        e->rng.counter = u32(b + 12);
+    }
     return 0;
 }
 #undef WHAT
