@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tempfile
 import zlib
 from dataclasses import dataclass
 
@@ -52,6 +53,24 @@ class FlashError(EdgelearnError):
     start, which turns it into one error line)."""
 
 
+def _check_writable(path: str) -> None:
+    """Refuse a flash file the simulator could not persist to (tried, not guessed: a file is
+    created and removed in its folder, an existing file is opened for update)."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(path)
+        if os.path.exists(path):
+            with open(path, "r+b"):
+                pass
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".flash-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise FlashError(f"flash file {path} cannot be written: "
+                         f"{exc.strerror or type(exc).__name__}") from None
+
+
 def newer(a: int, b: int) -> bool:
     """Whether generation ``a`` is newer than ``b`` (serial-number arithmetic mod 2^32)."""
     return 1 <= (a - b) % (1 << 32) < (1 << 31)
@@ -71,11 +90,7 @@ class Flash:
         self.mem = bytearray(b"\xff" * self.size)
         self.loaded_from_file = False
         if self.path:
-            folder = os.path.dirname(os.path.abspath(self.path))
-            if os.path.isdir(self.path) or not os.access(folder, os.W_OK | os.X_OK) or \
-                    (os.path.exists(self.path) and not os.access(self.path, os.R_OK)):
-                raise FlashError(f"flash file {self.path} cannot be written (its folder must be "
-                                 f"writable and the file readable)")
+            _check_writable(self.path)
         if self.path and os.path.exists(self.path):
             with open(self.path, "rb") as fh:
                 data = fh.read()

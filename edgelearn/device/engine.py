@@ -158,7 +158,9 @@ def check_head(qnet: QNetwork, head: DeviceHead | None) -> None:
     for what, arr in [("feature mean", head.mean), ("feature std", head.std)] + \
             [(f"W{k}", W) for k, W in enumerate(h.weights)] + \
             [(f"b{k}", b) for k, b in enumerate(h.biases)]:
-        if not np.all(np.isfinite(np.asarray(arr, dtype=np.float64).astype(np.float32))):
+        with np.errstate(over="ignore", invalid="ignore"):
+            stored = np.asarray(arr, dtype=np.float64).astype(np.float32)
+        if not np.all(np.isfinite(stored)):
             raise ParameterError(f"head {what} is not finite in float32 (the device stores "
                                  f"float32)")
 
@@ -493,8 +495,9 @@ class Engine:
         if not info["applied"]:
             self.counters["hep_nonconverged"] += 1
             return
-        new = [np.asarray(a, dtype=np.float64).astype(np.float32)
-               for W, b in zip(self.head.weights, self.head.biases) for a in (W, b)]
+        with np.errstate(over="ignore", invalid="ignore"):
+            new = [np.asarray(a, dtype=np.float64).astype(np.float32)
+                   for W, b in zip(self.head.weights, self.head.biases) for a in (W, b)]
         if all(np.all(np.isfinite(a)) for a in new):
             for dst, src in zip(self.head_w, new):
                 dst[...] = src

@@ -44,10 +44,13 @@ class BlobError(LinkError):
     @property
     def value_u32(self) -> int:
         v = self.value
+        if isinstance(v, (bytes, bytearray)):      # a magic or a run of reserved bytes
+            return int.from_bytes(bytes(v[:4]).ljust(4, b"\0"), "little")
         if isinstance(v, (bool, int, np.integer)):
             return int(v) & 0xFFFFFFFF
         if isinstance(v, (float, np.floating)):
-            return struct.unpack("<I", struct.pack("<f", float(v)))[0]
+            with np.errstate(over="ignore", invalid="ignore"):
+                return int(np.asarray(v, np.float32).view(np.uint32))
         return 0
 
 
@@ -177,7 +180,7 @@ def decode_config(data: bytes) -> DeviceConfig:
         base = CONFIG_HEADER_BYTES + LPL_ENTRY_BYTES * i
         k = r.fmt("<B")
         pad = r.fmt("<7s")
-        r.expect(base + 1, bytes(pad).hex(), pad == bytes(7), "reserved bytes must be 0")
+        r.expect(base + 1, bytes(pad), pad == bytes(7), "reserved bytes must be 0")
         r.expect(base, k, not lpl or k > lpl[-1][0], "LPL layer indices must increase")
         lpl.append((k, decode_lpl_block(r.data[base + 8:base + 72], base + 8, "config")))
         r.pos = base + LPL_ENTRY_BYTES
@@ -210,7 +213,8 @@ def head_length(sizes) -> int:
 
 
 def _finite32(name: str, a: np.ndarray) -> np.ndarray:
-    out = np.asarray(a, dtype=np.float64).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(a, dtype=np.float64).astype(np.float32)
     if not np.all(np.isfinite(out)):
         raise ParameterError(f"head {name} holds values that are not finite in float32 (the "
                              f"device stores float32)")
@@ -252,7 +256,7 @@ def decode_head(data: bytes) -> DeviceHead:
                  f"1..{HEAD_MAX_WIDTH}")
     pad_at = r.pos
     r.pos = _head_prefix(K)
-    r.expect(pad_at, bytes(r.data[pad_at:r.pos]).hex(), not any(r.data[pad_at:r.pos]),
+    r.expect(pad_at, bytes(r.data[pad_at:r.pos]), not any(r.data[pad_at:r.pos]),
              "padding must be 0")
     r.need(head_length(sizes))
     at = r.pos
@@ -397,7 +401,7 @@ def decode_weights(data: bytes, layer_names: list[str]) -> dict[str, np.ndarray]
                      f"head layers must be 2..{HEAD_MAX_LAYERS}")
         else:
             r.expect(at, K, K == 0, "must be 0 without the head section")
-        r.expect(at + 1, bytes(r.data[at + 1:at + 4]).hex(), not any(r.data[at + 1:at + 4]),
+        r.expect(at + 1, bytes(r.data[at + 1:at + 4]), not any(r.data[at + 1:at + 4]),
                  "reserved bytes must be 0")
         r.pos += 3
         sizes = [int(v) for v in r.array("<u2", K + 1)]

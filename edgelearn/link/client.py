@@ -37,6 +37,7 @@ from edgelearn.link.framing import FLAG_DEVICE, Frame, FrameError, StreamDecoder
 from edgelearn.link.transport import Transport, open_transport
 
 ProgressFn = Callable[[int, int], None]
+BUSY_HOLD = 0.1     # s: after a BUSY, no retransmission before this (four BUSY intervals)
 
 
 class DeviceErrorReply(LinkError):
@@ -130,6 +131,7 @@ class Client:
         self.max_payload = 64
         self._seq = 0
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
+        self._busy_seen = False
         self._closed = False
         if handshake:
             try:
@@ -164,6 +166,12 @@ class Client:
                 framing.max_wire_len(self.max_payload)
             base += 2 * queued * 10 / baud
         return base * self._backoff
+
+    def _limit(self, p: _Pending) -> float:
+        """How long ``p`` may wait: the RTO, and after a BUSY for any unanswered request at
+        least BUSY_HOLD (four BUSY intervals: a device loop delayed by its host's scheduler
+        does not draw a retransmission)."""
+        return max(self.rto, BUSY_HOLD) if self._busy_seen else self.rto
 
     def _sample_rtt(self, rtt: float) -> None:
         if self.srtt is None:
@@ -245,6 +253,7 @@ class Client:
                 for q in self._pending.values():
                     q.timer_at = now
                 self._backoff = 1
+                self._busy_seen = True
             return
         if fr.type == m.NAK:
             self.stats.naks += 1
@@ -271,6 +280,8 @@ class Client:
             earlier.append(q)
         del self._pending[fr.seq]
         p.reply = reply
+        if not any(q.busy for q in self._pending.values()):
+            self._busy_seen = False
         now = time.monotonic()
         if p.sends == 1 and not p.busy:   # Karn: only unambiguous round trips are measured
             self._sample_rtt(now - p.sent_at)
@@ -288,7 +299,7 @@ class Client:
         if not self._pending:
             return
         oldest = next(iter(self._pending.values()))
-        if time.monotonic() - oldest.timer_at < self.rto:
+        if time.monotonic() - oldest.timer_at < self._limit(oldest):
             return
         oldest.timeouts += 1
         self.stats.timeouts += 1
@@ -338,7 +349,7 @@ class Client:
                 return
             if self._pending:
                 oldest = next(iter(self._pending.values()))
-                wait = oldest.timer_at + self.rto - time.monotonic()
+                wait = oldest.timer_at + self._limit(oldest) - time.monotonic()
                 self._pump(min(max(wait, 0.0), 0.05))
                 self._check_timeouts()
 
