@@ -5,7 +5,7 @@
         check(res, "edgelearn info")                # the property, or AssertionError
 
 The promise (docs/architecture.md, "Bad input"): every case ends with exit code 0, or exit
-code 2 and exactly one stderr line ``PROG: error: ...`` (progress lines aside); never a
+code 2 and exactly one stderr line ``PROG [SUBCOMMAND]: error: ...`` (progress lines aside); never a
 traceback, a warning or an onnxruntime log line before it, never a hang (the case is killed
 after ``timeout`` seconds) and never more than RSS_CAP bytes of peak resident memory (the
 worker's whole process, measured per case; see tests/_fuzz_worker.py).
@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import selectors
 import subprocess
 import sys
@@ -51,7 +52,7 @@ class Worker:
     """A long-lived tests/_fuzz_worker.py process; restarted after a hang or crash."""
 
     def __init__(self, timeout: float = 60.0) -> None:
-        self.timeout = timeout
+        self.timeout = float(os.environ.get("FUZZ_TIMEOUT", timeout))   # override: FUZZ_TIMEOUT
         self.proc = None
         self._start()
 
@@ -153,7 +154,7 @@ def check(res: Outcome, prog: str, surface: str | None = None, allow_ok: bool = 
         f"{prog}: exit code {res.code}\n{res.stderr}"
     if res.code == 2:
         assert len(res.lines) == 1, f"{prog}: expected one stderr line, got\n{res.stderr}"
-        assert res.lines[0].startswith(f"{prog}: error: "), res.stderr
+        assert re.match(rf"{re.escape(prog)}( [\w-]+)*: error: ", res.lines[0]), res.stderr
     assert res.peak_rss <= RSS_CAP, f"{prog}: peak RSS {res.peak_rss >> 20} MiB > " \
                                     f"{RSS_CAP >> 20} MiB"
 
@@ -172,3 +173,46 @@ def _dump_stats() -> None:
 
 
 atexit.register(_dump_stats)
+
+
+class Files(dict):
+    """Named seed files and paths of a fuzz module (short repr: hypothesis prints it)."""
+
+    def __repr__(self) -> str:
+        return f"<fuzz files in {self.get('folder')}>"
+
+
+def fuzz_tests(case, strategy, examples: int, long_factor: int = 10):
+    """Two hypothesis tests of ``case(worker, files, value)`` on values drawn from
+    ``strategy(files)``: the default run (``examples`` inputs, derandomized: the same inputs
+    on every machine) and the ``-m slow`` run (``long_factor`` times as many, freshly
+    random). Both need module fixtures ``worker`` and ``files``."""
+    import pytest
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    common = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+    def body(worker, files, data):
+        case(worker, files, data.draw(strategy(files)))
+
+    default = settings(max_examples=examples, derandomize=True, **common)(
+        given(data=st.data())(body))
+    long = pytest.mark.slow(settings(max_examples=examples * long_factor, **common)(
+        given(data=st.data())(body)))
+    return default, long
+
+
+def small_stream(folder: Path) -> Path:
+    """A 12-sample data set for the bundled randman model (32 channels, 4 voices)."""
+    import numpy as np
+
+    from edgelearn.data import Dataset
+    from edgelearn.data.dataset import save_npz
+
+    rng = np.random.default_rng(0)
+    ds = Dataset((rng.random((12, 20, 32)) < 0.2).astype(np.uint8), np.arange(12) % 4, 4,
+                 "fuzz", {"voice": np.arange(12) % 3})
+    save_npz(ds, folder / "stream.npz")
+    np.save(folder / "x.npy", (rng.random((20, 2, 32)) < 0.2).astype(np.float32))
+    return folder / "stream.npz"

@@ -2,7 +2,8 @@
 stdin, one JSON result per line on the original stdout).
 
 Request:  {"entry": "edgelearn" | "quantize", "argv": [...], "cwd": DIR, "limits": {...}}
-Result:   {"code": exit code, "stderr": what the case wrote on fd 2 (last 4000 chars),
+Result:   {"code": exit code, "stderr": what the case wrote on fd 2 (its first and last
+           4000 characters if longer),
            "stdout": last 2000 chars of fd 1, "seconds": wall time,
            "peak_rss": the process's peak resident set during the case, bytes}
 
@@ -15,6 +16,7 @@ fails fast instead of swapping the machine.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -53,9 +55,14 @@ def _entries():
     return {"edgelearn": cli_main, "quantize": quantize.main}
 
 
-def run_case(entries: dict, req: dict) -> dict:
+def _limits(changes: dict):
+    if not changes:
+        return contextlib.nullcontext()
     from edgelearn.boundary import use_limits
+    return use_limits(**changes)
 
+
+def run_case(entries: dict, req: dict) -> dict:
     entry = entries[req.get("entry", "edgelearn")]
     os.chdir(req.get("cwd") or tempfile.gettempdir())
     _reset_peak()
@@ -67,7 +74,7 @@ def run_case(entries: dict, req: dict) -> dict:
         os.dup2(err.fileno(), 2)
         t0 = time.monotonic()
         try:
-            with use_limits(**req.get("limits", {})):
+            with _limits(req.get("limits", {})):
                 code = entry(list(req["argv"]))
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -86,7 +93,9 @@ def run_case(entries: dict, req: dict) -> dict:
         out.seek(0)
         stderr = err.read().decode("utf-8", "replace")
         stdout = out.read().decode("utf-8", "replace")
-    return {"code": int(code or 0), "stderr": stderr[-4000:], "stdout": stdout[-2000:],
+    if len(stderr) > 8000:                     # keep both ends of a long stderr
+        stderr = stderr[:4000] + "\n[...]\n" + stderr[-4000:]
+    return {"code": int(code or 0), "stderr": stderr, "stdout": stdout[-2000:],
             "seconds": seconds, "peak_rss": _peak_rss()}
 
 

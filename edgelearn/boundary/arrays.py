@@ -52,13 +52,16 @@ def _header(fp, what: str, error: type[EdgelearnError]) -> tuple[tuple, np.dtype
         hint = " (a pickle stream?)" if magic[:1] == b"\x80" else ""
         raise error(f"{what} is not a .npy array (magic {magic[:6]!r}){hint}")
     version = (fp.read(1) or b"\0")[0], (fp.read(1) or b"\0")[0]
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
-    else:
+    if version not in ((1, 0), (2, 0)):
         raise error(f"{what} is not a readable .npy array (format version "
                     f"{version[0]}.{version[1]}; 1.0 and 2.0 are read)")
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+        else np.lib.format.read_array_header_2_0
+    try:
+        shape, _, dtype = read(fp)
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises many types
+        raise error(f"{what} is not a readable .npy array (header: {_first_line(exc)})") \
+            from None
     if dtype.hasobject:
         raise error(f"{what} holds Python objects (pickled data), which edgelearn never loads")
     if dtype.kind not in PLAIN_KINDS or dtype.fields is not None or dtype.subdtype is not None:

@@ -3,9 +3,10 @@
     run_command(prog, work) -> exit code
 
 Runs ``work()`` (which parses arguments and does the command). An EdgelearnError (bad input,
-a limit, an impossible request) prints one line ``PROG: error: MESSAGE`` on stderr and gives
-exit code 2; Python warnings raised on the way (e.g. numpy's RuntimeWarning) are dropped then,
-so the error line is the only line; after a success they are shown as usual. Ctrl-C gives 130,
+a limit, an impossible request) prints one line ``PROG: error: MESSAGE`` on stderr (the
+message's first line, cut at 1000 characters) and gives exit code 2; Python warnings raised
+on the way (e.g. numpy's RuntimeWarning) are dropped then, so the error line is the only
+line; after a success they are shown as usual. Ctrl-C gives 130,
 a closed output pipe 0. Other exceptions are bugs and keep their traceback.
 
 :class:`OneLineArgumentParser` turns argparse usage errors into OptionError, so they take the
@@ -31,10 +32,15 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         raise exc
 
 
+MAX_LINE = 1000
+
+
 def error_line(exc: EdgelearnError) -> str:
-    """The first line of an error's message (its type name if it has none)."""
+    """The first line of an error's message (its type name if it has none), at most MAX_LINE
+    characters (a message may quote untrusted text of any length)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + "..."
 
 
 def run_command(prog: str | Callable[[], str], work: Callable[[], int | None]) -> int:

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from edgelearn.atomic import atomic_write_bytes
+from edgelearn.boundary import check_hdf5_sizes, limits
 from edgelearn.data.dataset import Dataset
-from edgelearn.errors import DataError
+from edgelearn.errors import DataError, SizeLimitError
 
 SHD_UNITS = 700
 SHD_CLASSES = 20
@@ -68,6 +69,7 @@ def load_shd(path: str | os.PathLike, n_bins: int = 100, max_time: float = 1.0,
     path = Path(path)
     if not path.is_file():
         raise DataError(f"SHD file '{path}' does not exist")
+    check_hdf5_sizes(path, f"SHD file '{path}'", error=DataError)
     try:
         fh = h5py.File(path, "r")
     except (OSError, ValueError) as exc:
@@ -115,6 +117,11 @@ def _read(fh, path: Path, n_bins: int, max_time: float, downsample: int, n_units
     if n_classes is None:
         n_classes = SHD_CLASSES
     c = -(-n_units // downsample)
+    nbytes = n * n_bins * c * 2
+    if nbytes > limits().array_bytes:
+        raise SizeLimitError(f"SHD file '{path}': {n} samples of {n_bins} bins x {c} channels "
+                             f"take {nbytes} bytes while binning, limit {limits().array_bytes} "
+                             f"(limit array_bytes; use --limit, fewer --bins or --downsample)")
     x = np.zeros((n, n_bins, c), dtype=np.uint16)
     for i in range(n):
         try:

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from edgelearn.boundary import limits
 from edgelearn.data.dataset import Dataset
-from edgelearn.errors import DataError, ParameterError
+from edgelearn.errors import DataError, ParameterError, SizeLimitError
 
 
 def _check_severity(name: str, severity: float, upper: float | None = None) -> None:
@@ -285,6 +286,10 @@ def make_stream(ds: Dataset, transforms: Sequence[Transform] = (), n_samples: in
     n = len(ds) if n_samples is None else n_samples
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise DataError(f"stream of '{ds.name}' would be empty: n_samples={n_samples}")
+    nbytes = int(n) * int(np.prod(ds.x.shape[1:])) * ds.x.dtype.itemsize
+    if nbytes > limits().array_bytes:
+        raise SizeLimitError(f"a stream of {n} samples of '{ds.name}' would take {nbytes} bytes, "
+                             f"limit {limits().array_bytes} (limit array_bytes)")
     rng = np.random.default_rng([int(seed), 0])
     if group_key is not None:
         groups = ds.meta.get(group_key)

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgelearn.boundary import limits
-from edgelearn.errors import ModelError, ModelFileError, SizeLimitError
+from edgelearn.boundary import check_hdf5_sizes
+from edgelearn.errors import ModelError, ModelFileError
 from edgelearn.model import RESET_MODES, Layer, Network
 
 NEURONS = ("LIF", "CubaLIF", "LI", "CubaLI", "IF")
@@ -55,38 +55,6 @@ def _nir():
         raise ModelFileError("NIR support needs the 'nir' package: pip install "
                              "'edgelearn[nir]'") from None
     return nir
-
-
-def check_hdf5_sizes(path: str | os.PathLike, what: str) -> None:
-    """Refuse an HDF5 file whose datasets declare more than they can hold, before any is read:
-    each dataset's bytes (shape times item size) at most ``limits().array_bytes`` and at most
-    ``limits().compression_ratio`` times the storage it occupies plus 64 KiB (a dataset that
-    stores nothing reads as its fill value, of any declared size)."""
-    try:
-        import h5py
-    except ImportError:
-        raise ModelFileError("NIR support needs the 'h5py' package: pip install "
-                             "'edgelearn[nir]'") from None
-    cap, ratio = limits().array_bytes, limits().compression_ratio
-    found: list[tuple[str, int, int]] = []
-
-    def visit(name, obj) -> None:
-        if isinstance(obj, h5py.Dataset):
-            declared = int(np.prod(obj.shape, dtype=object) or 0) * obj.dtype.itemsize \
-                if obj.shape is not None else 0
-            found.append((name, declared, int(obj.id.get_storage_size())))
-
-    try:
-        with h5py.File(path, "r") as f:
-            f.visititems(visit)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelFileError(f"{what} is not a readable NIR file: {line[:150]}") from None
-    for name, declared, stored in found:
-        bound = min(cap, ratio * stored + 64 * 1024)
-        if declared > bound:
-            raise SizeLimitError(f"{what}: dataset '{name}' declares {declared} bytes but "
-                                 f"stores {stored} (at most {bound} allowed)")
 
 
 def _real(node_name: str, what: str, value) -> np.ndarray:
@@ -228,7 +196,7 @@ def load_nir(source, dt: float) -> Network:
         what = f"NIR file '{source}'"
         if not Path(source).is_file():
             raise ModelFileError(f"cannot read {what}: no such file")
-        check_hdf5_sizes(source, what)
+        check_hdf5_sizes(source, what, error=ModelFileError, kind="NIR")
         try:
             graph = nir.read(source)
         except Exception as exc:  # h5py / nir raise many types on corrupt files

@@ -118,11 +118,11 @@ def parse_json(meta: dict[str, str], key: str, kind: type):
 
 
 def parse_version(meta: dict[str, str]) -> int:
-    raw = meta.get(KEY_VERSION, "")
-    try:
-        version = int(raw)
-    except ValueError:
-        raise ModelFileError(f"metadata {KEY_VERSION} must be an integer, got {raw!r}") from None
+    raw = meta.get(KEY_VERSION, "").strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6):
+        raise ModelFileError(f"metadata {KEY_VERSION} must be a small integer, got "
+                             f"{raw[:40]!r}")
+    version = int(raw)
     if version < 1 or version > PROFILE_VERSION:
         raise ModelFileError(f"edgelearn profile version {version} is not supported "
                              f"(this edgelearn reads versions 1..{PROFILE_VERSION})")
