@@ -44,11 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fault injection: power-cycle after this many received bytes")
     p.add_argument("--exit-on-close", action="store_true",
                    help="exit when the client closes the line (default: wait for the next)")
+    p.add_argument("--impl", choices=("python", "c"), default="python",
+                   help="python: this simulator; c: the C firmware (firmware/) built for this "
+                        "host with the system compiler and run with the same options")
     return p
 
 
-def make_device(args: argparse.Namespace):
-    from firmware_sim.device import Device
+def board_memory(args: argparse.Namespace) -> tuple[str, int, int]:
+    """(profile name, RAM bytes, flash bytes) of the simulated board."""
     profile = get_profile(ALIASES.get(args.profile, args.profile))
     if args.ram:
         ram = parse_bytes(args.ram)
@@ -56,12 +59,46 @@ def make_device(args: argparse.Namespace):
         ram = min(profile.ram, LINUX_DEFAULT_RAM) if profile.name == "linux-board" \
             else profile.ram
     flash = parse_bytes(args.flash) if args.flash else min(profile.flash, LINUX_DEFAULT_FLASH)
-    return Device(ram=ram, flash=flash, profile=profile.name, flash_file=args.flash_file,
+    return profile.name, ram, flash
+
+
+def make_device(args: argparse.Namespace):
+    from firmware_sim.device import Device
+    profile, ram, flash = board_memory(args)
+    return Device(ram=ram, flash=flash, profile=profile, flash_file=args.flash_file,
                   max_payload=args.max_payload, window=args.window, baud=args.baud,
                   protocol_version=args.protocol_version, seed=args.seed)
 
 
+def exec_c_firmware(args: argparse.Namespace) -> int:
+    """Replace this process by the C firmware's host build with the same options (it prints
+    the pty path or socket URL, and SIGUSR1 power-cycles it, as this simulator does)."""
+    import os
+
+    from edgelearn.kernels import cbuild
+    profile, ram, flash = board_memory(args)
+    if args.port and not args.port.startswith("socket-server://"):
+        raise ValueError("the C firmware serves --pty or --port socket-server://HOST:PORT")
+    exe = str(cbuild.build("device"))
+    argv = [exe, "--pty"] if args.pty else [exe, "--port", args.port]
+    argv += ["--ram", str(ram), "--flash", str(flash), "--profile", profile,
+             "--baud", str(args.baud), "--max-payload", str(args.max_payload),
+             "--window", str(args.window), "--seed", str(args.seed),
+             "--protocol-version", str(args.protocol_version),
+             "--reset-after-bytes", str(args.reset_after_bytes)]
+    if args.flash_file:
+        argv += ["--flash-file", args.flash_file]
+    if args.exit_on_close:
+        argv.append("--exit-on-close")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(exe, argv)
+    return 0                                   # not reached
+
+
 def serve(args: argparse.Namespace) -> int:
+    if args.impl == "c":
+        return exec_c_firmware(args)
     from firmware_sim import server as srv
     device = make_device(args)
     if args.pty:

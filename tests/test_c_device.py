@@ -321,3 +321,20 @@ def test_pull_snapshot_is_the_canonical_image():
         assert dev.upload(bytes(image)).type == 0x92
         assert dev.read_all(0x22, 0x23) == to_image(qnet)
         assert qrun(qnet, np.zeros((1, 1, qnet.n_in), np.int64)).output.shape == (1, 1, 5)
+
+
+def test_sim_url_and_firmware_sim_choose_the_c_implementation():
+    """`sim?impl=c` (and so `edgelearn firmware-sim --impl c`) runs the C host build on a pty
+    with the simulator's options; the host client drives it like the Python board."""
+    from edgelearn.kernels.lif_fixed import qrun
+    from edgelearn.link.client import Client
+
+    image = (VEC / "lif_rec_spikes.bin").read_bytes()
+    qnet = from_image(image)
+    x = np.random.default_rng(0).random((12, qnet.n_in)) < 0.3
+    with Client("sim?impl=c&ram=256KiB&flash=512KiB&profile=cortex-m7-1m") as c:
+        info = c.hello()
+        assert (info.profile, info.ram, info.protocol_version) == ("cortex-m7-1m", 262144, 2)
+        c.upload(image)
+        y = c.infer(x, reset=True)
+    assert np.array_equal(y, qrun(qnet, x.astype(np.int64)).output[:, 0, :])

@@ -3,6 +3,7 @@
     /dev/ttyACM0, COM3, socket://host:port, loop://, rfc2217://...   pyserial serial_for_url
     sim  or  sim?profile=... or sim://?profile=cortex-m4-256k&ram=256KiB&flash=1MiB&baud=115200&flash_file=F
          start ``python -m firmware_sim --pty`` and open the slave path it prints
+         (``impl=c``: the C firmware's host build with the same options)
     qemu  or  qemu?machine=mps2-an385&ram=262144&flash=1048576
          build the C firmware for Cortex-M3 (mps2-an385) or Cortex-M4F (mps2-an386) with that
          RAM arena and flash (bytes), start qemu-system-arm with UART0 on a local TCP port and
@@ -220,8 +221,9 @@ class QemuTransport(Transport):
         cmd = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor",
                f"unix:{self.monitor},server=on,wait=off", "-serial",
                f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on", "-kernel", str(elf)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self._log = open(os.path.join(self._tmp.name, "qemu.log"), "w+b")   # never a full pipe
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
         self.url = f"qemu:{machine}@127.0.0.1:{port}"
         deadline = time.monotonic() + startup_timeout
         while True:
@@ -230,7 +232,8 @@ class QemuTransport(Transport):
                 break
             except LinkError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    err = self.proc.stderr.read().decode(errors="replace").strip()[:200] \
+                    self._log.seek(0)
+                    err = self._log.read().decode(errors="replace").strip()[:200] \
                         if self.proc.poll() is not None else "timeout"
                     self.close()
                     raise LinkError(f"QEMU did not start: {err}; command: {' '.join(cmd)}") \
@@ -261,8 +264,7 @@ class QemuTransport(Transport):
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self._log.close()
         self._tmp.cleanup()
 
 
@@ -280,7 +282,7 @@ def open_qemu(query: dict[str, str]) -> QemuTransport:
 
 
 _SIM_OPTS = {"profile", "ram", "flash", "baud", "flash_file", "max_payload", "window", "seed",
-             "protocol_version", "reset_after_bytes"}
+             "protocol_version", "reset_after_bytes", "impl"}
 
 
 def _split_query(rest: str) -> tuple[str, dict[str, str]]:

@@ -56,8 +56,12 @@ static volatile uint32_t ring_head, ring_tail;
 
 void el_port_systick(void) { ms++; }
 
+/* Clear the interrupt first, then drain: a byte that arrives during the drain raises a new
+ * interrupt (clearing after the drain could swallow it and leave RXFULL set with no interrupt
+ * pending: the UART would never deliver another byte). */
 void el_port_uart0_rx(void)
 {
+    UART_INTCLEAR = 2u;
     while (UART_STATE & 2u) {
         uint8_t b = (uint8_t)UART_DATA;
         uint32_t next = (ring_head + 1u) % RING;
@@ -66,7 +70,6 @@ void el_port_uart0_rx(void)
             ring_head = next;
         }
     }
-    UART_INTCLEAR = 2u;
 }
 
 static void uart_write(void *ctx, const uint8_t *d, uint32_t n)
@@ -121,7 +124,13 @@ int main(int argc, char **argv)
             buf[n++] = ring[ring_tail];
             ring_tail = (ring_tail + 1u) % RING;
         }
-        if (n) el_device_feed(&dev, buf, n);
-        else __asm__ volatile("wfi");              /* sleep until the next byte or tick */
+        if (n) {
+            el_device_feed(&dev, buf, n);
+            continue;
+        }
+        __asm__ volatile("cpsid i");
+        if (UART_STATE & 2u) el_port_uart0_rx();  /* a byte without its interrupt: take it */
+        else if (ring_tail == ring_head) __asm__ volatile("wfi");   /* until a byte or a tick */
+        __asm__ volatile("cpsie i");
     }
 }
