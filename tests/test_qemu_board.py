@@ -3,6 +3,7 @@
 LPL bit-identical to the host build, a power cycle that keeps the committed model; and the
 Cortex-M4F build (mps2-an386)."""
 
+import json
 import struct
 from pathlib import Path
 
@@ -60,3 +61,24 @@ def test_qemu_streaming_lpl_equals_the_host_build():
     assert np.array_equal(results[0][0], results[1][0])
     assert results[0][1] == results[1][1]
     assert results[0][1] != image                                # it learned
+
+
+@pytest.mark.slow
+def test_headline_deploy_on_qemu_matches_the_host(tmp_path):
+    """The headline model deployed with LPL and hEP onto the emulated Cortex-M3 runs the same
+    prequential stream as the host engine (accuracy, spikes, LPL and hEP updates), and the
+    arena high-water the board reports is within 5 % of the plan."""
+    from edgelearn.cli import main
+    common = ["deploy", "models/speech_digits.onnx", "--budget", "256KiB", "--adapt", "new_user",
+              "--limit", "40", "--no-baseline", "--fresh", "--quiet"]
+    runs = {}
+    for name, target in [("host", "host"), ("qemu", "serial:qemu?ram=262144&flash=1048576")]:
+        assert main(common + ["--target", target, "--report", str(tmp_path / name)]) == 0
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    host, qemu = (runs[n]["runs"]["adapted"] for n in ("host", "qemu"))
+    assert qemu["accuracy"] == host["accuracy"]
+    for key in ("steps", "spikes", "lpl_updates", "hep_updates"):
+        assert qemu["telemetry"][key] == host["telemetry"][key], key
+    assert qemu["telemetry"]["hep_updates"] > 0 and qemu["telemetry"]["lpl_updates"] > 0
+    mem = runs["qemu"]["memory"]
+    assert mem["planned_total"] <= mem["measured_high_water"] <= 1.05 * mem["planned_total"]

@@ -63,7 +63,9 @@ static int layout_rest(el_engine *e, const el_image_desc *d, const uint8_t *img,
         }
         TAKE(h->mean, float, 2u * hd->sizes[0], "head.norm", 0);
         h->std = h->mean + hd->sizes[0];
-        TAKE(h->work, el_f64, h->N * h->N + 6 * h->N, "head.work", 0);
+        uint32_t blocks = 0;                               /* the S_k of the Newton solve */
+        for (uint32_t k = 2; k <= hd->K; k++) blocks += (uint32_t)hd->sizes[k] * hd->sizes[k];
+        TAKE(h->work, el_f64, blocks + 6 * h->N, "head.work", 0);
     }
     char name[80];
     for (uint32_t q = 0; q < cfg->n_lpl; q++) {
@@ -204,7 +206,7 @@ static void lpl_step(el_engine *e, uint32_t q, uint32_t k, const void *x, int ki
     el_layer *L = &e->net.layer[k];
     const el_lpl_params *p = &e->cfg.lpl[q];
     int32_t *pre, *post;
-    el_lpl_activity(e->lpl_scratch, L->n_in, L->n_out, &pre, &post);
+    el_lpl_activity(p, e->lpl_scratch, L->n_in, L->n_out, &pre, &post);
     for (uint32_t j = 0; j < L->n_in; j++) pre[j] = input_value(x, kind, j) * (1 << p->act_frac);
     for (uint32_t i = 0; i < L->n_out; i++) post[i] = (int32_t)e->net.spk[k][i] << p->act_frac;
     if (el_lpl_step(L->wT, L->n_in, L->n_out, pre, post, 0, &e->lpl_st[q], p, &e->rng,

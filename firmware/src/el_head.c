@@ -204,71 +204,122 @@ static double residual(relax_ctx *c, const el_f64 *z, el_f64 *R)
 
 /* J = I - A D + beta P at z; then solve J delta = -R by Gaussian elimination with partial
  * pivoting (in place). Returns 0, or -1 for an exactly zero pivot. */
-static int newton_step(relax_ctx *c, const el_f64 *z, const el_f64 *R, el_f64 *delta)
+/* LU with partial pivoting of the n x n matrix S in place; piv[i] = the row swapped with i.
+   Returns -1 on an exactly zero pivot (J singular). */
+static int lu_factor(el_f64 *S, uint32_t n, el_f64 *piv)
 {
-    const el_head *h = &c->e->head;
-    uint32_t N = h->N, K = h->d.K, out = start_of(h, K), sig = h->d.activation == 1;
-    el_f64 *J = c->J, *d = c->sr;                     /* d = rho'(z) (the rates are not needed) */
-    for (uint32_t i = 0; i < N; i++) d[i] = i < out ? act_deriv((int)sig, z[i]) : 1.0;
-    for (size_t i = 0; i < (size_t)N * N; i++) J[i] = 0.0;
-    for (uint32_t k = 2; k <= K; k++) {                /* A: W_k between layers k-1 and k */
-        uint32_t r0 = start_of(h, k), c0 = start_of(h, k - 1);
-        uint32_t n = h->d.sizes[k], np = h->d.sizes[k - 1];
-        for (uint32_t i = 0; i < n; i++)
-            for (uint32_t j = 0; j < np; j++) {
-                double w = (double)h->W[k - 1][(size_t)i * np + j];
-                J[(size_t)(r0 + i) * N + c0 + j] = -(w * d[c0 + j]);
-                J[(size_t)(c0 + j) * N + r0 + i] = -(w * d[r0 + i]);
-            }
-    }
-    for (uint32_t i = 0; i < N; i++) J[(size_t)i * N + i] += 1.0;
-    if (c->beta != 0.0) {
-        uint32_t n = h->d.sizes[K];
-        double m = z[out], sum = 0.0;
-        for (uint32_t i = 1; i < n; i++) m = z[out + i] > m ? z[out + i] : m;
-        for (uint32_t i = 0; i < n; i++) sum += exp(z[out + i] - m);
-        el_f64 *p = d;                                  /* reuse: p over the output block */
-        for (uint32_t i = 0; i < n; i++) p[out + i] = exp(z[out + i] - m) / sum;
-        for (uint32_t i = 0; i < n; i++)
-            for (uint32_t j = 0; j < n; j++) {
-                double P = -p[out + i] * p[out + j] + (i == j ? p[out + i] : 0.0);
-                J[(size_t)(out + i) * N + out + j] += c->beta * P;
-            }
-    }
-    for (uint32_t i = 0; i < N; i++) delta[i] = -R[i];
-    for (uint32_t col = 0; col < N; col++) {
-        uint32_t piv = col;
-        double best = fabs(J[(size_t)col * N + col]);
-        for (uint32_t r = col + 1; r < N; r++) {
-            double a = fabs(J[(size_t)r * N + col]);
+    for (uint32_t col = 0; col < n; col++) {
+        uint32_t pr = col;
+        double best = fabs(S[(size_t)col * n + col]);
+        for (uint32_t r = col + 1; r < n; r++) {
+            double a = fabs(S[(size_t)r * n + col]);
             if (a > best) {
                 best = a;
-                piv = r;
+                pr = r;
             }
         }
         if (best == 0.0) return -1;
-        if (piv != col) {
-            for (uint32_t q = 0; q < N; q++) {
-                double t = J[(size_t)col * N + q];
-                J[(size_t)col * N + q] = J[(size_t)piv * N + q];
-                J[(size_t)piv * N + q] = t;
+        piv[col] = (double)pr;
+        if (pr != col)
+            for (uint32_t q = 0; q < n; q++) {
+                double t = S[(size_t)col * n + q];
+                S[(size_t)col * n + q] = S[(size_t)pr * n + q];
+                S[(size_t)pr * n + q] = t;
             }
-            double t = delta[col];
-            delta[col] = delta[piv];
-            delta[piv] = t;
-        }
-        double pv = J[(size_t)col * N + col];
-        for (uint32_t r = col + 1; r < N; r++) {
-            double f = J[(size_t)r * N + col] / pv;
+        double pv = S[(size_t)col * n + col];
+        for (uint32_t r = col + 1; r < n; r++) {
+            double f = S[(size_t)r * n + col] / pv;
+            S[(size_t)r * n + col] = f;
             if (f == 0.0) continue;
-            for (uint32_t q = col + 1; q < N; q++) J[(size_t)r * N + q] -= f * J[(size_t)col * N + q];
-            delta[r] -= f * delta[col];
+            for (uint32_t q = col + 1; q < n; q++) S[(size_t)r * n + q] -= f * S[(size_t)col * n + q];
         }
     }
-    for (uint32_t i = N; i-- > 0;) {
-        double t = delta[i];
-        for (uint32_t q = i + 1; q < N; q++) t -= J[(size_t)i * N + q] * delta[q];
-        delta[i] = t / J[(size_t)i * N + i];
+    return 0;
+}
+
+/* v = S^-1 v with the factors of lu_factor; S == NULL: the identity (S_1) */
+static void lu_solve(const el_f64 *S, uint32_t n, const el_f64 *piv, el_f64 *v)
+{
+    if (!S) return;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t pr = (uint32_t)piv[i];
+        if (pr != i) {
+            double t = v[i];
+            v[i] = v[pr];
+            v[pr] = t;
+        }
+    }
+    for (uint32_t i = 1; i < n; i++) {
+        double t = v[i];
+        for (uint32_t q = 0; q < i; q++) t -= S[(size_t)i * n + q] * v[q];
+        v[i] = t;
+    }
+    for (uint32_t i = n; i-- > 0;) {
+        double t = v[i];
+        for (uint32_t q = i + 1; q < n; q++) t -= S[(size_t)i * n + q] * v[q];
+        v[i] = t / S[(size_t)i * n + i];
+    }
+}
+
+/* delta = -J^-1 R by block elimination over the layers (section 8.4): S_1 = I,
+   S_k = J[k,k] - J[k,k-1] S_{k-1}^-1 J[k-1,k] with J[k,k-1] = -W_k D_{k-1},
+   J[k-1,k] = -W_k^T D_k (D_K = I), J[K,K] = I + beta P; the S_k (k >= 2) one after the other
+   in c->J, their pivots in Rc, a column in zc (zc and Rc are free during the solve). */
+static int newton_step(relax_ctx *c, const el_f64 *z, const el_f64 *R, el_f64 *delta)
+{
+    const el_head *h = &c->e->head;
+    uint32_t N = h->N, K = h->d.K, out = start_of(h, K), nK = h->d.sizes[K];
+    int sig = h->d.activation == 1;
+    el_f64 *d = c->sr, *v = c->zc, *piv = c->Rc;        /* d = rho'(z), 1 on the output block */
+    el_f64 *p = c->zc + (N - nK);                        /* softmax(z_K); v never reaches it */
+    for (uint32_t i = 0; i < N; i++) d[i] = i < out ? act_deriv(sig, z[i]) : 1.0;
+    if (c->beta != 0.0) {
+        double m = z[out], sum = 0.0;
+        for (uint32_t i = 1; i < nK; i++) m = z[out + i] > m ? z[out + i] : m;
+        for (uint32_t i = 0; i < nK; i++) sum += exp(z[out + i] - m);
+        for (uint32_t i = 0; i < nK; i++) p[i] = exp(z[out + i] - m) / sum;
+    }
+    for (uint32_t i = 0; i < N; i++) delta[i] = -R[i];
+    el_f64 *Sp = 0, *S = c->J;                           /* S_{k-1} (NULL: S_1 = I), S_k */
+    for (uint32_t k = 2; k <= K; k++) {
+        uint32_t n = h->d.sizes[k], np = h->d.sizes[k - 1];
+        uint32_t r0 = start_of(h, k), c0 = start_of(h, k - 1);
+        const float *W = h->W[k - 1];
+        if (Sp && lu_factor(Sp, np, piv + c0)) return -1;
+        for (uint32_t j = 0; j < n; j++) {               /* column j of S_k */
+            for (uint32_t q = 0; q < np; q++) v[q] = -((double)W[(size_t)j * np + q] * d[r0 + j]);
+            lu_solve(Sp, np, piv + c0, v);
+            for (uint32_t i = 0; i < n; i++) {
+                double t = 0.0;
+                for (uint32_t q = 0; q < np; q++) t += (double)W[(size_t)i * np + q] * d[c0 + q] * v[q];
+                double jkk = i == j ? 1.0 : 0.0;
+                if (k == K && c->beta != 0.0) jkk += c->beta * ((i == j ? p[i] : 0.0) - p[i] * p[j]);
+                S[(size_t)i * n + j] = jkk + t;          /* J[k,k] - (-W D) v */
+            }
+        }
+        for (uint32_t q = 0; q < np; q++) v[q] = delta[c0 + q];   /* y_k = b_k - J[k,k-1] S^-1 y_{k-1} */
+        lu_solve(Sp, np, piv + c0, v);
+        for (uint32_t i = 0; i < n; i++) {
+            double t = 0.0;
+            for (uint32_t q = 0; q < np; q++) t += (double)W[(size_t)i * np + q] * d[c0 + q] * v[q];
+            delta[r0 + i] += t;
+        }
+        Sp = S;
+        S += (size_t)n * n;
+    }
+    if (Sp && lu_factor(Sp, nK, piv + out)) return -1;
+    lu_solve(Sp, nK, piv + out, delta + out);            /* x_K = S_K^-1 y_K */
+    for (uint32_t k = K; k >= 2; k--) {                  /* x_{k-1} = S^-1 (y_{k-1} - J[k-1,k] x_k) */
+        uint32_t n = h->d.sizes[k], np = h->d.sizes[k - 1];
+        uint32_t r0 = start_of(h, k), c0 = start_of(h, k - 1);
+        const float *W = h->W[k - 1];
+        for (uint32_t q = 0; q < np; q++) {
+            double t = 0.0;
+            for (uint32_t i = 0; i < n; i++) t += (double)W[(size_t)i * np + q] * d[r0 + i] * delta[r0 + i];
+            delta[c0 + q] += t;
+        }
+        Sp = k - 1 >= 2 ? Sp - (size_t)np * np : 0;
+        lu_solve(Sp, np, piv + c0, delta + c0);
     }
     return 0;
 }

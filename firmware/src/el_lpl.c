@@ -86,20 +86,23 @@ static uint32_t buckets_for(uint32_t n_in)
     return nb;
 }
 
-/* scratch: d, p (int64 [n_out]); x (int32 [n_in]); z (int32 [n_out]); window search:
- * B (uint32 [n_in]), order (uint16 [n_in]), bucket starts and cursors (uint16 [2 buckets + 1]) */
+/* scratch: p (int64 [n_out]); d (int64 [n_out], only with decorrelation: the covariance update
+ * needs every d_k after the means moved; otherwise d_i is recomputed where it is used);
+ * x (int32 [n_in]); z (int32 [n_out]); window search: B (uint32 [n_in]), order
+ * (uint16 [n_in]), bucket starts and cursors (uint16 [2 buckets + 1]) */
+static uint32_t d_words(const el_lpl_params *p, uint32_t n_out) { return p->decorr ? n_out : 0; }
+
 uint32_t el_lpl_scratch_bytes(const el_lpl_params *p, uint32_t n_in, uint32_t n_out)
 {
-    (void)p;
-    uint32_t b = 16 * n_out + 4 * n_in + 4 * n_out;
+    uint32_t b = 8 * (n_out + d_words(p, n_out)) + 4 * n_in + 4 * n_out;
     b += 4 * n_in + 2 * n_in + 2 * (2 * buckets_for(n_in) + 1);
     return (b + 7u) & ~7u;
 }
 
-void el_lpl_activity(void *scratch, uint32_t n_in, uint32_t n_out, int32_t **pre,
-                     int32_t **post)
+void el_lpl_activity(const el_lpl_params *p, void *scratch, uint32_t n_in, uint32_t n_out,
+                     int32_t **pre, int32_t **post)
 {
-    *pre = (int32_t *)((int64_t *)scratch + 2 * (size_t)n_out);
+    *pre = (int32_t *)((int64_t *)scratch + n_out + d_words(p, n_out));
     *post = *pre + n_in;
 }
 
@@ -265,9 +268,9 @@ int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *pre,
     el_lpl_stats local;
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
-    int64_t *d = (int64_t *)scratch;
-    int64_t *pv = d + n_out;
-    int32_t *x = (int32_t *)(pv + n_out);
+    int64_t *pv = (int64_t *)scratch;
+    int64_t *d = p->decorr ? pv + n_out : 0;               /* else d_i computed in place */
+    int32_t *x = (int32_t *)(pv + n_out + d_words(p, n_out));
     int32_t *z = x + n_in;
     uint8_t *win = (uint8_t *)(z + n_out);
     int32_t count = st->count[0];
@@ -310,10 +313,12 @@ int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *pre,
     }
     /* the bracket and the per-neuron factor p_i (old statistics) */
     const int64_t inv_num = (int64_t)1 << (2 * A + E + INV_FRAC);
-    for (uint32_t i = 0; i < n_out; i++) d[i] = el_sub64(el_shl64(z[i], E), st->mean[i]);
+    if (d)
+        for (uint32_t i = 0; i < n_out; i++) d[i] = el_sub64(el_shl64(z[i], E), st->mean[i]);
     for (uint32_t i = 0; i < n_out; i++) {
+        int64_t di = el_sub64(el_shl64(z[i], E), st->mean[i]);
         int64_t inv = inv_q(inv_num, el_add64(st->var[i], p->xi_q));
-        int64_t b = scale(el_round_shift(el_mul64(d[i], inv), INV_FRAC), p->lam);
+        int64_t b = scale(el_round_shift(el_mul64(di, inv), INV_FRAC), p->lam);
         b = el_sub64(b, scale(el_shl64((int64_t)z[i] - st->z_prev[i], E), p->pred));
         if (p->decorr && n_out > 1) {
             int64_t acc = 0;
@@ -358,8 +363,9 @@ int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *pre,
         words(r, o_mean + n_out + i0, n, wv);
         for (uint32_t q = 0; q < n; q++) {
             uint32_t i = i0 + q;
+            int64_t di = el_sub64(el_shl64(z[i], E), st->mean[i]);    /* the old mean */
             int64_t m = ema(st->mean[i], el_shl64(z[i], E), p->mean, wb[q]);
-            int64_t v = ema(st->var[i], el_round_shift(el_mul64(d[i], d[i]), E), p->var, wv[q]);
+            int64_t v = ema(st->var[i], el_round_shift(el_mul64(di, di), E), p->var, wv[q]);
             m = sat_count(m, 32, &stats->n_saturated);
             v = sat_count(v, 32, &stats->n_saturated);
             st->mean[i] = (int32_t)m;

@@ -72,8 +72,8 @@ uint32_t el_lpl_scratch_bytes(const el_lpl_params *p, uint32_t n_in, uint32_t n_
 
 /* Where in the step's scratch a caller may put pre [n_in] and post [n_out] (the rule reads
  * each entry before it writes its filtered value there). */
-void el_lpl_activity(void *scratch, uint32_t n_in, uint32_t n_out, int32_t **pre,
-                     int32_t **post);
+void el_lpl_activity(const el_lpl_params *p, void *scratch, uint32_t n_in, uint32_t n_out,
+                     int32_t **pre, int32_t **post);
 
 /* Point the state arrays into `mem` (el_lpl_state_bytes of it, zeroed by the caller) in the
  * field order of lpl_rate.State, and set the initial variance (var_init in Q.(2A+E)). */
