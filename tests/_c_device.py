@@ -165,12 +165,14 @@ def error_text(f: Frame) -> str:
 class CBoard:
     """The C host build as a process on TCP, for tests written against a board Transport
     (like firmware_sim.inprocess.InProcessBoard): ``.host`` is the host's Transport and
-    ``reset()`` power-cycles the board (SIGUSR1)."""
+    ``reset()`` power-cycles the board (SIGUSR1); ``recipe="device-asan"`` runs the build with
+    AddressSanitizer and UBSan (any finding ends the process)."""
 
-    def __init__(self, ram: int = 262144, flash: int = 1 << 20, *args: str) -> None:
+    def __init__(self, ram: int = 262144, flash: int = 1 << 20, *args: str,
+                 recipe: str = "device") -> None:
         from edgelearn.link.transport import open_transport
 
-        cmd = [str(cbuild.build("device")), "--port", "socket-server://127.0.0.1:0",
+        cmd = [str(cbuild.build(recipe)), "--port", "socket-server://127.0.0.1:0",
                "--ram", str(ram), "--flash", str(flash), *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)

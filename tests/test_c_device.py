@@ -338,3 +338,77 @@ def test_sim_url_and_firmware_sim_choose_the_c_implementation():
         c.upload(image)
         y = c.infer(x, reset=True)
     assert np.array_equal(y, qrun(qnet, x.astype(np.int64)).output[:, 0, :])
+
+
+def _mutant(rng, data: bytes) -> bytes:
+    """One damaged copy of ``data``: a few flipped bytes (mostly in the header and tables),
+    a truncation, or extra bytes."""
+    b = bytearray(data)
+    kind = int(rng.integers(0, 4))
+    if kind == 0:
+        return bytes(b[:int(rng.integers(0, len(b)))])
+    if kind == 1:
+        return bytes(b) + rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8).tobytes()
+    for _ in range(int(rng.integers(1, 5))):
+        i = int(rng.integers(0, min(len(b), 96))) if kind == 2 else int(rng.integers(0, len(b)))
+        b[i] = int(rng.integers(0, 256)) if rng.random() < 0.5 else b[i] ^ (1 << int(rng.integers(8)))
+    return bytes(b)
+
+
+def test_damaged_images_and_blobs_under_sanitizers():
+    """The C host build with AddressSanitizer and UBSan takes 600 damaged images and config,
+    head and weights blobs (CRC valid, so they reach the decoders): each is applied or refused
+    with an error frame, no sanitizer finding, and afterwards the valid model and blobs give the
+    same sample results as before."""
+    from edgelearn.device.engine import EngineConfig, HEPSettings
+    from edgelearn.device.head import DeviceHead
+    from edgelearn.errors import LinkError
+    from edgelearn.kernels.image import to_image
+    from edgelearn.link import blobs
+    from edgelearn.link import messages as m
+    from edgelearn.link.client import Client
+    from edgelearn.rules.hep import EnergyHead
+    from firmware_sim.inprocess import test_qnetwork
+    from tests._c_device import CBoard
+    from tests.test_link_sample_mode import config_bytes
+
+    qnet = test_qnetwork(n_in=40, n_hidden=32, n_out=10, seed=90)
+    image = to_image(qnet)
+    head = blobs.encode_head(DeviceHead(EnergyHead((42, 16, 10), seed=1), np.zeros(42),
+                                        np.ones(42)))
+    config = config_bytes(EngineConfig(lpl_layers=("hidden",), hep=HEPSettings(replay=4),
+                                       seed=3), qnet)
+    x = (np.random.default_rng(1).random((20, 40)) < 0.2).astype(np.int8)
+    rng = np.random.default_rng(16)
+
+    def setup(c):
+        c.upload(image)
+        c.put_blob(m.BLOB_CONFIG, config)
+        c.put_blob(m.BLOB_HEAD, head)
+        c.set_mode(lpl=False, hep=True)
+
+    with CBoard(256 * 1024, 512 * 1024, recipe="device-asan") as b:
+        c = Client(b.host)
+        setup(c)
+        want = c.sample(x)
+        weights = c.get_blob(m.BLOB_WEIGHTS)
+        refused = 0
+        for i in range(600):
+            what = i % 4
+            try:
+                if what == 0:
+                    c.upload(_mutant(rng, image))
+                    setup(c)
+                else:
+                    kind, good = [(m.BLOB_CONFIG, config), (m.BLOB_HEAD, head),
+                                  (m.BLOB_WEIGHTS, weights)][what - 1]
+                    c.put_blob(kind, _mutant(rng, good))
+            except LinkError:
+                refused += 1
+                assert b.proc.poll() is None, b.proc.communicate()[1][-3000:]
+        assert b.proc.poll() is None, b.proc.communicate()[1][-3000:]
+        assert refused > 400
+        setup(c)
+        got = c.sample(x)
+        assert got[0] == want[0] and got[2] == want[2]
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6)

@@ -66,8 +66,9 @@ def test_qemu_streaming_lpl_equals_the_host_build():
 @pytest.mark.slow
 def test_headline_deploy_on_qemu_matches_the_host(tmp_path):
     """The headline model deployed with LPL and hEP onto the emulated Cortex-M3 runs the same
-    prequential stream as the host engine (accuracy, spikes, LPL and hEP updates), and the
-    arena high-water the board reports is within 5 % of the plan."""
+    prequential stream as the host engine: the same hit on every sample, spikes, LPL and hEP
+    updates, int8 weights, LPL statistics and replay ring exactly, the f32 head within float
+    rounding; and the arena high-water the board reports is within 5 % of the plan."""
     from edgelearn.cli import main
     common = ["deploy", "models/speech_digits.onnx", "--budget", "256KiB", "--adapt", "new_user",
               "--limit", "40", "--no-baseline", "--fresh", "--quiet"]
@@ -80,5 +81,17 @@ def test_headline_deploy_on_qemu_matches_the_host(tmp_path):
     for key in ("steps", "spikes", "lpl_updates", "hep_updates"):
         assert qemu["telemetry"][key] == host["telemetry"][key], key
     assert qemu["telemetry"]["hep_updates"] > 0 and qemu["telemetry"]["lpl_updates"] > 0
+    ck = {}
+    for name in ("host", "qemu"):
+        with np.load(tmp_path / name / "checkpoint.npz", allow_pickle=False) as z:
+            ck[name] = {k: z[k] for k in z.files}
+    assert (json.loads(bytes(ck["qemu"].pop("__json__")))["hits"]
+            == json.loads(bytes(ck["host"].pop("__json__")))["hits"])
+    assert ck["qemu"].keys() == ck["host"].keys()
+    for key, want in ck["host"].items():
+        if want.dtype.kind == "f":
+            np.testing.assert_allclose(ck["qemu"][key], want, rtol=1e-5, atol=1e-7, err_msg=key)
+        else:
+            assert np.array_equal(ck["qemu"][key], want), key
     mem = runs["qemu"]["memory"]
     assert mem["planned_total"] <= mem["measured_high_water"] <= 1.05 * mem["planned_total"]
