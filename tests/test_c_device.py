@@ -412,3 +412,68 @@ def test_damaged_images_and_blobs_under_sanitizers():
         got = c.sample(x)
         assert got[0] == want[0] and got[2] == want[2]
         np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+
+
+def _session_device(line: str) -> "CDevice":
+    kw = dict(f.split("=") for f in line.split()[1:])
+    return CDevice("--max-payload", kw["max_payload"], "--window", kw["window"], "--seed",
+                   kw["seed"], ram=int(kw["ram"]), flash=int(kw["flash"]))
+
+
+@pytest.mark.parametrize("name", ["streaming_infer", "streaming_lpl", "sample_mode", "errors"])
+def test_protocol_session_vectors(name):
+    """The shared protocol sessions (tests/vectors/protocol/, read as a C harness would) replayed
+    against the C host build, compared with the rules of tests/vectors/README.md."""
+    from tests.test_protocol_vectors import VEC as PVEC, lines, same, unhex, weights_close
+    ls = lines(PVEC / "sessions" / f"{name}.txt")
+    with _session_device(ls.pop(0)) as dev:
+        blob = want_blob = None
+        for n, (req, rep) in enumerate(zip(ls[0::2], ls[1::2])):
+            _, rtype, payload = req.split(" ", 2)
+            _, etype, rule, epayload = rep.split(" ", 3)
+            dev.send(dev.frame(int(rtype, 16), unhex(payload), seq=n & 0xFF))
+            f = dev.receive()
+            assert (f.seq, f.type) == (n & 0xFF, int(etype, 16)), (req, error_text(f))
+            got, want = f.payload, unhex(epayload)
+            if rule == "weights":
+                assert got[:4] == want[:4], req
+                if int(rtype, 16) == 0x43:                                    # BLOB_GET
+                    if blob is not None:
+                        assert weights_close(blob, want_blob), f"weights blob before {req}"
+                    blob, want_blob = b"", b""
+                else:
+                    blob += got[4:]
+                    want_blob += want[4:]
+                continue
+            if blob is not None:
+                assert weights_close(blob, want_blob), f"weights blob before {req}"
+                blob = None
+            assert same(rule, got, want), f"{req} -> {rule}: {got.hex()} != {want.hex()}"
+        assert blob is None or weights_close(blob, want_blob)
+
+
+def test_protocol_invalid_blob_vectors():
+    """Each invalid blob of tests/vectors/protocol/blobs.txt, sent whole to the C board set up
+    by sessions/sample_mode.txt up to MODE, draws its ERROR (code, arg0, arg1) and leaves the
+    weights blob unchanged."""
+    from tests.test_protocol_vectors import VEC as PVEC, invalid_blobs, lines, unhex
+    ls = lines(PVEC / "sessions" / "sample_mode.txt")
+    with _session_device(ls.pop(0)) as dev:
+        for req in ls[0::2]:
+            _, t, payload = req.split(" ", 2)
+            dev.request(int(t, 16), unhex(payload))
+            if int(t, 16) == 0x47:                                            # MODE
+                break
+        before = dev.read_all(0x43, 0x44, b"\x03")
+        n = 0
+        for kind, want, blob, ln in invalid_blobs():
+            r = dev.request(0x40, struct.pack("<BII", kind, len(blob), zlib.crc32(blob)))
+            assert r.type == 0xC0, error_text(r)
+            for i in range(0, len(blob), 900):
+                assert dev.request(0x41, blob[i:i + 900]).type == 0xC1
+            e = dev.request(0x42)
+            code, _, a0, a1, _ = error_of(e)
+            assert (code, a0, a1) == want, f"{ln[:70]}: {error_text(e)}"
+            n += 1
+        assert n >= 8
+        assert dev.read_all(0x43, 0x44, b"\x03") == before

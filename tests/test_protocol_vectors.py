@@ -159,6 +159,16 @@ def test_every_request_and_reply_type_has_a_payload_vector():
             assert str(val) == v, (cls, k)
 
 
+def invalid_blobs():
+    """(kind, (code, arg0, arg1), blob, line) of each invalid blob of blobs.txt."""
+    for ln in lines(VEC / "blobs.txt"):
+        head, data = ln.split(" | ")
+        words = head.split()
+        if words[2] == "invalid":
+            yield ({"config": 1, "head": 2, "weights": 3}[words[1]],
+                   tuple(int(w.split("=")[1]) for w in words[3:6]), unhex(data), ln)
+
+
 def test_invalid_blobs_get_their_errors_and_change_nothing():
     """Each invalid blob, sent whole to the board of sessions/sample_mode.txt (set up by its own
     lines up to MODE), is answered with its ERROR; the weights blob is unchanged after all."""
@@ -180,14 +190,7 @@ def test_invalid_blobs_get_their_errors_and_change_nothing():
             break
     before = dev.engine.get_weights()
     n = 0
-    for ln in lines(VEC / "blobs.txt"):
-        head, data = ln.split(" | ")
-        words = head.split()
-        if words[2] != "invalid":
-            continue
-        kind = {"config": 1, "head": 2, "weights": 3}[words[1]]
-        want = tuple(int(w.split("=")[1]) for w in words[3:6])
-        blob = unhex(data)
+    for kind, want, blob, ln in invalid_blobs():
         send(m.BLOB_BEGIN, m.BlobBegin(kind, len(blob), crc32(blob)).pack())
         for i in range(0, len(blob), 900):
             send(m.BLOB_DATA, blob[i:i + 900])

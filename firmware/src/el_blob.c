@@ -13,6 +13,15 @@
 
 static uint32_t u16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
 static uint32_t u32(const uint8_t *p) { return u16(p) | u16(p + 2) << 16; }
+
+/* BAD_PARAM arg1 of a magic or a run of n reserved bytes: its first 4 bytes little-endian
+   (zero-filled when the run is shorter) */
+static uint32_t run_u32(const uint8_t *p, uint32_t n)
+{
+    uint32_t v = 0;
+    for (uint32_t i = 0; i < n && i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
 static double f64(const uint8_t *p)
 {
     uint64_t v = (uint64_t)u32(p) | (uint64_t)u32(p + 4) << 32;
@@ -69,7 +78,7 @@ int el_config_decode(const uint8_t *b, uint32_t len, el_config *cfg, el_blob_err
     uint32_t readout = b[6], n_lpl = b[7], hep = b[12], J = b[13], R = u16(b + 14),
              repeats = u16(b + 16);
     double track = f64(b + 24), lr = f64(b + 32), amp = f64(b + 40);
-    EXPECT(memcmp(b, "ELCF", 4) == 0, 0, 0, "is not the magic 'ELCF'");
+    EXPECT(memcmp(b, "ELCF", 4) == 0, 0, u32(b), "is not the magic 'ELCF'");
     EXPECT(u16(b + 4) == 1, 4, u16(b + 4), "is not config format 1");
     EXPECT(readout <= 1, 6, readout, "is not a readout (0 max, 1 mean)");
     EXPECT(n_lpl <= EL_MAX_LPL, 7, n_lpl, "LPL layers exceed 16");
@@ -99,7 +108,7 @@ int el_config_decode(const uint8_t *b, uint32_t len, el_config *cfg, el_blob_err
         uint32_t base = CONFIG_HEADER + LPL_ENTRY * i;
         int pad = 0;
         for (int q = 1; q < 8; q++) pad |= e[q];
-        EXPECT(!pad, base + 1, 0, "reserved bytes must be 0");
+        EXPECT(!pad, base + 1, run_u32(e + 1, 7), "reserved bytes must be 0");
         EXPECT(i == 0 || e[0] > cfg->lpl_layer[i - 1], base, e[0],
                "LPL layer indices must increase");
         uint32_t off, val;
@@ -144,7 +153,7 @@ int el_head_decode(const uint8_t *b, uint32_t len, el_head_desc *h, el_blob_erro
     memset(h, 0, sizeof *h);
     if (len < 8) return length_error(err, WHAT, len, 8);
     uint32_t K = b[6], act = b[7];
-    EXPECT(memcmp(b, "ELHD", 4) == 0, 0, 0, "is not the magic 'ELHD'");
+    EXPECT(memcmp(b, "ELHD", 4) == 0, 0, u32(b), "is not the magic 'ELHD'");
     EXPECT(u16(b + 4) == 1, 4, u16(b + 4), "is not head format 1");
     EXPECT(K >= 2 && K <= EL_HEAD_MAX_K, 6, K, "weight layers must be 2..8");
     EXPECT(act <= 1, 7, act, "is not an activation (0 tanh, 1 sigmoid)");
@@ -158,8 +167,10 @@ int el_head_decode(const uint8_t *b, uint32_t len, el_head_desc *h, el_blob_erro
     }
     uint32_t pre = head_prefix(K);
     int pad = 0;
-    for (uint32_t q = 8 + 2 * (K + 1); q < pre && q < len; q++) pad |= b[q];
-    EXPECT(!pad, 8 + 2 * (K + 1), 0, "padding must be 0");
+    uint32_t pad_at = 8 + 2 * (K + 1);
+    for (uint32_t q = pad_at; q < pre && q < len; q++) pad |= b[q];
+    EXPECT(!pad, pad_at, run_u32(b + pad_at, (pre < len ? pre : len) - pad_at),
+           "padding must be 0");
     uint32_t want = pre + 32 + 8 * h->sizes[0] + 4 * n_par;
     if (len != want) return length_error(err, WHAT, len, want);
     const uint8_t *r = b + pre;
@@ -330,7 +341,7 @@ int el_weights_apply(el_engine *e, const uint8_t *b, uint32_t len, el_blob_error
     const el_head *h = &e->head;
     if (len < 16) return length_error(err, WHAT, len, 16);
     uint32_t sections = b[7];
-    EXPECT(memcmp(b, "ELWT", 4) == 0, 0, 0, "is not the magic 'ELWT'");
+    EXPECT(memcmp(b, "ELWT", 4) == 0, 0, u32(b), "is not the magic 'ELWT'");
     EXPECT(u16(b + 4) == 1, 4, u16(b + 4), "is not weights format 1");
     EXPECT(b[6] <= EL_MAX_LPL && b[6] <= e->net.n_layers, 6, b[6], "more LPL sections than layers");
     EXPECT(!(sections & ~0xFu), 7, sections, "sets undefined section bits");
@@ -396,7 +407,8 @@ int el_weights_apply(el_engine *e, const uint8_t *b, uint32_t len, el_blob_error
             if (pass == 0) {
                 if (sections & S_HEAD) EXPECT(K >= 2 && K <= EL_HEAD_MAX_K, at, K, "head layers must be 2..8");
                 else EXPECT(K == 0, at, K, "must be 0 without the head section");
-                EXPECT(!b[at + 1] && !b[at + 2] && !b[at + 3], at + 1, 0, "reserved bytes must be 0");
+                EXPECT(!b[at + 1] && !b[at + 2] && !b[at + 3], at + 1, run_u32(b + at + 1, 3),
+                       "reserved bytes must be 0");
             }
             NEED(4 + 2 * (K + 1));
             uint32_t n_par = 0, n0 = u16(b + at + 4);
