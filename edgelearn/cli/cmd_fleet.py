@@ -70,7 +70,7 @@ def register(sub) -> None:
     p.add_argument("--fresh", action="store_true", help="forget finished devices, start over")
     p.add_argument("--retry-failed", action="store_true", help="rerun devices that failed")
     p.add_argument("--link-bytes", action="store_true",
-                   help="federated: measure a round's bytes per device on a simulated board")
+                   help="measure a federated round's bytes per device on a simulated board")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
@@ -92,7 +92,7 @@ def run(args) -> int:
                            retry_failed=args.retry_failed)
     extra = {"last_run": {"engine": args.engine, "workers": getattr(engine, "workers", None),
                           "phases": ran}}
-    if args.link_bytes and cfg.federated:
+    if args.link_bytes:
         from edgelearn.fleet.federated import link_bytes
         extra["federated_link_bytes"] = link_bytes(cfg, ModelFiles.read(cfg))
     doc = write_fleet_report(store, cfg, extra)
