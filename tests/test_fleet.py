@@ -143,6 +143,8 @@ def test_report_folder_of_another_fleet_is_refused(voices, tmp_path, capsys):
     (["--engine", "spark"], "unknown engine 'spark'"),
     (["--budget", "1KiB"], "inference alone needs"),
     (["--streams", "new_user@user=voice"], "has 64 channels but the model expects 32"),
+    (["--labels", "1.5"], "argument --labels: must be a finite number in [0.0, 1.0]"),
+    (["--mismatch", "a..b"], "expected LO..HI"),
 ])
 def test_bad_fleet_input_is_one_line(args, needle, tmp_path, capsys):
     base = ["fleet", MODEL, "--devices", "2", "--budget", "64KiB", "--engine", "inline",

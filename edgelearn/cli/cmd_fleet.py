@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 
+from edgelearn.boundary import options as opt
 from edgelearn.cli.cmd_plan import add_learning_arguments
 
 EXAMPLES = """examples:
@@ -46,23 +47,23 @@ def register(sub) -> None:
                                    "distribution of the adaptation gain.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model")
-    p.add_argument("--devices", type=int, required=True, help="number of devices N")
+    p.add_argument("--devices", type=opt.integer(1, 10_000_000), required=True, help="number of devices N")
     p.add_argument("--target", default="host", help="host | sim | substrate[:PRESET]")
     p.add_argument("--streams", default="new_user",
                    help="population SPEC: SOURCE[@user=voice|accent|all,drift=KIND[:LO..HI]/"
                         "...,STREAM options] (docs/fleet.md)")
     add_learning_arguments(p)
-    p.add_argument("--labels", type=float, default=0.1, metavar="FRACTION",
+    p.add_argument("--labels", type=opt.FRACTION, default=0.1, metavar="FRACTION",
                    help="fraction of samples whose label arrives (default 0.1)")
-    p.add_argument("--limit", type=int, default=100, help="samples per device (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
+    p.add_argument("--limit", type=opt.COUNT, default=100, help="samples per device (default 100)")
+    p.add_argument("--seed", type=opt.SEED, default=0, help="fleet seed (default 0)")
     p.add_argument("--mismatch", type=parse_range, metavar="LO..HI",
                    help="substrate only: each device's mismatch factor, uniform in [LO, HI]")
     p.add_argument("--engine", default="local", help="local | ray | ray:ADDRESS")
-    p.add_argument("--workers", type=int, help="worker processes / Ray actors (default: CPUs)")
-    p.add_argument("--federated", type=float, default=0.0, metavar="FRACTION",
+    p.add_argument("--workers", type=opt.COUNT, help="worker processes / Ray actors (default: CPUs)")
+    p.add_argument("--federated", type=opt.real(0.0, 1.0, hi_open=True), default=0.0, metavar="FRACTION",
                    help="hold out this fraction of the users and run a federated round")
-    p.add_argument("--held-out-devices", type=int, default=0, metavar="H",
+    p.add_argument("--held-out-devices", type=opt.integer(0, 10_000_000), default=0, metavar="H",
                    help="devices of the held-out users (federated round)")
     p.add_argument("--keep-updates", action="store_true",
                    help="keep every device's adapted head in DIR/updates/")
@@ -76,12 +77,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from edgelearn.atomic import check_folder
     from edgelearn.errors import DataError
     from edgelearn.fleet.config import FleetConfig, ModelFiles
     from edgelearn.fleet.engines import make_engine
     from edgelearn.fleet.report import write_fleet_report
     from edgelearn.fleet.run import run_fleet
 
+    check_folder(args.report)          # refuse an unusable report folder before any work
     cfg = FleetConfig(model=args.model, target=args.target, streams=args.streams,
                       budget=args.budget, device=args.device, lpl=args.lpl, no_hep=args.no_hep,
                       labels=args.labels, limit=args.limit, devices=args.devices,

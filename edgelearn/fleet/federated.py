@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelearn.atomic import atomic_write_bytes
+from edgelearn.boundary import read_npz
 from edgelearn.device.head import DeviceHead
 from edgelearn.errors import DataError
 from edgelearn.fleet.config import FleetConfig, ModelFiles
@@ -45,13 +46,8 @@ def base_head(files: ModelFiles) -> DeviceHead:
 
 
 def read_update(folder: Path, rec: dict) -> dict[str, np.ndarray]:
-    path = folder / rec["update"]
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"update file {path} of device {rec['device']} is unreadable: "
-                        f"{exc}") from None
+    """A device's update file (read as untrusted: edgelearn.boundary.read_npz)."""
+    return read_npz(folder / rec["update"], f"update file of device {rec['device']}")
 
 
 def fedavg(base: DeviceHead, updates: list[tuple[int, dict[str, np.ndarray]]]) -> DeviceHead:

@@ -19,7 +19,8 @@ import os
 from pathlib import Path
 
 from edgelearn.atomic import atomic_write_bytes, atomic_write_text
-from edgelearn.errors import DataError
+from edgelearn.boundary import parse_json
+from edgelearn.errors import DataError, EdgelearnError
 from edgelearn.fleet.config import FleetConfig, ModelFiles
 
 RESULTS = "devices.jsonl"
@@ -49,9 +50,8 @@ class Store:
         conf = folder / CONFIG
         if conf.exists() and not fresh:
             try:
-                doc = json.loads(conf.read_text())
-                other = doc["identity"]
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+                other = parse_json(conf.read_bytes(), str(conf))["identity"]
+            except (OSError, EdgelearnError, KeyError, TypeError) as exc:
                 raise DataError(f"{conf} is damaged ({exc}); use another --report or "
                                 f"--fresh") from None
             if other != ident:
@@ -101,9 +101,9 @@ def read_records(path: Path, repair: bool = False) -> dict[tuple[str, int], dict
     records: dict[tuple[str, int], dict] = {}
     for n, line in enumerate(data[:end].splitlines(), 1):
         try:
-            rec = json.loads(line)
+            rec = parse_json(line, f"{path} line {n}")
             key = (str(rec["phase"]), int(rec["device"]))
-        except (ValueError, KeyError, TypeError):
+        except (EdgelearnError, ValueError, KeyError, TypeError):
             raise DataError(f"{path} line {n} is not a device record; the file is "
                             f"damaged") from None
         records[key] = rec
