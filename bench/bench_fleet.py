@@ -26,7 +26,7 @@ waiting for a CPU between devices counts as overhead.
 Results: reports/bench_fleet/bench_fleet.json (parts from earlier runs are kept unless rerun)
 and bench_fleet.png; each part's fleet report folder is kept under reports/bench_fleet/.
 
-    python bench/bench_fleet.py                                 # all parts (about 1 h here)
+    python bench/bench_fleet.py      # all parts: about 3,400 device runs of ~1-5 s each (hours here)
     python bench/bench_fleet.py --parts throughput,federated --fed-seeds 5
 """
 

@@ -217,7 +217,7 @@ def test_a_killed_fleet_loses_no_finished_device_and_reruns_none(voices, tmp_pat
 @pytest.mark.slow
 def test_ray_engine_gives_the_local_engine_results(voices, tmp_path):
     """Ray (a local instance) and the process pool: identical per-device records (slow: Ray
-    takes about 10 s to start; bench/bench_fleet.py compares 1,000 devices)."""
+    takes about 10 s to start; bench/bench_fleet.py compares whole fleets)."""
     for engine in ("local", "ray"):
         assert main(_fleet_args(voices, tmp_path / engine, 4, "--engine", engine,
                                 "--workers", "2")) == 0
