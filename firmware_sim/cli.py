@@ -15,10 +15,21 @@ LINUX_DEFAULT_RAM = 16 * 1024 * 1024   # the sim's arena for the linux profile (
 LINUX_DEFAULT_FLASH = 16 * 1024 * 1024  # and its flash file (not 4 GiB)
 
 
+EXAMPLES = """examples:
+  edgelearn firmware-sim --pty                 # prints /dev/pts/N: edgelearn deploy MODEL
+                                               #   --target serial:/dev/pts/N --budget 256KiB
+  edgelearn firmware-sim --pty --window 2 --max-payload 256 --ram 64KiB \\
+      --profile cortex-m0plus-64k --flash-file /tmp/board.flash
+  edgelearn firmware-sim --port socket-server://127.0.0.1:0    # prints socket://HOST:PORT
+  python -m firmware_sim --pty --baud 115200    # the same program
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="firmware_sim", description=(
         "A simulated edgelearn board: integer kernel, fixed-point LPL, RAM arena, A/B flash, "
-        "serial protocol (docs/protocol.md)."))
+        "serial protocol (docs/protocol.md)."), epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--pty", action="store_true",
                        help="serve on a new pseudo-terminal; prints the slave path on stdout")

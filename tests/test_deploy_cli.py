@@ -219,3 +219,31 @@ def test_adapt_on_a_board_that_keeps_its_model(stream, tmp_path, capsys):
     rc = main(["adapt", "models/speech_digits.onnx", "--adapt", "new_user", "--limit", "5"]
               + common)
     _one_line_error(capsys, rc, "not 'speech_digits.onnx'")
+
+
+def test_board_upload_gives_deploys_image_so_adapt_finds_it(stream, tmp_path, capsys):
+    """`edgelearn board upload MODEL.onnx` quantizes with deploy's calibration (the model's
+    .calib.npz), so `edgelearn adapt MODEL` recognises the board's model by its CRC."""
+    target = f"sim?flash_file={tmp_path / 'b.flash'}&window=2"
+    assert main(["board", "--port", target, "upload", MODEL]) == 0
+    capsys.readouterr()
+    rc = main(["adapt", MODEL, "--target", f"serial:{target}", "--budget", "64KiB", "--adapt",
+               stream, "--limit", "10", "--report", str(tmp_path / "rep"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+
+
+def test_quantize_step_keeps_the_head(stream, tmp_path, capsys):
+    """The README's quantize step: the quantized model deploys with the model's hEP head."""
+    out = tmp_path / "m.q.onnx"
+    proc = subprocess.run([sys.executable, "tools/quantize.py", MODEL, "--calib",
+                           "models/randman_small.calib.npz", "-o", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "m.q.head.npz").exists()
+    report = tmp_path / "rep"
+    rc = main(["deploy", str(out), "--budget", "64KiB", "--adapt", stream, "--limit", "20",
+               "--labels", "0.5", "--report", str(report)])
+    assert rc == 0
+    assert "head: m.q.head.npz" in capsys.readouterr().out
+    m = json.loads((report / "metrics.json").read_text())
+    assert m["runs"]["adapted"]["labels"] == 10 and m["plan"]["config"].endswith("hEP head")

@@ -10,8 +10,19 @@ DATA.npz holds ``x`` [N, T, C] (uint8 spike counts or float32 values; the edgele
 format) and, for --test, labels ``y`` [N]. Writes the quantized ONNX step graph (runs in
 onnxruntime, bit-exact with the integer kernel) and optionally the device image, then prints
 the report: chosen shifts, range used, saturation per layer (warnings name the layer and the
-clipped fraction), float vs int accuracy and spike agreement on the test data.
+clipped fraction), float vs int accuracy and spike agreement on the test data. The model's
+hEP head (MODEL.head.npz, if any) is copied beside the output (OUT.head.npz), where
+`edgelearn deploy OUT.onnx` looks for it; its features are in threshold units, so the head
+fits the quantized model.
 Exit code 0 on success, 2 on bad input (one line on stderr).
+
+examples:
+    python tools/quantize.py models/randman_small.onnx --calib models/randman_small.calib.npz
+        -o /tmp/randman_small.q.onnx --image /tmp/randman_small.bin
+    edgelearn data stream speech:train /tmp/train.npz        # TRAIN/TEST .npz (x, y)
+    edgelearn data stream speech:test /tmp/test.npz
+    python tools/quantize.py models/speech_digits.onnx --calib /tmp/train.npz
+        --test /tmp/test.npz -o /tmp/speech_digits.q.onnx --image /tmp/speech_digits.bin
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgelearn.adapt.bundle import side_file
 from edgelearn.atomic import atomic_write_bytes, atomic_write_text
 from edgelearn.boundary import OneLineArgumentParser, run_command
 from edgelearn.boundary import options as opt
@@ -68,7 +80,9 @@ def parse_shifts(items: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = OneLineArgumentParser(prog="quantize", description=__doc__.split("\n\n")[0])
+    ap = OneLineArgumentParser(prog="quantize", description=__doc__.split("\n\n")[0],
+                               epilog=__doc__[__doc__.index("examples:"):],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="float model (.onnx in the edgelearn profile)")
     ap.add_argument("--calib", required=True, help="calibration data .npz (x [N, T, C])")
     ap.add_argument("-o", "--out", required=True, help="quantized ONNX file to write")
@@ -106,6 +120,11 @@ def quantize(args: argparse.Namespace) -> int:
     atomic_write_bytes(args.out, build_quant_model(qnet).SerializeToString())
     if args.image:
         atomic_write_bytes(args.image, to_image(qnet))
+    head, out_head = side_file(Path(args.model), ".head.npz"), side_file(Path(args.out),
+                                                                        ".head.npz")
+    if head.is_file() and head.resolve() != out_head.resolve():
+        atomic_write_bytes(out_head, head.read_bytes())
+        print(f"hEP head: copied {head} to {out_head} (edgelearn deploy looks for it there)")
     print(format_report(report))
     for w in report.warnings:
         print(f"quantize: warning: {w}", file=sys.stderr)

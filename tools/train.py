@@ -3,9 +3,8 @@
 
 Examples (the exact commands of the shipped models are in models/<name>.md):
 
-    python tools/train.py --data randman --hidden 64 --epochs 10 --out models/randman_small.onnx
-    python tools/train.py --data speech --hidden 128 --recurrent --epochs 8 \
-        --out models/speech_digits.onnx
+    python tools/train.py --data randman --hidden 64 --epochs 10 --out /tmp/randman.onnx
+    python tools/train.py --data speech --hidden 128 --recurrent --epochs 8 --out /tmp/speech.onnx
     python tools/train.py --data npz --train-file tr.npz --test-file te.npz --out net.onnx
 
 Writes the network (edgelearn.io.save_onnx, one-step graph) and a JSON history next to it
@@ -41,9 +40,14 @@ from edgelearn.errors import DataError, EdgelearnError, ParameterError  # noqa: 
 from edgelearn.train import TrainConfig, decay, evaluate, init_network, train  # noqa: E402
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the option help, the examples as written."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tools/train.py", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                epilog="examples:\n" + __doc__.split("\n\n")[2],
+                                formatter_class=_Formatter)
     d = p.add_argument_group("data")
     d.add_argument("--data", choices=("randman", "speech", "npz"), required=True,
                    help="randman: generated here; speech: bundled speech digits "

@@ -5,8 +5,10 @@ The head learns, with exact gradients (implicit differentiation at the free equi
 to classify the integer network's features: hidden spike rates and readout scores of the
 quantized model that `edgelearn deploy` runs (same calibration, so the same integers).
 
+examples:
     python tools/train_head.py models/speech_digits.onnx --data speech --hidden 32 \
-        --epochs 8 --lr 3e-3 --seed 0 -o models/speech_digits.head.npz
+        --epochs 8 --lr 3e-3 --seed 0 -o /tmp/speech_digits.head.npz
+    (the shipped head: the same command with -o models/speech_digits.head.npz)
 """
 
 from __future__ import annotations

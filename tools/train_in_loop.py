@@ -72,9 +72,15 @@ def task_data(net, data: str | None = None, train_file: str | None = None,
     return {"train": d["train"], "eval": d["eval"]}
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the option help, the examples as written."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tools/train_in_loop.py", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                epilog="examples:\n" + "\n".join(
+                                    line for line in __doc__.split("\n\n")[1].splitlines()),
+                                formatter_class=_Formatter)
     p.add_argument("model", help="ONNX model in the edgelearn profile")
     p.add_argument("--preset", default="bss2", choices=sorted(PRESETS))
     p.add_argument("--seed", type=int, default=0, help="device instance seed")

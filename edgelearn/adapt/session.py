@@ -102,11 +102,13 @@ def summarise(name: str, res: LoopResult) -> dict:
 def adapt_and_report(target: Target, frozen: Target | None, x: np.ndarray, y: np.ndarray,
                      cfg: LoopConfig, report: Path | None, plan: Plan, extra: dict | None = None,
                      progress: bool = True, fresh: bool = False,
-                     say: Callable[[str], None] | None = None) -> dict:
+                     say: Callable[[str], None] | None = None,
+                     segments: list[str] | None = None) -> dict:
     """Run the loop on ``target`` (and a frozen twin for comparison) and write the report
     folder (metrics.json, plots, checkpoint); with ``report`` None nothing is written and no
     checkpoint is kept: the metrics are only returned. ``fresh`` ignores (deletes) a
-    checkpoint of an earlier run; ``say`` is told whether the run resumed.
+    checkpoint of an earlier run; ``say`` is told whether the run resumed; ``segments`` (one
+    label per sample: which users) are shaded on accuracy.png.
 
     The deployed model's run is ``runs["adapted"]``; its ``name`` is "adapted", or
     "deployed" when nothing learns (TFLite, or a budget without room for learning)."""
@@ -136,7 +138,7 @@ def adapt_and_report(target: Target, frozen: Target | None, x: np.ndarray, y: np
                "loop": {**asdict(cfg), "guard": asdict(cfg.guard)},
                "seconds": seconds, **(extra or {})}
     metrics["files"] = [] if report is None else \
-        write_report(report, metrics, curves, res.drift, memory)
+        write_report(report, metrics, curves, res.drift, memory, segments=segments)
     return metrics
 
 
@@ -162,7 +164,8 @@ def deploy_and_adapt(spec: TargetSpec, bundle: Bundle, plan: Plan,
                      labels: float, baseline: bool = True, report: Path | None = None,
                      upload: bool = True, progress: bool = True,
                      say: Callable[[str], None] = lambda text: None, extra: dict | None = None,
-                     keep_weights: bool = False, fresh: bool = False) -> Deployment:
+                     keep_weights: bool = False, fresh: bool = False,
+                     segments: list[str] | None = None) -> Deployment:
     """Deploy ``bundle`` as ``plan`` says on target ``spec`` and, given a ``stream`` (x, y),
     run the adaptation loop on it against a frozen twin.
 
@@ -196,7 +199,8 @@ def deploy_and_adapt(spec: TargetSpec, bundle: Bundle, plan: Plan,
             say("note: nothing to adapt within this budget; running inference only")
         try:
             metrics = adapt_and_report(target, frozen, x, y, cfg, report, plan, extra=extra,
-                                       progress=progress, fresh=fresh, say=say)
+                                       progress=progress, fresh=fresh, say=say,
+                                       segments=segments)
         finally:
             if frozen is not None:
                 frozen.close()

@@ -147,9 +147,22 @@ def user_filter(ds: Dataset, users: tuple[tuple[str, str], ...], spec: str) -> D
     return ds.subset(keep, f"{ds.name}@{','.join(f'{k}={v}' for k, v in users)}")
 
 
-def load_stream(spec: str, n_in: int, seed: int = 0, limit: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray, Dataset]:
-    """(x [N, T, n_in], y [N], data set) of a STREAM, checked against the model's input."""
+def segment_names(ds: Dataset, indices: np.ndarray) -> list[str] | None:
+    """Per stream sample, which kind of user it comes from (None without voices): "whisper
+    voices" for whisper variants, else the voice's accent ("unseen accent NAME" on the
+    new-user split, whose non-whisper voices are all the held-out accent)."""
+    names = voice_names(ds)
+    if names is None:
+        return None
+    unseen = "unseen accent " if ds.meta.get("split") == "new_user" else "accent "
+    return ["whisper voices" if "whisper" in v else unseen + accent_of(v)
+            for v in names[np.asarray(indices)]]
+
+
+def load_stream(spec: str, n_in: int, seed: int = 0, limit: int | None = None,
+                segments: bool = False):
+    """(x [N, T, n_in], y [N], data set) of a STREAM, checked against the model's input;
+    with ``segments`` a fourth element: :func:`segment_names` of the stream's samples."""
     parsed = parse_stream(spec)
     ds = load_dataset(parsed.source)
     if ds.x.shape[2] != n_in:
@@ -166,4 +179,6 @@ def load_stream(spec: str, n_in: int, seed: int = 0, limit: int | None = None
         raise DataError(f"stream '{spec}' would be empty (limit {limit})")
     stream = make_stream(ds, drifts, n_samples=n, seed=seed, group_key=group)
     x, y = stream.as_arrays()
+    if segments:
+        return x, y, ds, segment_names(ds, stream.indices)
     return x, y, ds

@@ -35,6 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(
         prog="edgelearn",
         description="Deploy pretrained spiking networks on edge targets and keep them learning.",
+        epilog="examples:\n"
+               "  edgelearn demo                 # the bundled model on a simulated board\n"
+               "  edgelearn info models/speech_digits.onnx\n"
+               "  edgelearn plan models/speech_digits.onnx --budget 64KiB "
+               "--device cortex-m0plus-64k\n"
+               "  edgelearn deploy models/speech_digits.onnx --target sim --budget 256KiB "
+               "--adapt new_user\n"
+               "  edgelearn COMMAND --help       # each command's options and examples\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"edgelearn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

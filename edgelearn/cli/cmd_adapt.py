@@ -9,9 +9,9 @@ from edgelearn.cli.cmd_deploy import add_loop_arguments
 from edgelearn.cli.cmd_plan import add_learning_arguments
 
 EXAMPLES = """examples:
-  edgelearn deploy models/speech_digits.onnx --target "serial:sim?flash_file=board.flash" \\
+  edgelearn deploy models/speech_digits.onnx --target "serial:sim?flash_file=/tmp/board.flash" \\
       --budget 256KiB
-  edgelearn adapt models/speech_digits.onnx --target "serial:sim?flash_file=board.flash" \\
+  edgelearn adapt models/speech_digits.onnx --target "serial:sim?flash_file=/tmp/board.flash" \\
       --budget 256KiB --adapt new_user
   edgelearn adapt models/speech_digits.onnx --target serial:/dev/ttyACM0 --budget 256KiB \\
       --adapt new_user --labels 0.2

@@ -17,8 +17,9 @@ from edgelearn.progress import Progress
 EXAMPLES = """examples:
   edgelearn board --port /dev/ttyACM0 info
   edgelearn board --port sim info                       (a throw-away simulated board)
-  edgelearn board --port "sim?flash_file=b.flash" upload model.bin
-  edgelearn board --port socket://127.0.0.1:7000 upload models/shd.onnx --calib x.npy
+  edgelearn board --port "sim?flash_file=/tmp/b.flash" upload models/randman_small.onnx
+  edgelearn board --port socket://127.0.0.1:7000 upload models/speech_digits.onnx
+  edgelearn board --port sim upload net.nir --dt 1e-4 --calib x.npy
   edgelearn board --port /dev/ttyACM0 pull -o learned.bin
   edgelearn board --port /dev/ttyACM0 reset --reboot
 
@@ -43,9 +44,16 @@ def register(sub) -> None:
     p.add_argument("--retries", type=opt.integer(0, 1000), default=10,
                    help="timeouts before giving up (0..1000)")
     acts = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    a = acts.add_parser("info", help="handshake and telemetry")
+    a = acts.add_parser("info", help="handshake and telemetry",
+                        epilog="examples:\n  edgelearn board --port sim info\n"
+                               "  edgelearn board --port /dev/ttyACM0 info --json\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("--json", action="store_true", help="one JSON object")
-    a = acts.add_parser("upload", help="upload a model into the inactive slot and commit it")
+    a = acts.add_parser("upload", help="upload a model into the inactive slot and commit it",
+                        epilog="examples:\n  edgelearn board --port \"sim?flash_file=/tmp/b.flash"
+                               "\" upload models/randman_small.onnx\n"
+                               "  edgelearn board --port /dev/ttyACM0 upload model.bin "
+                               "--verify crc\n", formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("model", metavar="MODEL",
                    help=f"device image ({', '.join(IMAGE_SUFFIXES)}), quantized ONNX, or float "
                         f"ONNX/NIR model (quantized first)")
@@ -53,14 +61,22 @@ def register(sub) -> None:
     a.add_argument("--verify", choices=("readback", "crc", "none"), default="readback")
     a.add_argument("--calib", metavar="NPY",
                    help="calibration input [T, B, n_in] or [T, n_in] for quantizing ONNX/NIR "
-                        "(default: random spikes at --calib-rate)")
+                        "(default: what edgelearn deploy uses, NAME.calib.npz or the model's "
+                        "bundled data set, so the image is deploy's; random spikes at "
+                        "--calib-rate only when the model has neither)")
     a.add_argument("--calib-rate", type=opt.FRACTION, default=0.1,
-                   help="spike probability of the random calibration input")
+                   help="spike probability of the random calibration input (the fallback)")
     a.add_argument("--state-bits", type=int, default=16, choices=(16, 32))
     a.add_argument("--dt", type=opt.POSITIVE, default=None, help="time step for NIR files, s")
-    a = acts.add_parser("pull", help="download the running network (learned weights)")
+    a = acts.add_parser("pull", help="download the running network (learned weights)",
+                        epilog="examples:\n  edgelearn board --port \"sim?flash_file=/tmp/b.flash"
+                               "\" pull -o /tmp/learned.bin\n"
+                               "  edgelearn info /tmp/learned.bin\n", formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("-o", "--output", required=True, help="device image file to write")
-    a = acts.add_parser("reset", help="zero the neuron state, or reboot")
+    a = acts.add_parser("reset", help="zero the neuron state, or reboot",
+                        epilog="examples:\n  edgelearn board --port /dev/ttyACM0 reset\n"
+                               "  edgelearn board --port /dev/ttyACM0 reset --reboot\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("--reboot", action="store_true", help="power-cycle instead")
     p.set_defaults(func=run)
 
@@ -99,8 +115,15 @@ def _image_for(args: argparse.Namespace) -> bytes:
         if calib.ndim == 2:
             calib = calib[:, None, :]
     else:
-        rng = np.random.default_rng(0)
-        calib = (rng.random((100, 8, net.n_in)) < args.calib_rate).astype(np.float32)
+        from edgelearn.adapt.bundle import calibration_inputs
+        try:       # what edgelearn deploy quantizes with: the same image, so `adapt` finds it
+            calib = calibration_inputs(net, path, None)
+        except ModelFileError:
+            rng = np.random.default_rng(0)
+            calib = (rng.random((100, 8, net.n_in)) < args.calib_rate).astype(np.float32)
+            print(f"note: '{path.name}' has no calibration data (NAME.calib.npz or a bundled "
+                  f"data set); quantized on random spikes (--calib-rate {args.calib_rate:g}), "
+                  f"so the image differs from what edgelearn deploy would upload")
     if calib.ndim != 3 or calib.shape[2] != net.n_in:
         raise InputError(f"calibration input must be [T, B, {net.n_in}], got {calib.shape}")
     qnet, report = quantize_network(net, calib, state_bits=args.state_bits)

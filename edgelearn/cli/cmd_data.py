@@ -34,12 +34,16 @@ def register(sub) -> None:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
 
-    i = dsub.add_parser("info", help="shape, classes, spike statistics of a data set")
+    i = dsub.add_parser("info", help="shape, classes, spike statistics of a data set",
+                        epilog="examples:\n  edgelearn data info speech:new_user\n"
+                               "  edgelearn data info randman --json\n", formatter_class=argparse.RawDescriptionHelpFormatter)
     i.add_argument("source", metavar="SOURCE")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=run_info)
 
-    s = dsub.add_parser("shd", help="bin an SHD-layout HDF5 file into a .npz data set")
+    s = dsub.add_parser("shd", help="bin an SHD-layout HDF5 file into a .npz data set",
+                        epilog="examples:\n  edgelearn data shd shd_train.h5 shd_train.npz "
+                               "--bins 100 --max-time 1.0 --downsample 5\n", formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("input", metavar="IN.h5")
     s.add_argument("output", metavar="OUT.npz")
     s.add_argument("--bins", type=opt.integer(1, 100_000), default=100,
@@ -50,7 +54,14 @@ def register(sub) -> None:
     s.add_argument("--limit", type=opt.COUNT, default=None, help="read only the first N samples")
     s.set_defaults(func=run_shd)
 
-    t = dsub.add_parser("stream", help="write a transformed adaptation stream as .npz")
+    t = dsub.add_parser("stream", help="write a transformed adaptation stream as .npz",
+                        epilog="examples:\n"
+                               "  edgelearn data stream speech:train train.npz      "
+                               "# a data set as .npz (x, y): tools/quantize.py --calib\n"
+                               "  edgelearn data stream speech:new_user drift.npz --gain-drift "
+                               "0.5 --dead 0.1 --seed 1\n"
+                               "  edgelearn data stream speech:new_user voices.npz --by voice\n",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("source", metavar="SOURCE")
     t.add_argument("output", metavar="OUT.npz")
     t.add_argument("--n", type=opt.COUNT, default=None, help="samples (default: each sample once)")
@@ -64,7 +75,9 @@ def register(sub) -> None:
                        help=f"apply {what}(severity)")
     t.set_defaults(func=run_stream)
 
-    b = dsub.add_parser("baseline", help="logistic regression on pooled spike counts")
+    b = dsub.add_parser("baseline", help="logistic regression on pooled spike counts",
+                        epilog="examples:\n  edgelearn data baseline speech:train speech:test "
+                               "speech:new_user\n", formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("train", metavar="TRAIN_SOURCE")
     b.add_argument("evaluate", nargs="*", metavar="SOURCE", help="data sets to evaluate")
     b.add_argument("--time-pools", type=opt.COUNT, default=10)

@@ -83,7 +83,8 @@ def run(args, upload: bool = True) -> int:
               f"{bundle.network.n_parameters} parameters, quantized to int8 ({head})")
     stream = None
     if args.adapt:
-        stream = load_stream(args.adapt, bundle.network.n_in, seed=args.seed, limit=args.limit)
+        stream = load_stream(args.adapt, bundle.network.n_in, seed=args.seed, limit=args.limit,
+                             segments=True)
     plan = plan_for(bundle, args, link=False)   # a board's link: planned from its HELLO reply
     if spec.kind == "tflite":
         plan.dropped.append("all learning (TensorFlow Lite does not train)")
@@ -94,7 +95,8 @@ def run(args, upload: bool = True) -> int:
                             report=report if keep else None, upload=upload,
                             progress=not args.quiet, say=lambda text: say(args, text),
                             extra={"model": str(bundle.source), "target": str(spec),
-                                   "stream": args.adapt}, fresh=args.fresh)
+                                   "stream": args.adapt}, fresh=args.fresh,
+                            segments=None if stream is None else stream[3])
     if done.metrics is not None:
         print_summary(done.metrics, report, done.saved)
     if not args.quiet:

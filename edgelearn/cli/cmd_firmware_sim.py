@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 EXAMPLES = """examples:
-  edgelearn firmware-sim --pty --profile cortex-m4-256k --flash-file board.flash
+  edgelearn firmware-sim --pty --profile cortex-m4-256k --flash-file /tmp/board.flash
   edgelearn firmware-sim --port socket-server://127.0.0.1:7000 --baud 115200
   edgelearn firmware-sim --help          (all options of the simulator)
 """

@@ -8,15 +8,15 @@ import json
 import numpy as np
 
 from edgelearn.boundary import options as opt
-from edgelearn.io import OpaqueModel, load_any
-from edgelearn.io import onnx_meta as M
-from edgelearn.io.model_file import file_kind
-from edgelearn.io.onnx_load import read_model_file
+from edgelearn.io import OpaqueModel
+from edgelearn.io.model_file import load_any_model
 
 EXAMPLES = """examples:
-  edgelearn info models/shd.onnx
-  edgelearn info models/shd.onnx --json
+  edgelearn info models/speech_digits.onnx
+  edgelearn info models/randman_small.onnx --json
   edgelearn info exported.nir --dt 1e-3
+  edgelearn info model.q.onnx                 # quantized profile (tools/quantize.py -o)
+  edgelearn info model.bin                    # device image (tools/quantize.py --image)
 """
 
 
@@ -24,10 +24,11 @@ def register(sub) -> None:
     p = sub.add_parser(
         "info", help="describe a model file (layers, constants, sizes)",
         description="Describe an ONNX (edgelearn profile, quantized profile or third-party "
-                    "step graph) or NIR model: layers, shapes, neuron constants, parameter "
+                    "step graph), NIR or device-image (.bin) model: layers, shapes, neuron constants, parameter "
                     "counts and the bytes the parameters take at float32 and int8.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL", help="ONNX or NIR file")
+    p.add_argument("model", metavar="MODEL",
+                   help="ONNX (float or quantized profile), NIR, or device image (.bin)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--dt", type=opt.POSITIVE, default=None, metavar="SECONDS",
                    help="time step for NIR files (NIR stores none)")
@@ -39,17 +40,6 @@ def register(sub) -> None:
 def _const(arr: np.ndarray):
     lo, hi = float(np.min(arr)), float(np.max(arr))
     return lo if lo == hi else [lo, hi]
-
-
-def load_for_info(path: str, dt: float | None, verify: bool):
-    """Network, OpaqueModel, or (for a quantized profile file) the integer QNetwork."""
-    if file_kind(path) == "onnx":
-        model, _ = read_model_file(path, check=False)
-        if M.KEY_QUANTIZED in M.read_metadata(model):
-            from edgelearn.io.onnx_quant import load_qnetwork
-
-            return load_qnetwork(path, verify=verify)
-    return load_any(path, dt=dt, verify=verify)
 
 
 def describe_quantized(qnet) -> dict:
@@ -96,7 +86,7 @@ def _fmt(v) -> str:
 
 
 def run(args) -> int:
-    info = describe(load_for_info(args.model, args.dt, not args.no_verify))
+    info = describe(load_any_model(args.model, args.dt, not args.no_verify))
     if args.json:
         print(json.dumps(info, indent=1))
         return 0

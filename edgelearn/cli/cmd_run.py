@@ -19,11 +19,14 @@ EXAMPLES = """examples:
   edgelearn run model.onnx --input x.npy -o y.npz
   edgelearn run model.onnx --input x.npy -o y.npz --backend onnxruntime
   edgelearn run model.nir --dt 1e-3 --input x.npy -o y.npz
+  edgelearn run model.q.onnx --input x.npy -o y.npz        # quantized (tools/quantize.py -o)
+  edgelearn run model.bin --input x.npy -o y.npz           # device image (--image)
 
 X is float [T, n_in] or [T, B, n_in] (bool/int accepted). Y holds 'output' [T, B, n_out] (the
 last layer's spikes, or its membrane for a readout) and 'spikes/<layer>' per spiking layer.
 
-A quantized model (tools/quantize.py) runs its integer network (docs/fixed-point.md): by
+A quantized model (tools/quantize.py: quantized-profile ONNX or device image .bin) runs its
+integer network (docs/fixed-point.md): by
 default on the C kernel of firmware/ loaded as a shared library (built on first use with the
 system compiler; the numpy integer kernel, after a one-line notice, when that is not possible),
 or with --backend numpy; float input is quantized first (x / input_scale, rounded).
@@ -36,7 +39,8 @@ def register(sub) -> None:
         description="Simulate a model from zero state on the sequence in X.npy and write the "
                     "outputs to Y.npz.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL", help="ONNX or NIR file")
+    p.add_argument("model", metavar="MODEL",
+                   help="ONNX (float or quantized profile), NIR, or device image (.bin)")
     p.add_argument("--input", required=True, metavar="X.npy", help="input sequence (.npy)")
     p.add_argument("-o", "--output", required=True, metavar="Y.npz", help="output file (.npz)")
     p.add_argument("--backend", choices=("numpy", "onnxruntime", "c"), default=None,
@@ -60,22 +64,29 @@ def load_input(path: str) -> np.ndarray:
 
 
 def _quantized(path: str) -> bool:
+    """A quantized-profile ONNX file or a device image (magic ELQN)."""
+    from edgelearn.io.model_file import file_kind
     from edgelearn.io.onnx_load import read_model_file
     from edgelearn.io.onnx_quant import is_quantized_model
+    from edgelearn.kernels.image import MAGIC
 
-    return str(path).endswith(".onnx") and is_quantized_model(
+    kind = file_kind(path)
+    with open(path, "rb") as fh:
+        if fh.read(len(MAGIC)) == MAGIC:
+            return True
+    return kind == "onnx" and str(path).endswith(".onnx") and is_quantized_model(
         read_model_file(path, check=False)[0])
 
 
 def run_integer(args, x: np.ndarray) -> dict[str, np.ndarray]:
     """The integer network of a quantized model: C kernel (default) or numpy."""
-    from edgelearn.io.onnx_quant import load_qnetwork
+    from edgelearn.io.model_file import load_any_model
     from edgelearn.kernels import lif_fixed, native
 
     if args.backend == "onnxruntime":
         raise InputError(f"'{args.model}' is a quantized model: it runs its integer network "
                          f"with --backend c (default) or numpy")
-    qnet = load_qnetwork(args.model)
+    qnet = load_any_model(args.model)
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         raise InputError("input contains NaN or Inf")
     if x.dtype.kind == "f" and np.any(x != np.round(x)):

@@ -2,6 +2,8 @@
 
 ONNX (protobuf) files go to :func:`edgelearn.io.onnx_load.load_model`; NIR files (HDF5,
 recognised by the HDF5 signature) to :func:`edgelearn.io.nir_io.load_nir`, which needs dt.
+:func:`load_any_model` also opens the integer forms: a quantized-profile ONNX file and a
+device image (``.bin``, magic ``ELQN``), as a QNetwork.
 """
 
 from __future__ import annotations
@@ -41,3 +43,24 @@ def load_any(path: str | os.PathLike, dt: float | None = None, verify: bool = Tr
     from edgelearn.io.onnx_load import load_model
 
     return load_model(path, verify=verify)
+
+
+def load_any_model(path: str | os.PathLike, dt: float | None = None, verify: bool = True):
+    """Network, OpaqueModel, or QNetwork (a quantized-profile ONNX file or a device image)."""
+    from edgelearn.kernels.image import MAGIC, from_image
+
+    kind = file_kind(path)
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAGIC))
+    if head == MAGIC:
+        return from_image(Path(path).read_bytes())
+    if kind == "onnx":
+        from edgelearn.io import onnx_meta as M
+        from edgelearn.io.onnx_load import read_model_file
+
+        model, _ = read_model_file(path, check=False)
+        if M.KEY_QUANTIZED in M.read_metadata(model):
+            from edgelearn.io.onnx_quant import load_qnetwork
+
+            return load_qnetwork(path, verify=verify)
+    return load_any(path, dt=dt, verify=verify)
