@@ -34,7 +34,6 @@ from edgelearn.errors import FixedPointError
 DECAY_BITS = 12
 DECAY_ONE = 1 << DECAY_BITS
 
-_M32 = np.uint64(0xFFFFFFFF)
 
 
 def int_range(bits: int) -> tuple[int, int]:
@@ -92,14 +91,15 @@ def apply_decay(x: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def hash32(x: np.ndarray) -> np.ndarray:
-    """The lowbias32 integer hash on uint32 values (returned as uint64 holding 32 bits)."""
-    x = np.asarray(x, dtype=np.uint64) & _M32
-    x ^= x >> np.uint64(16)
-    x = (x * np.uint64(0x7FEB352D)) & _M32
-    x ^= x >> np.uint64(15)
-    x = (x * np.uint64(0x846CA68B)) & _M32
-    x ^= x >> np.uint64(16)
-    return x
+    """The lowbias32 integer hash of uint32 values, in uint32 arithmetic (multiplications wrap
+    mod 2^32 by themselves); returns uint32."""
+    x = np.asarray(x).astype(np.uint32)
+    with np.errstate(over="ignore"):           # wrapping is the point (numpy warns on scalars)
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(0x7FEB352D)
+        x = x ^ (x >> np.uint32(15))
+        x = x * np.uint32(0x846CA68B)
+        return x ^ (x >> np.uint32(16))
 
 
 class RngState(NamedTuple):
@@ -114,20 +114,48 @@ def rng_init(seed: int) -> RngState:
     return RngState(key=int(seed) & 0xFFFFFFFF, counter=0)
 
 
+def rng_words_at(state: RngState, idx: np.ndarray) -> np.ndarray:
+    """Words ``idx`` (offsets from the current counter) of the stream without advancing it:
+    r_k = hash32(key ^ hash32(counter + k)) (uint32). Rules that skip inactive synapses fetch
+    the words of the active ones only and stay bit-identical."""
+    ctr = np.asarray(idx, dtype=np.uint32) + np.uint32(state.counter & 0xFFFFFFFF)  # wraps
+    return hash32(np.uint32(state.key & 0xFFFFFFFF) ^ hash32(ctr))
+
+
+def rng_advance(state: RngState, n: int) -> RngState:
+    """The stream after ``n`` more draws."""
+    return RngState(state.key, (state.counter + int(n)) & 0xFFFFFFFF)
+
+
 def rng_draw(state: RngState, n: int) -> tuple[np.ndarray, RngState]:
-    """Draw ``n`` uint32 values (as uint64) and return them with the advanced state."""
-    idx = (np.uint64(state.counter) + np.arange(n, dtype=np.uint64)) & _M32
-    r = hash32(np.uint64(state.key) ^ hash32(idx))
-    return r, RngState(state.key, (state.counter + n) & 0xFFFFFFFF)
+    """Draw ``n`` uint32 values and return them with the advanced state."""
+    return rng_words_at(state, np.arange(n, dtype=np.uint32)), rng_advance(state, n)
 
 
 def stochastic_shift(x: np.ndarray, s: int, r: np.ndarray) -> np.ndarray:
-    """Divide int64 ``x`` by 2^s with stochastic rounding: ``(x + (r & (2^s-1))) >> s``.
+    """Divide int64 ``x`` by 2^s (s >= 0) with stochastic rounding:
+    ``(x + (r & (2^s-1))) >> s``.
 
-    ``r`` holds uniform 32-bit draws, one per element of ``x`` (same shape or broadcastable).
+    ``r`` holds uniform 32-bit draws, one per element of ``x`` (same shape or broadcastable),
+    as uint32 (the fast path: uint32 + int64 stays int64) or any integer array.
     """
     x = np.asarray(x, dtype=np.int64)
     if s == 0:
         return x
-    mask = np.uint64((1 << s) - 1)
-    return (x + (np.asarray(r, dtype=np.uint64) & mask).astype(np.int64)) >> s
+    r = np.asarray(r)
+    if r.dtype == np.uint32 and s <= 32:
+        low = r if s == 32 else r & np.uint32((1 << s) - 1)
+    else:
+        low = (r.astype(np.uint64) & np.uint64((1 << s) - 1)).astype(np.int64)
+    return (x + low) >> s
+
+
+def saturate_count(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+    """Clip int64 ``x`` to the signed ``bits`` range; return it and the number of clipped
+    entries (``x`` itself when nothing is out of range)."""
+    lo, hi = int_range(bits)
+    x = np.asarray(x)
+    if x.size == 0 or (x.min() >= lo and x.max() <= hi):
+        return x, 0
+    y = np.minimum(np.maximum(x, lo), hi)
+    return y, int(np.count_nonzero(y != x))

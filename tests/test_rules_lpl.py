@@ -187,23 +187,36 @@ def test_event_driven_update_is_bit_identical_to_dense(rounding):
         assert a[1:] == b[1:]
 
 
-def test_fast_prng_words_equal_fixed_rng_draw():
-    from edgelearn.fixed import rng_draw
-    from edgelearn.fixed import RngState
+def _hash32_scalar(x: int) -> int:
+    """docs/fixed-point.md section 6, one Python int at a time."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def test_prng_words_and_offsets_follow_the_spec():
+    from edgelearn.fixed import RngState, rng_draw, rng_words_at
     for st in (rng_init(0), rng_init(123456789), RngState(0xDEADBEEF, 0xFFFFFFF0)):
-        want, after = rng_draw(st, 40)                       # includes counter wrap-around
-        got, after2 = qmath.words(st, 40)
-        np.testing.assert_array_equal(got.astype(np.uint64), want)
-        assert after == after2
+        got, after = rng_draw(st, 40)                        # includes counter wrap-around
+        want = [_hash32_scalar(st.key ^ _hash32_scalar((st.counter + i) & 0xFFFFFFFF))
+                for i in range(40)]
+        assert got.dtype == np.uint32 and got.tolist() == want
+        assert after == RngState(st.key, (st.counter + 40) & 0xFFFFFFFF)
+        idx = np.array([39, 3, 17])
+        assert rng_words_at(st, idx).tolist() == [want[i] for i in idx]
 
 
-def test_sshift_equals_fixed_stochastic_shift():
+def test_stochastic_shift_follows_the_spec_for_both_draw_dtypes():
     from edgelearn.fixed import stochastic_shift
     rng = np.random.default_rng(0)
-    num = rng.integers(-2**45, 2**45, 500)
-    r = rng.integers(0, 2**32, 500, dtype=np.uint64).astype(np.uint32)
+    num = rng.integers(-2**45, 2**45, 200)
+    r = rng.integers(0, 2**32, 200, dtype=np.uint64)
     for s in (0, 1, 7, 23, 31, 32):
-        np.testing.assert_array_equal(qmath.sshift(num, s, r), stochastic_shift(num, s, r))
+        want = [(int(a) + (int(b) & ((1 << s) - 1))) >> s for a, b in zip(num, r)]
+        assert stochastic_shift(num, s, r).tolist() == want
+        assert stochastic_shift(num, s, r.astype(np.uint32)).tolist() == want
 
 
 def test_homeostasis_pulls_mean_towards_target():

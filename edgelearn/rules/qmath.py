@@ -11,9 +11,9 @@
   by themselves. rounding="full": one PRNG word per synapse (row-major, index i * n_in + j);
   "dither": n_out + n_in words a_i, b_j and r_ij = a_i + b_j mod 2^32 (uniform for every
   synapse, so each rounding is unbiased) at O(n_in + n_out) PRNG cost.
-* PRNG words: the counter-based stream of :mod:`edgelearn.fixed` (r_k = hash32(key ^
-  hash32(counter + k))), computed at arbitrary offsets so event-driven updates can skip
-  inactive synapses and stay bit-identical.
+* PRNG words, the stochastic shift and saturation are the primitives of :mod:`edgelearn.fixed`
+  (defined there once): r_k = hash32(key ^ hash32(counter + k)) at arbitrary offsets, so
+  event-driven updates can skip inactive synapses and stay bit-identical.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ from typing import NamedTuple
 import numpy as np
 
 from edgelearn.errors import ParameterError
-from edgelearn.fixed import RngState, round_shift
+from edgelearn.fixed import RngState, rng_advance as advance, rng_words_at, round_shift
+from edgelearn.fixed import saturate_count  # noqa: F401 (the rules' import of the primitive)
+from edgelearn.fixed import rng_draw as words
+from edgelearn.fixed import stochastic_shift as sshift
 
 MANTISSA_BITS = 12
 MAX_SHIFT = 32               # stochastic_shift uses one 32-bit draw per element
@@ -147,16 +150,6 @@ def apply_update(w: np.ndarray, num: np.ndarray, shift: int, rng: RngState, lo: 
     return out, rng, changed, clipped
 
 
-def sshift(num: np.ndarray, s: int, r: np.ndarray) -> np.ndarray:
-    """:func:`edgelearn.fixed.stochastic_shift` for int64 ``num``, 0 <= s <= 32 and uint32
-    words ``r``, with fewer array passes (identical results, tested)."""
-    if s == 0:
-        return num
-    if s == MAX_SHIFT:
-        return (num + r.astype(np.int64)) >> MAX_SHIFT
-    return (num + (r & np.uint32((1 << s) - 1))) >> s
-
-
 def _bounded_add(w: np.ndarray, idx: np.ndarray, dw: np.ndarray, lo: int, hi: int
                  ) -> tuple[np.ndarray, int, int]:
     """Add dw to the flat entries idx of int8 ``w`` under the bounds rule (only the entries
@@ -169,33 +162,6 @@ def _bounded_add(w: np.ndarray, idx: np.ndarray, dw: np.ndarray, lo: int, hi: in
     out = w.copy()
     out.ravel()[idx] = new
     return out, int(np.count_nonzero(new != w64)), int(np.count_nonzero(new != raw))
-
-
-def _hash32_u32(x: np.ndarray) -> np.ndarray:
-    """:func:`edgelearn.fixed.hash32` in native uint32 arithmetic (multiplication wraps mod
-    2^32 by itself, so no masking): the same values, about 2x faster (tested equal)."""
-    x = x ^ (x >> np.uint32(16))
-    x = x * np.uint32(0x7FEB352D)
-    x = x ^ (x >> np.uint32(15))
-    x = x * np.uint32(0x846CA68B)
-    return x ^ (x >> np.uint32(16))
-
-
-def rng_words_at(rng: RngState, idx: np.ndarray) -> np.ndarray:
-    """Words ``idx`` (offsets from the current counter) of the stream, without advancing it:
-    r_k = hash32(key ^ hash32(counter + k)) exactly as :func:`edgelearn.fixed.rng_draw`
-    (uint32 array)."""
-    ctr = np.asarray(idx, dtype=np.uint32) + np.uint32(rng.counter & 0xFFFFFFFF)  # wraps
-    return _hash32_u32(np.uint32(rng.key & 0xFFFFFFFF) ^ _hash32_u32(ctr))
-
-
-def words(rng: RngState, n: int) -> tuple[np.ndarray, RngState]:
-    """Fast equivalent of ``rng_draw(rng, n)`` (uint32 words)."""
-    return rng_words_at(rng, np.arange(n, dtype=np.uint32)), advance(rng, n)
-
-
-def advance(rng: RngState, n: int) -> RngState:
-    return RngState(rng.key, (rng.counter + int(n)) & 0xFFFFFFFF)
 
 
 def apply_rank1(w: np.ndarray, post: np.ndarray, pre: np.ndarray, shift: int, rng: RngState,
@@ -232,16 +198,6 @@ def apply_float(w: np.ndarray, dw: np.ndarray, w_min: float, w_max: float) -> np
     """Float twin of the bounded update: clip(w + dW, min(w_min, w), max(w_max, w))."""
     w = np.asarray(w, dtype=np.float64)
     return np.clip(w + dw, np.minimum(w_min, w), np.maximum(w_max, w))
-
-
-def saturate_count(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
-    """Clip int64 ``x`` to signed ``bits`` range; return it and the number of clipped entries."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    x = np.asarray(x)
-    if x.size == 0 or (x.min() >= lo and x.max() <= hi):
-        return x, 0
-    y = np.minimum(np.maximum(x, lo), hi)
-    return y, int(np.count_nonzero(y != x))
 
 
 @functools.lru_cache(maxsize=4096)
