@@ -21,6 +21,7 @@ Writes reports/bench_adapt.json and reports/bench_adapt.png.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -38,6 +39,7 @@ from edgelearn.data import load_speech_digits
 from edgelearn.data.streams import holdout, make_stream
 from edgelearn.memory import get_profile
 from edgelearn.memory.planner import AdaptConfig, HeadShape, plan_deployment, shapes_of
+from edgelearn.rules import lpl_presets
 from edgelearn.targets.spec import parse_target
 
 CONFIGS = {"LPL only": (True, False), "hEP only": (False, True), "LPL + hEP": (True, True)}
@@ -57,7 +59,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--oracle-epochs", type=int, default=20)
     ap.add_argument("--limit", type=int, help="shorten the stream (quick check)")
-    ap.add_argument("--lpl-eta", type=float, help="LPL learning rate (default: the engine's)")
+    ap.add_argument("--lpl-eta", type=float, help="LPL learning rate (default: the preset's)")
+    ap.add_argument("--lpl-rule", default="lpl", choices=lpl_presets.NAMES,
+                    help="LPL preset of the LPL runs (edgelearn.rules.lpl_presets)")
+    ap.add_argument("--configs", default=",".join(CONFIGS),
+                    help=f"comma-separated subset of: {', '.join(CONFIGS)}")
     ap.add_argument("--out", default="reports/bench_adapt")
     args = ap.parse_args(argv)
 
@@ -88,16 +94,15 @@ def main(argv=None) -> int:
           f"(head fine-tuned on all {len(adapt_ds)} labels, {time.time() - t0:.0f} s)",
           flush=True)
 
-    lpl_params = None
+    lpl_params = lpl_presets.preset(args.lpl_rule)
     if args.lpl_eta is not None:
-        import dataclasses
-
-        from edgelearn.device.engine import default_lpl
-        lpl_params = dataclasses.replace(default_lpl(), eta=args.lpl_eta)
-    results: dict[str, list[dict]] = {k: [] for k in CONFIGS}
+        lpl_params = dataclasses.replace(lpl_params, eta=args.lpl_eta)
+    configs = {k.strip(): CONFIGS[k.strip()] for k in args.configs.split(",")}
+    results: dict[str, list[dict]] = {k: [] for k in configs}
     curves = {}
-    for name, (lpl, hep) in CONFIGS.items():
-        req = AdaptConfig(lpl_layers=bundle.hidden_names if lpl else (), hep=hep)
+    for name, (lpl, hep) in configs.items():
+        req = AdaptConfig(lpl_layers=bundle.hidden_names if lpl else (), hep=hep,
+                          lpl=lpl_params)
         plan = plan_deployment(shapes_of(bundle.network), budget, profile, req,
                                link=spec.has_link, head=head_shape)
         for seed in range(args.seeds):
@@ -142,7 +147,7 @@ def main(argv=None) -> int:
               f"{100 * pq.mean():>11.1f}% {100 * closed.mean():>10.0f}%")
     print(f"{'oracle':<10} {100 * oracle_eval:>15.1f}% {'':>12} {100.0:>10.0f}%")
     out = {"target": str(spec), "labels": args.labels, "seeds": args.seeds,
-           "lpl": repr(lpl_params) if lpl_params else "engine default",
+           "lpl_rule": args.lpl_rule, "lpl": repr(lpl_params),
            "stream": len(adapt_ds) if args.limit is None else args.limit,
            "eval_samples": len(eval_ds), "frozen_eval": frozen_eval, "oracle_eval": oracle_eval,
            "oracle": f"head fine-tuned offline, exact gradients, Adam 3e-3, "

@@ -32,6 +32,7 @@ from edgelearn.memory.planner import (AdaptConfig, HeadShape, LinkShape, Plan, p
 from edgelearn.memory.profiles import DEFAULT_PROFILE, DeviceProfile
 from edgelearn.model import Network, feature_layer_index, hidden_layer_indices
 from edgelearn.quant.calibrate import quantize_network
+from edgelearn.rules import lpl_presets
 from edgelearn.device.head import DeviceHead
 
 CALIBRATION_SAMPLES = 256
@@ -46,6 +47,12 @@ class Bundle:
     head: DeviceHead | None
     source: Path
     head_path: Path | None = None
+    calib: str | None = None
+
+    def reference_inputs(self) -> np.ndarray:
+        """Training inputs [N, T, n_in] for the LPL starting statistics
+        (edgelearn.adapt.reference): the calibration data of :func:`calibration_inputs`."""
+        return np.swapaxes(calibration_inputs(self.network, self.source, self.calib), 0, 1)
 
     @property
     def hidden_names(self) -> tuple[str, ...]:
@@ -121,7 +128,7 @@ def load_bundle(model: str | Path, quantize: bool = True, calib: str | None = No
     if head and not head_path.exists():
         raise ModelFileError(f"head file {head} does not exist")
     dhead = load_head(head_path) if head_path.exists() else None
-    b = Bundle(net, qnet, dhead, model, head_path if dhead else None)
+    b = Bundle(net, qnet, dhead, model, head_path if dhead else None, calib)
     n_feat = net.layer(b.feature_layer).n_out + net.n_out
     if dhead is not None and dhead.n_features != n_feat:
         raise ModelFileError(f"head {head_path.name} expects {dhead.n_features} features but "
@@ -130,8 +137,10 @@ def load_bundle(model: str | Path, quantize: bool = True, calib: str | None = No
     return b
 
 
-def requested_config(bundle: Bundle, lpl: str = "all", hep: bool = True) -> AdaptConfig:
-    """Turn CLI words into an :class:`AdaptConfig` for this bundle."""
+def requested_config(bundle: Bundle, lpl: str = "all", hep: bool = True,
+                     rule: str | None = None) -> AdaptConfig:
+    """Turn CLI words into an :class:`AdaptConfig` for this bundle (``rule``: an LPL preset of
+    edgelearn.rules.lpl_presets; None: ``lpl_rate.deploy_default``)."""
     hidden = bundle.hidden_names
     if lpl == "all":
         layers = hidden
@@ -143,7 +152,8 @@ def requested_config(bundle: Bundle, lpl: str = "all", hep: bool = True) -> Adap
         layers = tuple(n.strip() for n in lpl.split(",") if n.strip())
         for n in layers:
             bundle.network.layer(n)
-    return AdaptConfig(lpl_layers=layers, hep=hep and bundle.head is not None)
+    return AdaptConfig(lpl_layers=layers, hep=hep and bundle.head is not None,
+                       lpl=None if rule is None else lpl_presets.preset(rule))
 
 
 def plan_bundle(bundle: Bundle, budget: int, profile: DeviceProfile, requested: AdaptConfig,
@@ -168,7 +178,7 @@ def plan_for(bundle: Bundle, args, link: bool | None = None) -> Plan:
     budget = parse_bytes(args.budget)
     if link is None:
         link = parse_target(getattr(args, "target", "host")).has_link
-    cfg = requested_config(bundle, args.lpl, not args.no_hep)
+    cfg = requested_config(bundle, args.lpl, not args.no_hep, getattr(args, "lpl_rule", None))
     return plan_bundle(bundle, budget, profile, cfg, LinkShape() if link else None)
 
 

@@ -12,18 +12,22 @@ import numpy as np
 
 from edgelearn.adapt.bundle import Bundle
 from edgelearn.adapt.loop import LoopConfig, LoopResult, run_adaptation
+from edgelearn.adapt.reference import lpl_reference_weights
 from edgelearn.adapt.report import write_report
 from edgelearn.atomic import make_folder
 from edgelearn.device.engine import EngineConfig, HEPSettings
 from edgelearn.errors import TargetError
 from edgelearn.memory.planner import Plan
+from edgelearn.rules.lpl_presets import needs_reference
 from edgelearn.targets.base import Target
 from edgelearn.targets.spec import TargetSpec
 
 
 def engine_config(bundle: Bundle, plan: Plan, seed: int = 1, hep: HEPSettings | None = None,
                   lpl=None) -> EngineConfig:
-    """The engine settings a plan allows (LPL parameters default to the engine's)."""
+    """The engine settings a plan allows (LPL parameters: ``lpl``, else the plan's, else the
+    engine's default)."""
+    lpl = lpl if lpl is not None else plan.config.lpl
     extra = {} if lpl is None else {"lpl": lpl}
     return EngineConfig(readout=bundle.network.meta.get("readout", "max"),
                         lpl_layers=plan.config.lpl_layers,
@@ -52,7 +56,25 @@ def make_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int = 1,
     else:
         target = _local_target(spec, bundle, plan, seed, hep, lpl)
     target.plan = plan
+    cfg = engine_config(bundle, plan, seed, hep, lpl)
+    if cfg.lpl_layers and needs_reference(cfg.lpl) and spec.kind in ENGINE_TARGETS:
+        try:
+            start_from_reference(target, bundle, cfg)
+        except BaseException:
+            target.close()
+            raise
     return target
+
+
+ENGINE_TARGETS = ("host", "sim", "serial")
+
+
+def start_from_reference(target: Target, bundle: Bundle, cfg: EngineConfig) -> None:
+    """Upload the LPL starting state measured on the bundle's training (calibration) inputs
+    (edgelearn.adapt.reference): homeostasis then pulls towards the training statistics."""
+    w = target.get_weights()
+    w.update(lpl_reference_weights(bundle.qnet, cfg, bundle.reference_inputs()))
+    target.set_weights(w)
 
 
 def _local_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int,

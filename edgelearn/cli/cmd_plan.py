@@ -30,6 +30,7 @@ class ListDevices(argparse.Action):
 def add_learning_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by plan, deploy and adapt that say what to adapt."""
     from edgelearn.boundary import options as opt
+    from edgelearn.rules import lpl_presets
 
     p.add_argument("--budget", required=True, help="RAM budget in bytes (KiB/MiB accepted)")
     p.add_argument("--device", default=None,
@@ -40,6 +41,9 @@ def add_learning_arguments(p: argparse.ArgumentParser) -> None:
                    help="time step in seconds of a NIR model file (NIR stores none)")
     p.add_argument("--lpl", default="all", metavar="LAYERS",
                    help="hidden layers LPL adapts: 'all', 'last', 'none' or comma-separated names")
+    p.add_argument("--lpl-rule", default="lpl", choices=lpl_presets.NAMES,
+                   help="LPL settings (docs/learning-rules.md section 9): the paper's terms "
+                        "(default), homeostasis towards the training statistics, or both")
     p.add_argument("--no-hep", action="store_true", help="do not train the hEP head")
 
 

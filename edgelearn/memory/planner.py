@@ -63,10 +63,13 @@ class AdaptConfig:
         lpl_layers: names of hidden layers that LPL adapts (empty: no LPL); rate-form LPL on
             the int8 weights with stochastic rounding.
         hep: train the hEP head when labels arrive.
+        lpl: the LPL parameters (they decide which state arrays a layer needs, e.g. the
+            per-neuron homeostatic target); None means ``lpl_rate.deploy_default()``.
     """
 
     lpl_layers: tuple[str, ...] = ()
     hep: bool = False
+    lpl: lpl_rate.Params | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lpl_layers", tuple(self.lpl_layers))
@@ -209,10 +212,10 @@ def link_buffers(link: LinkShape, align: int) -> list[Buffer]:
     return _buffers(link_layout(link), align)
 
 
-def lpl_state_shapes(layer: LayerShape):
+def lpl_state_shapes(layer: LayerShape, params: lpl_rate.Params | None = None):
     """The LPL state a device allocates for ``layer`` with the deployment's LPL parameters
-    (``lpl_rate.deploy_default``)."""
-    return lpl_rate.state_shapes(lpl_rate.deploy_default(), layer.n_in, layer.n_out)
+    (``params``, default ``lpl_rate.deploy_default``)."""
+    return lpl_rate.state_shapes(params or lpl_rate.deploy_default(), layer.n_in, layer.n_out)
 
 
 def buffers_for(layers: tuple[LayerShape, ...], config: AdaptConfig, align: int,
@@ -220,7 +223,7 @@ def buffers_for(layers: tuple[LayerShape, ...], config: AdaptConfig, align: int,
                 input_bits: int = 8) -> list[Buffer]:
     """Every buffer of the deployment (:func:`edgelearn.memory.layout.arena_layout`)."""
     names = [la.name for la in layers]
-    lpl = [(names.index(n), lpl_state_shapes(layers[names.index(n)]))
+    lpl = [(names.index(n), lpl_state_shapes(layers[names.index(n)], config.lpl))
            for n in sorted(config.lpl_layers, key=names.index)]
     return _buffers(arena_layout(
         layers, input_bits=input_bits, link=as_link(link),
