@@ -310,7 +310,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=None, help="comma-separated subset of the methods")
     ap.add_argument("--eta", type=float, default=3e-7, help="learning rate of the LPL rule "
                     "in the homeostasis methods")
-    ap.add_argument("--lam-hom", type=float, default=0.5, help="homeostasis weight")
+    ap.add_argument("--lam-hom", type=float, default=0.25, help="homeostasis weight")
     ap.add_argument("--tau-mean", type=float, default=None,
                     help="time constant (steps) of the running mean and variance of the "
                          "homeostasis methods (default: the deployed 2000)")
@@ -328,7 +328,7 @@ def main(argv=None) -> int:
     readout = bundle.network.meta.get("readout", "max")
     test, new_user = load_speech_digits("test"), load_speech_digits("new_user")
     train = load_speech_digits("train")
-    reference_x = train.x[np.random.default_rng(0).permutation(len(train))[:256]]
+    reference_x = bundle.reference_inputs()          # what a deployment measures on
     ref_x = train.x.astype(np.float64)
     ref_mean, ref_std = ref_x.mean(axis=(0, 1)), ref_x.std(axis=(0, 1))
     del ref_x

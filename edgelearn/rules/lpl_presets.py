@@ -6,7 +6,7 @@ rounding); they differ in which terms of the rule are on:
 
     lpl              predictive + Hebbian (weight 0.03), eta 1e-7: the paper's terms
                      (``lpl_rate.deploy_default``)
-    homeostasis      only the homeostatic term (lam_hom 0.5, eta 3e-7), each neuron's target
+    homeostasis      only the homeostatic term (lam_hom 0.25, eta 3e-7), each neuron's target
                      its mean on the training data
     lpl+homeostasis  the terms of ``lpl`` and of ``homeostasis`` together (eta 3e-7)
 
@@ -25,7 +25,7 @@ from edgelearn.errors import ParameterError
 from edgelearn.rules import lpl_rate
 
 HOMEOSTASIS_ETA = 3e-7
-HOMEOSTASIS_WEIGHT = 0.5
+HOMEOSTASIS_WEIGHT = 0.25
 
 
 def _homeostasis(base: lpl_rate.Params, terms: bool) -> lpl_rate.Params:
