@@ -76,7 +76,9 @@ def _rows(x: np.ndarray, bits: int) -> tuple[bytes, int]:
 
 
 def _infer(dev, qnet, x: np.ndarray, chunk: int = 7) -> np.ndarray:
-    """Run x [T, n_in] from the zero state in INFER frames of `chunk` steps."""
+    """Run x [T, n_in] from the zero state in INFER frames of `chunk` steps (fewer when the
+    outputs of `chunk` steps would not fit the 1024-byte payload)."""
+    chunk = max(1, min(chunk, 1000 // (4 * qnet.n_out)))
     outs = []
     for t0 in range(0, x.shape[0], chunk):
         rows, flags = _rows(x[t0:t0 + chunk], qnet.input_bits)

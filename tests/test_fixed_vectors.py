@@ -60,6 +60,9 @@ def test_primitives():
     assert np.array_equal(np.array(got), v["sshift_y"])
     # known answers pin the hash itself (lowbias32)
     assert int(hash32(np.uint64(1))) == int(v["hash32_y"][1])
+    # the LPL step's inv: Python's exact floor division of 2^k by v (0 for v = 0)
+    got = [(1 << int(k)) // int(d) if d else 0 for k, d in zip(v["inv_k"], v["inv_v"])]
+    assert got == [int(y) for y in v["inv_y"]] and len(got) > 400
 
 
 @pytest.mark.parametrize("entry", entries("lif_network"), ids=lambda e: e["name"])
@@ -84,6 +87,13 @@ def test_lif_vectors(entry):
 def test_saturation_case_really_saturates():
     with np.load(VEC / "lif_saturating.npz", allow_pickle=False) as z:
         assert z["membrane__hot"].max() == 32767 and z["current__hot"].min() == -32768
+
+
+def test_wide_case_exceeds_a_chunk_of_columns():
+    """The wide case sums more than 256 weight columns in some steps (inputs and recurrent
+    spikes): the C kernel's 16-bit lane sums carry over in chunks of 256."""
+    with np.load(VEC / "lif_wide.npz", allow_pickle=False) as z:
+        assert z["x"].sum(-1).max() > 256 and z["spikes__wide"].sum(-1).max() > 256
 
 
 def test_generator_reproduces_files():

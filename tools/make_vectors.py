@@ -60,6 +60,18 @@ def primitives() -> dict:
     out["sshift_x"], out["sshift_s"], out["sshift_r"] = sx, ss, sr.astype(np.uint64)
     out["sshift_y"] = np.array([stochastic_shift(a, int(b), c) for a, b, c in zip(sx, ss, sr)],
                                np.int64)
+    # the LPL step's inv = (1 << k) // v (numpy int64 floor division, 0 for v = 0)
+    r2 = np.random.default_rng(20261207)
+    edge = [1, 2, 3, 7, 255, 65535, 65536, 65537, (1 << 31) - 1, 1 << 31, (1 << 32) - 1,
+            1 << 32, (1 << 32) + 1, 1 << 40, (1 << 62) - 1, 0, -1, -3, -(1 << 33)]
+    kv = [(k, v) for k in (0, 1, 31, 32, 33, 44, 50, 51, 52, 60, 62) for v in edge]
+    kv += [(int(k), int(v)) for k, v in zip(r2.integers(0, 63, 300), np.concatenate([
+        r2.integers(1, 1 << 32, 200), r2.integers(-(1 << 40), 1 << 40, 100)]))]
+    k = np.array([a for a, _ in kv], np.int64)
+    v = np.array([b for _, b in kv], np.int64)
+    with np.errstate(divide="ignore"):
+        y = np.where(v == 0, 0, (np.int64(1) << k) // np.where(v == 0, 1, v))
+    out["inv_k"], out["inv_v"], out["inv_y"] = k, v, y.astype(np.int64)
     return out
 
 
@@ -101,6 +113,15 @@ def lif_cases() -> list[tuple[str, str, QNetwork, np.ndarray]]:
                     _layer(rng, "ro", 6, 2, spiking=False, threshold=0, w_shift=20,
                            state_bits=32)), name="state32")
     cases.append(("state32", "32-bit state", net, rng.integers(-127, 128, (30, 2, 10))))
+    rng = np.random.default_rng(5)
+    net = QNetwork((_layer(rng, "wide", 300, 260, w_shift=-3, v_shift=-4,
+                           bias=rng.integers(300, 900, 260), threshold=np.full(260, 400),
+                           recurrent=rng.integers(-127, 128, (260, 260))),
+                    _layer(rng, "ro", 260, 70, spiking=False, threshold=0, w_shift=-2)),
+                   name="wide")
+    cases.append(("wide", "wide layers: most of 300 inputs active and most of 260 recurrent "
+                  "neurons firing (more than 256 weight columns per step), 70 readout "
+                  "neurons, batch 2", net, (rng.random((12, 2, 300)) < 0.9).astype(np.int64)))
     return cases
 
 
@@ -131,7 +152,8 @@ def build() -> tuple[dict, dict]:
                        "rng_requests, rng_draws (draws of successive requests concatenated, "
                        "stream rng_init(seed)); rng_wrap_key_counter, rng_wrap_draws (4 draws "
                        "from key/counter, counter wraps mod 2^32); sshift_{x,s,r,y} (y = "
-                       "stochastic_shift(x, s, r)).",
+                       "stochastic_shift(x, s, r)); inv_{k,v,y} (y = (1 << k) // v, numpy "
+                       "int64 floor division, 0 for v = 0: the LPL step's inv).",
     }]
     for name, desc, net, x in lif_cases():
         files[f"lif_{name}.bin"] = to_image(net)

@@ -118,13 +118,20 @@ void el_native_net_weights(el_net *net, uint32_t k, int8_t *w, int set)
     weights_io(&net->layer[k], w, set);
 }
 
-/* layer k's state [B][n_out] (int32): copied out (set = 0) or in (set = 1) */
+/* layer k's state [B][n_out] (int32): copied out (set = 0) or in (set = 1; the spike vector
+ * follows: S = U > theta) */
 void el_native_net_state(el_net *net, uint32_t k, int32_t *cur, int32_t *mem, int set)
 {
     size_t n = 4 * (size_t)net->batch * net->layer[k].n_out;
     if (set) {
         memcpy(net->cur[k], cur, n);
         memcpy(net->mem[k], mem, n);
+        const el_layer *L = &net->layer[k];
+        if (net->spk[k])
+            for (uint32_t b = 0; b < (uint32_t)net->batch; b++)
+                for (uint32_t i = 0; i < L->n_out; i++)
+                    net->spk[k][b * L->n_out + i] =
+                        net->mem[k][b * L->n_out + i] > L->threshold[i];
     } else {
         memcpy(cur, net->cur[k], n);
         memcpy(mem, net->mem[k], n);
@@ -157,7 +164,8 @@ int el_native_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t 
     el_lpl_state st = {z_prev, mean, var, count, pre_trace, post_trace, cov, target};
     el_rng r = {rng[0], rng[1]};
     el_lpl_stats s;
-    int ran = el_lpl_step(wT, n_in, n_out, pre, post, gain, &st, &p, &r, scratch, fast, &s);
+    el_act xa = {pre, EL_ACT_Q}, ya = {post, EL_ACT_Q};
+    int ran = el_lpl_step(wT, n_in, n_out, xa, ya, gain, &st, &p, &r, scratch, fast, &s);
     rng[0] = r.key;
     rng[1] = r.counter;
     if (stats) {

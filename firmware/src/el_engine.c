@@ -199,68 +199,71 @@ static int32_t input_value(const void *x, int kind, uint32_t j)
                                                    : ((const uint8_t *)x)[j]);
 }
 
-/* LPL of entry q on layer k: pre = the layer input << A, post = its spikes << A, written
- * into the rule's own activity buffers (it filters them in place) */
-static void lpl_step(el_engine *e, uint32_t q, uint32_t k, const void *x, int kind)
+/* LPL of entry q on layer k (after the network step: the layer's input and spikes of this
+ * step are still in their buffers, and W_k is not used again this step): pre = the layer
+ * input << A, post = its spikes << A */
+static void lpl_step(el_engine *e, uint32_t q, uint32_t k)
 {
-    el_layer *L = &e->net.layer[k];
-    const el_lpl_params *p = &e->cfg.lpl[q];
-    int32_t *pre, *post;
-    el_lpl_activity(p, e->lpl_scratch, L->n_in, L->n_out, &pre, &post);
-    for (uint32_t j = 0; j < L->n_in; j++) pre[j] = input_value(x, kind, j) * (1 << p->act_frac);
-    for (uint32_t i = 0; i < L->n_out; i++) post[i] = (int32_t)e->net.spk[k][i] << p->act_frac;
-    if (el_lpl_step(L->wT, L->n_in, L->n_out, pre, post, 0, &e->lpl_st[q], p, &e->rng,
-                    e->lpl_scratch, 1, 0))
+    el_net *net = &e->net;
+    el_layer *L = &net->layer[k];
+    el_act pre, post = {net->spk[k], EL_ACT_U8};
+    if (k > 0) {
+        pre.v = net->spk[k - 1];
+        pre.kind = EL_ACT_U8;
+    } else {
+        pre.v = net->input;
+        pre.kind = net->input_kind == EL_X_INT16 ? EL_ACT_I16 : EL_ACT_I8;
+    }
+    if (el_lpl_step(L->wT, L->n_in, L->n_out, pre, post, 0, &e->lpl_st[q], &e->cfg.lpl[q],
+                    &e->rng, e->lpl_scratch, 1, 0))
         e->c->lpl_updates++;
+}
+
+/* counts[i] += v[i] for a 0/1 vector (zero words skipped) */
+static void add_counts(uint16_t *counts, const uint8_t *v, uint32_t n)
+{
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t w;
+        memcpy(&w, v + i, 4);
+        if (!w) continue;
+        for (uint32_t q = 0; q < 4; q++) counts[i + q] = (uint16_t)(counts[i + q] + v[i + q]);
+    }
+    for (; i < n; i++) counts[i] = (uint16_t)(counts[i] + v[i]);
 }
 
 void el_engine_step(el_engine *e, const void *x, int x_kind, int sample, int32_t *out)
 {
     el_net *net = &e->net;
-    uint32_t n_in = net->n_in, in_nz = 0, spikes = 0;
-    int binary = 1;
-    for (uint32_t j = 0; j < n_in; j++) {
-        int32_t v = input_value(x, x_kind, j);
-        in_nz += v != 0;
-        binary &= v == 0 || v == 1;
-    }
+    uint32_t n_in = net->n_in, spikes = 0;
     /* the `input` buffer holds the step's input */
-    if (net->input_kind == EL_X_INT16)
+    if (net->input_kind == x_kind) {
+        memcpy(net->input, x, (size_t)n_in * (x_kind == EL_X_INT16 ? 2 : 1));
+    } else if (net->input_kind == EL_X_INT16) {
         for (uint32_t j = 0; j < n_in; j++) ((int16_t *)net->input)[j] = (int16_t)input_value(x, x_kind, j);
-    else
+    } else {
         for (uint32_t j = 0; j < n_in; j++) ((int8_t *)net->input)[j] = (int8_t)input_value(x, x_kind, j);
-    const void *h = net->input;
-    int kind = net->input_kind;
-    uint32_t q = 0, active = in_nz;
+    }
+    el_step_info info[EL_MAX_LAYERS];
+    el_net_step1(net, 0, net->input, net->input_kind, -1, EL_MODE_AUTO, 0, info);
     double cycles = e->cost ? e->cost->c_step : 0.0;
+    uint32_t q = 0;
     for (uint32_t k = 0; k < net->n_layers; k++) {
         el_layer *L = &net->layer[k];
-        uint32_t rec = 0;
-        if (L->vT)
-            for (uint32_t i = 0; i < L->n_out; i++) rec += net->spk[k][i];
-        el_layer_step(L, 1, h, kind, binary, net->cur[k], net->mem[k], net->spk[k],
-                      net->scratch, EL_MODE_AUTO, 0);
-        if (L->spiking)
-            for (uint32_t i = 0; i < L->n_out; i++) spikes += net->spk[k][i];
+        if (L->spiking) spikes += info[k].spikes;
         while (q < e->cfg.n_lpl && e->cfg.lpl_layer[q] < k) q++;
         int learn = e->lpl_on && q < e->cfg.n_lpl && e->cfg.lpl_layer[q] == k;
-        if (learn) lpl_step(e, q, k, h, kind);
-        if (e->cost) cycles += el_layer_cycles(e->cost, L->n_in, L->n_out, active, rec, learn);
-        active = 0;
-        if (L->spiking)
-            for (uint32_t i = 0; i < L->n_out; i++) active += net->spk[k][i];
-        h = net->spk[k];
-        kind = EL_X_SPIKES;
-        binary = 1;
+        if (learn) lpl_step(e, q, k);
+        if (e->cost)
+            cycles += el_layer_cycles(e->cost, L->n_in, L->n_out, info[k].active,
+                                      info[k].fired, learn);
     }
     uint32_t last = net->n_layers - 1;
     const uint8_t *os = net->output_spiking ? net->spk[last] : 0;
     const int32_t *om = net->mem[last];
     if (sample) {
         const uint8_t *fs = net->spk[e->feature_layer];
-        if (fs)
-            for (uint32_t i = 0; i < net->layer[e->feature_layer].n_out; i++)
-                e->features[i] = (uint16_t)(e->features[i] + fs[i]);
+        if (fs) add_counts(e->features, fs, net->layer[e->feature_layer].n_out);
         for (uint32_t i = 0; i < net->n_out; i++) {
             int32_t u = os ? os[i] : om[i];
             if (e->cfg.readout == EL_READOUT_MEAN) {
@@ -282,9 +285,8 @@ void el_engine_step(el_engine *e, const void *x, int x_kind, int sample, int32_t
         e->c->priced_steps++;
     }
     e->c->spikes += spikes;
-    e->c->input_spikes += in_nz;
-    if (os)
-        for (uint32_t i = 0; i < net->n_out; i++) e->c->output_spikes += os[i];
+    e->c->input_spikes += info[0].active;
+    if (os) e->c->output_spikes += info[last].spikes;
     if (e->keepalive) e->keepalive(e->keepalive_ctx);
 }
 

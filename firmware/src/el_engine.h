@@ -4,12 +4,14 @@
  *
  * Every buffer lives in the arena in the order and sizes of section 14 (the planner's
  * edgelearn.memory.layout), followed by the two working buffers a C step needs and the plan
- * does not list: `kernel.scratch` (el_lif_scratch_bytes of the widest layer) and, with LPL,
+ * does not list: `kernel.scratch` (el_step_scratch_bytes: the lists of one step) and, with LPL,
  * `lpl.scratch` (el_lpl_scratch_bytes of the widest LPL layer).
  *
- *   per step:  h = x;  for each layer k:  y = layer_step_k(h);
- *                if LPL is on and k has an entry c:  step(W_k, pre = h << c.A, post = y << c.A)
- *                h = y
+ *   per step:  h = x;  for each layer k:  y_k = layer_step_k(h);  h = y_k
+ *              then for each LPL entry c, in layer order:
+ *                step(W_k, pre = (layer k's input) << c.A, post = y_k << c.A)
+ *              (the same as learning right after each layer: no later layer reads W_k, and
+ *              the PRNG draws stay in entry order)
  *              (sample mode) counts += spikes of the feature layer;
  *              readout max: acc = max(acc, U_out)   mean: acc += clip(U_out, +-524288)
  */

@@ -1,14 +1,28 @@
-/* Integer LIF layer step (equations in el_lif.h and docs/fixed-point.md section 5). */
+/* Integer LIF layer step, event-driven and fused by tiles of neurons (equations and design in
+ * el_lif.h and docs/fixed-point.md section 5). */
 #include "el_lif.h"
+
+#include <string.h>
 
 #include "el_fixed.h"
 
+#if EL_SWAR && defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "EL_SWAR assumes little-endian words"
+#endif
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
 int el_lif_force_reference = 0;
+
+/* 0/1 columns summed in 16-bit lanes: 256 int8 values at most (|sum| <= 2^15) per chunk */
+#define CHUNK 256u
 
 static int64_t shifted_bound(int64_t v, int s)
 {
     return s >= 0 ? v << s : (v >> -s) + 1;
 }
+
+static int64_t half_of(int s) { return s < 0 ? (int64_t)1 << (-s - 1) : 0; }
 
 void el_layer_prepare(el_layer *L)
 {
@@ -22,9 +36,11 @@ void el_layer_prepare(el_layer *L)
     if (L->state_bits == 16 && L->acc32 && L->w_shift <= 31 && L->v_shift <= 31) {
         int64_t bound = ((int64_t)1 << 15) + 1;                  /* decay(I) */
         if (L->w_shift > 0 && max_acc >= ((int64_t)1 << (62 - L->w_shift))) return;
+        if (max_acc + half_of(L->w_shift) >= ((int64_t)1 << 31)) return;   /* A + half */
         bound += shifted_bound(max_acc, L->w_shift);
         if (L->vT) {
             if (L->v_shift > 0 && L->n_out >= ((uint32_t)1 << (40 - L->v_shift))) return;
+            if (128 * (int64_t)L->n_out + half_of(L->v_shift) >= ((int64_t)1 << 31)) return;
             bound += shifted_bound(128 * (int64_t)L->n_out, L->v_shift);
         }
         if (L->bias) {
@@ -39,81 +55,290 @@ void el_layer_prepare(el_layer *L)
     }
 }
 
-size_t el_lif_scratch_bytes(const el_layer *L)
+uint32_t el_step_scratch_bytes(uint32_t m) { return 8u * m; }
+
+void el_step_lists_bind(el_step_lists *s, void *scratch, uint32_t m)
 {
-    uint32_t n = L->n_in > L->n_out ? L->n_in : L->n_out;
-    size_t b = 4 * (size_t)L->n_out + 2 * (size_t)n;            /* acc, index list */
-    if (L->vT) b += 4 * (size_t)L->n_out;                          /* recurrent sums */
-    return (b + 7) & ~(size_t)7;
+    uint16_t *p = (uint16_t *)scratch;
+    s->in = p;
+    s->out = p + m;
+    s->fired = p + 2 * (size_t)m;
+    s->val = (int16_t *)(p + 3 * (size_t)m);
 }
 
-/* acc[i] = sum over listed j of M[i][j], M input-major with n rows per column: the event
- * path (binary input: active inputs of W) and the recurrent sum (fired neurons of V) */
-static void sum_columns(const int8_t *mT, uint32_t n, const uint16_t *list, uint32_t n_list,
-                        int32_t *acc)
+/* indices (plus offset) of the nonzero bytes of v[0..n): words without one are skipped */
+static uint32_t nonzero_bytes(const uint8_t *v, uint32_t n, uint32_t offset, uint16_t *out)
 {
-    for (uint32_t i = 0; i < n; i++) acc[i] = 0;
-    for (uint32_t k = 0; k < n_list; k++) {
-        const int8_t *col = mT + (size_t)list[k] * n;
-        for (uint32_t i = 0; i < n; i++) acc[i] += col[i];
+    uint32_t c = 0, i = 0;
+#if defined(__GNUC__) && UINTPTR_MAX > 0xFFFFFFFFu
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, v + i, 8);
+        while (w) {                                     /* little- or big-endian alike */
+            int bit = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? __builtin_ctzll(w)
+                                                                : 63 - __builtin_clzll(w);
+            uint32_t q = (uint32_t)bit >> 3;
+            uint32_t at = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? q : 7 - q;
+            out[c++] = (uint16_t)(offset + i + at);
+            w &= ~((uint64_t)0xFF << (8 * q));
+        }
+    }
+#else
+    for (; i + 4 <= n; i += 4) {
+        uint32_t w;
+        memcpy(&w, v + i, 4);
+        if (!w) continue;
+        for (uint32_t q = 0; q < 4; q++)
+            if (v[i + q]) out[c++] = (uint16_t)(offset + i + q);
+    }
+#endif
+    for (; i < n; i++)
+        if (v[i]) out[c++] = (uint16_t)(offset + i);
+    return c;
+}
+
+uint32_t el_input_events(const void *x, int x_kind, uint32_t n, int binary, int mode,
+                         uint16_t *in, int16_t *val, int *with_values)
+{
+    uint32_t c = 0;
+    if (binary == 1 && mode != EL_MODE_DENSE && x_kind != EL_X_INT16) {
+        *with_values = 0;
+        return nonzero_bytes((const uint8_t *)x, n, 0, in);
+    }
+    int all01 = 1;
+    if (x_kind == EL_X_INT16) {
+        const int16_t *v = (const int16_t *)x;
+        for (uint32_t j = 0; j < n; j++)
+            if (v[j]) {
+                in[c] = (uint16_t)j;
+                val[c++] = v[j];
+                all01 &= v[j] == 1;
+            }
+    } else {                                   /* EL_X_SPIKES (0/1) or EL_X_INT8: bytes */
+        const int8_t *v = (const int8_t *)x;
+        c = nonzero_bytes((const uint8_t *)x, n, 0, in);
+        for (uint32_t q = 0; q < c; q++) {
+            val[q] = v[in[q]];
+            all01 &= val[q] == 1;
+        }
+    }
+    if (binary == -1) binary = all01;
+    *with_values = !(binary && mode != EL_MODE_DENSE);
+    return c;
+}
+
+/* ---- tile sums: acc[i] = sum over listed columns j of M[j][i0 + i], i < w ----------------- */
+
+#if EL_SWAR
+/* 4 neurons per word: each weight byte biased by 128 (w ^ 0x80 = w + 128 in 0..255), even
+ * and odd bytes in two registers of two 16-bit lanes; a chunk of 256 columns cannot carry
+ * out of a lane (256 * 255 < 2^16); the bias comes off when the lanes are read. */
+#define SWAR_LANES(e, o, w)                                                                \
+    do {                                                                                   \
+        uint32_t b_ = (w) ^ 0x80808080u;                                                   \
+        e += b_ & 0x00FF00FFu;                                                             \
+        o += (b_ >> 8) & 0x00FF00FFu;                                                      \
+    } while (0)
+#define SWAR_READ(acc, e, o, b, first)                                                     \
+    do {                                                                                   \
+        int32_t l0_ = (int32_t)((e) & 0xFFFFu) - (b), l1_ = (int32_t)((o) & 0xFFFFu) - (b); \
+        int32_t l2_ = (int32_t)((e) >> 16) - (b), l3_ = (int32_t)((o) >> 16) - (b);        \
+        if (first) {                                                                       \
+            (acc)[0] = l0_, (acc)[1] = l1_, (acc)[2] = l2_, (acc)[3] = l3_;                \
+        } else {                                                                           \
+            (acc)[0] += l0_, (acc)[1] += l1_, (acc)[2] += l2_, (acc)[3] += l3_;            \
+        }                                                                                  \
+    } while (0)
+
+/* 4 (words = 1) or 8 (words = 2) neurons */
+ALWAYS_INLINE void sum_bin_swar(const int8_t *base, uint32_t stride, const uint16_t *idx,
+                                uint32_t n, int32_t *acc, const int words)
+{
+    for (uint32_t k0 = 0;; k0 += CHUNK) {
+        uint32_t k1 = n - k0 < CHUNK ? n : k0 + CHUNK, e0 = 0, o0 = 0, e1 = 0, o1 = 0;
+        for (uint32_t k = k0; k < k1; k++) {
+            const int8_t *c = base + (size_t)idx[k] * stride;
+            uint32_t w;
+            memcpy(&w, c, 4);
+            SWAR_LANES(e0, o0, w);
+            if (words == 2) {
+                memcpy(&w, c + 4, 4);
+                SWAR_LANES(e1, o1, w);
+            }
+        }
+        int32_t b = 128 * (int32_t)(k1 - k0);
+        SWAR_READ(acc, e0, o0, b, k0 == 0);
+        if (words == 2) SWAR_READ(acc + 4, e1, o1, b, k0 == 0);
+        if (k1 == n) break;
+    }
+}
+static void sum_bin_4(const int8_t *b, uint32_t s, const uint16_t *x, uint32_t n, int32_t *a)
+{
+    sum_bin_swar(b, s, x, n, a, 1);
+}
+static void sum_bin_8(const int8_t *b, uint32_t s, const uint16_t *x, uint32_t n, int32_t *a)
+{
+    sum_bin_swar(b, s, x, n, a, 2);
+}
+
+/* values times 4 neurons' weights, in registers */
+static void sum_val_4(const int8_t *base, uint32_t stride, const uint16_t *idx,
+                      const int16_t *val, uint32_t n, int32_t *acc)
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        const int8_t *c = base + (size_t)idx[k] * stride;
+        int32_t v = val[k];
+        a0 += v * c[0];
+        a1 += v * c[1];
+        a2 += v * c[2];
+        a3 += v * c[3];
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* tiles of 16 neurons (4 words) amortise the per-tile work, a multiple of 4 below that, or
+ * a partial tile below 4 */
+#define WIDEST 16u
+static uint32_t tile_width(uint32_t r) { return r >= 16 ? 16 : (r >= 4 ? r & ~3u : r); }
+
+#define SUM_BIN_TILE(w)                                                                    \
+    (((w) & 3) == 0 ? (sum_bin_words(base, stride, idx, n, acc, w), 1) : 0)
+
+static void sum_bin_words(const int8_t *base, uint32_t stride, const uint16_t *idx,
+                          uint32_t n, int32_t *acc, uint32_t w)
+{
+    uint32_t q = 0;
+    for (; q + 8 <= w; q += 8) sum_bin_8(base + q, stride, idx, n, acc + q);
+    if (q < w) sum_bin_4(base + q, stride, idx, n, acc + q);
+}
+#else
+/* W neurons (a constant): int16 lanes per chunk, carried to int32. The column piece is copied
+ * into a local array first: compilers then keep the lanes in vector registers (without the
+ * copy gcc 12 neither vectorises the loop nor keeps the lanes in registers). */
+#define WIDEST 64u
+ALWAYS_INLINE void sum_bin_w(const int8_t *restrict base, uint32_t stride,
+                             const uint16_t *restrict idx, uint32_t n, int32_t *restrict acc,
+                             const uint32_t W)
+{
+    int32_t out[64];
+    for (uint32_t i = 0; i < W; i++) out[i] = 0;
+    for (uint32_t k0 = 0; k0 < n; k0 += CHUNK) {
+        uint32_t k1 = n - k0 < CHUNK ? n : k0 + CHUNK;
+        int16_t t[64];
+        for (uint32_t i = 0; i < W; i++) t[i] = 0;
+        for (uint32_t k = k0; k < k1; k++) {
+            int8_t c[64];
+            memcpy(c, base + (size_t)idx[k] * stride, W);
+            for (uint32_t i = 0; i < W; i++) t[i] = (int16_t)(t[i] + c[i]);
+        }
+        for (uint32_t i = 0; i < W; i++) out[i] += t[i];
+    }
+    for (uint32_t i = 0; i < W; i++) acc[i] = out[i];
+}
+static void sum_bin_64(const int8_t *b, uint32_t s, const uint16_t *x, uint32_t n, int32_t *a)
+{
+    sum_bin_w(b, s, x, n, a, 64);
+}
+static void sum_bin_32(const int8_t *b, uint32_t s, const uint16_t *x, uint32_t n, int32_t *a)
+{
+    sum_bin_w(b, s, x, n, a, 32);
+}
+static void sum_bin_16(const int8_t *b, uint32_t s, const uint16_t *x, uint32_t n, int32_t *a)
+{
+    sum_bin_w(b, s, x, n, a, 16);
+}
+static void sum_bin_8(const int8_t *b, uint32_t s, const uint16_t *x, uint32_t n, int32_t *a)
+{
+    sum_bin_w(b, s, x, n, a, 8);
+}
+
+/* the widest tile for the remaining r neurons: 64, 32, 16 or 8, else a partial tile of r */
+static uint32_t tile_width(uint32_t r)
+{
+    return r >= 64 ? 64 : r >= 32 ? 32 : r >= 16 ? 16 : r >= 8 ? 8 : r;
+}
+#define SUM_BIN_TILE(w)                                                                    \
+    ((w) == 64 ? (sum_bin_64(base, stride, idx, n, acc), 1)                                \
+     : (w) == 32 ? (sum_bin_32(base, stride, idx, n, acc), 1)                              \
+     : (w) == 16 ? (sum_bin_16(base, stride, idx, n, acc), 1)                              \
+     : (w) == 8 ? (sum_bin_8(base, stride, idx, n, acc), 1) : 0)
+#endif
+
+/* acc[i] = sum over listed columns j of M[j][i], i < w (M from the tile's first neuron) */
+static void sum_bin(const int8_t *base, uint32_t stride, const uint16_t *idx, uint32_t n,
+                    int32_t *acc, uint32_t w)
+{
+    if (SUM_BIN_TILE(w)) return;
+    for (uint32_t i = 0; i < w; i++) acc[i] = 0;          /* a partial tile */
+    for (uint32_t k = 0; k < n; k++) {
+        const int8_t *c = base + (size_t)idx[k] * stride;
+        for (uint32_t i = 0; i < w; i++) acc[i] += c[i];
     }
 }
 
-static int32_t input_at(const void *x, int kind, uint32_t j)
+/* values times columns, int32 (el_layer_prepare proved |W x| < 2^31) */
+static void sum_val32(const int8_t *base, uint32_t stride, const uint16_t *idx,
+                      const int16_t *val, uint32_t n, int32_t *acc, uint32_t w)
 {
-    switch (kind) {
-    case EL_X_INT8: return ((const int8_t *)x)[j];
-    case EL_X_INT16: return ((const int16_t *)x)[j];
-    default: return ((const uint8_t *)x)[j];
+#if EL_SWAR
+    if ((w & 3) == 0) {
+        for (uint32_t q = 0; q < w; q += 4) sum_val_4(base + q, stride, idx, val, n, acc + q);
+        return;
+    }
+#endif
+    for (uint32_t i = 0; i < w; i++) acc[i] = 0;
+    if (w == 64 && !EL_SWAR) {
+        int32_t t[64];
+        for (uint32_t i = 0; i < 64; i++) t[i] = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            int8_t c[64];
+            memcpy(c, base + (size_t)idx[k] * stride, 64);
+            int32_t v = val[k];
+            for (uint32_t i = 0; i < 64; i++) t[i] += v * c[i];
+        }
+        for (uint32_t i = 0; i < 64; i++) acc[i] = t[i];
+        return;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        const int8_t *c = base + (size_t)idx[k] * stride;
+        int32_t v = val[k];
+        for (uint32_t i = 0; i < w; i++) acc[i] += v * c[i];
     }
 }
 
-/* dense: every nonzero input j (count or value) times its column; int32 when
- * el_layer_prepare proved |W x| < 2^31 */
-static void acc_dense32(const el_layer *L, const void *x, int kind, int32_t *acc)
+/* values times columns, int64 (wide inputs on a wide layer: the rare case) */
+static void sum_val64(const int8_t *base, uint32_t stride, const uint16_t *idx,
+                      const int16_t *val, uint32_t n, int64_t *acc, uint32_t w)
 {
-    uint32_t n = L->n_out;
-    for (uint32_t i = 0; i < n; i++) acc[i] = 0;
-    for (uint32_t j = 0; j < L->n_in; j++) {
-        int32_t xj = input_at(x, kind, j);
-        if (!xj) continue;
-        const int8_t *col = L->wT + (size_t)j * n;
-        for (uint32_t i = 0; i < n; i++) acc[i] += xj * col[i];
+    for (uint32_t i = 0; i < w; i++) acc[i] = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        const int8_t *c = base + (size_t)idx[k] * stride;
+        int64_t v = val[k];
+        for (uint32_t i = 0; i < w; i++) acc[i] += v * c[i];
     }
 }
 
-/* dense int64 accumulator of neuron i (wide inputs on a wide layer: the rare case) */
-static int64_t acc_dense64_row(const el_layer *L, const void *x, int kind, uint32_t i)
-{
-    int64_t a = 0;
-    for (uint32_t j = 0; j < L->n_in; j++)
-        a += (int64_t)input_at(x, kind, j) * L->wT[(size_t)j * L->n_out + i];
-    return a;
-}
+/* ---- neuron updates of a tile ---------------------------------------------------------------- */
 
-/* the neurons that fired last step (U_k > theta_k): R of the recurrent term */
-static uint32_t fired_list(const el_layer *L, const int32_t *mem, uint16_t *list)
+/* int64 reference: the equations exactly as numpy's int64 (wrapping); R = U > theta */
+static void neurons64(const el_layer *L, uint32_t i0, uint32_t w, const int32_t *acc32,
+                      const int64_t *acc64, const int32_t *rec, int32_t *cur, int32_t *mem,
+                      uint8_t *spk, el_clip *clip)
 {
-    uint32_t n = 0;
-    for (uint32_t k = 0; k < L->n_out; k++)
-        if (mem[k] > L->threshold[k]) list[n++] = k;
-    return n;
-}
-
-/* int64 reference neuron update: the equations exactly as numpy's int64 (wrapping) */
-static void neurons64(const el_layer *L, const int32_t *acc, const void *x_wide, int kind,
-                      const int32_t *rec, int32_t *cur, int32_t *mem, uint8_t *spk,
-                      el_clip *clip)
-{
-    for (uint32_t i = 0; i < L->n_out; i++) {
-        int64_t a = x_wide ? acc_dense64_row(L, x_wide, kind, i) : acc[i];
+    for (uint32_t q = 0; q < w; q++) {
+        uint32_t i = i0 + q;
+        int64_t a = acc64 ? acc64[q] : acc32[q];
         int64_t c = el_add64(el_apply_decay(cur[i], L->alpha[i]), el_shift(a, L->w_shift));
         if (L->bias) c = el_add64(c, L->bias[i]);
         int64_t u = el_apply_decay(mem[i], L->beta[i]);
         int fired = 0;
         if (L->spiking) {
             fired = mem[i] > L->threshold[i];
-            if (L->vT) c = el_add64(c, el_shift(rec[i], L->v_shift));
+            if (L->vT) c = el_add64(c, el_shift(rec[q], L->v_shift));
         }
         int64_t cs = el_sat(c, L->state_lo, L->state_hi);
         if (fired && L->reset == EL_RESET_ZERO_IMMEDIATE) u = 0;
@@ -131,85 +356,125 @@ static void neurons64(const el_layer *L, const int32_t *acc, const void *x_wide,
     }
 }
 
-/* int32 neuron update for 16-bit state layers whose bounds el_layer_prepare proved */
-static void neurons32(const el_layer *L, const int32_t *acc, const int32_t *rec, int32_t *cur,
-                      int32_t *mem, uint8_t *spk, el_clip *clip)
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__)
+/* gcc hoists the two constants out of a loop and then no longer forms SSAT */
+static inline int32_t sat16(int32_t v)
+{
+    int32_t r;
+    __asm__("ssat %0, #16, %1" : "=r"(r) : "r"(v));
+    return r;
+}
+#else
+static inline int32_t sat16(int32_t v) { return v < -32768 ? -32768 : (v > 32767 ? 32767 : v); }
+#endif
+
+/* int32 update of 16-bit state layers whose bounds el_layer_prepare proved; R = S (the spike
+ * vector, = U > theta). Branch-free per neuron (a loop compilers vectorise); the constant
+ * arguments select one of the compiled variants. shift(a, s) = ((a + half) >> r) << l with
+ * r = max(-s, 0), l = max(s, 0), half = 2^(r-1) (0 when r = 0). */
+ALWAYS_INLINE void neurons32_k(const el_layer *L, uint32_t i0, uint32_t w, const int32_t *acc,
+                               const int32_t *rec, int32_t *cur, int32_t *mem, uint8_t *spk,
+                               el_clip *clip, const int spiking, const int reset,
+                               const int has_bias, const int count)
 {
     const int ws = L->w_shift, vs = L->v_shift;
-    const int32_t lo = (int32_t)L->state_lo, hi = (int32_t)L->state_hi;
-    const int32_t whalf = ws < 0 ? (int32_t)1 << (-ws - 1) : 0;
-    const int32_t vhalf = vs < 0 ? (int32_t)1 << (-vs - 1) : 0;
-    for (uint32_t i = 0; i < L->n_out; i++) {
-        int32_t a = acc[i];
-        int32_t c = ((cur[i] * (int32_t)L->alpha[i] + 2048) >> 12)
-                    + (ws >= 0 ? (int32_t)((uint32_t)a << ws) : (a + whalf) >> -ws);
-        if (L->bias) c += L->bias[i];
-        int32_t u = (mem[i] * (int32_t)L->beta[i] + 2048) >> 12;
-        int fired = 0;
-        if (L->spiking) {
-            fired = mem[i] > L->threshold[i];
-            if (rec) {
-                int32_t r = rec[i];
-                c += vs >= 0 ? (int32_t)((uint32_t)r << vs) : (r + vhalf) >> -vs;
-            }
+    const int wr = ws < 0 ? -ws : 0, wl = ws > 0 ? ws : 0;
+    const int vr = vs < 0 ? -vs : 0, vl = vs > 0 ? vs : 0;
+    const int32_t wh = wr ? (int32_t)1 << (wr - 1) : 0, vh = vr ? (int32_t)1 << (vr - 1) : 0;
+    const uint16_t *al = L->alpha + i0, *be = L->beta + i0;
+    const int32_t *th = L->threshold + i0, *bi = has_bias ? L->bias + i0 : 0;
+    int32_t *cu = cur + i0, *me = mem + i0;
+    uint8_t *sp = spiking ? spk + i0 : 0;
+    uint32_t nc = 0, nm = 0;
+    for (uint32_t q = 0; q < w; q++) {
+        int32_t c = ((cu[q] * (int32_t)al[q] + 2048) >> 12)
+                    + (int32_t)((uint32_t)((acc[q] + wh) >> wr) << wl);
+        if (has_bias) c += bi[q];
+        int32_t u = (me[q] * (int32_t)be[q] + 2048) >> 12;
+        int32_t fired = 0;
+        if (spiking) {
+            fired = sp[q];
+            c += (int32_t)((uint32_t)((rec[q] + vh) >> vr) << vl);
         }
-        int32_t cs = c < lo ? lo : (c > hi ? hi : c);
-        if (fired && L->reset == EL_RESET_ZERO_IMMEDIATE) u = 0;
+        int32_t cs = sat16(c);
+        if (spiking && reset == EL_RESET_ZERO_IMMEDIATE) u = fired ? 0 : u;
         u += cs;
-        if (fired && L->reset == EL_RESET_ZERO) u = 0;
-        if (fired && L->reset == EL_RESET_SUBTRACT) u -= L->threshold[i];
-        int32_t us = u < lo ? lo : (u > hi ? hi : u);
-        if (clip) {
-            clip->cur += cs != c;
-            clip->mem += us != u;
+        if (spiking && reset == EL_RESET_ZERO) u = fired ? 0 : u;
+        if (spiking && reset == EL_RESET_SUBTRACT) u -= fired ? th[q] : 0;
+        int32_t us = sat16(u);
+        if (count) {
+            nc += cs != c;
+            nm += us != u;
         }
-        cur[i] = cs;
-        mem[i] = us;
-        if (spk) spk[i] = us > L->threshold[i];
+        cu[q] = cs;
+        me[q] = us;
+        if (spiking) sp[q] = (uint8_t)(us > th[q]);
+    }
+    if (count) {
+        clip->cur += nc;
+        clip->mem += nm;
     }
 }
 
-uint32_t el_layer_step(const el_layer *L, int batch, const void *x, int x_kind, int binary,
-                       int32_t *cur, int32_t *mem, uint8_t *spk_out, void *scratch, int mode,
-                       el_clip *clip)
+#define N32(SP, RS, B, C) neurons32_k(L, i0, w, acc, rec, cur, mem, spk, clip, SP, RS, B, C)
+
+static void neurons32(const el_layer *L, uint32_t i0, uint32_t w, const int32_t *acc,
+                      const int32_t *rec, int32_t *cur, int32_t *mem, uint8_t *spk,
+                      el_clip *clip)
 {
-    uint32_t n_in = L->n_in, n_out = L->n_out, seen = 0;
-    size_t width = x_kind == EL_X_INT16 ? 2 : 1;
-    int32_t *acc = (int32_t *)scratch;                   /* [n_out] */
-    int32_t *rec = acc + n_out;                          /* [n_out] if recurrent */
-    uint16_t *list = (uint16_t *)(L->vT ? rec + n_out : rec);   /* [max(n_in, n_out)] */
-    int use32 = L->fast32 && !el_lif_force_reference;
-    int has_rec = L->spiking && L->vT;
-    for (int b = 0; b < batch; b++) {
-        const void *xb = (const uint8_t *)x + (size_t)b * n_in * width;
-        int32_t *cu = cur + (size_t)b * n_out, *me = mem + (size_t)b * n_out;
-        uint8_t *so = spk_out ? spk_out + (size_t)b * n_out : 0;
-        const void *wide = 0;
-        if (binary && mode != EL_MODE_DENSE) {
-            uint32_t n_act = 0;
-            if (x_kind == EL_X_INT16) {
-                const int16_t *v = (const int16_t *)xb;
-                for (uint32_t j = 0; j < n_in; j++)
-                    if (v[j]) list[n_act++] = (uint16_t)j;
-            } else {
-                const uint8_t *v = (const uint8_t *)xb;
-                for (uint32_t j = 0; j < n_in; j++)
-                    if (v[j]) list[n_act++] = (uint16_t)j;
-            }
-            seen += n_act;
-            sum_columns(L->wT, n_out, list, n_act, acc);
-        } else if (L->acc32 || binary) {
-            acc_dense32(L, xb, x_kind, acc);
-            seen += n_in;
-        } else {
-            wide = xb;
-            seen += n_in;
-        }
-        if (has_rec) sum_columns(L->vT, n_out, list, fired_list(L, me, list), rec);
-        if (use32)
-            neurons32(L, acc, has_rec ? rec : 0, cu, me, so, clip);
-        else
-            neurons64(L, acc, wide, x_kind, has_rec ? rec : 0, cu, me, so, clip);
+    int b = L->bias != 0, c = clip != 0;
+    int kind = L->spiking ? L->reset : 3;
+    switch (kind * 4 + b * 2 + c) {
+    case 0: N32(1, EL_RESET_SUBTRACT, 0, 0); break;
+    case 1: N32(1, EL_RESET_SUBTRACT, 0, 1); break;
+    case 2: N32(1, EL_RESET_SUBTRACT, 1, 0); break;
+    case 3: N32(1, EL_RESET_SUBTRACT, 1, 1); break;
+    case 4: N32(1, EL_RESET_ZERO, 0, 0); break;
+    case 5: N32(1, EL_RESET_ZERO, 0, 1); break;
+    case 6: N32(1, EL_RESET_ZERO, 1, 0); break;
+    case 7: N32(1, EL_RESET_ZERO, 1, 1); break;
+    case 8: N32(1, EL_RESET_ZERO_IMMEDIATE, 0, 0); break;
+    case 9: N32(1, EL_RESET_ZERO_IMMEDIATE, 0, 1); break;
+    case 10: N32(1, EL_RESET_ZERO_IMMEDIATE, 1, 0); break;
+    case 11: N32(1, EL_RESET_ZERO_IMMEDIATE, 1, 1); break;
+    case 12: N32(0, 0, 0, 0); break;
+    case 13: N32(0, 0, 0, 1); break;
+    case 14: N32(0, 0, 1, 0); break;
+    default: N32(0, 0, 1, 1); break;
     }
-    return seen;
+}
+
+/* ---- the layer step ------------------------------------------------------------------------- */
+
+void el_layer_run(const el_layer *L, el_step_lists *lists, uint32_t n_ev, int with_values,
+                  int32_t *cur, int32_t *mem, uint8_t *spk, el_clip *clip, el_step_info *info)
+{
+    const uint32_t n = L->n_out;
+    const int ref = el_lif_force_reference || !L->fast32;
+    uint32_t n_f = 0, n_sp = 0;
+    if (L->spiking && L->vT) {
+        if (ref) {                                     /* R = U > theta, literally */
+            for (uint32_t k = 0; k < n; k++)
+                if (mem[k] > L->threshold[k]) lists->fired[n_f++] = (uint16_t)k;
+        } else {
+            n_f = nonzero_bytes(spk, n, 0, lists->fired);
+        }
+    }
+    int32_t acc[WIDEST], rec[WIDEST];
+    int64_t acc64[WIDEST];
+    for (uint32_t i0 = 0, w; i0 < n; i0 += w) {
+        w = tile_width(n - i0);
+        int wide = with_values && !L->acc32;
+        if (!with_values) sum_bin(L->wT + i0, n, lists->in, n_ev, acc, w);
+        else if (!wide) sum_val32(L->wT + i0, n, lists->in, lists->val, n_ev, acc, w);
+        else sum_val64(L->wT + i0, n, lists->in, lists->val, n_ev, acc64, w);
+        if (n_f) sum_bin(L->vT + i0, n, lists->fired, n_f, rec, w);
+        else for (uint32_t q = 0; q < w; q++) rec[q] = 0;
+        if (ref) neurons64(L, i0, w, acc, wide ? acc64 : 0, rec, cur, mem, spk, clip);
+        else neurons32(L, i0, w, acc, rec, cur, mem, spk, clip);
+        if (spk) n_sp += nonzero_bytes(spk + i0, w, i0, lists->out + n_sp);
+    }
+    info->active = n_ev;
+    info->fired = n_f;
+    info->spikes = n_sp;
 }

@@ -12,6 +12,18 @@ uint32_t el_lpl_path_count[3];
 static int has(el_code c) { return c.k != 0; }
 
 #define WORD_BLOCK 64u
+#define WINDOW_CHECKS 4u  /* candidates a row checks without branching (window search) */
+/* EL_LPL_BLOCKED: the window search sorts the values themselves and tests rows in blocks
+ * (loops that vectorise: hosts); else it sorts indices and visits row by row (fewer
+ * instructions on a core without vector units: Cortex-M). Both give the same integers. */
+#ifndef EL_LPL_BLOCKED
+#if defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__) || defined(__ARM_ARCH_6M__)
+#define EL_LPL_BLOCKED 0
+#else
+#define EL_LPL_BLOCKED 1
+#endif
+#endif
+#define ROW_BLOCK 64u     /* rows per block of the blocked window search (stack: 24 B a row) */
 
 /* out[i] = word first + i of the stream (a plain loop a compiler can vectorise) */
 static void words(el_rng r, uint32_t first, uint32_t n, uint32_t *out)
@@ -19,7 +31,8 @@ static void words(el_rng r, uint32_t first, uint32_t n, uint32_t *out)
     for (uint32_t i = 0; i < n; i++) out[i] = el_hash32(r.key ^ el_hash32(r.counter + first + i));
 }
 
-/* lpl_rate._scale: v times k 2^-s with the one rounding rule; a zero coefficient gives 0 */
+/* lpl_rate._scale: v times k 2^-s with the one rounding rule (codes have 0 <= s <= 63); a
+ * zero coefficient gives 0 */
 static int64_t scale(int64_t v, el_code c)
 {
     if (!c.k) return 0;
@@ -27,39 +40,102 @@ static int64_t scale(int64_t v, el_code c)
     return c.s >= 0 ? el_round_shift(prod, c.s) : el_shl64(prod, -c.s);
 }
 
-/* qmath.ema_apply for one element: x + sshift(fit_shift((target - x) k, s), r) */
-static int64_t ema(int64_t x, int64_t target, el_code c, uint32_t r)
+/* qmath.ema_apply with the code's constants prepared once: x + sshift(fit_shift((target - x)
+ * k, s), r), where fit_shift round_shifts by s - 32 first when s > 32 (codes: 11 <= s <= 48) */
+typedef struct {
+    int64_t k, pre_half;
+    int pre, s;
+    uint32_t mask;
+} ema_code;
+
+static ema_code ema_prepare(el_code c)
 {
-    int64_t num = el_mul64(el_sub64(target, x), c.k);
-    int s = c.s;
-    if (s > 32) {
-        num = el_round_shift(num, s - 32);
-        s = 32;
-    }
-    return el_add64(x, el_stochastic_shift(num, s, r));
+    ema_code e;
+    e.k = c.k;
+    e.pre = c.s > 32 ? c.s - 32 : 0;
+    e.pre_half = e.pre ? (int64_t)1 << (e.pre - 1) : 0;
+    e.s = c.s > 32 ? 32 : c.s;
+    e.mask = e.s >= 32 ? 0xFFFFFFFFu : (e.s > 0 ? ((uint32_t)1 << e.s) - 1u : 0u);
+    return e;
 }
 
-/* floor(num / v) for num = 2^k (k <= 62) and v >= 1, as el_floordiv64, without a 64-bit
- * division when the quotient is below 2^50: a binary64 quotient (relative error < 2^-52, so
- * off by at most 1) corrected exactly with integer products. Other cases divide. */
-static int64_t inv_q(int64_t num, int64_t v)
+/* branch-free in the code's constants (the same operations for every element: loops over
+ * it vectorise); shifts of 0 and masks of 0 leave values as they are */
+static inline int64_t ema(int64_t x, int64_t target, ema_code c, uint32_t r)
 {
+    int64_t num = el_mul64(el_sub64(target, x), c.k);
+    num = el_add64(num, c.pre_half) >> c.pre;
+    return el_add64(x, el_add64(num, (int64_t)(r & c.mask)) >> c.s);
+}
+
+/* floor(2^k / v) for v >= 1 and k <= 62, exact */
 #if defined(__x86_64__) || defined(__aarch64__) || defined(EL_LPL_FLOAT_DIVIDE)
-    if (v > 0 && (num >> 50) < v) {
-        int64_t q = (int64_t)((double)num / (double)v);
-        int64_t r = num - q * v;                           /* |q v| < 2^63 */
-        while (r < 0) {
-            q--;
-            r += v;
-        }
-        while (r >= v) {
-            q++;
-            r -= v;
-        }
-        return q;
-    }
+/* a binary64 quotient (num and v exact; correctly rounded, so within 1/8 of num / v when
+ * the quotient is below 2^50) truncated and corrected once in either direction. Branch-free:
+ * a loop of these vectorises. ok = 0 outside that range (the caller divides) */
+static inline int64_t inv_fast(int64_t num, int64_t v, int *ok)
+{
+    int good = (v > 0) & ((num >> 50) < v);
+    int64_t vv = good ? v : 1;
+    int64_t q = (int64_t)((double)num / (double)vv);
+    int64_t r = num - q * vv;
+    *ok = good;
+    return q + (r >= vv) - (r < 0);
+}
+#else
+/* floor((u1 2^32 + u0) / v) for u1 < v: two 16-bit quotient digits with 32-bit divisions
+ * (Hacker's Delight, divlu), so a core without a 64-bit divide needs none */
+static uint32_t divlu(uint32_t u1, uint32_t u0, uint32_t v)
+{
+    const uint32_t b = 65536;
+    int s = 0;
+    while (!(v & 0x80000000u)) {                   /* normalise (CLZ where the core has it) */
+#if defined(__GNUC__)
+        s = __builtin_clz(v);
+        v <<= s;
+        break;
+#else
+        v <<= 1;
+        s++;
 #endif
-    return el_floordiv64(num, v);
+    }
+    uint32_t vn1 = v >> 16, vn0 = v & 0xFFFFu;
+    uint32_t un32 = (u1 << s) | (s ? u0 >> (32 - s) : 0), un10 = u0 << s;
+    uint32_t un1 = un10 >> 16, un0 = un10 & 0xFFFFu;
+    uint32_t q1 = un32 / vn1, rhat = un32 - q1 * vn1;
+    while (q1 >= b || q1 * vn0 > b * rhat + un1) {
+        q1--;
+        rhat += vn1;
+        if (rhat >= b) break;
+    }
+    uint32_t un21 = un32 * b + un1 - q1 * v;
+    uint32_t q0 = un21 / vn1;
+    rhat = un21 - q0 * vn1;
+    while (q0 >= b || q0 * vn0 > b * rhat + un0) {
+        q0--;
+        rhat += vn1;
+        if (rhat >= b) break;
+    }
+    return q1 * b + q0;
+}
+
+static inline int64_t inv_fast(int64_t num, int64_t v, int *ok)
+{
+    *ok = v >= 1 && v <= 0xFFFFFFFFLL && num > 0 && !(num & (num - 1));
+    if (!*ok) return 0;
+    uint32_t vv = (uint32_t)v;
+    if (num <= 0xFFFFFFFFLL) return (uint32_t)num / vv;
+    uint32_t hi = (uint32_t)((uint64_t)num >> 32);      /* num = hi 2^32 (a power of two) */
+    uint32_t q1 = hi / vv, rem = hi - q1 * vv;
+    return (int64_t)(((uint64_t)q1 << 32) | divlu(rem, 0, vv));
+}
+#endif
+
+int64_t el_lpl_inv(int64_t num, int64_t v)
+{
+    int ok;
+    int64_t q = inv_fast(num, v, &ok);
+    return ok ? q : el_floordiv64(num, v);
 }
 
 static int64_t sat_count(int64_t v, int bits, uint32_t *n)
@@ -88,22 +164,15 @@ static uint32_t buckets_for(uint32_t n_in)
 
 /* scratch: p (int64 [n_out]); d (int64 [n_out], only with decorrelation: the covariance update
  * needs every d_k after the means moved; otherwise d_i is recomputed where it is used);
- * x (int32 [n_in]); z (int32 [n_out]); window search: B (uint32 [n_in]), order
- * (uint16 [n_in]), bucket starts and cursors (uint16 [2 buckets + 1]) */
+ * x (int32 [n_in]); z (int32 [n_out]); window search: B in bucket order (uint32 [n_in + 4]),
+ * their j (uint16 [n_in]), bucket starts and cursors (uint16 [2 buckets + 1]) */
 static uint32_t d_words(const el_lpl_params *p, uint32_t n_out) { return p->decorr ? n_out : 0; }
 
 uint32_t el_lpl_scratch_bytes(const el_lpl_params *p, uint32_t n_in, uint32_t n_out)
 {
     uint32_t b = 8 * (n_out + d_words(p, n_out)) + 4 * n_in + 4 * n_out;
-    b += 4 * n_in + 2 * n_in + 2 * (2 * buckets_for(n_in) + 1);
+    b += 4 * (n_in + WINDOW_CHECKS) + 2 * n_in + 2 * (2 * buckets_for(n_in) + 1);
     return (b + 7u) & ~7u;
-}
-
-void el_lpl_activity(const el_lpl_params *p, void *scratch, uint32_t n_in, uint32_t n_out,
-                     int32_t **pre, int32_t **post)
-{
-    *pre = (int32_t *)((int64_t *)scratch + n_out + d_words(p, n_out));
-    *post = *pre + n_in;
 }
 
 void el_lpl_state_bind(el_lpl_state *st, const el_lpl_params *p, uint32_t n_in, uint32_t n_out,
@@ -191,9 +260,35 @@ static void update_sparse(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32
  * dw_ij = floor((p_i x_j + u_ij) / 2^S), u_ij = (a_i + b_j) mod 2^S, is nonzero only when
  * (u_ij + N_i) mod 2^S < 2 N_i, i.e. when B_j = b_j mod 2^S lies in the window
  * [L_i, L_i + 2 N_i) mod 2^S with L_i = -(a_i + N_i) mod 2^S. The B_j are bucket-sorted by
- * their top bits once per step; each row visits only the buckets its window touches and
- * computes those synapses exactly. Every other synapse has dw = 0. Returns 0 (nothing done)
- * when the precondition fails or the window is not cheaper than the sparse update. */
+ * their top bits once per step (values and indices in bucket order); each row looks at the
+ * entries of the buckets its window touches and computes those synapses exactly. Every other
+ * synapse has dw = 0. Rows go in blocks: the windows and candidate runs of a block are
+ * computed first (loops that vectorise), then up to WINDOW_CHECKS candidates of each row are
+ * tested without data-dependent branches; the rare row with a candidate in its window, more
+ * candidates or a window that wraps is then visited one synapse at a time. Returns 0 (nothing
+ * done) when the precondition fails or the window is not cheaper than the sparse update. */
+static void visit_row(int8_t *wT, uint32_t n_out, uint32_t i, const int32_t *x, int64_t pi,
+                      uint32_t a, uint64_t L, uint64_t W, uint64_t mask, int S, uint32_t nb,
+                      int bshift, const uint32_t *Bs, const uint16_t *js,
+                      const uint16_t *start, const el_lpl_params *p, el_lpl_stats *stats)
+{
+    uint32_t q0 = (uint32_t)(L >> bshift);
+    uint64_t nq = (((L & (((uint64_t)1 << bshift) - 1)) + W - 1) >> bshift) + 1;
+    if (nq > nb) nq = nb;
+    uint32_t q1 = q0 + (uint32_t)nq;                      /* the buckets q0 .. q1 - 1 mod nb */
+    for (uint32_t pass = 0; pass < 2; pass++) {
+        uint32_t e = pass ? 0 : start[q0];
+        uint32_t end = pass ? (q1 > nb ? start[q1 - nb] : 0) : start[q1 < nb ? q1 : nb];
+        for (; e < end; e++) {
+            uint32_t j = js[e], b = Bs[EL_LPL_BLOCKED ? e : j];
+            if (!x[j] || ((b - L) & mask) >= W) continue;
+            /* r & mask = (a + b_j) & mask, and b_j & mask = B_j */
+            int64_t dw = el_stochastic_shift(el_mul64(pi, x[j]), S, a + b);
+            if (dw) bounded_add(&wT[(size_t)j * n_out + i], dw, p->w_lo, p->w_hi, stats);
+        }
+    }
+}
+
 static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *x,
                          const int64_t *pv, const el_lpl_params *p, el_rng r0, int S,
                          uint8_t *scratch, el_lpl_stats *stats)
@@ -202,7 +297,7 @@ static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_
     uint32_t nz = 0;
     for (uint32_t j = 0; j < n_in; j++) {
         int64_t a = x[j] < 0 ? -(int64_t)x[j] : x[j];
-        if (a > xmax) xmax = a;
+        xmax = a > xmax ? a : xmax;
         nz += x[j] != 0;
     }
     if (!xmax) return 1;                                  /* nothing can change */
@@ -220,49 +315,204 @@ static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_
         if (N) visits += 1 + ((2 * N) >> bshift);
     }
     if (visits * 4 > (uint64_t)n_out * nz) return 0;     /* the sparse update is cheaper */
-    uint32_t *B = (uint32_t *)scratch;                    /* [n_in] */
-    uint16_t *order = (uint16_t *)(B + n_in);             /* [n_in] j by bucket */
-    uint16_t *start = order + n_in;                       /* [nb + 1] */
+    uint32_t *Bs = (uint32_t *)scratch;                   /* [n_in + 4] */
+    uint16_t *js = (uint16_t *)(Bs + n_in + WINDOW_CHECKS);   /* [n_in] */
+    uint16_t *start = js + n_in;                          /* [nb + 1] */
     uint16_t *cursor = start + nb + 1;                    /* [nb] */
-    memset(start, 0, 2 * ((size_t)nb + 1));
-    words(r0, n_out, n_in, B);
+    const uint32_t m32 = (uint32_t)mask;
+    memset(cursor, 0, 2 * (size_t)nb);
+#if EL_LPL_BLOCKED
+    /* Bs: the B_j in bucket order, js: their j (the words are drawn twice: cheaper here than
+     * a third array) */
+    uint32_t wb[WORD_BLOCK];
+    for (uint32_t j0 = 0; j0 < n_in; j0 += WORD_BLOCK) {  /* bucket sizes */
+        uint32_t m = n_in - j0 < WORD_BLOCK ? n_in - j0 : WORD_BLOCK;
+        words(r0, n_out + j0, m, wb);
+        for (uint32_t q = 0; q < m; q++) cursor[(wb[q] & m32) >> bshift]++;
+    }
+#else
+    /* Bs: B_j by j, js: j in bucket order */
+    words(r0, n_out, n_in, Bs);
     for (uint32_t j = 0; j < n_in; j++) {
-        B[j] = (uint32_t)(B[j] & mask);
-        start[(B[j] >> bshift) + 1]++;
+        Bs[j] &= m32;
+        cursor[Bs[j] >> bshift]++;
     }
-    for (uint32_t q = 0; q < nb; q++) {
-        start[q + 1] = (uint16_t)(start[q + 1] + start[q]);
-        cursor[q] = start[q];
+#endif
+    uint32_t run = 0;
+    for (uint32_t q = 0; q < nb; q++) {                   /* starts, by a running sum */
+        uint32_t c = cursor[q];
+        start[q] = (uint16_t)run;
+        cursor[q] = (uint16_t)run;
+        run += c;
     }
-    for (uint32_t j = 0; j < n_in; j++) order[cursor[B[j] >> bshift]++] = (uint16_t)j;
-    for (uint32_t i = 0; i < n_out; i++) {
-        if (!pv[i]) continue;
-        uint64_t ap = pv[i] < 0 ? (uint64_t)(-pv[i]) : (uint64_t)pv[i];
-        uint64_t N = ap * (uint64_t)xmax;
-        uint32_t a = el_rng_word(r0, i);
-        uint64_t L = (uint64_t)(-(int64_t)(((uint64_t)a + N) & mask)) & mask;
-        uint64_t W = 2 * N;                               /* <= 2^S */
-        uint32_t q0 = (uint32_t)(L >> bshift);
-        uint32_t nq = (uint32_t)(((L & (((uint64_t)1 << bshift) - 1)) + W - 1) >> bshift) + 1;
-        if (nq > nb) nq = nb;
-        for (uint32_t t = 0; t < nq; t++) {
-            uint32_t q = (q0 + t) & (nb - 1);
-            for (uint32_t e = start[q]; e < start[q + 1]; e++) {
-                uint32_t j = order[e];
-                if (!x[j]) continue;
-                uint32_t r = a + el_rng_word(r0, n_out + j);
-                int64_t dw = el_stochastic_shift(el_mul64(pv[i], x[j]), S, r);
-                if (dw) bounded_add(&wT[(size_t)j * n_out + i], dw, p->w_lo, p->w_hi, stats);
-            }
+    start[nb] = (uint16_t)run;
+#if EL_LPL_BLOCKED
+    for (uint32_t j0 = 0; j0 < n_in; j0 += WORD_BLOCK) {  /* the words again, placed */
+        uint32_t m = n_in - j0 < WORD_BLOCK ? n_in - j0 : WORD_BLOCK;
+        words(r0, n_out + j0, m, wb);
+        for (uint32_t q = 0; q < m; q++) {
+            uint32_t b = wb[q] & m32, at = cursor[b >> bshift]++;
+            Bs[at] = b;
+            js[at] = (uint16_t)(j0 + q);
         }
     }
+    for (uint32_t c = 0; c < WINDOW_CHECKS; c++) Bs[n_in + c] = 0;
+    const uint64_t bucket_round = ((uint64_t)1 << bshift) - 1;
+    for (uint32_t i0 = 0; i0 < n_out; i0 += ROW_BLOCK) {
+        uint32_t m = n_out - i0 < ROW_BLOCK ? n_out - i0 : ROW_BLOCK;
+        uint32_t ab[ROW_BLOCK], Lb[ROW_BLOCK], Wm[ROW_BLOCK], e0[ROW_BLOCK], e1[ROW_BLOCK];
+        uint32_t slow[ROW_BLOCK];
+        words(r0, i0, m, ab);
+        for (uint32_t q = 0; q < m; q++) {                /* windows and candidate buckets */
+            int64_t pi = pv[i0 + q];
+            uint64_t N = (pi < 0 ? (uint64_t)(-pi) : (uint64_t)pi) * (uint64_t)xmax;
+            uint64_t L = (uint64_t)(-(int64_t)(((uint64_t)ab[q] + N) & mask)) & mask;
+            uint64_t W = 2 * N, q0 = L >> bshift, q1 = (L + W + bucket_round) >> bshift;
+            Lb[q] = (uint32_t)L;
+            Wm[q] = (uint32_t)(W - 1);
+            slow[q] = q1 > nb;                            /* the window wraps around */
+            e0[q] = (uint32_t)q0;
+            e1[q] = (uint32_t)(W ? (q1 > nb ? nb : q1) : q0);   /* p_i = 0: no candidate */
+        }
+        for (uint32_t q = 0; q < m; q++) {
+            e0[q] = start[e0[q]];
+            e1[q] = start[e1[q]];
+        }
+        for (uint32_t q = 0; q < m; q++) {                /* the first candidates, masked */
+            uint32_t e = e0[q], cnt = e1[q] - e, l = Lb[q], w = Wm[q];
+            slow[q] |= (uint32_t)(cnt > 4) | ((uint32_t)(cnt > 0) & (((Bs[e] - l) & m32) <= w))
+                       | ((uint32_t)(cnt > 1) & (((Bs[e + 1] - l) & m32) <= w))
+                       | ((uint32_t)(cnt > 2) & (((Bs[e + 2] - l) & m32) <= w))
+                       | ((uint32_t)(cnt > 3) & (((Bs[e + 3] - l) & m32) <= w));
+        }
+        for (uint32_t q = 0; q < m; q++) {
+            if (!slow[q]) continue;
+            int64_t pi = pv[i0 + q];
+            uint64_t N = (pi < 0 ? (uint64_t)(-pi) : (uint64_t)pi) * (uint64_t)xmax;
+            visit_row(wT, n_out, i0 + q, x, pi, ab[q], Lb[q], 2 * N, mask, S, nb, bshift, Bs,
+                      js, start, p, stats);
+        }
+    }
+#else
+    for (uint32_t j = 0; j < n_in; j++) js[cursor[Bs[j] >> bshift]++] = (uint16_t)j;
+    uint32_t ab[WORD_BLOCK];
+    for (uint32_t i0 = 0; i0 < n_out; i0 += WORD_BLOCK) {
+        uint32_t m = n_out - i0 < WORD_BLOCK ? n_out - i0 : WORD_BLOCK;
+        words(r0, i0, m, ab);
+        for (uint32_t q = 0; q < m; q++) {
+            int64_t pi = pv[i0 + q];
+            if (!pi) continue;
+            uint64_t N = (pi < 0 ? (uint64_t)(-pi) : (uint64_t)pi) * (uint64_t)xmax;
+            uint64_t L = (uint64_t)(-(int64_t)(((uint64_t)ab[q] + N) & mask)) & mask;
+            visit_row(wT, n_out, i0 + q, x, pi, ab[q], L, 2 * N, mask, S, nb, bshift, Bs, js,
+                      start, p, stats);
+        }
+    }
+#endif
     return 1;
 }
 
-int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *pre,
-                const int32_t *post, const int32_t *gain, el_lpl_state *st,
-                const el_lpl_params *p, el_rng *rng, void *scratch, int fast,
-                el_lpl_stats *stats)
+/* x[j] = activity j in Q.A */
+static void activity(el_act a, uint32_t n, int A, int32_t *x)
+{
+    switch (a.kind) {
+    case EL_ACT_U8:
+        for (uint32_t j = 0; j < n; j++) x[j] = (int32_t)((const uint8_t *)a.v)[j] << A;
+        break;
+    case EL_ACT_I8:
+        for (uint32_t j = 0; j < n; j++) x[j] = ((const int8_t *)a.v)[j] * (1 << A);
+        break;
+    case EL_ACT_I16:
+        for (uint32_t j = 0; j < n; j++) x[j] = ((const int16_t *)a.v)[j] * (1 << A);
+        break;
+    default:
+        memcpy(x, a.v, 4 * (size_t)n);
+    }
+}
+
+/* a rate filter in place: trace += sshift((x << E - trace) k, s, word); x = round_shift(trace,
+ * E) (from the int64 trace; the stored trace is its int32 truncation, as the reference's) */
+static void filter(int32_t *x, int32_t *trace, uint32_t n, int E, ema_code c, el_rng r,
+                   uint32_t first)
+{
+    uint32_t wb[WORD_BLOCK];
+    for (uint32_t j0 = 0; j0 < n; j0 += WORD_BLOCK) {
+        uint32_t m = n - j0 < WORD_BLOCK ? n - j0 : WORD_BLOCK;
+        words(r, first + j0, m, wb);
+        int32_t *xb = x + j0, *tb = trace + j0;
+        for (uint32_t q = 0; q < m; q++) {
+            int64_t t = ema(tb[q], el_shl64(xb[q], E), c, wb[q]);
+            xb[q] = (int32_t)el_round_shift(t, E);
+            tb[q] = (int32_t)t;
+        }
+    }
+}
+
+/* scale() with its constants prepared: round_shift(v k, s); k = 0 gives 0 (codes: s >= 0) */
+typedef struct {
+    int64_t k, half;
+    int s;
+} scale_code;
+
+static scale_code scale_prepare(el_code c)
+{
+    scale_code r = {c.k, c.k && c.s > 0 ? (int64_t)1 << (c.s - 1) : 0, c.k ? c.s : 0};
+    return r;
+}
+
+static inline int64_t scale_by(int64_t v, scale_code c)
+{
+    return el_add64(el_mul64(v, c.k), c.half) >> c.s;
+}
+
+/* p_i from inv_i (in pv, replaced): the bracket B_i times gain and eta, saturated to 41 bits
+ * (equations in el_lpl.h). The flags select what the layer uses (constants after inlining:
+ * without decorrelation, homeostasis and gain the loop vectorises). Returns saturations. */
+static inline __attribute__((always_inline)) uint32_t
+factors(int64_t *pv, const int32_t *z, const int64_t *d, const int32_t *gain,
+        const el_lpl_state *st, const el_lpl_params *p, uint32_t n_out, const int decorr,
+        const int hom, const int has_gain)
+{
+    const int A = p->act_frac, E = p->ema_frac, P = p->factor_frac;
+    const int sh = A + E + p->eta.s - P;
+    const int sr = sh > 0 ? sh : 0, sl = sh < 0 ? -sh : 0;
+    const int64_t sh_half = sr ? (int64_t)1 << (sr - 1) : 0;
+    const scale_code lam = scale_prepare(p->lam), pred = scale_prepare(p->pred);
+    const int64_t half20 = (int64_t)1 << (INV_FRAC - 1), half12 = (int64_t)1 << (GAIN_FRAC - 1);
+    const int64_t eta_k = p->eta.k, lim = ((int64_t)1 << (P_LIMIT_BITS - 1)) - 1;
+    const int32_t *mean = st->mean;
+    const int16_t *zp = st->z_prev;
+    uint32_t n_sat = 0;
+    for (uint32_t i = 0; i < n_out; i++) {
+        int64_t inv = pv[i];
+        int64_t di = el_sub64(el_shl64(z[i], E), mean[i]);
+        int64_t b = scale_by(el_add64(el_mul64(di, inv), half20) >> INV_FRAC, lam);
+        b = el_sub64(b, scale_by(el_shl64((int64_t)z[i] - zp[i], E), pred));
+        if (decorr && p->decorr && n_out > 1) {
+            int64_t acc = 0;
+            for (uint32_t k = 0; k < n_out; k++)
+                if (k != i)
+                    acc = el_add64(acc, el_mul64(el_round_shift(st->cov[(size_t)i * n_out + k], E),
+                                                 d[k]));
+            b = el_sub64(b, scale(el_round_shift(acc, 2 * A), p->lam_decorr));
+        }
+        if (hom && p->hom) {
+            int64_t rho = p->stores_target ? st->target[i] : p->rate_target_q;
+            int64_t dm = el_sub64(mean[i], rho);
+            b = el_sub64(b, scale(el_round_shift(el_mul64(dm, inv), INV_FRAC), p->lam_hom));
+        }
+        b = el_add64(el_mul64(b, has_gain && gain ? gain[i] : (1 << GAIN_FRAC)), half12) >> GAIN_FRAC;
+        int64_t v = el_shl64(el_add64(el_mul64(b, eta_k), sh_half) >> sr, sl);
+        int64_t vs = v < -lim - 1 ? -lim - 1 : (v > lim ? lim : v);
+        n_sat += vs != v;
+        pv[i] = vs;
+    }
+    return n_sat;
+}
+
+int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, el_act pre, el_act post,
+                const int32_t *gain, el_lpl_state *st, const el_lpl_params *p, el_rng *rng,
+                void *scratch, int fast, el_lpl_stats *stats)
 {
     const int A = p->act_frac, E = p->ema_frac, P = p->factor_frac;
     el_lpl_stats local;
@@ -281,64 +531,28 @@ int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *pre,
     uint32_t o_mean = o_w + k_w;
     uint32_t total = o_mean + 2 * n_out + (p->decorr ? n_out * n_out : 0);
     el_rng r = *rng;
-    /* input / output rate filters */
-    uint32_t wb[WORD_BLOCK];
-    for (uint32_t j0 = 0; j0 < n_in; j0 += WORD_BLOCK) {
-        uint32_t n = n_in - j0 < WORD_BLOCK ? n_in - j0 : WORD_BLOCK;
-        if (!k_pre) {
-            for (uint32_t j = j0; j < j0 + n; j++) x[j] = pre[j];
-            continue;
-        }
-        words(r, j0, n, wb);
-        for (uint32_t q = 0; q < n; q++) {
-            uint32_t j = j0 + q;
-            int64_t t = ema(st->pre_trace[j], el_shl64(pre[j], E), p->pre, wb[q]);
-            x[j] = (int32_t)el_round_shift(t, E);
-            st->pre_trace[j] = (int32_t)t;
-        }
-    }
-    for (uint32_t i0 = 0; i0 < n_out; i0 += WORD_BLOCK) {
-        uint32_t n = n_out - i0 < WORD_BLOCK ? n_out - i0 : WORD_BLOCK;
-        if (!k_post) {
-            for (uint32_t i = i0; i < i0 + n; i++) z[i] = post[i];
-            continue;
-        }
-        words(r, k_pre + i0, n, wb);
-        for (uint32_t q = 0; q < n; q++) {
-            uint32_t i = i0 + q;
-            int64_t t = ema(st->post_trace[i], el_shl64(post[i], E), p->post, wb[q]);
-            z[i] = (int32_t)el_round_shift(t, E);
-            st->post_trace[i] = (int32_t)t;
-        }
-    }
-    /* the bracket and the per-neuron factor p_i (old statistics) */
+    /* activities and the input / output rate filters */
+    activity(pre, n_in, A, x);
+    activity(post, n_out, A, z);
+    if (k_pre) filter(x, st->pre_trace, n_in, E, ema_prepare(p->pre), r, 0);
+    if (k_post) filter(z, st->post_trace, n_out, E, ema_prepare(p->post), r, k_pre);
+    /* the bracket and the per-neuron factor p_i (old statistics); first inv_i into pv */
     const int64_t inv_num = (int64_t)1 << (2 * A + E + INV_FRAC);
+    int all_ok = 1;
+    for (uint32_t i = 0; i < n_out; i++) {
+        int ok;
+        pv[i] = inv_fast(inv_num, el_add64(st->var[i], (int64_t)p->xi_q), &ok);
+        all_ok &= ok;
+    }
+    if (!all_ok)
+        for (uint32_t i = 0; i < n_out; i++)
+            pv[i] = el_lpl_inv(inv_num, el_add64(st->var[i], (int64_t)p->xi_q));
     if (d)
         for (uint32_t i = 0; i < n_out; i++) d[i] = el_sub64(el_shl64(z[i], E), st->mean[i]);
-    for (uint32_t i = 0; i < n_out; i++) {
-        int64_t di = el_sub64(el_shl64(z[i], E), st->mean[i]);
-        int64_t inv = inv_q(inv_num, el_add64(st->var[i], p->xi_q));
-        int64_t b = scale(el_round_shift(el_mul64(di, inv), INV_FRAC), p->lam);
-        b = el_sub64(b, scale(el_shl64((int64_t)z[i] - st->z_prev[i], E), p->pred));
-        if (p->decorr && n_out > 1) {
-            int64_t acc = 0;
-            for (uint32_t k = 0; k < n_out; k++)
-                if (k != i)
-                    acc = el_add64(acc, el_mul64(el_round_shift(st->cov[(size_t)i * n_out + k], E),
-                                                 d[k]));
-            b = el_sub64(b, scale(el_round_shift(acc, 2 * A), p->lam_decorr));
-        }
-        if (p->hom) {
-            int64_t rho = p->stores_target ? st->target[i] : p->rate_target_q;
-            int64_t dm = el_sub64(st->mean[i], rho);
-            b = el_sub64(b, scale(el_round_shift(el_mul64(dm, inv), INV_FRAC), p->lam_hom));
-        }
-        b = el_round_shift(el_mul64(b, gain ? gain[i] : (1 << GAIN_FRAC)), GAIN_FRAC);
-        int sh = A + E + p->eta.s - P;
-        int64_t v = el_mul64(b, p->eta.k);
-        v = sh >= 0 ? el_round_shift(v, sh) : el_shl64(v, -sh);
-        pv[i] = sat_count(v, P_LIMIT_BITS, &stats->n_saturated);
-    }
+    if (!p->decorr && !p->hom && !gain)
+        stats->n_saturated += factors(pv, z, d, gain, st, p, n_out, 0, 0, 0);
+    else
+        stats->n_saturated += factors(pv, z, d, gain, st, p, n_out, 1, 1, 1);
     /* weights */
     if (!skipped) {
         el_rng rw = r;
@@ -355,29 +569,35 @@ int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *pre,
             el_lpl_path_count[2]++;
         }
     }
-    /* statistics */
-    uint32_t wv[WORD_BLOCK];
+    /* statistics: mean += sshift((z << E - mean) k_m, s_m); var += sshift((round_shift(d^2,
+     * E) - var) k_v, s_v), d with the old mean; both saturated to int32, var >= 0 */
+    uint32_t wb[WORD_BLOCK], wv[WORD_BLOCK];
+    const ema_code cm = ema_prepare(p->mean), cv = ema_prepare(p->var);
+    uint32_t n_sat = 0;
     for (uint32_t i0 = 0; i0 < n_out; i0 += WORD_BLOCK) {
         uint32_t n = n_out - i0 < WORD_BLOCK ? n_out - i0 : WORD_BLOCK;
         words(r, o_mean + i0, n, wb);
         words(r, o_mean + n_out + i0, n, wv);
+        int32_t *mb = st->mean + i0, *vb = st->var + i0;
+        const int32_t *zb = z + i0;
         for (uint32_t q = 0; q < n; q++) {
-            uint32_t i = i0 + q;
-            int64_t di = el_sub64(el_shl64(z[i], E), st->mean[i]);    /* the old mean */
-            int64_t m = ema(st->mean[i], el_shl64(z[i], E), p->mean, wb[q]);
-            int64_t v = ema(st->var[i], el_round_shift(el_mul64(di, di), E), p->var, wv[q]);
-            m = sat_count(m, 32, &stats->n_saturated);
-            v = sat_count(v, 32, &stats->n_saturated);
-            st->mean[i] = (int32_t)m;
-            st->var[i] = (int32_t)(v < 0 ? 0 : v);
+            int64_t zt = el_shl64(zb[q], E);
+            int64_t di = el_sub64(zt, mb[q]);                       /* the old mean */
+            int64_t m = ema(mb[q], zt, cm, wb[q]);
+            int64_t v = ema(vb[q], el_round_shift(el_mul64(di, di), E), cv, wv[q]);
+            int64_t ms = el_sat_bits(m, 32), vsat = el_sat_bits(v, 32);
+            n_sat += (ms != m) + (vsat != v);
+            mb[q] = (int32_t)ms;
+            vb[q] = (int32_t)(vsat < 0 ? 0 : vsat);
         }
     }
+    stats->n_saturated += n_sat;
     if (p->decorr) {
         uint32_t o_c = o_mean + 2 * n_out;
         for (uint32_t i = 0; i < n_out; i++)
             for (uint32_t k = 0; k < n_out; k++) {
                 size_t ik = (size_t)i * n_out + k;
-                int64_t c = ema(st->cov[ik], el_round_shift(el_mul64(d[i], d[k]), E), p->var,
+                int64_t c = ema(st->cov[ik], el_round_shift(el_mul64(d[i], d[k]), E), cv,
                                 el_rng_word(r, o_c + (uint32_t)ik));
                 st->cov[ik] = (int32_t)sat_count(c, 32, &stats->n_saturated);
             }

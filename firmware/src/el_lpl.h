@@ -70,10 +70,16 @@ typedef struct {
 uint32_t el_lpl_state_bytes(const el_lpl_params *p, uint32_t n_in, uint32_t n_out);
 uint32_t el_lpl_scratch_bytes(const el_lpl_params *p, uint32_t n_in, uint32_t n_out);
 
-/* Where in the step's scratch a caller may put pre [n_in] and post [n_out] (the rule reads
- * each entry before it writes its filtered value there). */
-void el_lpl_activity(const el_lpl_params *p, void *scratch, uint32_t n_in, uint32_t n_out,
-                     int32_t **pre, int32_t **post);
+/* An activity vector: int32 values in Q.A (EL_ACT_Q), or integers taken times 2^A: 0/1
+ * spikes (EL_ACT_U8), int8 or int16 layer inputs. */
+enum { EL_ACT_Q = 0, EL_ACT_U8 = 1, EL_ACT_I8 = 2, EL_ACT_I16 = 3 };
+typedef struct {
+    const void *v;
+    int kind;
+} el_act;
+
+/* floor(num / v) as numpy's int64 floor division (the step's inv_i = 2^(2A+E+20) / v) */
+int64_t el_lpl_inv(int64_t num, int64_t v);
 
 /* Point the state arrays into `mem` (el_lpl_state_bytes of it, zeroed by the caller) in the
  * field order of lpl_rate.State, and set the initial variance (var_init in Q.(2A+E)). */
@@ -83,12 +89,12 @@ void el_lpl_state_init(el_lpl_state *st, const el_lpl_params *p, uint32_t n_in, 
                        int32_t var_init_q);
 
 /* One step on weights stored input-major (wT[j * n_out + i] = W[i][j]).
- * pre [n_in], post [n_out]: activities in Q.A (int16 range); gain [n_out] in Q.12 or NULL (1).
+ * pre [n_in], post [n_out]: activities (Q.A, int16 range); gain [n_out] in Q.12 or NULL (1).
  * fast: 0 runs the reference weight update (every synapse), 1 the optimised one (zero rows and
  * columns skipped, dither window search); both give the same integers.
  * Returns 1 when the weight rule ran (not warm-up). */
-int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *pre,
-                const int32_t *post, const int32_t *gain, el_lpl_state *st,
+int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, el_act pre, el_act post,
+                const int32_t *gain, el_lpl_state *st,
                 const el_lpl_params *p, el_rng *rng, void *scratch, int fast,
                 el_lpl_stats *stats);
 

@@ -276,15 +276,23 @@ int el_net_load(el_net *net, const el_image_desc *d, const uint8_t *img, uint32_
     return 0;
 }
 
+uint32_t el_net_list_len(const el_image_desc *d)
+{
+    uint32_t m = 0;
+    for (uint32_t k = 0; k < d->n_layers; k++) {
+        if (d->layer[k].n_in > m) m = d->layer[k].n_in;
+        if (d->layer[k].n_out > m) m = d->layer[k].n_out;
+    }
+    return m;
+}
+
 int el_net_take_scratch(el_net *net, el_arena *arena)
 {
-    uint32_t scratch = 0;
-    for (uint32_t k = 0; k < net->n_layers; k++) {
-        el_layer L = net->layer[k];                     /* sizes only (measuring arenas) */
-        uint32_t b = (uint32_t)el_lif_scratch_bytes(&L);
-        if (b > scratch) scratch = b;
-    }
-    TAKE(net->scratch, uint8_t, scratch, "kernel.scratch", 0);
+    uint32_t m = el_net_list_len(&net->desc);
+    void *scratch;
+    TAKE(scratch, uint8_t, el_step_scratch_bytes(m), "kernel.scratch", 0);
+    el_step_lists_bind(&net->lists, scratch, m);
+    net->list_len = m;
     return 0;
 }
 
@@ -298,16 +306,36 @@ void el_net_reset_state(el_net *net)
     }
 }
 
+void el_net_step1(el_net *net, int b, const void *x, int x_kind, int binary, int mode,
+                  el_clip *clips, el_step_info *info)
+{
+    el_step_lists s = net->lists;
+    int with_values;
+    uint32_t n_ev = el_input_events(x, x_kind, net->n_in, binary, mode, s.in, s.val,
+                                    &with_values);
+    for (uint32_t k = 0; k < net->n_layers; k++) {
+        el_layer *L = &net->layer[k];
+        size_t at = (size_t)b * L->n_out;
+        el_step_info inf;
+        el_layer_run(L, &s, n_ev, with_values, net->cur[k] + at, net->mem[k] + at,
+                     net->spk[k] ? net->spk[k] + at : 0, clips ? &clips[k] : 0, &inf);
+        if (info) info[k] = inf;
+        uint16_t *t = s.in;                            /* the spikes are the next input */
+        s.in = s.out;
+        s.out = t;
+        n_ev = inf.spikes;
+        with_values = mode == EL_MODE_DENSE;
+        if (with_values)
+            for (uint32_t q = 0; q < n_ev; q++) s.val[q] = 1;
+    }
+}
+
 void el_net_step(el_net *net, const void *x, int x_kind, int binary, int mode, el_clip *clips)
 {
-    int B = net->batch;
-    for (uint32_t k = 0; k < net->n_layers; k++) {
-        el_layer_step(&net->layer[k], B, x, x_kind, binary, net->cur[k], net->mem[k],
-                      net->spk[k], net->scratch, mode, clips ? &clips[k] : 0);
-        x = net->spk[k];
-        x_kind = EL_X_SPIKES;
-        binary = 1;
-    }
+    size_t width = x_kind == EL_X_INT16 ? 2 : 1;
+    for (int b = 0; b < net->batch; b++)
+        el_net_step1(net, b, (const uint8_t *)x + (size_t)b * net->n_in * width, x_kind,
+                     binary, mode, clips, 0);
 }
 
 static void zero(uint8_t *out, uint32_t a, uint32_t b)

@@ -60,7 +60,8 @@ typedef struct {
                                           input_bits > 8 (input_kind) */
     int input_kind;                    /* EL_X_INT8 or EL_X_INT16 */
     int32_t *output;                   /* [n_out] */
-    void *scratch;                     /* the largest layer's el_lif_scratch_bytes */
+    el_step_lists lists;               /* `kernel.scratch` (el_net_take_scratch) */
+    uint32_t list_len;                 /* m: the widest layer input or output */
     int batch;
 } el_net;
 
@@ -72,14 +73,22 @@ typedef struct {
 int el_net_load(el_net *net, const el_image_desc *desc, const uint8_t *img, uint32_t len,
                 el_arena *arena, int batch, int fill);
 
-/* `kernel.scratch`: the widest layer's el_lif_scratch_bytes */
+/* m of el_step_scratch_bytes: the widest layer input or output of a checked image */
+uint32_t el_net_list_len(const el_image_desc *desc);
+
+/* `kernel.scratch`: el_step_scratch_bytes(m), the lists of one step */
 int el_net_take_scratch(el_net *net, el_arena *arena);
 
 void el_net_reset_state(el_net *net);
 
 /* One step: x [batch][n_in] of kind x_kind (EL_X_*; binary: all values 0/1), output in
- * net->spk[last] (spiking) or net->mem[last] (readout). */
+ * net->spk[last] (spiking) or net->mem[last] (readout). clips [n_layers] or NULL. */
 void el_net_step(el_net *net, const void *x, int x_kind, int binary, int mode, el_clip *clips);
+
+/* One step of sequence b (x: its [n_in] input; binary -1: find out); info [n_layers] (may be
+ * NULL) receives what each layer saw. */
+void el_net_step1(el_net *net, int b, const void *x, int x_kind, int binary, int mode,
+                  el_clip *clips, el_step_info *info);
 
 /* the network as a device image with the current weights: writes image_len bytes to out */
 void el_net_snapshot(const el_net *net, uint8_t *out);

@@ -76,9 +76,14 @@ static void primitives(const npz_file *z)
     for (uint32_t i = 0; i < x->count; i++)
         CHECK(el_stochastic_shift(npz_int(x, i), (int)npz_int(s, i), (uint32_t)npz_int(sr, i))
                   == npz_int(y, i), "stochastic_shift #%u", (unsigned)i);
-    printf("ok primitives (%u round_shift, %u decay, %u hash32, %u draws, %u sshift)\n",
+    x = need(z, "inv_k"), s = need(z, "inv_v"), y = need(z, "inv_y");
+    for (uint32_t i = 0; i < x->count; i++)
+        CHECK(el_lpl_inv((int64_t)1 << npz_int(x, i), npz_int(s, i)) == npz_int(y, i),
+              "lpl inv #%u: 2^%ld / %ld", (unsigned)i, (long)npz_int(x, i), (long)npz_int(s, i));
+    printf("ok primitives (%u round_shift, %u decay, %u hash32, %u draws, %u sshift, %u inv)\n",
            (unsigned)need(z, "round_shift_x")->count, (unsigned)need(z, "decay_x")->count,
-           (unsigned)need(z, "hash32_x")->count, (unsigned)k, (unsigned)x->count);
+           (unsigned)need(z, "hash32_x")->count, (unsigned)k, (unsigned)need(z, "sshift_x")->count,
+           (unsigned)x->count);
 }
 
 static uint8_t arena_mem[1 << 20] __attribute__((aligned(8)));
@@ -178,7 +183,8 @@ static void lpl_run(const npz_file *z, const el_lpl_params *p, int32_t var_init,
             if (gain) g[i] = (int32_t)npz_int(gain, t * n_out + i);
         }
         el_lpl_stats s;
-        el_lpl_step(wT, n_in, n_out, x, y, gain ? g : 0, &st, p, &rng, lpl_scratch, fast, &s);
+        el_act xa = {x, EL_ACT_Q}, ya = {y, EL_ACT_Q};
+        el_lpl_step(wT, n_in, n_out, xa, ya, gain ? g : 0, &st, p, &rng, lpl_scratch, fast, &s);
         for (uint32_t i = 0; i < n_out; i++)
             for (uint32_t j = 0; j < n_in; j++)
                 CHECK(wT[(size_t)j * n_out + i] == npz_int(w, (t * n_out + i) * n_in + j),
