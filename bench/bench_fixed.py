@@ -3,8 +3,9 @@
 
     python bench/bench_fixed.py [--quick] [--out reports/bench_fixed.json]
 
-1. Per-step time of the integer kernel (dense) vs the float reference, batch 1 and 64, on a
-   700 -> 256 -> 20 network (the ANCHORS speed-probe size) with 5 % input activity.
+1. Per-step time of the integer kernel (optimised: dense and auto; and the reference step) vs
+   the float reference, batch 1 and 64, on a 700 -> 256 -> 20 network (the ANCHORS
+   speed-probe size) with 5 % input activity.
 2. Event-driven vs dense accumulation of the first layer at input activity 1..50 %, batch 1 and
    64, and the crossover activity (where the event path stops being faster).
 3. Bit identity on test data: integer kernel vs onnxruntime (quantized ONNX), LiteRT and
@@ -28,8 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
-from edgelearn.kernels.lif_fixed import (accumulate_dense, accumulate_event,  # noqa: E402
-                                         init_qnetwork_state, qnetwork_step, qrun, quantize_input)
+from edgelearn.kernels.lif_fast import accumulate_dense, accumulate_event  # noqa: E402
+from edgelearn.kernels.lif_fixed import init_qnetwork_state, quantize_input  # noqa: E402
+from edgelearn.kernels.lif_kernels import qnetwork_step, qrun  # noqa: E402
 from edgelearn.model import Layer, Network  # noqa: E402
 from edgelearn.quant import evaluate, quantize_network  # noqa: E402
 from edgelearn.runtime.reference import init_state, step  # noqa: E402
@@ -68,11 +70,15 @@ def bench_steps(repeat: int) -> dict:
         t_float = median_time(lambda: step(net, x, fs), repeat, 50)
         t_int = median_time(lambda: qnetwork_step(qnet, xi, qs, mode="dense"), repeat, 50)
         t_auto = median_time(lambda: qnetwork_step(qnet, xi, qs, mode="auto"), repeat, 50)
+        t_ref = median_time(lambda: qnetwork_step(qnet, xi, qs, impl="reference"), repeat, 10)
         res[f"batch{batch}"] = {"float_us": 1e6 * t_float, "int_dense_us": 1e6 * t_int,
-                                "int_auto_us": 1e6 * t_auto, "int_over_float": t_int / t_float}
+                                "int_auto_us": 1e6 * t_auto, "int_over_float": t_int / t_float,
+                                "int_reference_us": 1e6 * t_ref,
+                                "reference_over_auto": t_ref / t_auto}
         print(f"step 700-256-20 batch {batch:>2}: float {1e6 * t_float:8.1f} us, int dense "
               f"{1e6 * t_int:8.1f} us ({t_int / t_float:.2f}x float), int auto "
-              f"{1e6 * t_auto:8.1f} us")
+              f"{1e6 * t_auto:8.1f} us, int reference {1e6 * t_ref:8.1f} us "
+              f"({t_ref / t_auto:.1f}x auto)")
     return res
 
 

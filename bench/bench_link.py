@@ -168,7 +168,7 @@ def main() -> int:
         batched = (time.perf_counter() - t0) / len(x)
         tel = c.telemetry()
     from edgelearn.kernels.image import from_image
-    from edgelearn.kernels.lif_fixed import qrun
+    from edgelearn.kernels.lif_kernels import qrun
     qnet = from_image(img)
     t0 = time.perf_counter()
     qrun(qnet, x.astype(np.int64))

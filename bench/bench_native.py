@@ -13,7 +13,7 @@ with LPL on the hidden layer (the deployed LPL settings, past the warm-up).
     C fast path        edgelearn.kernels.native (one call per sequence; LPL: the C engine)
     plain C loop       bench/native_loop.c: the same integer step with no generality, compiled
                        with the same compiler and flags as the library
-    numpy              edgelearn.kernels.lif_fixed.qrun (the integer kernel)
+    numpy              edgelearn.kernels.lif_kernels.qrun (the optimised numpy kernel)
     onnxruntime scan   edgelearn.io.OnnxRuntimeBackend(net, "scan") (float), 1 and 2 threads
     snnTorch 1.0.0     RSynaptic + Synaptic, torch no_grad, 1 and 2 threads
     Norse 1.1.0        LIFRecurrentCell + LICell, torch no_grad, 1 and 2 threads
@@ -52,7 +52,7 @@ from bench_runtime import make_net  # noqa: E402
 from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
 from edgelearn.kernels import cbuild, native  # noqa: E402
 from edgelearn.kernels.image import to_image  # noqa: E402
-from edgelearn.kernels.lif_fixed import qrun  # noqa: E402
+from edgelearn.kernels.lif_kernels import qrun  # noqa: E402
 from edgelearn.kernels.lpl_codes import lpl_block  # noqa: E402
 from edgelearn.quant.calibrate import quantize_network  # noqa: E402
 from edgelearn.rules.base import qlayer_w_shift  # noqa: E402

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgelearn.errors import ModelError
+from edgelearn.errors import InputError, ModelError
 
 RESET_MODES = ("subtract", "zero", "zero_immediate")
 MAX_NEURONS = 1 << 20      # refuse absurd sizes before allocating
@@ -170,6 +170,43 @@ class LayerChain:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+
+RECORDABLE = ("spikes", "current", "membrane")     # what a run can record per layer
+
+
+def check_record(record: tuple[str, ...]) -> None:
+    """InputError unless every name in ``record`` is one of RECORDABLE."""
+    unknown = set(record) - set(RECORDABLE)
+    if unknown:
+        raise InputError(f"cannot record {sorted(unknown)}; choose from spikes, current, "
+                         f"membrane")
+
+
+def trace_buffers(recording, layers, record: tuple[str, ...], T: int, B: int, dtype,
+                  spike_dtype) -> dict[str, dict]:
+    """Allocate the per-layer traces a run records: for each kind in ``record`` (checked by
+    :func:`check_record`), ``recording.<kind>[layer] = empty [T, B, n_out]`` (spikes only of
+    spiking layers). Returns {kind: that dict}, for :func:`store_traces`."""
+    check_record(record)
+    traces = {k: getattr(recording, k) for k in record}
+    for k, d in traces.items():
+        for la in layers:
+            if k != "spikes" or la.spiking:
+                d[la.name] = np.empty((T, B, la.n_out), dtype=spike_dtype if k == "spikes"
+                                      else dtype)
+    return traces
+
+
+def store_traces(traces: dict[str, dict], layer, t: int, output: np.ndarray, state) -> None:
+    """Step ``t`` of ``layer`` into the traces of :func:`trace_buffers`: its output (spiking
+    layers), ``state.current`` and ``state.membrane``."""
+    if "spikes" in traces and layer.spiking:
+        traces["spikes"][layer.name][t] = output
+    if "current" in traces:
+        traces["current"][layer.name][t] = state.current
+    if "membrane" in traces:
+        traces["membrane"][layer.name][t] = state.membrane
 
 
 def hidden_layer_indices(layers) -> tuple[int, ...]:

@@ -22,3 +22,42 @@ def spikes(seed, T=40, B=16, n=24, p=0.1):
 def teacher_labels(net, x):
     from edgelearn.runtime.reference import run
     return np.argmax(run(net, x).output.max(axis=0), axis=1)
+
+
+def qnetworks():
+    """Hypothesis strategy: (a random integer QNetwork of 1-3 layers, a numpy Generator for its
+    inputs, the (lo, hi) state range): 16- or 32-bit state (sometimes thresholds and shifts
+    near the 32-bit range), every reset mode, with and without bias and recurrence, a spiking
+    or readout last layer, input_bits 2..16."""
+    from hypothesis import strategies as st
+
+    from edgelearn.kernels.lif_fixed import QLayer, QNetwork
+
+    @st.composite
+    def build(draw):
+        rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+        n_layers = draw(st.integers(1, 3))
+        n = [draw(st.integers(1, 40)) for _ in range(n_layers + 1)]
+        state_bits = draw(st.sampled_from([16, 32]))
+        lo, hi = -(1 << (state_bits - 1)), (1 << (state_bits - 1)) - 1
+        layers = []
+        for k in range(n_layers):
+            last = k == n_layers - 1
+            spiking = not last or draw(st.booleans())
+            big = state_bits == 32 and draw(st.booleans())
+            thr = rng.integers(1, 4000 if not big else 1 << 26, n[k + 1])
+            layers.append(QLayer(
+                name=f"l{k}", weight=rng.integers(-128, 128, (n[k + 1], n[k])),
+                alpha=rng.integers(0, 4097, n[k + 1]), beta=rng.integers(0, 4097, n[k + 1]),
+                threshold=thr if spiking else rng.integers(-100, 100, n[k + 1]),
+                reset=draw(st.sampled_from(["subtract", "zero", "zero_immediate"])),
+                spiking=spiking,
+                bias=rng.integers(-2000, 2000, n[k + 1]) if draw(st.booleans()) else None,
+                recurrent=(rng.integers(-128, 128, (n[k + 1], n[k + 1]))
+                           if spiking and draw(st.booleans()) else None),
+                w_shift=draw(st.integers(-8, 14 if big else 8)),
+                v_shift=draw(st.integers(-6, 8)), state_bits=state_bits))
+        input_bits = draw(st.sampled_from([2, 8, 12, 16]))
+        return QNetwork(tuple(layers), name="rand", input_bits=input_bits), rng, (lo, hi)
+
+    return build()

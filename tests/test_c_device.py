@@ -13,7 +13,8 @@ import pytest
 
 from edgelearn.fixed import rng_init
 from edgelearn.kernels.image import from_image, to_image
-from edgelearn.kernels.lif_fixed import init_qstate, qlayer_step, qrun
+from edgelearn.kernels.lif_fixed import init_qstate
+from edgelearn.kernels.lif_kernels import qlayer_step, qrun
 from edgelearn.kernels.lpl_codes import lpl_block
 from edgelearn.rules import lpl_rate
 from edgelearn.rules.base import qlayer_w_shift
@@ -328,7 +329,6 @@ def test_pull_snapshot_is_the_canonical_image():
 def test_sim_url_and_firmware_sim_choose_the_c_implementation():
     """`sim?impl=c` (and so `edgelearn firmware-sim --impl c`) runs the C host build on a pty
     with the simulator's options; the host client drives it like the Python board."""
-    from edgelearn.kernels.lif_fixed import qrun
     from edgelearn.link.client import Client
 
     image = (VEC / "lif_rec_spikes.bin").read_bytes()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgelearn.kernels.image import from_image, to_image
-from edgelearn.kernels.lif_fixed import qrun
+from edgelearn.kernels.lif_kernels import qrun
 from edgelearn.link import framing
 from edgelearn.link import messages as m
 from edgelearn.link.framing import Frame, StreamDecoder, crc32, encode_frame

@@ -1,4 +1,5 @@
-"""The shared test vectors (tests/vectors/): the numpy kernel reproduces them bit for bit."""
+"""The shared test vectors (tests/vectors/): the manifests, the fixed-point primitives and the
+generator (every LIF implementation replays the LIF vectors in tests/test_lif_kernels.py)."""
 
 import json
 import subprocess
@@ -6,11 +7,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from edgelearn.fixed import apply_decay, hash32, rng_draw, rng_init, round_shift, stochastic_shift
-from edgelearn.kernels.image import from_image, to_image
-from edgelearn.kernels.lif_fixed import qrun
 
 VEC = Path(__file__).parent / "vectors"
 ROOT = Path(__file__).parent.parent
@@ -63,25 +61,6 @@ def test_primitives():
     # the LPL step's inv: Python's exact floor division of 2^k by v (0 for v = 0)
     got = [(1 << int(k)) // int(d) if d else 0 for k, d in zip(v["inv_k"], v["inv_v"])]
     assert got == [int(y) for y in v["inv_y"]] and len(got) > 400
-
-
-@pytest.mark.parametrize("entry", entries("lif_network"), ids=lambda e: e["name"])
-def test_lif_vectors(entry):
-    image = (VEC / entry["image"]).read_bytes()
-    qnet = from_image(image)
-    assert to_image(qnet) == image
-    with np.load(VEC / entry["file"], allow_pickle=False) as z:
-        v = {k: z[k] for k in z.files}
-    x = v["x"]
-    modes = ["dense", "event"] if x.min() >= 0 and x.max() <= 1 else ["dense"]
-    for mode in modes:
-        rec = qrun(qnet, x, record=("spikes", "current", "membrane"), mode=mode)
-        assert np.array_equal(rec.output, v["output"]), mode
-        for la in qnet.layers:
-            assert np.array_equal(rec.current[la.name], v[f"current__{la.name}"])
-            assert np.array_equal(rec.membrane[la.name], v[f"membrane__{la.name}"])
-            if la.spiking:
-                assert np.array_equal(rec.spikes[la.name], v[f"spikes__{la.name}"])
 
 
 def test_saturation_case_really_saturates():

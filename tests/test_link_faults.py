@@ -225,7 +225,7 @@ from hypothesis import strategies as st  # noqa: E402
 def test_exactly_once_in_order_under_random_faults(rate, seed, window, steps, impl):
     """Stateful INFER calls through a damaged line give exactly the host kernel's outputs:
     any request executed twice, skipped or reordered would change the neuron state."""
-    from edgelearn.kernels.lif_fixed import qrun
+    from edgelearn.kernels.lif_kernels import qrun
     qnet = test_qnetwork(seed=seed % 7)
     x = np.random.default_rng(seed).random((60, qnet.n_in)) < 0.3
     with make_board(impl, ram=256 * 1024, flash=512 * 1024) as board:

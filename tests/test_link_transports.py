@@ -10,7 +10,7 @@ import pytest
 
 from edgelearn.errors import InputError, LinkError
 from edgelearn.kernels.image import from_image, to_image
-from edgelearn.kernels.lif_fixed import qrun
+from edgelearn.kernels.lif_kernels import qrun
 from edgelearn.link.client import Client, DeviceErrorReply
 from edgelearn.link.framing import crc32
 from firmware_sim.inprocess import InProcessBoard, test_qnetwork

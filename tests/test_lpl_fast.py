@@ -12,8 +12,9 @@ import pytest
 from edgelearn.device.engine import Engine, EngineConfig, default_lpl
 from edgelearn.errors import InputError, ModelError, ParameterError
 from edgelearn.fixed import RngState, rng_init
-from edgelearn.kernels.lif_fixed import (QLayer, bind_weight, qlayer_step, weight_changed,
-                                         init_qstate)
+from edgelearn.kernels.lif_fast import bind_weight, weight_changed
+from edgelearn.kernels.lif_fixed import QLayer, init_qstate
+from edgelearn.kernels.lif_kernels import qlayer_step
 from edgelearn.memory.arena import Arena
 from edgelearn.rules import lpl_rate
 from edgelearn.rules.lpl_rate_fast import LPLRateFast
@@ -199,7 +200,7 @@ def _engines(readout="max"):
     cfg = EngineConfig(readout=readout, lpl_layers=("h",),
                        lpl=dataclasses.replace(ENGINE, warmup=30, eta=1e-3), hep=None, seed=4)
     fast = Engine(q, Arena(1 << 16), None, cfg, lpl_impl="optimised")
-    ref = Engine(q, Arena(1 << 16), None, cfg, lpl_impl="reference")
+    ref = Engine(q, Arena(1 << 16), None, cfg, lpl_impl="reference", lif_impl="reference")
     assert type(fast.kernels[0]).__name__ == "LPLRateFast"
     assert type(ref.kernels[0]).__name__ == "ReferenceLPL"
     return fast, ref

@@ -1,6 +1,7 @@
-"""The C kernel as a shared library (edgelearn.kernels.native): bit-exact with the numpy
-integer kernel and LPL rule on the shared vectors and on random networks and streams; built
-once per source hash; numpy with a one-line notice when unavailable."""
+"""The C kernel as a shared library (edgelearn.kernels.native): bit-exact with the numpy LPL
+rule on the shared vectors and on random streams (its LIF kernel is checked with the other
+LIF implementations in tests/test_lif_kernels.py); built once per source hash; numpy with a
+one-line notice when unavailable."""
 
 import json
 import math
@@ -17,8 +18,6 @@ from hypothesis import strategies as st
 
 from edgelearn.fixed import rng_init
 from edgelearn.kernels import native
-from edgelearn.kernels.image import from_image
-from edgelearn.kernels.lif_fixed import QLayer, QNetwork, qrun
 from edgelearn.rules import lpl_rate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,33 +29,6 @@ def lib():
     lib = native.library()
     assert lib is not None, native.unavailable_reason()
     return lib
-
-
-def _same_recording(a, b):
-    assert np.array_equal(a.output, b.output)
-    for what in ("spikes", "current", "membrane"):
-        da, db = getattr(a, what), getattr(b, what)
-        assert set(da) == set(db)
-        for k in db:
-            assert np.array_equal(da[k], db[k]), (what, k)
-    assert a.clipped == b.clipped
-
-
-@pytest.mark.parametrize("image", sorted(VEC.glob("lif_*.bin")), ids=lambda p: p.stem)
-def test_lif_vectors(lib, image):
-    qnet = from_image(image.read_bytes())
-    with np.load(image.with_suffix(".npz"), allow_pickle=False) as z:
-        v = {k: z[k] for k in z.files}
-    modes = ["dense", "event", "auto"] if v["x"].max() <= 1 and v["x"].min() >= 0 else ["dense"]
-    for mode in modes:
-        rec = native.qrun(qnet, v["x"], record=("spikes", "current", "membrane"), mode=mode,
-                          lib=lib)
-        assert np.array_equal(rec.output, v["output"])
-        for la in qnet.layers:
-            assert np.array_equal(rec.current[la.name], v[f"current__{la.name}"])
-            assert np.array_equal(rec.membrane[la.name], v[f"membrane__{la.name}"])
-            if la.spiking:
-                assert np.array_equal(rec.spikes[la.name], v[f"spikes__{la.name}"])
 
 
 def _rule_cases():
@@ -88,53 +60,6 @@ def test_lpl_rule_vectors(lib, entry, fast):
     for f, arr in zip(st_._fields, st_):
         assert np.array_equal(arr, v[f"state__{f}"]), f
     assert rng.counter == int(v["rng_counter"][0])
-
-
-# -- random networks ------------------------------------------------------------------------
-
-@st.composite
-def networks(draw):
-    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
-    n_layers = draw(st.integers(1, 3))
-    n = [draw(st.integers(1, 40)) for _ in range(n_layers + 1)]
-    state_bits = draw(st.sampled_from([16, 32]))
-    lo, hi = -(1 << (state_bits - 1)), (1 << (state_bits - 1)) - 1
-    layers = []
-    for k in range(n_layers):
-        last = k == n_layers - 1
-        spiking = not last or draw(st.booleans())
-        big = state_bits == 32 and draw(st.booleans())
-        thr = rng.integers(1, 4000 if not big else 1 << 26, n[k + 1])
-        layers.append(QLayer(
-            name=f"l{k}", weight=rng.integers(-128, 128, (n[k + 1], n[k])),
-            alpha=rng.integers(0, 4097, n[k + 1]), beta=rng.integers(0, 4097, n[k + 1]),
-            threshold=thr if spiking else rng.integers(-100, 100, n[k + 1]),
-            reset=draw(st.sampled_from(["subtract", "zero", "zero_immediate"])),
-            spiking=spiking,
-            bias=rng.integers(-2000, 2000, n[k + 1]) if draw(st.booleans()) else None,
-            recurrent=(rng.integers(-128, 128, (n[k + 1], n[k + 1]))
-                       if spiking and draw(st.booleans()) else None),
-            w_shift=draw(st.integers(-8, 14 if big else 8)), v_shift=draw(st.integers(-6, 8)),
-            state_bits=state_bits))
-    input_bits = draw(st.sampled_from([2, 8, 12, 16]))
-    return QNetwork(tuple(layers), name="rand", input_bits=input_bits), rng, (lo, hi)
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(networks(), st.integers(1, 4), st.booleans(), st.sampled_from(["auto", "dense"]))
-def test_random_networks_match_numpy(net_rng, batch, spikes, mode):
-    lib = native.library()
-    assert lib is not None
-    qnet, rng, _ = net_rng
-    T = 12
-    if spikes:
-        x = (rng.random((T, batch, qnet.n_in)) < 0.3).astype(np.int64)
-    else:
-        m = (1 << (qnet.input_bits - 1))
-        x = rng.integers(-m, m, (T, batch, qnet.n_in))
-    want = qrun(qnet, x, record=("spikes", "current", "membrane"), mode="dense")
-    got = native.qrun(qnet, x, record=("spikes", "current", "membrane"), mode=mode, lib=lib)
-    _same_recording(got, want)
 
 
 # -- random LPL streams ---------------------------------------------------------------------
@@ -232,11 +157,12 @@ def _python(code: str, env: dict) -> subprocess.CompletedProcess:
 
 
 def test_numpy_fallback_with_one_line_notice():
-    code = ("import numpy as np; from edgelearn.kernels import native;"
+    code = ("import numpy as np; from edgelearn.kernels import lif_kernels;"
             "from edgelearn.kernels.image import from_image;"
             "q = from_image(open('tests/vectors/lif_ff_int8.bin','rb').read());"
             "z = np.load('tests/vectors/lif_ff_int8.npz');"
-            "r = native.qrun(q, z['x']); r = native.qrun(q, z['x']);"
+            "r = lif_kernels.qrun(q, z['x'], impl='native');"
+            "r = lif_kernels.qrun(q, z['x'], impl='native');"
             "print(np.array_equal(r.output, z['output']))")
     r = _python(code, {"EDGELEARN_NATIVE": "0"})
     assert r.returncode == 0, r.stderr
@@ -307,6 +233,7 @@ def test_edgelearn_run_uses_the_c_kernel_for_quantized_models(tmp_path):
     """`edgelearn run` on a quantized model: the C integer kernel by default, numpy with
     --backend numpy, identical outputs; a float model refuses --backend c in one line."""
     from edgelearn.io.onnx_quant import save_quant_onnx
+    from edgelearn.kernels.image import from_image
 
     image = (VEC / "lif_rec_spikes.bin").read_bytes()
     qnet = from_image(image)

@@ -12,7 +12,8 @@ from edgelearn.errors import FixedPointError, InputError, ModelFileError
 from edgelearn.io import save_onnx
 from edgelearn.io.onnx_quant import build_quant_model, load_quantized, save_quant_onnx
 from edgelearn.kernels.image import to_image
-from edgelearn.kernels.lif_fixed import qrun, quantize_input
+from edgelearn.kernels.lif_fixed import quantize_input
+from edgelearn.kernels.lif_kernels import qrun
 from edgelearn.kernels.step_graph import build_step_graph, run_step_graph
 from edgelearn.quant import evaluate, format_report, quantize_network
 

@@ -117,7 +117,8 @@ def test_every_help_has_examples_naming_files_that_exist():
 
 def test_info_and_run_read_quantized_models_and_device_images(tmp_path, capsys):
     from edgelearn.cli import main
-    from edgelearn.kernels.lif_fixed import qrun, quantize_input
+    from edgelearn.kernels.lif_fixed import quantize_input
+    from edgelearn.kernels.lif_kernels import qrun
     from edgelearn.adapt.bundle import load_bundle
 
     q, image = tmp_path / "m.q.onnx", tmp_path / "m.bin"

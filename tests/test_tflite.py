@@ -13,7 +13,7 @@ from edgelearn.io.onnx_quant import save_quant_onnx
 from edgelearn.io.tflite_export import tflite_bytes
 from edgelearn.io.tflite_runtime import (TfliteStepper, io_names, make_interpreter,
                                          probe_tflm_arena, run_sequence)
-from edgelearn.kernels.lif_fixed import qrun
+from edgelearn.kernels.lif_kernels import qrun
 from edgelearn.quant import quantize_network
 from _fixed_nets import random_net, spikes
 

@@ -5,7 +5,8 @@
 
 Writes ``fixed.json`` (a manifest) plus the files it lists: ``fixed_primitives.npz`` (rounding,
 decay, hash, PRNG, stochastic rounding) and, per LIF case, a device image ``lif_<case>.bin`` and
-``lif_<case>.npz`` with the integer input and every expected integer trace. Everything is
+``lif_<case>.npz`` with the integer input and every expected integer trace (computed by the
+reference LIF step, edgelearn.kernels.lif_fixed.reference_step). Everything is
 generated from fixed seeds, so re-running reproduces the same arrays. ``--check`` regenerates in
 memory and compares with the files on disk (exit 1 on any difference).
 """
@@ -24,7 +25,8 @@ from edgelearn.atomic import atomic_write_bytes, atomic_write_text
 from edgelearn.fixed import (apply_decay, hash32, rng_draw, rng_init, round_shift,
                              stochastic_shift)
 from edgelearn.kernels.image import to_image
-from edgelearn.kernels.lif_fixed import QLayer, QNetwork, qrun
+from edgelearn.kernels.lif_fixed import QLayer, QNetwork
+from edgelearn.kernels.lif_kernels import qrun
 
 FORMAT = "edgelearn-vectors"
 VERSION = 1
@@ -126,7 +128,7 @@ def lif_cases() -> list[tuple[str, str, QNetwork, np.ndarray]]:
 
 
 def lif_arrays(net: QNetwork, x: np.ndarray) -> dict:
-    rec = qrun(net, x, record=("spikes", "current", "membrane"), mode="dense")
+    rec = qrun(net, x, record=("spikes", "current", "membrane"), impl="reference")
     out = {"x": x.astype(np.int64), "output": rec.output}
     for la in net.layers:
         out[f"current__{la.name}"] = rec.current[la.name]

@@ -17,7 +17,8 @@ import numpy as np
 
 from edgelearn.device.config import compile_config
 from edgelearn.errors import DataError
-from edgelearn.kernels.lif_fixed import QNetwork, qrun, quantize_input
+from edgelearn.kernels.lif_fixed import QNetwork, quantize_input
+from edgelearn.kernels.lif_kernels import qrun
 from edgelearn.rules.lpl_reference import reference_state
 
 REFERENCE_SAMPLES = 256

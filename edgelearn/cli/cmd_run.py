@@ -81,7 +81,7 @@ def _quantized(path: str) -> bool:
 def run_integer(args, x: np.ndarray) -> dict[str, np.ndarray]:
     """The integer network of a quantized model: C kernel (default) or numpy."""
     from edgelearn.io.model_file import load_any_model
-    from edgelearn.kernels import lif_fixed, native
+    from edgelearn.kernels import lif_fixed, lif_kernels
 
     if args.backend == "onnxruntime":
         raise InputError(f"'{args.model}' is a quantized model: it runs its integer network "
@@ -92,8 +92,7 @@ def run_integer(args, x: np.ndarray) -> dict[str, np.ndarray]:
     if x.dtype.kind == "f" and np.any(x != np.round(x)):
         x = lif_fixed.quantize_input(qnet, x)
     seq = lif_fixed.as_int_sequence(qnet, x)
-    rec = (lif_fixed.qrun(qnet, seq) if args.backend == "numpy"
-           else native.qrun(qnet, seq))
+    rec = lif_kernels.qrun(qnet, seq, impl="optimised" if args.backend == "numpy" else "native")
     out = {"output": rec.output}
     for name, s in rec.spikes.items():
         out[f"spikes/{name}"] = s

@@ -6,13 +6,18 @@ mode (``begin_sample`` / ``run_steps`` / ``end_sample``, ``teach``); the host ta
 directly. Per sample x [T, n_in] (the network's integer input), with the state reset first:
 
     for t in 0..T-1:
-        h = x[t];  for each layer k:  h, state_k = qlayer_step(layer_k, h, state_k)
+        h = x[t];  for each layer k:  h, state_k = LIF step(layer_k, h, state_k)
                    if LPL is on for layer k:  W_k <- LPL step (pre = layer input << A,
                                                             post = layer spikes << A)
         counts += spikes of the feature layer (edgelearn.model.feature_layer_index), uint16
         readout: running max (or clipped sum, for mean) of the readout membrane, int32
     scores = readout in threshold units;  with an hEP head: features
     f = [counts / T, scores], prediction = argmax head((f - mean) / std), else argmax scores
+
+The LIF step and the LPL step each run through one kernel interface
+(edgelearn.kernels.lif_kernels, edgelearn.rules.lpl_kernels): ``lif_impl`` and ``lpl_impl``
+pick the reference (the specification) or the optimised implementation (default), which give
+the same integers.
 
 ``teach(label)`` makes ``repeats`` real-valued hEP updates of the head (the new sample and
 replayed ones; edgelearn.device.hep_factored), each rounded to the float32 weights it keeps.
@@ -40,7 +45,9 @@ from edgelearn.device.head import DeviceHead
 from edgelearn.device.hep_factored import factored_hep_update
 from edgelearn.errors import InputError, MemoryBudgetError, ParameterError
 from edgelearn.fixed import RngState, int_range, rng_draw, rng_init
-from edgelearn.kernels.lif_fixed import QNetwork, QState, bind_weight, qlayer_step, weight_changed
+from edgelearn.kernels import lif_kernels
+from edgelearn.kernels.lif_fast import bind_weight, weight_changed
+from edgelearn.kernels.lif_fixed import QNetwork, QState
 from edgelearn.memory.arena import Arena
 from edgelearn.memory.layout import BufferSpec, arena_layout
 from edgelearn.model import feature_layer_index
@@ -192,7 +199,8 @@ class Engine:
 
     def __init__(self, qnet: QNetwork, arena: Arena, head: DeviceHead | None = None,
                  config: EngineConfig | DeviceConfig = EngineConfig(), *,
-                 counters: dict | None = None, lpl_impl: str = "optimised") -> None:
+                 counters: dict | None = None, lpl_impl: str = "optimised",
+                 lif_impl: str = "optimised") -> None:
         self.qnet = qnet
         self.arena = arena
         self.config = config
@@ -221,6 +229,7 @@ class Engine:
         self._allocate(engine_layout(qnet, head, dc))
         self.kernels = {k: lpl_kernels.bind(c, self.w[k], self.lpl_state[k], lpl_impl)
                         for k, c in dc.lpl}
+        self.lif_step = lif_kernels.layer_step(lif_impl)
         self.reset_state()
         self._last_features: np.ndarray | None = None
 
@@ -368,6 +377,7 @@ class Engine:
         act = None if self.activity is None else np.zeros((T, n_layers, 2), np.int64)
         binary0 = bool(xs.size and xs.min() >= 0 and xs.max() <= 1)
         rng, lpl_updates = self.rng, 0
+        lif_step = self.lif_step
         for t in range(T):
             inp[...] = xs[t]
             h = xs[t:t + 1]
@@ -378,7 +388,7 @@ class Engine:
                     act[t, k, 0] = np.count_nonzero(h)
                     if la.recurrent is not None:
                         act[t, k, 1] = np.count_nonzero(spk[k])
-                y, states[k] = qlayer_step(la, h, states[k], binary=binary)
+                y, states[k] = lif_step(la, h, states[k], "auto", binary)
                 binary = True
                 if la.spiking:
                     y0 = y[0]

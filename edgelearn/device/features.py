@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgelearn.kernels.lif_fixed import QNetwork, qrun, quantize_input
+from edgelearn.kernels.lif_fixed import QNetwork, quantize_input
+from edgelearn.kernels.lif_kernels import qrun
 from edgelearn.model import feature_layer_index
 
 

@@ -12,7 +12,7 @@ Metadata (``metadata_props``): ``edgelearn.profile_version`` "1", ``edgelearn.gr
 (edgelearn.kernels.image), "weights": {layer: initializer name}}. There is no
 ``edgelearn.layers`` entry: float loaders refuse the file and :func:`load_qnetwork` reads it.
 Loading checks that the initializers equal the image's weights and runs the graph in
-onnxruntime against :func:`edgelearn.kernels.lif_fixed.qrun` on probe inputs (bit-exact).
+onnxruntime against :func:`edgelearn.kernels.lif_kernels.qrun` on probe inputs (bit-exact).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from edgelearn.io.onnx_guard import run_checked
 from edgelearn.io.onnx_load import read_model_file, tensor_array
 from edgelearn.io.ort_session import make_session
 from edgelearn.kernels.image import from_image, to_image
-from edgelearn.kernels.lif_fixed import QNetwork, init_qnetwork_state, qnetwork_step
+from edgelearn.kernels.lif_fixed import QNetwork, init_qnetwork_state
+from edgelearn.kernels.lif_kernels import qnetwork_step
 from edgelearn.kernels.step_graph import build_step_graph
 
 FORMAT = "edgelearn-int"

@@ -181,7 +181,7 @@ def check_tflite(qnet, model: bytes, batch: int = 1, steps: int = 20, seed: int 
                  arena: int = 1 << 21) -> list:
     """Compare LiteRT (and TFLM when installed) with the integer kernel on random integer
     inputs: [(backend, steps, bit-identical?)]."""
-    from edgelearn.kernels.lif_fixed import qrun
+    from edgelearn.kernels.lif_kernels import qrun
 
     rng = np.random.default_rng(seed)
     x = (rng.random((steps, batch, qnet.n_in)) < 0.2) * rng.integers(1, 4, (steps, batch,

@@ -1,7 +1,10 @@
 """Integer LIF kernel: the fixed-point twin of :mod:`edgelearn.kernels.lif_float` (L1, numpy).
 
-The spec is docs/fixed-point.md; this module is its executable form. Per layer, all integers,
-one step (x is the layer input: int8-range values for the first layer, 0/1 spikes after it):
+The specification is docs/fixed-point.md; this module holds its data types (:class:`QLayer`,
+:class:`QNetwork`, :class:`QState`), the integer input, the float twin (:func:`dequantize`)
+and the reference layer step :func:`reference_step`, its executable form. Per layer, all
+integers, one step (x is the layer input: ``input_bits``-range values for the first layer,
+0/1 spikes after it):
 
     R     = U > theta                                   previous step's spike (reset signal)
     A     = W x                                         exact accumulator (int32 on a device)
@@ -18,10 +21,10 @@ one step (x is the layer input: int8-range values for the first layer, 0/1 spike
 integer is ``value * scale`` (scale = state LSB in threshold units of the float model), so the
 float twin is :func:`dequantize`.
 
-Dense accumulation uses float32 BLAS when the exact result provably stays below 2^24 (every
-partial sum is then an exact integer, whatever the summation order), else int64. The event
-path (binary inputs) adds the weight columns of the active inputs, so its cost grows with the
-number of active inputs; both paths give identical integers.
+The optimised step (float32 BLAS when exact, event-driven accumulation, cached weight forms)
+is :mod:`edgelearn.kernels.lif_fast`; :mod:`edgelearn.kernels.lif_kernels` runs either, or the
+C kernel, behind one interface (``qlayer_step``, ``qnetwork_step``, ``qrun``), and the shared
+test vectors (tests/vectors/) check all of them.
 """
 
 from __future__ import annotations
@@ -33,14 +36,11 @@ from typing import NamedTuple
 import numpy as np
 
 from edgelearn.errors import InputError, ModelError
-from edgelearn.fixed import DECAY_ONE, decode_decay, int_range, round_shift, saturate
+from edgelearn.fixed import DECAY_ONE, apply_decay, decode_decay, int_range, round_shift, saturate
 from edgelearn.model import RESET_MODES, Layer, LayerChain, Network
 
 STATE_BITS = (16, 32)
 WEIGHT_BITS = 8
-FLOAT_EXACT = 1 << 24          # integers below this magnitude are exact in float32
-ACC_LIMIT = (1 << 31) - 1      # accumulators are int32 on a device
-MODES = ("auto", "dense", "event")
 
 
 def _int_array(name: str, what: str, value, shape: tuple, lo: int, hi: int,
@@ -60,25 +60,6 @@ def _int_array(name: str, what: str, value, shape: tuple, lo: int, hi: int,
     out = np.array(arr, dtype=dtype, copy=True)
     out.setflags(write=False)
     return out
-
-
-_HALF = 1 << 11          # 2^(DECAY_BITS - 1)
-
-
-def _decay(x: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """``apply_decay(x, d)`` of edgelearn.fixed (= round_shift(x * d, 12)) on int64 arrays,
-    without the argument conversions (hot path; tests check it equals apply_decay)."""
-    return (x * d + _HALF) >> 12
-
-
-def _sat(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """``saturate(v, bits)`` of edgelearn.fixed for int64 arrays, as max-then-min."""
-    return np.minimum(np.maximum(v, lo), hi)
-
-
-def _shift(x: np.ndarray, s: int) -> np.ndarray:
-    """Multiply int64 ``x`` by 2^s: left shift for s >= 0, else the one rounding rule."""
-    return (x << s) if s >= 0 else round_shift(x, -s)
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,6 +82,9 @@ class QLayer:
         state_bits: width of I and U (16 or 32); both saturate to it.
         scale: float value of one state LSB (threshold units of the float model), > 0.
         input_scale: float value of one unit of this layer's integer input (1 for spikes).
+
+    ``_cache`` holds derived forms of the weights that the optimised kernel keeps
+    (edgelearn.kernels.lif_fast); it is not part of the value.
     """
 
     name: str
@@ -182,67 +166,6 @@ class QLayer:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    # -- cached derived forms used by the accumulators (not part of the value) --------------
-    def _derived(self, key: str):
-        c = self._cache
-        if key not in c:
-            if key == "wT_f32":
-                c[key] = np.ascontiguousarray(self.weight.T, dtype=np.float32)
-            elif key == "wT_i32":
-                c[key] = np.ascontiguousarray(self.weight.T, dtype=np.int32)
-            elif key == "wT_i64":
-                c[key] = np.ascontiguousarray(self.weight.T, dtype=np.int64)
-            elif key == "row_abs":
-                c[key] = int(np.abs(self.weight.astype(np.int64)).sum(axis=1).max())
-            elif key == "vT_f32":
-                c[key] = np.ascontiguousarray(self.recurrent.T, dtype=np.float32)
-            elif key == "consts":           # int64 copies of the per-neuron constants
-                lo, hi = int_range(self.state_bits)
-                c[key] = (self.alpha.astype(np.int64), self.beta.astype(np.int64),
-                          self.threshold.astype(np.int64),
-                          None if self.bias is None else self.bias.astype(np.int64), lo, hi)
-        return c[key]
-
-
-# -- in-place weights (device engines that learn) -------------------------------------------
-
-def bind_weight(qlayer: QLayer, buffer: np.ndarray) -> QLayer:
-    """A copy of ``qlayer`` whose weight is a read-only VIEW of ``buffer`` (no copy).
-
-    For an engine that updates its int8 weights in place (on-device learning): it writes the
-    buffer, then calls :func:`weight_changed` on the returned layer before the next step.
-    Only shape and dtype are checked (int8 [n_out, n_in] as before); every int8 value is a
-    valid weight, so the full revalidation of :meth:`QLayer.replace` is not needed.
-    """
-    buf = np.asarray(buffer)
-    if buf.dtype != np.int8 or buf.shape != qlayer.weight.shape:
-        raise ModelError(f"qlayer '{qlayer.name}': weight buffer must be int8 "
-                         f"{tuple(qlayer.weight.shape)}, got {buf.dtype} {tuple(buf.shape)}")
-    view = buf.view()
-    view.setflags(write=False)
-    new = dataclasses.replace(qlayer)            # validated copy of the other fields
-    object.__setattr__(new, "weight", view)
-    # the float32 transpose as a view of a row-major [n_out, n_in] copy: refreshing it after
-    # a weight change is then a contiguous int8 -> float32 conversion
-    object.__setattr__(new, "_cache", {"wT_f32": view.astype(np.float32).T})
-    return new
-
-
-def weight_changed(qlayer: QLayer) -> None:
-    """Refresh the cached forms of ``qlayer.weight`` after its buffer changed in place.
-
-    The float32 transpose is rewritten in place (no allocation); the other weight-derived
-    forms are dropped (rebuilt on first use). ``row_abs`` (the bound that proves the float32
-    accumulator exact) is set to the int8 bound 128 * n_in, valid for any int8 matrix, so the
-    dense path stays exact without a per-change reduction.
-    """
-    c = qlayer._cache
-    f = c.get("wT_f32")
-    if f is not None:
-        np.copyto(f, qlayer.weight.T)
-    for key in ("wT_i32", "wT_i64"):
-        c.pop(key, None)
-    c["row_abs"] = (1 << (WEIGHT_BITS - 1)) * qlayer.n_in
 
 @dataclass(frozen=True, eq=False)
 class QNetwork(LayerChain):
@@ -336,110 +259,74 @@ def init_qnetwork_state(qnet: QNetwork, batch: int = 1) -> QNetworkState:
     return tuple(init_qstate(la, batch) for la in qnet.layers)
 
 
-# -- accumulators ---------------------------------------------------------------------------
+# -- the reference step ---------------------------------------------------------------------
 
-def accumulate_dense(qlayer: QLayer, x: np.ndarray, xmax: int | None = None) -> np.ndarray:
-    """Exact ``x W^T`` as int64 [B, n_out] for integer x [B, n_in] (float32 BLAS when exact).
-
-    ``xmax`` is a known bound on |x| (1 for spikes); computed when None.
-    """
-    if xmax is None:
-        xmax = max(int(x.max()), -int(x.min())) if x.size else 0
-    if qlayer._derived("row_abs") * xmax < FLOAT_EXACT:
-        return (x.astype(np.float32) @ qlayer._derived("wT_f32")).astype(np.int64)
-    return x.astype(np.int64) @ qlayer._derived("wT_i64")
+def shift_by(a: np.ndarray, s: int) -> np.ndarray:
+    """``a * 2^s`` for int64 ``a``: a left shift for s >= 0, else ``round_shift(a, -s)``."""
+    return a << s if s >= 0 else round_shift(a, -s)
 
 
-def accumulate_event(qlayer: QLayer, x: np.ndarray) -> np.ndarray:
-    """Exact ``x W^T`` for binary x [B, n_in]: sum of the weight columns of active inputs.
+def reference_step(qlayer: QLayer, x: np.ndarray, state: QState,
+                   clip_counts: np.ndarray | None = None) -> tuple[np.ndarray, QState]:
+    """One step of one integer layer, docs/fixed-point.md section 5 written as it reads.
 
-    Cost is O(active inputs * n_out); int32 sums are exact because |sum| <= 127 * n_in.
-    """
-    wT = qlayer._derived("wT_i32")
-    out = np.empty((x.shape[0], qlayer.n_out), dtype=np.int64)
-    for b, row in enumerate(x):
-        out[b] = wT[np.flatnonzero(row)].sum(axis=0, dtype=np.int64)
-    return out
+    With x the integer input [B, n_in] and (I, U) = ``state`` (int [B, n_out]):
 
+        R  = U > theta                          (spiking layers; 0 for the readout)
+        A  = x W^T                              (int64, exact)
+        I' = sat( apply_decay(I, alpha) + shift_by(A, w_shift) + b
+                  + shift_by(R V^T, v_shift) )
+        U' = sat( apply_decay(U, beta) + I' - theta R )          reset "subtract"
+           = sat( (apply_decay(U, beta) + I') (1 - R) )          reset "zero"
+           = sat( apply_decay(U, beta) (1 - R) + I' )            reset "zero_immediate"
+           = sat( apply_decay(U, beta) + I' )                    readout
+        output = (U' > theta) as 0/1 (spiking layers), U' (readout)
 
-EVENT_MAX_ACTIVITY = 0.08    # "auto": event path below this input activity, batch 1 only
-                             # (bench/bench_fixed.py measured the crossover near 10 %)
-
-
-def _accumulate(qlayer: QLayer, x: np.ndarray, mode: str, binary: bool) -> np.ndarray:
-    if mode == "event" or (mode == "auto" and binary and x.shape[0] == 1
-                           and np.count_nonzero(x) < EVENT_MAX_ACTIVITY * x.size):
-        if not binary:
-            raise InputError(f"qlayer '{qlayer.name}': the event path needs binary 0/1 inputs")
-        return accumulate_event(qlayer, x)
-    return accumulate_dense(qlayer, x, 1 if binary else None)
-
-
-# -- steps ----------------------------------------------------------------------------------
-
-def qlayer_step(qlayer: QLayer, x: np.ndarray, state: QState, mode: str = "auto",
-                binary: bool | None = None, clip_counts: np.ndarray | None = None
-                ) -> tuple[np.ndarray, QState]:
-    """Advance one integer layer one step (the equations in the module docstring).
+    Absent terms (bias, recurrence) are zero; ``sat`` is the layer's ``state_bits`` range.
+    Everything is int64 and nothing is cached, so this is slow and obviously right; the
+    optimised :func:`edgelearn.kernels.lif_fast.step` must give the same integers.
 
     Args:
-        x: integer [B, n_in] (int8-range values, or 0/1 spikes).
-        state: :class:`QState` of int64 [B, n_out].
-        mode: "dense", "event" (binary x only) or "auto" (event for batch 1 binary x with
-            activity below EVENT_MAX_ACTIVITY, else dense).
-        binary: whether x is known to be 0/1 (None: checked).
-        clip_counts: optional int64[2] incremented by the number of saturated I and U entries.
+        clip_counts: optional int64[2] incremented by the number of entries of I' and U'
+            that saturation changed.
     Returns:
-        (output, new state): output is int64 0/1 spikes, or the readout membrane U'.
+        (output int64 [B, n_out], the new :class:`QState` of int64 arrays).
     """
-    if mode not in MODES:
-        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
-    if binary is None:
-        binary = bool(x.dtype == np.bool_ or not np.any((x != 0) & (x != 1)))
-    alpha, beta, thr, bias, lo, hi = qlayer._derived("consts")
-    i_prev = state.current.astype(np.int64, copy=False)      # no-op for the usual int64 state
-    u_prev = state.membrane.astype(np.int64, copy=False)
-    acc = _accumulate(qlayer, x, mode, binary)
-    cur = _decay(i_prev, alpha) + _shift(acc, qlayer.w_shift)
-    if bias is not None:
-        cur += bias
-    u = _decay(u_prev, beta)
+    x = np.asarray(x).astype(np.int64)
+    current = np.asarray(state.current).astype(np.int64)
+    membrane = np.asarray(state.membrane).astype(np.int64)
+    theta = qlayer.threshold.astype(np.int64)
     if qlayer.spiking:
-        fired = u_prev > thr
-        if qlayer.recurrent is not None:
-            rec = (fired.astype(np.float32) @ qlayer._derived("vT_f32")).astype(np.int64)
-            cur += _shift(rec, qlayer.v_shift)
-    cur_s = _sat(cur, lo, hi)
-    if not qlayer.spiking:
-        u += cur_s
-    elif qlayer.reset == "subtract":
-        u += cur_s
-        u -= thr * fired
-    elif qlayer.reset == "zero":
-        u += cur_s
-        u[fired] = 0
+        r = (membrane > theta).astype(np.int64)
     else:
-        u[fired] = 0
-        u += cur_s
-    u_s = _sat(u, lo, hi)
-    if clip_counts is not None:
-        clip_counts[0] += int(np.count_nonzero(cur_s != cur))
-        clip_counts[1] += int(np.count_nonzero(u_s != u))
+        r = np.zeros_like(membrane)
+    a = x @ qlayer.weight.astype(np.int64).T
+    current_sum = apply_decay(current, qlayer.alpha) + shift_by(a, qlayer.w_shift)
+    if qlayer.bias is not None:
+        current_sum = current_sum + qlayer.bias.astype(np.int64)
+    if qlayer.recurrent is not None:
+        a_rec = r @ qlayer.recurrent.astype(np.int64).T
+        current_sum = current_sum + shift_by(a_rec, qlayer.v_shift)
+    new_current = saturate(current_sum, qlayer.state_bits)
+    decayed = apply_decay(membrane, qlayer.beta)
     if not qlayer.spiking:
-        return u_s, QState(cur_s, u_s)
-    return (u_s > thr).astype(np.int64), QState(cur_s, u_s)
+        membrane_sum = decayed + new_current
+    elif qlayer.reset == "subtract":
+        membrane_sum = decayed + new_current - theta * r
+    elif qlayer.reset == "zero":
+        membrane_sum = (decayed + new_current) * (1 - r)
+    else:                                                   # "zero_immediate"
+        membrane_sum = decayed * (1 - r) + new_current
+    new_membrane = saturate(membrane_sum, qlayer.state_bits)
+    if clip_counts is not None:
+        clip_counts[0] += int(np.count_nonzero(new_current != current_sum))
+        clip_counts[1] += int(np.count_nonzero(new_membrane != membrane_sum))
+    if qlayer.spiking:
+        output = (new_membrane > theta).astype(np.int64)
+    else:
+        output = new_membrane
+    return output, QState(new_current, new_membrane)
 
-
-def qnetwork_step(qnet: QNetwork, x: np.ndarray, state: QNetworkState, mode: str = "auto"
-                  ) -> tuple[np.ndarray, QNetworkState]:
-    """One step of the whole integer network: int x [B, n_in] -> (output [B, n_out], state)."""
-    new = []
-    binary = None
-    for la, st in zip(qnet.layers, state):
-        x, st = qlayer_step(la, x, st, mode=mode, binary=binary)
-        binary = True
-        new.append(st)
-    return x, tuple(new)
 
 
 def quantize_input(qnet: QNetwork, x: np.ndarray) -> np.ndarray:
@@ -487,48 +374,6 @@ class QRecording:
     membrane: dict = field(default_factory=dict)
     clipped: dict = field(default_factory=dict)
     final_state: QNetworkState | None = None
-
-
-def qrun(qnet: QNetwork, x: np.ndarray, record: tuple[str, ...] = ("spikes",),
-         mode: str = "auto", state: QNetworkState | None = None) -> QRecording:
-    """Run an integer sequence x [T, n_in] | [T, B, n_in] through the integer network."""
-    unknown = set(record) - {"spikes", "current", "membrane"}
-    if unknown:
-        raise InputError(f"cannot record {sorted(unknown)}; choose from spikes, current, "
-                         f"membrane")
-    seq = as_int_sequence(qnet, x)
-    T, B, _ = seq.shape
-    state = init_qnetwork_state(qnet, B) if state is None else state
-    first_binary = bool(seq.min() >= 0 and seq.max() <= 1)
-    out = np.empty((T, B, qnet.n_out), dtype=np.int64)
-    rec = QRecording(output=out)
-    counts = {la.name: np.zeros(2, dtype=np.int64) for la in qnet.layers}
-    traces = {k: getattr(rec, k) for k in record}
-    for k, d in traces.items():
-        for la in qnet.layers:
-            if k != "spikes" or la.spiking:
-                d[la.name] = np.empty((T, B, la.n_out),
-                                      dtype=np.uint8 if k == "spikes" else np.int64)
-    for t in range(T):
-        h = seq[t]
-        binary = first_binary
-        new = []
-        for la, st in zip(qnet.layers, state):
-            h, st = qlayer_step(la, h, st, mode=mode, binary=binary, clip_counts=counts[la.name])
-            binary = True
-            new.append(st)
-            if "spikes" in traces and la.spiking:
-                traces["spikes"][la.name][t] = h
-            if "current" in traces:
-                traces["current"][la.name][t] = st.current
-            if "membrane" in traces:
-                traces["membrane"][la.name][t] = st.membrane
-        state = tuple(new)
-        out[t] = h
-    rec.clipped = {la.name: (int(counts[la.name][0]), int(counts[la.name][1]), T * B * la.n_out)
-                   for la in qnet.layers}
-    rec.final_state = state
-    return rec
 
 
 # -- float twin -----------------------------------------------------------------------------

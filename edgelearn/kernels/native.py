@@ -9,7 +9,8 @@ after one line on stderr saying why.
 
 Memory is owned here (numpy arrays passed as arenas); the C side never allocates.
 Results are the integers of :mod:`edgelearn.kernels.lif_fixed` and
-:func:`edgelearn.rules.lpl_rate.step_fixed` bit for bit (tests/test_native.py).
+:func:`edgelearn.rules.lpl_rate.step_fixed` bit for bit (tests/test_native.py). The LIF kernel
+runs through :func:`edgelearn.kernels.lif_kernels.qrun` with ``impl="native"``.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def _err() -> ctypes.Array:
 class NativeNetwork:
     """A QNetwork's device image laid out by the C kernel for ``batch`` sequences.
 
-    ``run(x)`` equals :func:`edgelearn.kernels.lif_fixed.qrun` (outputs, traces, clip counts).
+    ``run(x)`` gives the integers of :func:`edgelearn.kernels.lif_kernels.qrun` (outputs,
+    traces, clip counts).
     """
 
     def __init__(self, lib: ctypes.CDLL, image: bytes, batch: int = 1) -> None:
@@ -154,41 +156,6 @@ class NativeNetwork:
         w = np.empty((n_out, n_in), np.int8)
         self.lib.el_native_net_weights(_ptr(self.net), k, _ptr(w), 0)
         return w
-
-
-def qrun(qnet, x: np.ndarray, record: tuple[str, ...] = ("spikes",), mode: str = "auto",
-         lib: ctypes.CDLL | None = None):
-    """:func:`edgelearn.kernels.lif_fixed.qrun` on the C kernel (same QRecording), from the
-    zero state; falls back to the numpy kernel (with a one-line notice) without the library."""
-    from edgelearn.kernels import lif_fixed as lf
-    from edgelearn.kernels.image import to_image
-
-    lib = lib or library()
-    unknown = set(record) - {"spikes", "current", "membrane"}
-    if unknown:
-        raise InputError(f"cannot record {sorted(unknown)}; choose from spikes, current, "
-                         f"membrane")
-    if mode not in MODES:
-        raise InputError(f"mode must be one of {tuple(MODES)}, got {mode!r}")
-    if lib is None:
-        return lf.qrun(qnet, x, record=record, mode=mode)
-    seq = lf.as_int_sequence(qnet, x)
-    T, B, _ = seq.shape
-    nn = NativeNetwork(lib, to_image(qnet), B)
-    sizes = [la.n_out for la in qnet.layers]
-    res = nn.run(seq, sizes, qnet.layers[-1].spiking, record, mode)
-    rec = lf.QRecording(output=res["output"].astype(np.int64))
-    off = 0
-    for la in qnet.layers:
-        n = B * la.n_out
-        for key, dest, dt in (("spikes", rec.spikes, np.uint8), ("current", rec.current, np.int64),
-                              ("membrane", rec.membrane, np.int64)):
-            if res[key] is not None and (key != "spikes" or la.spiking):
-                dest[la.name] = res[key][:, off:off + n].reshape(T, B, la.n_out).astype(dt)
-        off += n
-    rec.clipped = {la.name: (int(res["clips"][k, 0]), int(res["clips"][k, 1]), T * B * la.n_out)
-                   for k, la in enumerate(qnet.layers)}
-    return rec
 
 
 def lpl_step(w_int8: np.ndarray, pre_q, post_q, state, params, rng, w_shift: float, gain_q=None,

@@ -24,7 +24,7 @@ rounding is monotonic: a partial sum beyond 2^24 means the exact sum is far outs
 range (the remaining terms are below 2^15, or below 2^22 for the smaller of C and R in recurrent
 layers, which is checked), so both saturate to the same bound. FixedPointError otherwise.
 :func:`run_step_graph` is a numpy float32 interpreter used to test the
-graph against :func:`edgelearn.kernels.lif_fixed.qlayer_step`.
+graph against :func:`edgelearn.kernels.lif_kernels.qlayer_step`.
 """
 
 from __future__ import annotations

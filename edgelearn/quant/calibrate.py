@@ -26,7 +26,8 @@ import numpy as np
 
 from edgelearn.errors import FixedPointError, InputError
 from edgelearn.fixed import encode_decay, int_range
-from edgelearn.kernels.lif_fixed import STATE_BITS, QLayer, QNetwork, qrun, quantize_input
+from edgelearn.kernels.lif_fixed import STATE_BITS, QLayer, QNetwork, quantize_input
+from edgelearn.kernels.lif_kernels import qrun
 from edgelearn.model import Network
 from edgelearn.runtime.reference import run
 

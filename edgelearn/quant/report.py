@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgelearn.errors import InputError
-from edgelearn.kernels.lif_fixed import QNetwork, dequantize, qrun, quantize_input
+from edgelearn.kernels.lif_fixed import QNetwork, dequantize, quantize_input
+from edgelearn.kernels.lif_kernels import qrun
 from edgelearn.model import Network
 from edgelearn.quant.calibrate import QuantReport, record_saturation
 from edgelearn.runtime.reference import run

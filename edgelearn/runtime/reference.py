@@ -12,10 +12,9 @@ import numpy as np
 
 from edgelearn.errors import InputError
 from edgelearn.kernels.lif_float import LayerState, init_layer_state, layer_step
-from edgelearn.model import Network
+from edgelearn.model import Network, store_traces, trace_buffers
 
 NetworkState = tuple[LayerState, ...]
-RECORDABLE = ("spikes", "current", "membrane")
 
 
 def init_state(net: Network, batch: int = 1) -> NetworkState:
@@ -66,19 +65,12 @@ class Recording:
 def run(net: Network, x: np.ndarray, record: tuple[str, ...] = ("spikes",),
         state: NetworkState | None = None) -> Recording:
     """Simulate a whole sequence. ``record`` picks any of 'spikes', 'current', 'membrane'."""
-    unknown = set(record) - set(RECORDABLE)
-    if unknown:
-        raise InputError(f"cannot record {sorted(unknown)}; choose from {RECORDABLE}")
     seq = as_sequence(net, x)
     T, B, _ = seq.shape
     state = init_state(net, B) if state is None else state
     out = np.empty((T, B, net.n_out), dtype=np.float32)
     rec = Recording(output=out)
-    traces = {k: getattr(rec, k) for k in record}
-    for k, d in traces.items():
-        for layer in net.layers:
-            if k != "spikes" or layer.spiking:
-                d[layer.name] = np.empty((T, B, layer.n_out), dtype=np.float32)
+    traces = trace_buffers(rec, net.layers, record, T, B, np.float32, np.float32)
     for t in range(T):
         h = seq[t]
         new = []
@@ -86,12 +78,7 @@ def run(net: Network, x: np.ndarray, record: tuple[str, ...] = ("spikes",),
             h, st = layer_step(layer, h, st)
             new.append(st)
             if traces:
-                if "spikes" in traces and layer.spiking:
-                    traces["spikes"][layer.name][t] = h
-                if "current" in traces:
-                    traces["current"][layer.name][t] = st.current
-                if "membrane" in traces:
-                    traces["membrane"][layer.name][t] = st.membrane
+                store_traces(traces, layer, t, h, st)
         state = tuple(new)
         out[t] = h
     rec.final_state = state
