@@ -170,6 +170,34 @@ def test_metadata_constant_must_match_graph(tmp_path):
         load_network(_tamper(tmp_path, edit))
 
 
+@pytest.mark.parametrize("fields", [("reset",), ("threshold",), ("reset", "threshold")])
+def test_readout_reset_and_threshold_may_be_null_or_absent(tmp_path, fields):
+    # docs/onnx-profile.md section 4: a readout does not use them
+    for drop in (False, True):
+        def edit(m):
+            layers = json.loads(M.read_metadata(m)[M.KEY_LAYERS])
+            for f in fields:
+                if drop:
+                    del layers[1][f]
+                else:
+                    layers[1][f] = None
+            M.write_metadata(m, {M.KEY_LAYERS: json.dumps(layers)})
+
+        net = load_network(_tamper(tmp_path, edit, kind="readout"))
+        assert not net.layers[1].spiking
+        assert net.layers[1].reset == "subtract"
+
+
+def test_spiking_layer_threshold_may_not_be_null(tmp_path):
+    def edit(m):
+        layers = json.loads(M.read_metadata(m)[M.KEY_LAYERS])
+        layers[0]["threshold"] = None
+        M.write_metadata(m, {M.KEY_LAYERS: json.dumps(layers)})
+
+    with pytest.raises(ModelFileError, match="metadata threshold must be a number or a list"):
+        load_network(_tamper(tmp_path, edit))
+
+
 @pytest.mark.parametrize("graph", ["step", "scan"])
 def test_backend_continues_from_state(graph):
     net = make_net("rlif", "zero")

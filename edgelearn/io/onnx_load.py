@@ -103,6 +103,15 @@ def _tensor(inits: dict, layer: str, role: str, name, shape: tuple, what: str):
     return arr
 
 
+def _readout_default(entry: dict, key: str, default, spiking: bool):
+    """A layer entry's value for ``key``; absent, or null where a readout does not use it
+    (``reset``, ``threshold`` of a non-spiking layer), gives ``default``."""
+    value = entry.get(key, default)
+    if value is None and not spiking and key in ("reset", "threshold"):
+        return default
+    return value
+
+
 def network_from_profile(model: onnx.ModelProto, what: str = "model") -> tuple[Network, str]:
     """Rebuild the Network a profile file describes; returns (network, graph kind).
 
@@ -133,7 +142,7 @@ def network_from_profile(model: onnx.ModelProto, what: str = "model") -> tuple[N
             n_in, n_out = int(e["n_in"]), int(e["n_out"])
             tensors = dict(e["tensors"])
             spiking = bool(e.get("spiking", True))
-            reset = str(e.get("reset", "subtract"))
+            reset = str(_readout_default(e, "reset", "subtract", spiking))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"'{what}': metadata layer {k} ({name!r}) lacks or mangles "
                                  f"field {exc}") from None
@@ -141,8 +150,9 @@ def network_from_profile(model: onnx.ModelProto, what: str = "model") -> tuple[N
             raise ModelFileError(f"'{what}': metadata layer {k} has no name")
         if not (0 < n_out and 0 < n_in and n_in * n_out <= MAX_PARAMETERS):
             raise ModelFileError(f"'{what}': layer '{name}' size {n_out}x{n_in} is out of range")
-        consts = {c: M.constant_from_json(name, c, e.get(c, 1.0 if c == "threshold" else 0.0),
-                                          n_out) for c in ("alpha", "beta", "threshold")}
+        consts = {c: M.constant_from_json(name, c, _readout_default(
+            e, c, 1.0 if c == "threshold" else 0.0, spiking), n_out)
+            for c in ("alpha", "beta", "threshold")}
         for c in ("alpha", "beta", "threshold"):
             if c == "threshold" and not spiking:
                 continue
