@@ -71,6 +71,21 @@ def _check_writable(path: str) -> None:
                          f"{exc.strerror or type(exc).__name__}") from None
 
 
+def _erased(size: int) -> bytearray:
+    """``size`` bytes of 0xFF (erased flash), filled in place: no second copy of the flash."""
+    try:
+        mem = bytearray(size)
+    except MemoryError:
+        raise FlashError(f"flash of {size} B does not fit in this host's memory") from None
+    chunk = b"\xff" * (1 << 20)
+    view = memoryview(mem)
+    for start in range(0, size, len(chunk)):
+        part = view[start:start + len(chunk)]
+        part[:] = chunk[:len(part)]
+    view.release()
+    return mem
+
+
 def newer(a: int, b: int) -> bool:
     """Whether generation ``a`` is newer than ``b`` (serial-number arithmetic mod 2^32)."""
     return 1 <= (a - b) % (1 << 32) < (1 << 31)
@@ -87,18 +102,19 @@ class Flash:
         self.path = None if path is None else os.fspath(path)
         self.region = self.size // 2
         self.slot_size = self.region - SLOT_HEADER_BYTES
-        self.mem = bytearray(b"\xff" * self.size)
+        self.mem = _erased(self.size)
         self.loaded_from_file = False
         if self.path:
             _check_writable(self.path)
         if self.path and os.path.exists(self.path):
             with open(self.path, "rb") as fh:
-                data = fh.read()
+                data = fh.read(self.size + 1)      # a longer file is refused, never read whole
             if len(data) == self.size:
                 self.mem[:] = data
                 self.loaded_from_file = True
             else:
-                raise FlashError(f"flash file {self.path} holds {len(data)} B, this device "
+                held = f"more than {self.size}" if len(data) > self.size else str(len(data))
+                raise FlashError(f"flash file {self.path} holds {held} B, this device "
                                  f"has {self.size} B of flash")
         self._active: SlotInfo | None | bool = False   # False: not computed yet
         self._writing: int | None = None

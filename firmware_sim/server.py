@@ -35,15 +35,27 @@ import time
 import tty
 from collections import deque
 
+from edgelearn.errors import EdgelearnError
 from edgelearn.link import framing
 from firmware_sim.device import Device
 
 SLACK = 0.020   # seconds the pacing clock may lag (receive FIFO / DMA ring of a board)
 
 
+class PortError(EdgelearnError):
+    """The port to serve cannot be opened (or failed while serving): one line with the reason."""
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
 class PtyPort:
     def __init__(self) -> None:
-        self.master, slave = os.openpty()
+        try:
+            self.master, slave = os.openpty()
+        except OSError as exc:
+            raise PortError(f"cannot open a pseudo-terminal: {_reason(exc)}") from None
         self.path = os.ttyname(slave)
         tty.setraw(self.master)
         tty.setraw(slave)
@@ -92,9 +104,14 @@ class PtyPort:
 class TcpPort:
     def __init__(self, host: str, port: int) -> None:
         self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind((host, port))
-        self.server.listen(1)
+        try:
+            self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.server.bind((host, port))
+            self.server.listen(1)
+        except (OSError, UnicodeError) as exc:    # in use, not ours, unknown host, bad name
+            self.server.close()
+            reason = _reason(exc) if isinstance(exc, OSError) else "invalid host name"
+            raise PortError(f"cannot listen on {host[:80]}:{port}: {reason}") from None
         h, p = self.server.getsockname()
         self.announce = f"socket://{h}:{p}"
         self.conn: socket.socket | None = None
@@ -168,8 +185,10 @@ class UartPort:
         import serial
         try:
             self.port = serial.serial_for_url(url, timeout=0, write_timeout=10)
-        except (serial.SerialException, ValueError) as exc:
-            raise OSError(f"cannot open {url!r}: {exc}") from None
+        except (serial.SerialException, ValueError, OSError) as exc:
+            text = str(exc).strip()
+            reason = text.splitlines()[0] if text else type(exc).__name__
+            raise PortError(f"cannot open {url[:80]!r}: {reason}") from None
         self.announce = url
 
     def read(self, limit: int, timeout: float) -> bytes | None:

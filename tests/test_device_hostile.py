@@ -245,7 +245,7 @@ def test_unwritable_flash_file_and_negative_baud_are_refused_at_start(tmp_path):
         with pytest.raises(FlashError, match="cannot be written"):
             Flash(64 * 1024, bad)
     for args, needle in ((["--flash-file", str(missing)], "cannot be written"),
-                         (["--baud", "-5"], "baud must be >= 0")):
+                         (["--baud", "-5"], "argument --baud")):
         r = subprocess.run([sys.executable, "-m", "firmware_sim", "--pty", *args],
                            capture_output=True, text=True, timeout=60)
         lines = r.stderr.strip().splitlines()

@@ -1,12 +1,15 @@
 """``edgelearn firmware-sim ...``: start a simulated board (runs ``python -m firmware_sim``).
 
 edgelearn never imports firmware_sim (it is the device side); this command starts it as a
-child process with the same arguments, so ``edgelearn firmware-sim --help`` shows its options.
+child process with the same arguments and FIRMWARE_SIM_PROG="edgelearn firmware-sim", so
+``edgelearn firmware-sim --help`` shows its options and a bad option is the simulator's one
+line ``edgelearn firmware-sim: error: ...`` with its exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +17,7 @@ import sys
 EXAMPLES = """examples:
   edgelearn firmware-sim --pty --profile cortex-m4-256k --flash-file /tmp/board.flash
   edgelearn firmware-sim --port socket-server://127.0.0.1:7000 --baud 115200
+  edgelearn firmware-sim --pty --ram 64KiB --check   (check the options, serve nothing)
   edgelearn firmware-sim --help          (all options of the simulator)
 """
 
@@ -32,7 +36,8 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "firmware_sim", *args.args]
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, env=dict(os.environ,
+                                          FIRMWARE_SIM_PROG="edgelearn firmware-sim"))
     # forward SIGTERM so the simulator never outlives this command
     old = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:

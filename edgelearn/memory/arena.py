@@ -36,7 +36,11 @@ class Arena:
         self.size = int(size)
         self.align = int(align)
         self.name = name
-        self._buf = bytearray(self.size)
+        try:
+            self._buf = bytearray(self.size)
+        except MemoryError:
+            raise MemoryBudgetError(f"{name}: {self.size} B do not fit in this host's "
+                                    f"memory") from None
         self._top = 0
         self.high_water = 0
         self.allocations: list[Allocation] = []

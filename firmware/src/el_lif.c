@@ -39,7 +39,7 @@ void el_layer_prepare(el_layer *L)
         if (max_acc + half_of(L->w_shift) >= ((int64_t)1 << 31)) return;   /* A + half */
         bound += shifted_bound(max_acc, L->w_shift);
         if (L->vT) {
-            if (L->v_shift > 0 && L->n_out >= ((uint32_t)1 << (40 - L->v_shift))) return;
+            if (L->v_shift > 0 && (uint64_t)L->n_out >= ((uint64_t)1 << (40 - L->v_shift))) return;
             if (128 * (int64_t)L->n_out + half_of(L->v_shift) >= ((int64_t)1 << 31)) return;
             bound += shifted_bound(128 * (int64_t)L->n_out, L->v_shift);
         }
