@@ -23,13 +23,17 @@ EXAMPLES = """examples:
   edgelearn run model.bin --input x.npy -o y.npz           # device image (--image)
 
 X is float [T, n_in] or [T, B, n_in] (bool/int accepted). Y holds 'output' [T, B, n_out] (the
-last layer's spikes, or its membrane for a readout) and 'spikes/<layer>' per spiking layer.
+last layer's spikes, or its membrane for a readout; for a quantized model the integer membrane
+in state units: times the layer's scale for the float model's units) and 'spikes/<layer>' per
+spiking layer.
 
 A quantized model (tools/quantize.py: quantized-profile ONNX or device image .bin) runs its
 integer network (docs/fixed-point.md): by
 default on the C kernel of firmware/ loaded as a shared library (built on first use with the
 system compiler; the numpy integer kernel, after a one-line notice, when that is not possible),
-or with --backend numpy; float input is quantized first (x / input_scale, rounded).
+or with --backend numpy. X that holds only integers (any dtype) is the integer input itself
+and must fit the model's signed input_bits; other float X is quantized first:
+floor(x / input_scale + 1/2), saturated to input_bits (docs/fixed-point.md section 4).
 """
 
 
