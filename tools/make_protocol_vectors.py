@@ -306,11 +306,25 @@ def session_errors() -> list[str]:
     s.request(0x55, b"", "unknown type")
     s.request(m.UPLOAD_DATA, b"abc", "no upload open")
     s.request(m.INFER, m.Infer(1, 12, 0, bytes(2)).pack(), "no model")
+    s.request(m.MODE, m.Mode(1, 1).pack(), "no model before the state checks")
+    s.request(m.TEACH, m.Teach(0).pack(), "no model")
+    s.request(m.BLOB_GET, m.BlobGet(m.BLOB_WEIGHTS).pack(), "no model")
+    cfg = bytearray(blobs.encode_config(compile_config(config(), q)))
+    cfg[21] = 1
+    s.put_blob(m.BLOB_CONFIG, bytes(cfg))          # decoded before the model check
     s.upload(to_image(q))
     s.request(m.UPLOAD_DATA, b"", "empty data")
     s.request(m.INFER, m.Infer(1, 11, 0, bytes(2)).pack(), "wrong input width")
     s.request(m.INFER, m.Infer(0, 12, 0, b"").pack(), "0 steps")
     s.request(m.INFER, m.Infer(1, 12, 0x10, bytes(2)).pack(), "reserved flag")
+    both = struct.pack("<HHB", 1, 12, m.INFER_COUNTS | m.INFER_INT16)
+    s.request(m.INFER, both + bytes(12), "int8 and int16 rows: the length check counts int16")
+    s.request(m.INFER, both + bytes(24), "int8 and int16 rows")
+    s.request(m.LEARN, b"\x02\x00", "enable 2 needs 72 bytes")
+    s.request(m.LEARN, b"\x02" + bytes(71), "enable 2")
+    block = bytearray(blobs.encode_lpl_block(lpl_rate.layer_codes(default_lpl(), q.layers[0])))
+    block[26] = 5
+    s.request(m.LEARN, m.Learn(1, 0, 9, bytes(block)).pack(), "mean.s outside 11..48")
     s.request(m.INFER, m.Infer(1, 12, m.INFER_COUNTS, bytes([200] + [0] * 11)).pack(),
               "-56 is fine, 8-bit input")
     s.request(m.INFER, m.Infer(1, 12, m.INFER_INT16, struct.pack("<12h", 300, *([0] * 11)))
@@ -326,6 +340,7 @@ def session_errors() -> list[str]:
     s.request(m.MODE, m.Mode(1, 1).pack(), "not in sample mode")
     s.request(m.RESET, b"\x07", "unknown reset mode")
     s.request(m.HELLO, m.Hello(64, 8).pack(), "host_max_payload below 128")
+    s.request(m.TELEMETRY, b"", "the session stays open")
     return _header("errors", "requests a device refuses, and how") + s.lines
 
 
