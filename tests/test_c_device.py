@@ -245,7 +245,9 @@ def test_streaming_lpl_matches_the_numpy_rule():
         assert error_of(dev.request(0x21, struct.pack("<BBHI", 1, k, 0, 1) + bytes(bad)))[:4] \
             == (12, 0x21, 8 + 3, 2)
         assert error_of(dev.request(0x21, bytes([1, 1])))[:4] == (4, 0x21, 2, 72)
-        assert error_of(dev.request(0x21, bytes([0, 7])))[:4] == (12, 0x21, 1, 7)
+        assert error_of(dev.request(0x21, bytes([1, 7]) + bytes(70)))[:4] == (12, 0x21, 1, 7)
+        r = dev.request(0x21, bytes([0, 7]))         # enable 0: the layer byte is not used
+        assert r.type == 0xA1 and struct.unpack("<BBI", r.payload)[:2] == (0, 0xFF)
 
 
 def test_sequencing_nak_and_retransmission():
@@ -479,3 +481,26 @@ def test_protocol_invalid_blob_vectors():
             n += 1
         assert n >= 8
         assert dev.read_all(0x43, 0x44, b"\x03") == before
+
+
+def test_layer_names_follow_the_image_rule_on_both_implementations():
+    """docs/fixed-point.md section 7: a layer name is 1..255 bytes of ASCII letters, digits and
+    '_'; a non-ASCII name (valid UTF-8, same length) is refused by the C board's commit and by
+    the host's reader alike, and the running model stays."""
+    from edgelearn.errors import EdgelearnError
+
+    image = (VEC / "lif_ff_int8.bin").read_bytes()
+    name = from_image(image).layers[0].name.encode()
+    assert len(name) >= 2 and image.count(name) == 1
+    bad = image.replace(name, "é".encode() + name[2:])
+    with pytest.raises(EdgelearnError, match="name"):
+        from_image(bad)
+    with CDevice() as dev:
+        dev.hello()
+        assert dev.upload(image).type == 0x92
+        assert dev.request(0x10, struct.pack("<II", len(bad), zlib.crc32(bad))).type == 0x90
+        assert dev.request(0x11, bad).type == 0x91
+        code, _, _, _, text = error_of(dev.request(0x12))
+        assert code == 8 and "name" in text
+        h = hello_fields(dev.hello().payload)
+        assert (h["active_slot"], h["active_len"]) == (0, len(image))

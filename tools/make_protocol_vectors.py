@@ -322,6 +322,7 @@ def session_errors() -> list[str]:
     s.request(m.INFER, both + bytes(24), "int8 and int16 rows")
     s.request(m.LEARN, b"\x02\x00", "enable 2 needs 72 bytes")
     s.request(m.LEARN, b"\x02" + bytes(71), "enable 2")
+    s.request(m.LEARN, b"\x00\x07", "enable 0: the layer byte is not used (any value)")
     block = bytearray(blobs.encode_lpl_block(lpl_rate.layer_codes(default_lpl(), q.layers[0])))
     block[26] = 5
     s.request(m.LEARN, m.Learn(1, 0, 9, bytes(block)).pack(), "mean.s outside 11..48")

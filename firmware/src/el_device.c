@@ -538,12 +538,12 @@ static int h_learn(el_device *d, el_request *r)
     el_engine *e = need_engine(d, r, 0);
     if (!e) return -1;
     uint32_t enable = r->in[0], layer = r->in[1];
-    uint32_t k = layer == LAYER_DEFAULT ? (uint32_t)el_feature_layer(&d->desc) : layer;
-    if (k >= d->desc.n_layers || !(d->desc.layer[k].flags & EL_IMG_F_SPIKING))
-        ERR(EL_E_BAD_PARAM, 1, layer, "layer %lu is not a spiking layer of the model (%lu "
-            "layers)", (unsigned long)layer, (unsigned long)d->desc.n_layers);
-    if (enable) {
-        if (enable != 1) ERR(EL_E_BAD_PARAM, 0, enable, "enable must be 0 or 1, got %lu", (unsigned long)enable);
+    if (enable > 1) ERR(EL_E_BAD_PARAM, 0, enable, "enable must be 0 or 1, got %lu", (unsigned long)enable);
+    if (enable) {                   /* enable 0 does not use the layer byte */
+        uint32_t k = layer == LAYER_DEFAULT ? (uint32_t)el_feature_layer(&d->desc) : layer;
+        if (k >= d->desc.n_layers || !(d->desc.layer[k].flags & EL_IMG_F_SPIKING))
+            ERR(EL_E_BAD_PARAM, 1, layer, "layer %lu is not a spiking layer of the model (%lu "
+                "layers)", (unsigned long)layer, (unsigned long)d->desc.n_layers);
         if (u16(r->in + 2)) ERR(EL_E_BAD_PARAM, 2, u16(r->in + 2), "reserved field must be 0");
         el_config cfg;
         default_config(d, &cfg);

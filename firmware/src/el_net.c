@@ -30,20 +30,19 @@ static int positive_finite(double v) { return v > 0 && v <= 1.7976931348623157e3
         return -1;                                  \
     } while (0)
 
-/* a layer name: non-empty, letters, digits and '_' (non-ASCII letters accepted as UTF-8) */
+/* a layer name (docs/fixed-point.md section 7): 1..255 bytes of ASCII letters, digits and
+ * '_', at least one of them a letter or digit */
 static int identifier(const uint8_t *s, uint32_t n)
 {
-    if (n == 0 || !el_utf8_valid(s, n)) return 0;
+    if (n == 0 || n > 255) return 0;
+    int alnum = 0;
     for (uint32_t i = 0; i < n; i++) {
         uint8_t c = s[i];
-        if (c >= 0x80) continue;
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              c == '_'))
-            return 0;
+        int is_alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!is_alnum && c != '_') return 0;
+        alnum |= is_alnum;
     }
-    for (uint32_t i = 0; i < n; i++)          /* "_" alone is not an identifier */
-        if (s[i] != '_') return 1;
-    return 0;
+    return alnum;
 }
 
 int el_image_check(const uint8_t *img, uint32_t len, el_image_desc *d, char *err,
