@@ -160,9 +160,10 @@ def head_norm(bundle, xs, rate, readout):
     return d
 
 
-def run_lpl(bundle, params, xs, xe, ye, seed, readout, reference, arena):
-    """Adapt on the stream with the LPL rule on every hidden layer (starting state
-    ``reference`` if the rule needs one); held-out accuracy."""
+def adapt_lpl(bundle, params, xs, seed, readout, reference, arena):
+    """Adapt on the stream ``xs`` with the LPL rule on every hidden layer (starting state
+    ``reference`` if the rule needs one). Returns (adapted integer network, head, mean |dW| in
+    int8 LSB, the per-sample predictions made during the stream)."""
     cfg = EngineConfig(readout=readout, lpl_layers=bundle.hidden_names, lpl=params, hep=None,
                        seed=seed + 1)
     t = HostTarget(bundle.qnet, arena, bundle.head, cfg)
@@ -176,7 +177,13 @@ def run_lpl(bundle, params, xs, xe, ye, seed, readout, reference, arena):
     t.set_learning(False, False)
     w = t.get_weights()
     moved = float(np.mean([np.abs(w[k].astype(int) - v).mean() for k, v in w0.items()]))
-    return head_accuracy(t.network(), t.head(), xe, ye, readout), moved, np.asarray(hits)
+    return t.network(), t.head(), moved, np.asarray(hits)
+
+
+def run_lpl(bundle, params, xs, xe, ye, seed, readout, reference, arena):
+    """:func:`adapt_lpl`, then held-out accuracy: (accuracy, mean |dW| LSB, predictions)."""
+    qnet, head, moved, hits = adapt_lpl(bundle, params, xs, seed, readout, reference, arena)
+    return head_accuracy(qnet, head, xe, ye, readout), moved, hits
 
 
 def float_reference(params: lpl_rate.Params, st_q) -> lpl_rate.State:
