@@ -48,3 +48,29 @@ def test_speech_model_on_host_and_board_agree_bit_for_bit_with_plan_equal_measur
         assert board.client.stats.retransmissions == 0          # a clean line: no timer fired
     finally:
         board.close()
+
+
+def test_c_board_arena_high_water_equals_the_plan():
+    """The C firmware's host build (sim?impl=c) running the headline deployment with LPL and
+    hEP uses exactly the planned arena: every buffer, the step's working memory
+    (kernel.scratch, lpl.scratch) included, is in edgelearn.memory.layout."""
+    bundle = load_bundle("models/speech_digits.onnx")
+    x, y, _ = load_stream("new_user", bundle.qnet.n_in, seed=0, limit=6)
+    req = requested_config(bundle, "all", True)
+    plan = plan_bundle(bundle, parse_bytes("256KiB"), get_profile("cortex-m4-256k"), req,
+                       LinkShape())
+    names = [b.name for b in plan.buffers]
+    assert plan.config.lpl_layers and plan.config.hep
+    assert names[-2:] == ["kernel.scratch", "lpl.scratch"]
+    board = make_target(parse_target("serial:sim?impl=c&ram=262144"), bundle, plan, seed=5,
+                        progress=False)
+    try:
+        board.set_learning(True, True)
+        for i in range(len(x)):
+            board.infer(x[i])
+            board.teach(int(y[i]))
+        tel = board.telemetry()
+        assert tel.lpl_updates > 0 and tel.hep_updates > 0
+        assert tel.arena_high_water == plan.total_bytes
+    finally:
+        board.close()

@@ -51,7 +51,8 @@ def test_generous_budget_keeps_everything():
 
 def test_ladder_drops_in_order_and_says_what():
     full = plan_deployment(LAYERS, parse_bytes("256KiB"), M4, FULL, link=True, head=HEAD)
-    lpl = sum(b.nbytes for b in full.buffers if b.name.startswith("hidden.lpl"))
+    lpl = sum(b.nbytes for b in full.buffers
+              if b.name.startswith("hidden.lpl") or b.name == "lpl.scratch")
     # just too small for LPL + hEP: the hEP head alone is kept
     plan = plan_deployment(LAYERS, full.total_bytes - 1, M4, FULL, link=True, head=HEAD)
     assert plan.config == AdaptConfig(hep=True)
@@ -65,10 +66,13 @@ def test_ladder_drops_in_order_and_says_what():
 
 
 def test_dropped_lists_only_what_the_chosen_rung_lacks():
-    full = plan_deployment(LAYERS, parse_bytes("256KiB"), M4, FULL, head=HEAD)
+    head = HeadShape(HEAD.sizes, replay=32)      # hEP learning larger than LPL's
+    full = plan_deployment(LAYERS, parse_bytes("256KiB"), M4, FULL, head=head)
     hep = sum(b.nbytes for b in full.buffers if b.category == "learning"
               and b.name.startswith("head."))
-    plan = plan_deployment(LAYERS, full.total_bytes - hep, M4, FULL, head=HEAD)
+    lpl = sum(b.nbytes for b in full.buffers if b.category == "learning") - hep
+    assert hep > lpl                 # so the budget below fits LPL alone, not hEP alone
+    plan = plan_deployment(LAYERS, full.total_bytes - hep, M4, FULL, head=head)
     assert plan.config == AdaptConfig(("hidden",))
     assert plan.dropped == ["hEP dropped (LPL only)"]
 

@@ -102,11 +102,29 @@ def _has(v) -> bool:
     return v is not None and v is not False
 
 
+def step_list_len(layers: Sequence) -> int:
+    """m of ``kernel.scratch``: the widest layer input or output."""
+    return max(max(int(la.n_in), int(la.n_out)) for la in layers)
+
+
+def lpl_scratch_bytes(n_in: int, n_out: int, decorr: bool) -> int:
+    """Bytes of ``lpl.scratch`` for an n_out x n_in LPL layer (the C step's working memory,
+    firmware/src/el_lpl.c): per-neuron factors p (int64 n_out), deviations d (int64 n_out, with
+    decorrelation), filtered activities x and z (int32 n_in, n_out), and the window search:
+    values in bucket order (uint32 n_in + 4), their indices (uint16 n_in), bucket starts and
+    cursors (uint16 2 nb + 1, nb the power of two >= n_in); rounded up to 8."""
+    nb = 1 << max(int(n_in) - 1, 0).bit_length()
+    b = (8 * (n_out + (n_out if decorr else 0)) + 4 * n_in + 4 * n_out + 4 * (n_in + 4)
+         + 2 * n_in + 2 * (2 * nb + 1))
+    return (b + 7) // 8 * 8
+
+
 def arena_layout(layers: Sequence, *, input_bits: int = 8, link: LinkShape | None = None,
                  head_sizes: Sequence[int] | None = None,
                  lpl: Sequence[tuple[int, StateShapes]] = (),
                  hep_replay: int | None = None) -> list[BufferSpec]:
-    """Every buffer of one deployment, in allocation order.
+    """Every buffer of one deployment, in allocation order (the last two are the working
+    memory of one step: ``kernel.scratch`` always, ``lpl.scratch`` with LPL).
 
     Args:
         layers: the model's layers (float, integer or planner shapes): name, n_in, n_out,
@@ -172,4 +190,14 @@ def arena_layout(layers: Sequence, *, input_bits: int = 8, link: LinkShape | Non
             add("head.replay.labels", R, np.uint8, "learning", "uint8 labels")
             add("head.replay.lengths", R, np.uint16, "learning", "uint16 lengths")
             add("head.replay.ring", 2, np.int32, "learning", "int32 position, fill")
+    m = step_list_len(layers)
+    add("kernel.scratch", (4, m), np.uint16, "state",
+        f"uint16 lists of one step: active inputs, their values, spikes, last step's spikes "
+        f"(widest layer {m})")
+    if lpl:
+        need = max(lpl_scratch_bytes(layers[k].n_in, layers[k].n_out,
+                                     any(f == "cov" and int(np.prod(sh)) for f, sh, _ in shapes))
+                   for k, shapes in lpl)
+        add("lpl.scratch", need, np.uint8, "learning",
+            "LPL step working memory: factors, filtered activities, window search")
     return out

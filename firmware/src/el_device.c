@@ -73,10 +73,8 @@ static void logf_(el_device *d, const char *line)
 
 /* ---- engine installation ---------------------------------------------------------------- */
 
-static uint32_t link_end(const el_device *d)
-{
-    return 2 * d->link.max_wire + 2 * (uint32_t)d->link.window * d->link.max_wire;
-}
+/* where the engine's buffers start: after the link's, as the arena rounded them */
+static uint32_t link_end(const el_device *d) { return d->link_bytes; }
 
 static void keepalive(void *ctx) { el_link_keepalive(&((el_device *)ctx)->link); }
 
@@ -177,6 +175,7 @@ void el_device_reboot(el_device *d)
     el_arena_init(&d->arena, d->mem.arena, d->cfg.ram, 4);
     el_link_io io = {port_write, d->port.now_ms ? port_now : 0, execute, after, port_log, d};
     el_link_init(&d->link, &io, d->cfg.max_payload, d->cfg.window, &d->arena);
+    d->link_bytes = d->arena.used;
     memset(&d->c, 0, sizeof d->c);
     d->has_engine = d->sample_mode = d->stream_lpl = 0;
     d->running = EL_NO_SLOT;

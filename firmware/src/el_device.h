@@ -50,6 +50,7 @@ typedef struct {
     el_port port;
     const el_cost *cost;
     el_arena arena;
+    uint32_t link_bytes;                    /* the link's buffers at the arena's start */
     el_flash flash;
     el_link link;
     el_counters c;
