@@ -1,31 +1,46 @@
 """A documented cycle-cost model: estimated CPU cycles per network step on a board profile.
 
-The simulator does not emulate a CPU; it counts the work one step does (synaptic operations,
-neuron updates, learning updates) and prices each kind with a per-core constant. The constants
-are *assumptions* for hand-written C on each core class (int8 weights, int32 state), not
-measurements of a specific part; they say what dominates, not the exact figure.
+The simulator does not emulate a CPU; it counts the work one step does (active inputs, neuron
+updates, learning updates) and prices each kind with a per-core constant. The C firmware
+(firmware/src/el_cycles.c) prices its steps with the same model and table.
 
-Per step, per layer with n_in inputs, n_out neurons and k active (non-zero) inputs:
+Per step, per layer with n_in inputs, n_out neurons, k active (non-zero) inputs and r spikes
+of the previous step (recurrent layers):
 
-    synapses  = min(n_in * n_out * c_mac,            dense int8 multiply-accumulate
-                    k * n_out * c_event + n_in * c_scan)   event path: add the active columns
-    neurons   = n_out * c_neuron                     two 12-bit decays, add, compare, reset
-    recurrent = (spikes of the previous step) * n_out * c_event
-    learning  = n_in * n_out * c_lpl + n_out * c_lpl_neuron   (fixed-point LPL on the layer)
-    step      = c_step + sum over layers                     (loop, I/O, bookkeeping)
+    synapses  = min(n_in * n_out * c_mac,                         dense
+                    k * n_out * c_k + n_in * c_scan)              event path: active columns
+                c_k = c_value when the step's active inputs carry values other than 1 (a
+                non-spiking network input), else c_event
+    neurons   = n_out * c_neuron                      decays, add, compare, reset, bookkeeping
+    recurrent = r * n_out * c_event
+    learning  = n_in * n_out * c_lpl + n_out * c_lpl_neuron + n_in * c_lpl_input   (LPL)
+    step      = c_step + sum over layers
 
 Constants (cycles):
 
-    core        c_mac  c_event  c_scan  c_neuron  c_lpl  c_lpl_neuron  c_step  clock
-    cortex-m0+   5      4        2       40        30     120           400     48 MHz
-    cortex-m4    1.5    2        1       14        10      50           200     120 MHz
-    cortex-m7    1      1.5      1       10         7      40           150     480 MHz
-    linux (A53)  0.5    1        0.5      6         4      20           400     1.2 GHz
+    core        c_mac  c_event c_value c_scan c_neuron c_lpl c_lpl_neuron c_lpl_input c_step clock
+    cortex-m3   3.85   2.62    3.85    6.69   40.5     0     520          197         3040   25 MHz
+    cortex-m4   3.84   2.62    3.84    6.7    39.1     0     518          199         3090   120 MHz
+    cortex-m0+  5      4       4       2      40       30    120          0           400    48 MHz
+    cortex-m7   1      1.5     1.5     1      10       7     40           0           150    480 MHz
+    linux (A53) 0.5    1       1       0.5    6        4     20           0           400    1.2 GHz
 
-Rationale: the M0+ has no DSP extension or unaligned access, so each int8 MAC is a load, a
-sign-extend, a multiply and an add; the M4/M7 pack two int8 MACs per SMLAD after SXTB16
-unpacking. The LPL synapse cost covers one multiply, one PRNG word (lowbias32: 2 multiplies,
-3 shift-xors) and the stochastic shift with clipping.
+**cortex-m3 and cortex-m4 are measured**: the constants are a non-negative least-squares fit
+(relative error of each run's mean) to the instructions per step of this C firmware under QEMU
+``-icount shift=0`` (``mps2-an385`` Cortex-M3, ``mps2-an386`` Cortex-M4F; builds icount-cm3,
+icount-cm4f) on 8 workloads x inference / + LPL (tools/measure_icount.py, stored in
+tests/icount/cortex_m.json): every run's mean is within 8 % of the model (inference within
+3 %, LPL within 8 %; the LPL step's window search varies with the activity, which the model
+does not price). They count instructions: one cycle per instruction, a lower bound for a real
+part (loads, taken branches and multiplies by 64-bit values take 2 or more). c_mac = c_value:
+the C engine is event-driven only; its dense figure (HELLO's worst case) is every input active
+with values. LPL costs per neuron and per input (filters, PRNG words, statistics, the window
+search), not per synapse: c_lpl = 0. The cortex-m3 clock is the MPS2 AN385 image's 25 MHz.
+
+cortex-m0+, cortex-m7 and linux are **assumptions** for hand-written C (int8 weights, int32
+state), not measurements: the M0+ has no DSP extension or unaligned access, so each int8 MAC is
+a load, a sign-extend, a multiply and an add; the M7 packs two int8 MACs per SMLAD; their LPL
+is priced per synapse (one multiply, one PRNG word and a stochastic shift).
 """
 
 from __future__ import annotations
@@ -38,19 +53,22 @@ class CoreCost:
     core: str
     c_mac: float
     c_event: float
+    c_value: float
     c_scan: float
     c_neuron: float
     c_lpl: float
     c_lpl_neuron: float
+    c_lpl_input: float
     c_step: float
     clock_hz: float
 
 
 COSTS = {c.core: c for c in (
-    CoreCost("cortex-m0plus", 5, 4, 2, 40, 30, 120, 400, 48e6),
-    CoreCost("cortex-m4", 1.5, 2, 1, 14, 10, 50, 200, 120e6),
-    CoreCost("cortex-m7", 1, 1.5, 1, 10, 7, 40, 150, 480e6),
-    CoreCost("linux", 0.5, 1, 0.5, 6, 4, 20, 400, 1.2e9),
+    CoreCost("cortex-m3", 3.85, 2.62, 3.85, 6.69, 40.5, 0, 520, 197, 3040, 25e6),
+    CoreCost("cortex-m4", 3.84, 2.62, 3.84, 6.7, 39.1, 0, 518, 199, 3090, 120e6),
+    CoreCost("cortex-m0plus", 5, 4, 4, 2, 40, 30, 120, 0, 400, 48e6),
+    CoreCost("cortex-m7", 1, 1.5, 1.5, 1, 10, 7, 40, 0, 150, 480e6),
+    CoreCost("linux", 0.5, 1, 1, 0.5, 6, 4, 20, 0, 400, 1.2e9),
 )}
 
 
@@ -62,15 +80,22 @@ def core_of(profile_name: str) -> CoreCost:
     return COSTS["cortex-m4"]
 
 
+def lpl_cycles(cost: CoreCost, n_in: int, n_out: int) -> float:
+    """Cycles of one LPL step on an n_out x n_in layer."""
+    return n_in * n_out * cost.c_lpl + n_out * cost.c_lpl_neuron + n_in * cost.c_lpl_input
+
+
 def layer_cycles(cost: CoreCost, n_in: int, n_out: int, active: int | None,
-                 recurrent_spikes: int = 0, learning: bool = False) -> float:
-    """Cycles of one layer for one step; ``active=None`` prices the dense path."""
+                 recurrent_spikes: int = 0, learning: bool = False, values: bool = False
+                 ) -> float:
+    """Cycles of one layer for one step; ``active=None`` prices the dense path; ``values``:
+    the active inputs carry values other than 1."""
     dense = n_in * n_out * cost.c_mac
-    syn = dense if active is None else min(dense, active * n_out * cost.c_event
-                                           + n_in * cost.c_scan)
+    c_k = cost.c_value if values else cost.c_event
+    syn = dense if active is None else min(dense, active * n_out * c_k + n_in * cost.c_scan)
     out = syn + n_out * cost.c_neuron + recurrent_spikes * n_out * cost.c_event
     if learning:
-        out += n_in * n_out * cost.c_lpl + n_out * cost.c_lpl_neuron
+        out += lpl_cycles(cost, n_in, n_out)
     return out
 
 
@@ -84,19 +109,21 @@ def worst_case_cycles(cost: CoreCost, shapes: list[tuple[int, int, bool]]) -> in
 
 def run_cycles(cost: CoreCost, shapes: list[tuple[int, int]], activity, learning: list[bool]
                ) -> float:
-    """Cycles of the steps an engine ran: ``activity`` int [T, L, 2] holds per step and layer
-    the active (nonzero) inputs and the recurrent spikes of the previous step; ``learning``
-    says which layers ran LPL. Each step is priced as :func:`layer_cycles` (event path where
-    cheaper) plus ``c_step``."""
+    """Cycles of the steps an engine ran: ``activity`` int [T, L, 3] holds per step and layer
+    the active (nonzero) inputs, the recurrent spikes of the previous step and 1 when the
+    active inputs carried values other than 1 (else 0); ``learning`` says which layers ran
+    LPL. Each step is priced as :func:`layer_cycles` (event path where cheaper) plus
+    ``c_step``."""
     import numpy as np
     act = np.asarray(activity, dtype=np.float64)
     T = act.shape[0]
     total = cost.c_step * T
     for k, (n_in, n_out) in enumerate(shapes):
         dense = n_in * n_out * cost.c_mac
-        event = act[:, k, 0] * n_out * cost.c_event + n_in * cost.c_scan
+        c_k = np.where(act[:, k, 2] > 0, cost.c_value, cost.c_event)
+        event = act[:, k, 0] * n_out * c_k + n_in * cost.c_scan
         total += float(np.minimum(dense, event).sum()) + T * n_out * cost.c_neuron
         total += float(act[:, k, 1].sum()) * n_out * cost.c_event
         if learning[k]:
-            total += T * (n_in * n_out * cost.c_lpl + n_out * cost.c_lpl_neuron)
+            total += T * lpl_cycles(cost, n_in, n_out)
     return total

@@ -219,7 +219,8 @@ class Engine:
         self.counters = counters if counters is not None else {}
         for k in COUNTERS:
             self.counters.setdefault(k, 0)
-        self.activity: list | None = None    # per-step (active inputs, recurrent spikes)
+        # per step and layer: active inputs, recurrent spikes, 1 if the inputs carry values
+        self.activity: list | None = None
         self._in_lo, self._in_hi = int_range(qnet.input_bits)
         miss = first_misfit(engine_layout(qnet, head, dc), arena)
         if miss is not None:
@@ -374,7 +375,7 @@ class Engine:
         counts = [np.zeros(la.n_out, np.int64) if la.spiking else None for la in layers]
         acc = np.zeros(self.qnet.n_out, np.int64)
         outs = None if sample else np.zeros((T, self.qnet.n_out), np.int64)
-        act = None if self.activity is None else np.zeros((T, n_layers, 2), np.int64)
+        act = None if self.activity is None else np.zeros((T, n_layers, 3), np.int64)
         binary0 = bool(xs.size and xs.min() >= 0 and xs.max() <= 1)
         rng, lpl_updates = self.rng, 0
         lif_step = self.lif_step
@@ -386,6 +387,7 @@ class Engine:
                 la = layers[k]
                 if act is not None:
                     act[t, k, 0] = np.count_nonzero(h)
+                    act[t, k, 2] = k == 0 and bool(np.any((h != 0) & (h != 1)))
                     if la.recurrent is not None:
                         act[t, k, 1] = np.count_nonzero(spk[k])
                 y, states[k] = lif_step(la, h, states[k], "auto", binary)

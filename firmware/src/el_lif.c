@@ -477,4 +477,5 @@ void el_layer_run(const el_layer *L, el_step_lists *lists, uint32_t n_ev, int wi
     info->active = n_ev;
     info->fired = n_f;
     info->spikes = n_sp;
+    info->values = (uint32_t)(with_values && n_ev);
 }

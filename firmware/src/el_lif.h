@@ -93,9 +93,10 @@ void el_step_lists_bind(el_step_lists *s, void *scratch, uint32_t m);
 uint32_t el_input_events(const void *x, int x_kind, uint32_t n, int binary, int mode,
                          uint16_t *in, int16_t *val, int *with_values);
 
-/* What one layer step saw: active inputs, last step's spikes (R), new spikes. */
+/* What one layer step saw: active inputs, last step's spikes (R), new spikes; values: 1 when
+ * the active inputs were summed with their values (not all 1), else 0. */
 typedef struct {
-    uint32_t active, fired, spikes;
+    uint32_t active, fired, spikes, values;
 } el_step_info;
 
 /* One step of one layer for one sequence. The input: n_ev events in lists->in (values in

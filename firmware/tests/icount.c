@@ -5,8 +5,15 @@
  *
  * ROWS.bin: N_STEPS rows of n_in int8 inputs. Runs the steps twice through the same engine
  * (sample mode, as SAMPLE does): inference alone, then with LPL on LAYER (BLOCK.bin: its
- * 64-byte LPL block) after a warm-up of `warmup` steps, and prints
- *   instructions <infer|lpl> <total> <steps> <active inputs summed over layers and steps>
+ * 64-byte LPL block) after a warm-up of `warmup` steps. Each step is timed alone (SysTick read
+ * before and after el_engine_step, so one step reads +-40 instructions, unbiased) and the
+ * activity the cost model prices (firmware_sim/cycles.py) is counted outside the timed part.
+ * Prints per run
+ *   run <infer|lpl> <steps> <n_layers> <lpl layer or -1>
+ *   layer <k> <n_in> <n_out>                                  (per layer)
+ *   s <instructions> <active_0> <fired_0> <values_0> <active_1> ...     (per step)
+ * active_k: nonzero inputs of layer k; fired_k: its spikes of the previous step when it is
+ * recurrent (R), else 0; values_k: 1 when an active input is not 1 (the kernel sums values).
  * Semihosted build only (files and output through the host).
  */
 #include <stdio.h>
@@ -53,16 +60,48 @@ static const char *u64s(uint64_t v, char *buf)
     return buf;
 }
 
-static uint64_t run(const int8_t *rows, uint32_t n_in, uint32_t steps, uint64_t *active)
+static uint32_t nonzero(const uint8_t *v, uint32_t n)
 {
-    *active = 0;
+    uint32_t c = 0;
+    for (uint32_t j = 0; j < n; j++) c += v[j] != 0;
+    return c;
+}
+
+static uint32_t not01(const uint8_t *v, uint32_t n)
+{
+    for (uint32_t j = 0; j < n; j++)
+        if (v[j] > 1) return 1;
+    return 0;
+}
+
+/* one run of `steps` steps, reported as above */
+static void run(const char *what, const int8_t *rows, uint32_t n_in, uint32_t steps, int lpl)
+{
+    el_net *net = &eng.net;
+    char b1[24], b2[24];
+    printf("run %s %s %u %d\n", what, u64s(steps, b1), (unsigned)net->n_layers, lpl);
+    for (uint32_t k = 0; k < net->n_layers; k++)
+        printf("layer %u %u %u\n", (unsigned)k, (unsigned)net->layer[k].n_in,
+               (unsigned)net->layer[k].n_out);
     el_engine_begin_sample(&eng);
-    uint64_t t0 = now_ticks();
-    for (uint32_t t = 0; t < steps; t++) el_engine_step(&eng, rows + (size_t)t * n_in, EL_X_INT8, 1, 0);
-    uint64_t t1 = now_ticks();
-    for (uint32_t t = 0; t < steps; t++)
-        for (uint32_t j = 0; j < n_in; j++) *active += rows[(size_t)t * n_in + j] != 0;
-    return (t1 - t0) * NS_PER_TICK;
+    for (uint32_t t = 0; t < steps; t++) {
+        const uint8_t *x = (const uint8_t *)rows + (size_t)t * n_in;
+        uint32_t fired[EL_MAX_LAYERS];
+        for (uint32_t k = 0; k < net->n_layers; k++)
+            fired[k] = net->layer[k].vT && net->spk[k] ? nonzero(net->spk[k], net->layer[k].n_out)
+                                                       : 0;
+        uint64_t t0 = now_ticks();
+        el_engine_step(&eng, x, EL_X_INT8, 1, 0);
+        uint64_t ins = (now_ticks() - t0) * NS_PER_TICK;
+        printf("s %s", u64s(ins, b2));
+        for (uint32_t k = 0; k < net->n_layers; k++) {
+            uint32_t a = k == 0 ? nonzero(x, n_in)
+                                : (net->spk[k - 1] ? nonzero(net->spk[k - 1], net->layer[k].n_in)
+                                                   : net->layer[k].n_in);
+            printf(" %u %u %u", (unsigned)a, (unsigned)fired[k], (unsigned)(k == 0 && not01(x, n_in)));
+        }
+        printf("\n");
+    }
 }
 
 int main(int argc, char **argv)
@@ -106,15 +145,11 @@ int main(int argc, char **argv)
         printf("FAIL rows\n");
         return 1;
     }
-    uint64_t act;
-    uint64_t t_inf = run(rows, n_in, steps, &act);
-    char b1[24], b2[24], b3[24];
-    printf("instructions infer %s %s %s\n", u64s(t_inf, b1), u64s(steps, b2), u64s(act, b3));
+    run("infer", rows, n_in, steps, -1);
     eng.lpl_on = 1;
     uint32_t warm = eng.cfg.lpl[0].warmup;
     for (uint32_t t = 0; t < warm; t++)                  /* past the warm-up */
         el_engine_step(&eng, rows + (size_t)(t % steps) * n_in, EL_X_INT8, 1, 0);
-    uint64_t t_lpl = run(rows, n_in, steps, &act);
-    printf("instructions lpl %s %s %s\n", u64s(t_lpl, b1), u64s(steps, b2), u64s(act, b3));
+    run("lpl", rows, n_in, steps, (int)layer);
     return 0;
 }
