@@ -759,7 +759,7 @@ class Device:
             raise DeviceError(m.E_BAD_INPUT, f"label {msg.label} is not a class index in "
                               f"[0, {n})", msg.label, n)
         if eng.hep_on:
-            if eng._last_features is None:
+            if eng._last_raw is None:
                 raise DeviceError(m.E_BAD_STATE, "TEACH needs a classified sample first", 0, 0)
             eng.teach(int(msg.label))
         c = self.counters

@@ -40,6 +40,17 @@ def board(request):
         yield c
 
 
+def assert_same_weights(board, host: Engine, qnet) -> None:
+    """The board's weights blob equals the host engine's weights: bit for bit on the Python
+    board; on the C firmware the head's binary64 values (and the replayed scores) to rounding."""
+    got = blobs.decode_weights(board.get_blob(m.BLOB_WEIGHTS), [la.name for la in qnet.layers])
+    for k, v in host.get_weights().items():
+        if board.impl == "python" or not k.startswith(("head.", "state.replay.scores")):
+            np.testing.assert_array_equal(got[k], v, err_msg=k)
+        else:
+            np.testing.assert_allclose(got[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
 def test_sample_mode_matches_the_host_engine_with_lpl_and_hep(board, tmp_path):
     qnet = test_qnetwork(n_in=40, n_hidden=32, n_out=10, seed=90)
     n_feat = 32 + 10
@@ -71,15 +82,65 @@ def test_sample_mode_matches_the_host_engine_with_lpl_and_hep(board, tmp_path):
     tel = board.telemetry()
     assert tel.samples == 4 and tel.learn_updates == host.counters["lpl_updates"] > 0
     assert tel.hep_updates == host.counters["hep_updates"] and tel.learning == 3
-    got = blobs.decode_weights(board.get_blob(m.BLOB_WEIGHTS), [la.name for la in qnet.layers])
-    for k, v in host.get_weights().items():
-        if exact or k.startswith("state.") and not k.startswith("state.replay.scores") \
-                or not k.startswith(("head.", "state.replay.scores")):
-            np.testing.assert_array_equal(got[k], v, err_msg=k)
-        else:
-            np.testing.assert_allclose(got[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+    assert_same_weights(board, host, qnet)
     # restoring older weights on the board reproduces the host after the same restore
     board.put_blob(m.BLOB_WEIGHTS, board.get_blob(m.BLOB_WEIGHTS))
+
+
+def test_teach_after_reset_state_learns_from_the_last_classified_sample(board):
+    """RESET mode 0 zeroes the neuron state and closes an open sample; the last classified
+    sample stays the one TEACH learns from (a label may arrive after a state reset). A new
+    sample (SAMPLE with BEGIN) replaces it, and a reboot forgets it with the rest of RAM
+    (docs/protocol.md, TEACH and RESET)."""
+    qnet = test_qnetwork(n_in=40, n_hidden=32, n_out=10, seed=92)
+    n_feat = 32 + 10
+    head = DeviceHead(EnergyHead((n_feat, 16, 10), seed=2), np.zeros(n_feat), np.ones(n_feat))
+    cfg = EngineConfig(hep=HEPSettings(replay=4, repeats=2), seed=4)
+    board.upload(to_image(qnet))
+    board.put_blob(m.BLOB_CONFIG, config_bytes(cfg, qnet))
+    board.put_blob(m.BLOB_HEAD, blobs.encode_head(head))
+    board.set_mode(lpl=False, hep=True)
+    host = Engine(qnet, Arena(256 * 1024), blobs.decode_head(blobs.encode_head(head)), cfg)
+    host.set_learning(False, True)
+
+    def refused():
+        with pytest.raises(DeviceErrorReply, match="BAD_STATE on TEACH") as err:
+            board.teach(1)
+        assert (err.value.error.arg0, err.value.error.arg1) == (0, 0)
+
+    refused()                                            # nothing classified since the config
+    rng = np.random.default_rng(5)
+    names = [la.name for la in qnet.layers]
+    for label in (3, 7):
+        x = rng.integers(0, 3, (20, 40))
+        board.sample(x)
+        host.run_sample(x)
+        board.reset()                                    # mode 0
+        host.reset_state()
+        if label == 7:       # TEACH normalises with the feature statistics in force then
+            w = host.get_weights()
+            w["state.head.feature_mean"] = w["state.head.feature_mean"] + np.float32(0.25)
+            blob = blobs.encode_weights(w, names)
+            board.put_blob(m.BLOB_WEIGHTS, blob)
+            host.set_weights(blobs.decode_weights(blob, names))
+        reply = board.teach(label)
+        host.teach(label)
+        assert reply.hep_updates == host.counters["hep_updates"] > 0
+        assert reply.hep_nonconverged == host.counters["hep_nonconverged"] == 0
+    assert_same_weights(board, host, qnet)
+    rows = rng.integers(0, 3, (6, 40)).astype(np.int8)
+    board.request(m.Sample(6, 40, m.SAMPLE_BEGIN | m.INFER_COUNTS, rows.tobytes()))
+    refused()                                            # the open sample replaced it
+    board.reset()
+    refused()                                            # and RESET closed that one unclassified
+    board.sample(rng.integers(0, 3, (20, 40)))
+    board.put_blob(m.BLOB_HEAD, blobs.encode_head(head))   # rebuilds the engine, learning off
+    board.set_mode(lpl=False, hep=True)
+    refused()
+    board.sample(rng.integers(0, 3, (20, 40)))
+    board.reset(reboot=True)                             # RAM lost: sample mode and the sample
+    with pytest.raises(DeviceErrorReply, match="BAD_STATE on TEACH"):
+        board.teach(3)
 
 
 def test_sample_mode_errors_are_named(board):

@@ -232,7 +232,8 @@ class Engine:
                         for k, c in dc.lpl}
         self.lif_step = lif_kernels.layer_step(lif_impl)
         self.reset_state()
-        self._last_features: np.ndarray | None = None
+        self._last_features: np.ndarray | None = None     # of the last classified sample
+        self._last_raw: tuple | None = None                # its (counts, scores, T)
 
     # -- memory -------------------------------------------------------------------------------
     def _allocate(self, specs: list[BufferSpec]) -> None:
@@ -304,7 +305,8 @@ class Engine:
         self.lpl_on, self.hep_on = bool(lpl), bool(hep)
 
     def reset_state(self) -> None:
-        """Zero every layer's neuron state (and close an open sample)."""
+        """Zero every layer's neuron state (and close an open sample); the last classified
+        sample stays what :meth:`teach` learns from."""
         self._states = [QState(np.zeros((1, la.n_out), np.int64),
                                np.zeros((1, la.n_out), np.int64)) for la in self.layers]
         for k, la in enumerate(self.layers):
@@ -337,8 +339,12 @@ class Engine:
         return self.end_sample()
 
     def begin_sample(self) -> None:
-        """Zero the neuron state, the feature counts and the readout accumulator."""
+        """Zero the neuron state, the feature counts and the readout accumulator; the new
+        sample replaces the last classified one (TEACH has nothing to learn from until it is
+        classified; :meth:`reset_state` alone keeps it)."""
         self.reset_state()
+        self._last_features = None
+        self._last_raw = None
         self.features[...] = 0
         self.output[...] = 0 if self.dconfig.readout == "mean" else np.iinfo(np.int32).min
         self._sample_spikes = 0
@@ -457,7 +463,7 @@ class Engine:
                 d.mean += (r * (f - d.mean)).astype(np.float32)
                 d.std[...] = np.sqrt(np.maximum(var, 1e-6))
             self._last_features = self.dhead.normalise(f)
-            self._last_raw = (np.minimum(self.features, 255), scores, T)
+            self._last_raw = (self.features.copy(), scores, T)
             scores = self.head.logits(self._last_features)[0]
             kind = 1
         return SampleResult(int(np.argmax(scores)), scores, self.features.copy(),
@@ -479,15 +485,16 @@ class Engine:
             raise InputError(f"label {label!r} is not a class index in [0, {self.head.n_out})")
         if not self.hep_on:
             return
-        if self._last_features is None:
-            raise InputError("teach() needs a sample first: call run_sample")
+        if self._last_raw is None:
+            raise InputError("teach() needs a classified sample first: call run_sample")
         s = self.hep
-        samples = [(self._last_features, int(label))]
         counts, scores, T = self._last_raw
+        # normalised with the feature statistics in force now (a weights blob may have set them)
+        samples = [(self.dhead.normalise(feature_vector(counts, T, scores)), int(label))]
         rp = self.replay
         if rp and T <= 255:    # uint8 counts are exact only up to 255 steps
             pos, n = int(rp["ring"][0]), int(rp["ring"][1])
-            rp["counts"][pos], rp["scores"][pos] = counts, scores
+            rp["counts"][pos], rp["scores"][pos] = np.minimum(counts, 255), scores
             rp["labels"][pos], rp["lengths"][pos] = int(label), T
             rp["ring"][0], rp["ring"][1] = (pos + 1) % s.replay, min(n + 1, s.replay)
         if rp and int(rp["ring"][1]):

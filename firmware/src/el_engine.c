@@ -178,12 +178,12 @@ void el_engine_reset_state(el_engine *e)
 {
     el_net_reset_state(&e->net);
     e->open = 0;
-    e->T = 0;
 }
 
 void el_engine_begin_sample(el_engine *e)
 {
     el_engine_reset_state(e);
+    e->T = 0;
     memset(e->features, 0, 2 * (size_t)e->net.layer[e->feature_layer].n_out);
     for (uint32_t i = 0; i < e->net.n_out; i++)
         e->output[i] = e->cfg.readout == EL_READOUT_MEAN ? 0 : INT32_MIN;

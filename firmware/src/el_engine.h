@@ -121,7 +121,11 @@ int64_t el_engine_measure(const el_image_desc *desc, const uint8_t *img, const e
                           const el_head_desc *head, uint32_t free_bytes, char *err,
                           uint32_t err_len, uint32_t *need, uint32_t *avail);
 
+/* Zero the neuron state and close an open sample (RESET mode 0, INFER's reset flag); T, the
+ * features and the readout stay: they are the last classified sample TEACH learns from. */
 void el_engine_reset_state(el_engine *e);
+/* Start a sample: reset_state, T and the accumulators zeroed; the last classified sample is
+ * gone (TEACH is BAD_STATE until this one is classified). */
 void el_engine_begin_sample(el_engine *e);
 
 /* One step with input x [n_in] of kind x_kind (EL_X_INT8 / EL_X_INT16 values, already within
