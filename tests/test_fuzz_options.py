@@ -2,11 +2,15 @@
 values - valid ones, and numbers, words and symbols that are not - in a capped worker process
 (tests/_fuzz_harness.py). Property: exit 0, or exit 2 with one stderr line; never a traceback,
 a hang (the case is killed after 90 s) or a peak RSS above 512 MiB. Default run bounded and
-derandomized; ``-m slow`` ten times as many, freshly random.
+derandomized (120 option sets of the quick commands, 12 of demo, fleet and firmware-sim, whose
+cases take seconds each); ``-m slow`` ten times as many, freshly random.
 
-Left out: ``demo`` (deploy with fixed options), ``firmware-sim`` (the device side's own
-options), ``fleet`` (N deploys; its per-device options are deploy's), and option values that
-ask for legitimately long work (board timeouts of minutes, deploys of whole data sets).
+Every command is fuzzed. Option values that ask for legitimately long work are fuzzed through
+parsing (a bad one is refused there) and then overridden by a bounded one (argparse: the last
+occurrence wins): board timeouts of minutes, deploys of whole data sets (``demo``'s and
+``fleet``'s ``--limit``), fleets of many devices, workers or held-out devices. ``firmware-sim``
+always runs with ``--check`` (the board is built and its port opened, nothing is served), and
+``demo`` starts on ``--target host`` (a fuzzed ``--target`` may replace it).
 """
 
 from __future__ import annotations
@@ -82,7 +86,14 @@ def _parsers():
     return out
 
 
-PARSERS = _parsers()
+def _firmware_sim_parser():
+    """``edgelearn firmware-sim`` hands its arguments to the simulator: fuzz the simulator's
+    own options (the parser it runs with under that name)."""
+    from firmware_sim.cli import build_parser
+    return build_parser("edgelearn firmware-sim")
+
+
+PARSERS = {**_parsers(), "firmware-sim": _firmware_sim_parser()}
 PROFILES = st.sampled_from(["cortex-m4-256k", "cortex-m0plus-64k", "cortex-m7-1m", "linux-board",
                             "pdp11"])
 BUDGETS = st.sampled_from(["256KiB", "64KiB", "24KiB", "1KiB", "1MiB", "1", "1.5MiB", "1PiB"])
@@ -99,11 +110,26 @@ VALID = {
     "--chunk": ints(1, 4096), "--calib-rate": floats(0, 1), "--state-bits": st.sampled_from(
         ["16", "32"]), "--verify": st.sampled_from(["readback", "crc", "none"]),
     "--target": st.sampled_from(["host", "tflite", "mars", "substrate:nope"]),
+    # fleet (its --devices, --workers and --held-out-devices are bounded in command())
+    "--devices": ints(1, 3), "--workers": ints(1, 2), "--held-out-devices": ints(0, 2),
+    "--engine": st.sampled_from(["inline", "local", "slurm", "local:2"]),
+    "--federated": floats(0, 0.9), "--mismatch": st.sampled_from(["0.5..1.5", "1.2", "2..1",
+                                                                   "0.1..9", "x..1"]),
+    # firmware-sim
+    "--ram": st.sampled_from(["64KiB", "256KiB", "2KiB", "1", "5GiB", "1PiB", "0"]),
+    "--flash": st.sampled_from(["1MiB", "64KiB", "3000", "2175", "5GiB", "1e3"]),
+    "--window": ints(1, 64), "--max-payload": ints(128, 4096), "--baud": ints(0, 10**7),
+    "--protocol-version": ints(0, 255), "--reset-after-bytes": ints(0, 10**6),
+    "--profile": st.sampled_from(["cortex-m4-256k", "cortex-m0plus-64k", "linux", "linux-board",
+                                  "pdp11"]),
 }
+PORTS = st.sampled_from(["socket-server://127.0.0.1:0", "socket-server://127.0.0.1:99999",
+                         "socket-server://127.0.0.1", "socket-server://192.0.2.1:0",
+                         "socket-server://:0", "loop://", "/dev/null/tty", "/no/such/tty", ""])
 # options whose valid values mean long work (a board to start, a 10 s arena probe) or that
 # the base command line already sets (paths)
 FIXED = {"--report", "--adapt", "--input", "--output", "--out", "--port", "--arena", "--check",
-         "--help", "--quiet", "--no-baseline"}
+         "--help", "--quiet", "--no-baseline", "--streams", "--flash-file"}
 
 
 def options(draw, command: str) -> list[str]:
@@ -132,9 +158,15 @@ def _out(env, suffix):
     return env["folder"] / f"out{next(_counter)}{suffix}"
 
 
-def command(draw, env) -> tuple[list, str]:
-    cmd = draw(st.sampled_from(["info", "plan", "deploy", "run", "convert", "export-tflite",
-                                "data", "board", "quantize"]))
+QUICK = ("info", "plan", "deploy", "run", "convert", "export-tflite", "data", "board",
+         "quantize")
+# seconds per case even when bounded (demo deploys the bundled speech model and plots; fleet
+# runs two deploys; firmware-sim starts a simulator process): fuzzed with fewer cases
+HEAVY = ("demo", "fleet", "firmware-sim")
+
+
+def command(draw, env, commands=QUICK) -> tuple[list, str]:
+    cmd = draw(st.sampled_from(commands))
     models = st.sampled_from([MODEL, env["quantized"], env["nir"], env["image"],
                               ROOT / "tests" / "fixtures" / "snntorch_synaptic_leaky.onnx",
                               env["folder"] / "missing.onnx", env["folder"]])
@@ -174,6 +206,23 @@ def command(draw, env) -> tuple[list, str]:
                                        ["upload", str(env["image"])]]))
         return ["board", "--port", "loop://", *options(draw, "board"), "--timeout", "0.01",
                 "--retries", "1", *action, *options(draw, f"board {action[0]}")], cmd
+    if cmd == "demo":
+        return ["demo", "--target", "host", "--report", _out(env, "_demo"), "--quiet",
+                *options(draw, "demo"), "--limit", "2"], cmd
+    if cmd == "fleet":
+        streams = value(st.sampled_from([str(env["stream"]), f"{env['stream']}@drift=gain",
+                                         f"{env['stream']}@user=voice", "new_user", "nope@x"]))
+        return ["fleet", draw(models), "--devices", "2", "--budget", draw(value(BUDGETS)),
+                "--engine", "inline", "--streams", draw(streams), "--report",
+                _out(env, "_fleet"), "--quiet", *options(draw, "fleet"), "--limit", "3",
+                "--devices", "2", "--workers", "1", "--held-out-devices",
+                draw(st.sampled_from(["0", "1"]))], cmd
+    if cmd == "firmware-sim":
+        where = draw(st.sampled_from([["--pty"], ["--port", draw(value(PORTS))]]))
+        flash_file = draw(value(st.sampled_from([str(env["folder"] / "b.flash"),
+                                                 str(env["folder"]), "/proc/x.flash"])))
+        return ["firmware-sim", *where, *options(draw, "firmware-sim"), "--flash-file",
+                flash_file, "--check"], cmd
     return [MODEL, "--calib", draw(value(st.just(str(CALIB)))), "-o", _out(env, ".onnx"),
             *quantize_options(draw)], cmd
 
@@ -201,3 +250,5 @@ def option_case(worker, env, argv_cmd) -> None:
 
 test_fuzz_options, test_fuzz_options_long = fuzz_tests(
     option_case, lambda env: st.composite(lambda draw: command(draw, env))(), 120)
+test_fuzz_heavy_options, test_fuzz_heavy_options_long = fuzz_tests(
+    option_case, lambda env: st.composite(lambda draw: command(draw, env, HEAVY))(), 12)
