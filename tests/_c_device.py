@@ -13,6 +13,7 @@ import zlib
 from edgelearn.kernels import cbuild
 from edgelearn.link import framing
 from edgelearn.link.framing import Frame, StreamDecoder
+from tests._hang import HANG_SECONDS
 
 V2 = 2
 BUSY, NAK, ERROR = 0x7D, 0x7E, 0x7F
@@ -27,6 +28,7 @@ class CDevice:
         self.dec = StreamDecoder(4096)
         self.seq = 0
         self.frames: list[Frame] = []
+        self.stale: set[int] = set()     # sequence numbers whose late answers are dropped
         self.transport = self.proc = None
         if url is not None:
             from edgelearn.link.transport import open_transport
@@ -88,14 +90,18 @@ class CDevice:
               version: int = V2) -> bytes:
         if seq is None:
             seq, self.seq = self.seq, (self.seq + 1) & 0xFF
+        self.stale.discard(seq & 0xFF)       # reused: its answer is wanted again
         return framing.encode_frame(Frame(mtype, seq & 0xFF, payload, version=version))
 
-    def receive(self, timeout: float = 30.0, skip_busy: bool = True) -> Frame:
+    def receive(self, timeout: float = HANG_SECONDS, skip_busy: bool = True) -> Frame:
         """The next frame from the device (BUSY keep-alives skipped)."""
         end = time.monotonic() + timeout
         while True:
             while self.frames:
                 f = self.frames.pop(0)
+                if f.seq in self.stale and f.type != BUSY:
+                    self.stale.discard(f.seq)
+                    continue
                 if not (skip_busy and f.type == BUSY):
                     return f
             left = end - time.monotonic()
@@ -132,23 +138,32 @@ class CDevice:
         assert zlib.crc32(out) == crc
         return out
 
-    def power_cycle(self) -> None:
-        """Reset the board, then wait until it answers again (a request before the reboot
-        finished may be lost: it is sent again)."""
+    def power_cycle(self, patience: float = HANG_SECONDS) -> None:
+        """Reset the board, then wait until it answers as a rebooted board does: an ERROR to a
+        PING (NO_SESSION), left for the caller to receive. The reset is asynchronous (a signal,
+        QEMU's monitor) and late on a loaded machine: a PING answered normally came before it
+        took effect, one lost during the reboot got no answer; either is sent again."""
         if self.transport is not None:
             self.transport.reset_device()
         else:
             self.proc.send_signal(signal.SIGUSR1)
-        time.sleep(0.2)
-        for _ in range(20):
+        end = time.monotonic() + patience
+        unanswered: set[int] = set()
+        while time.monotonic() < end:
+            unanswered.add(self.seq)
             self.send(self.frame(0x30))
             try:
                 f = self.receive(timeout=1.0)
             except TimeoutError:
                 continue
-            self.frames.insert(0, f)
-            return
-        raise TimeoutError("the board did not answer after a power cycle")
+            unanswered.discard(f.seq)
+            if f.type == ERROR:
+                self.frames.insert(0, f)
+                self.stale |= unanswered         # a late answer to those is not the caller's
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"the board did not answer as rebooted {patience:.0f} s after a "
+                           f"power cycle")
 
 
 def error_of(f: Frame) -> tuple[int, int, int, int, str]:

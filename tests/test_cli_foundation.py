@@ -14,6 +14,7 @@ from edgelearn.cli import main
 from edgelearn.io import build_model, load_network, save_nir, save_onnx
 from edgelearn.runtime.reference import run as run_reference
 from test_onnx_profile import make_net, spikes_in
+from tests._hang import HANG_SECONDS
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -313,6 +314,6 @@ def test_real_entry_point_prints_no_traceback(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage")
     proc = subprocess.run([sys.executable, "-m", "edgelearn", "info", str(bad)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=HANG_SECONDS)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -20,6 +20,7 @@ from edgelearn.data.speech.mix import colored_noise, mix
 from edgelearn.data.speech.splits import NEW_USER_ACCENT, split_voices
 from edgelearn.data.speech_digits import BUNDLED
 from edgelearn.errors import DataError, ParameterError
+from tests._hang import HANG_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,7 +125,7 @@ def test_generator_is_byte_deterministic(tmp_path):
         res = subprocess.run([sys.executable, str(ROOT / "tools" / "make_dataset.py"),
                               "--out", str(out), "--train", "6", "--test", "3",
                               "--new-user", "4", "--seed", "7"],
-                             capture_output=True, text=True, timeout=120, check=False)
+                             capture_output=True, text=True, timeout=HANG_SECONDS, check=False)
         assert res.returncode == 0, res.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]

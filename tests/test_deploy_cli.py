@@ -14,6 +14,7 @@ from edgelearn.adapt.checkpoint import load_checkpoint
 from edgelearn.cli import main
 from edgelearn.data import save_npz
 from edgelearn.data.randman import randman_splits
+from tests._hang import HANG_SECONDS
 
 MODEL = "models/randman_small.onnx"
 
@@ -84,7 +85,7 @@ def test_killed_run_resumes_without_corrupt_checkpoint(stream, tmp_path):
            "--no-baseline"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = report / "checkpoint.npz"
-    deadline = time.time() + 120
+    deadline = time.time() + HANG_SECONDS
     while time.time() < deadline and not ckpt.exists():
         time.sleep(0.05)
     time.sleep(0.3)
@@ -94,7 +95,7 @@ def test_killed_run_resumes_without_corrupt_checkpoint(stream, tmp_path):
     arrays, doc = load_checkpoint(ckpt)           # readable: written atomically
     assert 0 < doc["next"] <= 200
     assert not [p for p in os.listdir(report) if p.endswith(".tmp")]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_SECONDS)
     assert out.returncode == 0, out.stderr
     m = json.loads((report / "metrics.json").read_text())
     assert m["runs"]["adapted"]["resumed_from"] >= doc["next"]
@@ -103,7 +104,7 @@ def test_killed_run_resumes_without_corrupt_checkpoint(stream, tmp_path):
     # the telemetry counts the whole run (as an uninterrupted one), not the part after resume
     whole = tmp_path / "whole"
     cmd[cmd.index(str(report))] = str(whole)
-    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+    assert subprocess.run(cmd, capture_output=True, timeout=HANG_SECONDS).returncode == 0
     w = json.loads((whole / "metrics.json").read_text())
     for k in ("steps", "hep_updates"):
         assert m["runs"]["adapted"]["telemetry"][k] == w["runs"]["adapted"]["telemetry"][k], k
@@ -137,7 +138,7 @@ def test_tflite_target_writes_its_file_and_names_its_row(stream, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edgelearn", "deploy", MODEL, "--target",
                            "tflite", "--budget", "64KiB", "--adapt", stream, "--limit", "40",
                            "--report", str(report)], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=HANG_SECONDS)
     assert proc.returncode == 0, proc.stderr
     assert "INFO" not in proc.stderr and "XNNPACK" not in proc.stderr, proc.stderr
     m = json.loads((report / "metrics.json").read_text())
@@ -156,7 +157,7 @@ def test_deploy_to_a_board_on_a_serial_url(stream, tmp_path, capsys):
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         url = ""
-        deadline = time.time() + 30
+        deadline = time.time() + HANG_SECONDS
         while time.time() < deadline and not url.startswith("socket://"):
             url = proc.stdout.readline().strip()
         assert url.startswith("socket://"), url
@@ -169,7 +170,7 @@ def test_deploy_to_a_board_on_a_serial_url(stream, tmp_path, capsys):
         assert m["runs"]["adapted"]["samples"] == 20
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=HANG_SECONDS)
 
 
 def test_guard_rolls_back_a_diverging_device(stream):
@@ -237,7 +238,7 @@ def test_quantize_step_keeps_the_head(stream, tmp_path, capsys):
     out = tmp_path / "m.q.onnx"
     proc = subprocess.run([sys.executable, "tools/quantize.py", MODEL, "--calib",
                            "models/randman_small.calib.npz", "-o", str(out)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=HANG_SECONDS)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "m.q.head.npz").exists()
     report = tmp_path / "rep"

@@ -23,6 +23,7 @@ from edgelearn.link import messages as m
 from edgelearn.link.framing import FrameError, StreamDecoder, crc32
 from firmware_sim.device import Device
 from firmware_sim.flash import Flash, FlashError
+from tests._hang import HANG_SECONDS
 
 BOARDS: dict[str, FuzzBoard] = {}
 
@@ -247,7 +248,7 @@ def test_unwritable_flash_file_and_negative_baud_are_refused_at_start(tmp_path):
     for args, needle in ((["--flash-file", str(missing)], "cannot be written"),
                          (["--baud", "-5"], "argument --baud")):
         r = subprocess.run([sys.executable, "-m", "firmware_sim", "--pty", *args],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=HANG_SECONDS)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
 

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from firmware_sim.cli import main
+from tests._hang import HANG_SECONDS
 
 # every case carries --check: were a bad value accepted, the case would return 0, not serve
 BAD = [
@@ -72,7 +73,7 @@ def test_port_in_use_and_unwritable_flash_file(tmp_path, capsys):
 def test_port_out_of_range_from_both_commands(entry, prog):
     """The issue's case: it used to end in an OverflowError traceback from bind()."""
     r = subprocess.run([sys.executable, *entry, "--port", "socket-server://127.0.0.1:99999"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=HANG_SECONDS)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith(f"{prog}: error: argument --port: ") and "0..65535" in lines[0]
@@ -85,7 +86,7 @@ def _address_space(limit: int):
 @pytest.mark.parametrize("option", ["--ram", "--flash"])
 def test_board_larger_than_the_host_memory_is_one_line(option):
     r = subprocess.run([sys.executable, "-m", "firmware_sim", "--pty", option, "4294967295",
-                        "--check"], capture_output=True, text=True, timeout=120,
+                        "--check"], capture_output=True, text=True, timeout=HANG_SECONDS,
                        preexec_fn=_address_space(1536 << 20))
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr

@@ -11,6 +11,7 @@ import pytest
 from edgelearn.kernels import cbuild
 from edgelearn.kernels.lpl_codes import lpl_block
 from edgelearn.rules import lpl_rate
+from tests._hang import HANG_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 VEC = ROOT / "tests" / "vectors"
@@ -62,7 +63,7 @@ def test_host_build_replays_every_vector(host_harness, tmp_path):
     assert len(cases) == 1 + len(lif_cases()) + len(lpl_cases()) >= 10
     for label, args in cases:
         r = subprocess.run([str(host_harness), *args], capture_output=True, text=True,
-                           timeout=120)
+                           timeout=HANG_SECONDS)
         check_output(label, r)
         if args[0] == "lpl":
             assert "ok lpl reference" in r.stdout and "ok lpl fast" in r.stdout
@@ -81,7 +82,7 @@ def test_harness_detects_a_wrong_vector(host_harness, tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, **arrays)
     r = subprocess.run([str(host_harness), "lif", str(VEC / e["image"]), str(bad)],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=HANG_SECONDS)
     assert r.returncode == 1 and "FAIL" in r.stdout and "output step 3" in r.stdout
 
 
@@ -93,7 +94,7 @@ def run_cm3(elf: Path, args: list[str], machine: str = "mps2-an385") -> subproce
     semi = ",".join(["enable=on", "target=native", "arg=el_vectors"] + [f"arg={a}" for a in args])
     return subprocess.run([QEMU, "-M", machine, "-nographic", "-monitor", "none", "-serial",
                            "null", "-semihosting-config", semi, "-kernel", str(elf)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+                          capture_output=True, text=True, timeout=HANG_SECONDS, cwd=ROOT)
 
 
 def test_cortex_m3_build_replays_every_vector(tmp_path):

@@ -20,6 +20,7 @@ from edgelearn.fleet.engines import InlineEngine
 from edgelearn.fleet.federated import fedavg
 from edgelearn.fleet.run import run_fleet
 from edgelearn.fleet.store import RESULTS, read_records
+from tests._hang import HANG_SECONDS
 
 MODEL = "models/randman_small.onnx"
 VOICES = ["a+x", "a+y", "b+x", "b+y", "c+x", "c+y"]
@@ -193,7 +194,7 @@ def test_a_killed_fleet_loses_no_finished_device_and_reruns_none(voices, tmp_pat
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     results = report / RESULTS
-    deadline = time.time() + 180
+    deadline = time.time() + HANG_SECONDS
     while time.time() < deadline and (not results.exists()
                                       or results.read_bytes().count(b"\n") < 3):
         time.sleep(0.05)
@@ -202,7 +203,7 @@ def test_a_killed_fleet_loses_no_finished_device_and_reruns_none(voices, tmp_pat
     proc.stderr.close()
     before = read_records(results)
     assert 3 <= len(before) < 12, "the kill came too late to test anything"
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_SECONDS)
     assert out.returncode == 0, out.stderr
     assert "devices" in out.stderr and "failed 0" in out.stderr and "eta" in out.stderr
     recs = _records(report)

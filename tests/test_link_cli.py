@@ -7,6 +7,7 @@ import sys
 from edgelearn.cli import main
 from edgelearn.kernels.image import from_image
 from firmware_sim.inprocess import test_image
+from tests._hang import HANG_SECONDS
 
 
 def test_board_upload_info_pull_reset(tmp_path, capsys):
@@ -38,7 +39,7 @@ def test_board_errors_are_one_line(tmp_path, capsys):
 
 def test_firmware_sim_command_forwards_to_the_simulator():
     out = subprocess.run([sys.executable, "-m", "edgelearn", "firmware-sim", "--help"],
-                         capture_output=True, text=True, timeout=30)
+                         capture_output=True, text=True, timeout=HANG_SECONDS)
     assert out.returncode == 0 and "--flash-file" in out.stdout and "--pty" in out.stdout
 
 

@@ -14,6 +14,7 @@ from edgelearn.kernels.lif_kernels import qrun
 from edgelearn.link.client import Client, DeviceErrorReply
 from edgelearn.link.framing import crc32
 from firmware_sim.inprocess import InProcessBoard, test_qnetwork
+from tests._hang import HANG_SECONDS
 
 TRANSPORTS = ["loop", "pty", "socket"]
 
@@ -41,14 +42,14 @@ def client(request):
         assert c.transport.url.startswith("sim:/dev/")
         yield c
         c.close()
-        assert c.transport.proc.wait(5) is not None     # the sim process is gone
+        assert c.transport.proc.wait(HANG_SECONDS) is not None     # the sim process is gone
     else:
         proc, url = spawn_socket_sim("--ram", "256KiB", "--flash", "1MiB")
         c = Client(url)
         yield c
         c.close()
         proc.terminate()
-        proc.wait(5)
+        proc.wait(HANG_SECONDS)
         proc.stderr.close()
         proc.stdout.close()
 

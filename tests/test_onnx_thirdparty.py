@@ -16,6 +16,7 @@ from edgelearn.errors import InputError, ModelFileError
 from edgelearn.io import OnnxRuntimeBackend, OpaqueModel, load_model, load_network, save_onnx
 from edgelearn.model import Network
 from edgelearn.runtime.reference import run
+from tests._hang import HANG_SECONDS
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -119,5 +120,5 @@ def test_edgelearn_never_imports_torch():
             "edgelearn.io.load_model(sys.argv[1]); "
             "print(any(m == 'torch' or m.startswith('torch.') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code, str(FIX / "torch_rlif_zero.onnx")],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=HANG_SECONDS)
     assert out.stdout.strip() == "False", out.stderr

@@ -14,6 +14,7 @@ import pytest
 from edgelearn.link import messages as m
 from edgelearn.link.framing import Frame, StreamDecoder, crc32, encode_frame
 from firmware_sim.device import Device
+from tests._hang import HANG_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 VEC = ROOT / "tests" / "vectors" / "protocol"
@@ -132,7 +133,7 @@ def replay(path: Path) -> int:
 
 def test_vectors_regenerate_identically():
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_protocol_vectors.py"),
-                        "--check"], capture_output=True, text=True, timeout=600)
+                        "--check"], capture_output=True, text=True, timeout=HANG_SECONDS)
     assert r.returncode == 0, r.stderr
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from edgelearn.cli import build_parser
+from tests._hang import HANG_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = {
@@ -79,7 +80,7 @@ def test_every_readme_command_runs(tmp_path):
         if why:
             continue
         argv = runnable(cmd, tmp_path)
-        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=HANG_SECONDS)
         assert proc.returncode == 0, f"README command failed: {cmd}\n{proc.stderr[-1500:]}"
         ran += 1
     assert ran >= 15
@@ -101,7 +102,7 @@ def _help_texts():
     for tool in (["-m", "firmware_sim"], ["tools/quantize.py"], ["tools/train_in_loop.py"],
                  ["tools/train.py"], ["tools/train_head.py"]):
         proc = subprocess.run([sys.executable, *tool, "--help"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120)
+                              text=True, timeout=HANG_SECONDS)
         assert proc.returncode == 0, proc.stderr
         yield " ".join(tool), proc.stdout
 

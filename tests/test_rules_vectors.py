@@ -12,6 +12,7 @@ import pytest
 
 from edgelearn.fixed import rng_init
 from edgelearn.rules import istdp, lpl_rate, lpl_spiking, oja, triplet_stdp
+from tests._hang import HANG_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 VEC = ROOT / "tests" / "vectors"
@@ -61,5 +62,5 @@ def test_vector_replays_bit_exactly(entry):
 
 def test_generator_check_passes():
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_rule_vectors.py"), "--check"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=HANG_SECONDS)
     assert r.returncode == 0, r.stderr

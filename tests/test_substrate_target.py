@@ -16,6 +16,7 @@ from edgelearn.substrate.hooks import SubstrateStateNoise, SubstrateWeightRead
 from edgelearn.targets.substrate import (AdaptConfig, OnDeviceLearner, SubstrateTarget,
                                          evaluate_on, train_in_loop, weight_bytes)
 from edgelearn.train import TrainConfig
+from tests._hang import HANG_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "randman_small.onnx"
@@ -128,12 +129,12 @@ def test_train_in_loop_cli(tmp_path):
     cmd = [sys.executable, str(ROOT / "tools" / "train_in_loop.py"), str(MODEL), "--epochs", "1",
            "--no-progress", "--json", str(tmp_path / "r.json"), "--out-device",
            str(tmp_path / "d.npz")]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_SECONDS)
     assert res.returncode == 0, res.stderr
     assert "after in-the-loop training" in res.stdout
     assert (tmp_path / "d.npz").exists() and (tmp_path / "r.json").exists()
     bad = subprocess.run(cmd[:2] + [str(tmp_path / "missing.onnx")], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=HANG_SECONDS)
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
 
 

@@ -34,6 +34,9 @@ from edgelearn.errors import LinkError
 from edgelearn.link.pipe import Transport
 
 READ_CHUNK = 65536
+# seconds a simulator or QEMU may take to come up (a Python start with numpy takes seconds on
+# a loaded machine); a process that exits is reported at once
+STARTUP_TIMEOUT = 60.0
 
 
 class SerialTransport(Transport):
@@ -119,7 +122,7 @@ class SimTransport(Transport):
     the host's output stays its own; :meth:`log_tail` returns its last line (shown when the
     simulator does not start)."""
 
-    def __init__(self, args: list[str], startup_timeout: float = 20.0) -> None:
+    def __init__(self, args: list[str], startup_timeout: float = STARTUP_TIMEOUT) -> None:
         cmd = [sys.executable, "-m", "firmware_sim", "--pty", "--exit-on-close", *args]
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -196,7 +199,7 @@ class QemuTransport(Transport):
     without it every reply waits for delayed TCP acknowledgements)."""
 
     def __init__(self, machine: str = "mps2-an385", ram: int = 262144, flash: int = 1 << 20,
-                 startup_timeout: float = 20.0) -> None:
+                 startup_timeout: float = STARTUP_TIMEOUT) -> None:
         import shutil
         import socket
         import tempfile
