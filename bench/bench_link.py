@@ -37,7 +37,7 @@ from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
 from edgelearn.link import messages as m  # noqa: E402
 from edgelearn.link.client import Client  # noqa: E402
 from edgelearn.link.framing import Frame, encode_frame  # noqa: E402
-from firmware_sim.inprocess import test_image  # noqa: E402
+from tests._inprocess_board import test_image  # noqa: E402
 
 
 def raw_pty_rate(nbytes: int, block: int = 4096) -> float:

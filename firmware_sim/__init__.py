@@ -12,5 +12,4 @@ process: ``python -m firmware_sim --pty``).
     cycles.py   the cycle-cost model per board profile
     server.py   ports (pty, TCP, pyserial URL), baud pacing, BUSY keep-alive, reset injection
     cli.py      the command line
-    inprocess.py  a board in a thread of this process (tests, benchmarks) and test models
 """

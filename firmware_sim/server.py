@@ -160,7 +160,8 @@ class TcpPort:
 
 class TransportPort:
     """Server port over a byte pipe with ``read(timeout)``/``write``/``close`` and ``url``: a
-    UART opened with pyserial, or the device end of an in-process pipe (inprocess.py)."""
+    UART opened with pyserial, or the device end of an in-process pipe
+    (tests/_inprocess_board.py)."""
 
     def __init__(self, transport) -> None:
         self.t = transport

@@ -179,7 +179,7 @@ def error_text(f: Frame) -> str:
 
 class CBoard:
     """The C host build as a process on TCP, for tests written against a board Transport
-    (like firmware_sim.inprocess.InProcessBoard): ``.host`` is the host's Transport and
+    (like tests._inprocess_board.InProcessBoard): ``.host`` is the host's Transport and
     ``reset()`` power-cycles the board (SIGUSR1); ``recipe="device-asan"`` runs the build with
     AddressSanitizer and UBSan (any finding ends the process)."""
 
@@ -222,5 +222,5 @@ def make_board(impl: str, ram: int, flash: int):
     (both expose ``.host`` and ``reset()`` and are context managers)."""
     if impl == "c":
         return CBoard(ram, flash)
-    from firmware_sim.inprocess import InProcessBoard
+    from tests._inprocess_board import InProcessBoard
     return InProcessBoard("socketpair", ram=ram, flash=flash)

@@ -33,7 +33,7 @@ from edgelearn.link.framing import Frame, StreamDecoder, crc32, encode_frame
 from edgelearn.rules import lpl_rate
 from edgelearn.rules.hep import EnergyHead
 from firmware_sim.device import Device
-from firmware_sim.inprocess import test_qnetwork
+from tests._inprocess_board import test_qnetwork
 
 TIMEOUT = 10.0
 RSS_CAP = 512 << 20

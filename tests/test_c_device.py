@@ -372,7 +372,7 @@ def test_damaged_images_and_blobs_under_sanitizers():
     from edgelearn.link import messages as m
     from edgelearn.link.client import Client
     from edgelearn.rules.hep import EnergyHead
-    from firmware_sim.inprocess import test_qnetwork
+    from tests._inprocess_board import test_qnetwork
     from tests._c_device import CBoard
     from tests.test_link_sample_mode import config_bytes
 

@@ -197,7 +197,7 @@ def _slot_header(gen: int, image: bytes) -> bytes:
 
 
 def test_generation_0xffffffff_is_followed_by_0(tmp_path):
-    from firmware_sim.inprocess import test_image
+    from tests._inprocess_board import test_image
     path = tmp_path / "f.flash"
     f = Flash(64 * 1024, path)
     img = test_image(seed=1)
@@ -217,7 +217,7 @@ def test_generation_0xffffffff_is_followed_by_0(tmp_path):
 
 
 def test_a_newer_slot_that_does_not_decode_falls_back_to_the_older(tmp_path):
-    from firmware_sim.inprocess import test_image
+    from tests._inprocess_board import test_image
     path = tmp_path / "f.flash"
     f = Flash(64 * 1024, path)
     good, junk = test_image(seed=1), b"ELQN" + bytes(60)          # valid CRC, undecodable
@@ -274,7 +274,7 @@ def test_transmit_queue_is_bounded_and_drops_are_logged_once():
 
 def test_host_refuses_a_snapshot_longer_than_a_slot():
     from edgelearn.link.client import Client
-    from firmware_sim.inprocess import InProcessBoard
+    from tests._inprocess_board import InProcessBoard
     with InProcessBoard("socketpair", ram=64 * 1024, flash=64 * 1024) as ib:
         c = Client(ib.host)
         with pytest.raises(LinkError, match="more than a flash slot"):

@@ -12,7 +12,7 @@ from edgelearn.rules import lpl_rate
 from firmware_sim.cycles import COSTS, core_of, worst_case_cycles
 from firmware_sim.device import Device
 from firmware_sim.flash import Flash
-from firmware_sim.inprocess import test_image, test_qnetwork
+from tests._inprocess_board import test_image, test_qnetwork
 
 
 class Host:

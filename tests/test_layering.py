@@ -69,11 +69,10 @@ FIRMWARE_MAY_USE = ("edgelearn.errors", "edgelearn.fixed", "edgelearn.atomic", "
                     "edgelearn.memory.arena", "edgelearn.memory.layout",
                     "edgelearn.memory.profiles", "edgelearn.link.framing", "edgelearn.link.cobs",
                     "edgelearn.link.messages", "edgelearn.link.blobs")
-# the in-process harness is the cable between a host and a simulated board (tests, benchmarks),
-# not device code: it alone may use the host's pipes; the simulator's command line is a program
-# like edgelearn's and reports bad options through the project's one error path
-FIRMWARE_EXTRA = {"inprocess.py": ("edgelearn.link.transport", "edgelearn.link.pipe"),
-                  "cli.py": ("edgelearn.boundary",)}
+# the simulator's command line is a program like edgelearn's and reports bad options through
+# the project's one error path (the in-process cable to a board, which uses the host's pipes,
+# lives in tests/_inprocess_board.py, outside the device)
+FIRMWARE_EXTRA = {"cli.py": ("edgelearn.boundary",)}
 
 
 @pytest.mark.parametrize("path", sorted(FIRMWARE.rglob("*.py")),

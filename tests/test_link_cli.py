@@ -6,7 +6,7 @@ import sys
 
 from edgelearn.cli import main
 from edgelearn.kernels.image import from_image
-from firmware_sim.inprocess import test_image
+from tests._inprocess_board import test_image
 from tests._hang import HANG_SECONDS
 
 
@@ -46,7 +46,7 @@ def test_firmware_sim_command_forwards_to_the_simulator():
 def test_board_upload_accepts_quantized_and_float_onnx(tmp_path, capsys):
     from edgelearn.io.onnx_quant import save_quant_onnx
     from edgelearn.kernels.image import to_image
-    from firmware_sim.inprocess import test_qnetwork
+    from tests._inprocess_board import test_qnetwork
     qnet = test_qnetwork(seed=71)
     path = tmp_path / "q.onnx"
     save_quant_onnx(qnet, path)

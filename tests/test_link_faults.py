@@ -14,7 +14,7 @@ from edgelearn.link.client import Client, DeviceErrorReply
 from edgelearn.link.faults import FaultConfig, FaultyTransport, corrupt
 from edgelearn.link.framing import crc32
 from edgelearn.link.transport import loop_pair, open_transport
-from firmware_sim.inprocess import InProcessBoard, test_image, test_qnetwork
+from tests._inprocess_board import InProcessBoard, test_image, test_qnetwork
 from tests._c_device import BOARD_IMPLS, make_board
 from tests._hang import HANG_SECONDS
 

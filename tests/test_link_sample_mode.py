@@ -15,7 +15,7 @@ from edgelearn.link import messages as m
 from edgelearn.link.client import Client, DeviceErrorReply
 from edgelearn.memory.arena import Arena
 from edgelearn.rules.hep import EnergyHead
-from firmware_sim.inprocess import InProcessBoard, test_qnetwork
+from tests._inprocess_board import InProcessBoard, test_qnetwork
 
 
 def config_bytes(cfg: EngineConfig, qnet) -> bytes:

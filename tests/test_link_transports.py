@@ -13,7 +13,7 @@ from edgelearn.kernels.image import from_image, to_image
 from edgelearn.kernels.lif_kernels import qrun
 from edgelearn.link.client import Client, DeviceErrorReply
 from edgelearn.link.framing import crc32
-from firmware_sim.inprocess import InProcessBoard, test_qnetwork
+from tests._inprocess_board import InProcessBoard, test_qnetwork
 from tests._hang import HANG_SECONDS
 
 TRANSPORTS = ["loop", "pty", "socket"]

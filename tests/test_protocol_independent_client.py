@@ -24,7 +24,7 @@ from edgelearn.rules.hep.relax import RelaxParams
 from edgelearn.rules.lpl_codes import Codes
 from edgelearn.rules.qmath import RateCode
 from firmware_sim.device import Device
-from firmware_sim.inprocess import test_qnetwork
+from tests._inprocess_board import test_qnetwork
 
 # ---- section 2: framing ----------------------------------------------------------------------
 
