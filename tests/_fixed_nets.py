@@ -19,6 +19,20 @@ def spikes(seed, T=40, B=16, n=24, p=0.1):
     return (np.random.default_rng(seed).random((T, B, n)) < p).astype(np.float32)
 
 
+TRACES = ("spikes", "current", "membrane")
+
+
+def assert_same_recording(a, b, what: str) -> None:
+    """Two integer QRecordings hold the same outputs, traces and clip counts."""
+    assert np.array_equal(a.output, b.output), what
+    for kind in TRACES:
+        da, db = getattr(a, kind), getattr(b, kind)
+        assert set(da) == set(db), what
+        for k in db:
+            assert np.array_equal(da[k], db[k]), (what, kind, k)
+    assert a.clipped == b.clipped, what
+
+
 def teacher_labels(net, x):
     from edgelearn.runtime.reference import run
     return np.argmax(run(net, x).output.max(axis=0), axis=1)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _fixed_nets import qnetworks
+from _fixed_nets import TRACES, assert_same_recording, qnetworks
 from edgelearn.errors import InputError
 from edgelearn.kernels import lif_fast, lif_kernels, native
 from edgelearn.kernels.image import from_image, to_image
@@ -18,7 +18,7 @@ from edgelearn.kernels.lif_fixed import QState, reference_step
 from edgelearn.kernels.lif_kernels import qlayer_step, qrun
 
 VEC = Path(__file__).parent / "vectors"
-ALL = ("spikes", "current", "membrane")
+ALL = TRACES
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +60,6 @@ def test_every_implementation_reproduces_the_shared_vectors(image, impl, mode, l
             assert np.array_equal(rec.spikes[la.name], v[f"spikes__{la.name}"]), la.name
 
 
-def _same_recording(a, b, what: str) -> None:
-    assert np.array_equal(a.output, b.output), what
-    for kind in ALL:
-        da, db = getattr(a, kind), getattr(b, kind)
-        assert set(da) == set(db), what
-        for k in db:
-            assert np.array_equal(da[k], db[k]), (what, kind, k)
-    assert a.clipped == b.clipped, what
-
-
 def _inputs(qnet, rng, T, batch, spikes):
     if spikes:
         return (rng.random((T, batch, qnet.n_in)) < 0.3).astype(np.int64)
@@ -87,7 +77,7 @@ def test_random_networks_give_the_same_integers_in_every_implementation(net_rng,
     ref = qrun(qnet, x, record=ALL, impl="reference")
     for impl, mode in _runs(spikes)[1:]:
         got = qrun(qnet, x, record=ALL, mode=mode, impl=impl, lib=lib)
-        _same_recording(got, ref, f"{impl}/{mode}")
+        assert_same_recording(got, ref, f"{impl}/{mode}")
         if impl == "optimised":
             for a, b in zip(got.final_state, ref.final_state):
                 assert np.array_equal(a.current, b.current)

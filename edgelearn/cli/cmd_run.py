@@ -31,7 +31,9 @@ A quantized model (tools/quantize.py: quantized-profile ONNX or device image .bi
 integer network (docs/fixed-point.md): by
 default on the C kernel of firmware/ loaded as a shared library (built on first use with the
 system compiler; the numpy integer kernel, after a one-line notice, when that is not possible),
-or with --backend numpy. X that holds only integers (any dtype) is the integer input itself
+or with --backend numpy. The C kernel runs the B sequences of X on --threads threads (default:
+$EDGELEARN_THREADS if set, else the CPUs this process may use, at most 64); the outputs are
+the same for any thread count. X that holds only integers (any dtype) is the integer input itself
 and must fit the model's signed input_bits; other float X is quantized first:
 floor(x / input_scale + 1/2), saturated to input_bits (docs/fixed-point.md section 4).
 """
@@ -51,6 +53,10 @@ def register(sub) -> None:
                    help="numpy reference (default for float networks), onnxruntime (default, "
                         "and the only choice, for opaque graphs), or c: the C integer kernel "
                         "(default for quantized models; numpy runs their integer kernel)")
+    p.add_argument("--threads", type=opt.integer(1, 64), default=None, metavar="N",
+                   help="threads of the C kernel, which splits the batch among them (default: "
+                        "$EDGELEARN_THREADS, else the CPUs this process may use; at most 64; "
+                        "the outputs do not depend on it)")
     p.add_argument("--graph", choices=("step", "scan"), default="scan",
                    help="onnxruntime graph form (default scan)")
     p.add_argument("--dt", type=opt.POSITIVE, default=None, metavar="SECONDS",
@@ -96,7 +102,8 @@ def run_integer(args, x: np.ndarray) -> dict[str, np.ndarray]:
     if x.dtype.kind == "f" and np.any(x != np.round(x)):
         x = lif_fixed.quantize_input(qnet, x)
     seq = lif_fixed.as_int_sequence(qnet, x)
-    rec = lif_kernels.qrun(qnet, seq, impl="optimised" if args.backend == "numpy" else "native")
+    rec = lif_kernels.qrun(qnet, seq, impl="optimised" if args.backend == "numpy" else "native",
+                           threads=args.threads)
     out = {"output": rec.output}
     for name, s in rec.spikes.items():
         out[f"spikes/{name}"] = s

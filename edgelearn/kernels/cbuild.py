@@ -103,7 +103,8 @@ def recipes(cc: str | None) -> dict[str, Recipe]:
     native = _native_flags(cc) if cc else ()
     return {
         "lib": Recipe("lib", _K + ("lib/el_native.c",),
-                      _WARN + ("-O3", "-fPIC", "-shared") + native, libs=("-lm",), suffix=".so"),
+                      _WARN + ("-O3", "-fPIC", "-shared", "-pthread") + native,
+                      libs=("-lm", "-lpthread"), suffix=".so"),
         "vectors": Recipe("vectors", _K + ("tests/test_vectors.c", "tests/npz.c"),
                           _WARN + ("-Werror", "-O2", "-Itests"), libs=("-lm",)),
         "device": Recipe("device", _K + _D + ("port/host/main.c",),

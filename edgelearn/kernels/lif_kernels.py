@@ -76,13 +76,15 @@ def qnetwork_step(qnet: QNetwork, x: np.ndarray, state: QNetworkState, mode: str
 
 def qrun(qnet: QNetwork, x: np.ndarray, record: tuple[str, ...] = ("spikes",),
          mode: str = "auto", state: QNetworkState | None = None, impl: str = "optimised",
-         lib=None) -> QRecording:
+         lib=None, threads: int | None = None) -> QRecording:
     """Run an integer sequence x [T, n_in] | [T, B, n_in] through the integer network.
 
     Records the per-layer traces named in ``record`` (int64; spikes uint8) and the number of
     saturated entries per layer; starts from ``state`` (default: zero). ``impl="native"``
     runs the C kernel (``lib``: a loaded library, default :func:`native.library`) from the
-    zero state and leaves ``final_state`` None.
+    zero state on ``threads`` threads (default :func:`native.default_threads`; the same
+    integers for any count) and leaves ``final_state`` None; the numpy implementations ignore
+    ``threads``.
     """
     check_record(record)
     if impl not in SEQUENCE_IMPLEMENTATIONS:
@@ -96,7 +98,7 @@ def qrun(qnet: QNetwork, x: np.ndarray, record: tuple[str, ...] = ("spikes",),
             raise InputError("the native LIF kernel runs from the zero state; pass no state")
         lib = lib or native.library()
         if lib is not None:
-            return _qrun_native(lib, qnet, seq, record, mode)
+            return _qrun_native(lib, qnet, seq, record, mode, threads)
         impl = "optimised"
     return _qrun_numpy(layer_step(impl), qnet, seq, record, mode, state)
 
@@ -128,9 +130,9 @@ def _qrun_numpy(step: Callable, qnet: QNetwork, seq: np.ndarray, record: tuple[s
 
 
 def _qrun_native(lib, qnet: QNetwork, seq: np.ndarray, record: tuple[str, ...],
-                 mode: str) -> QRecording:
+                 mode: str, threads: int | None) -> QRecording:
     T, B, _ = seq.shape
-    nn = native.NativeNetwork(lib, to_image(qnet), B)
+    nn = native.NativeNetwork(lib, to_image(qnet), B, threads)
     sizes = [la.n_out for la in qnet.layers]
     res = nn.run(seq, sizes, qnet.layers[-1].spiking, record, mode)
     rec = QRecording(output=res["output"].astype(np.int64))

@@ -24,8 +24,11 @@ import numpy as np
 from edgelearn.errors import InputError, ModelError
 from edgelearn.kernels import cbuild
 
-ABI = 1
+ABI = 2
 MODES = {"auto": 0, "dense": 1, "event": 2}
+#: the most threads a batch run splits into (EL_NATIVE_MAX_THREADS in firmware/lib/el_native.c)
+MAX_THREADS = 64
+THREADS_ENV = "EDGELEARN_THREADS"
 
 _state: dict = {}
 
@@ -38,7 +41,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "el_native_check": (i32, [P, u32, P, P, u32]),
         "el_native_net_load": (i64, [P, P, P, u32, P, u32, i32, P, u32]),
         "el_native_net_reset": (None, [P]),
-        "el_native_net_run": (None, [P, P, u32, i32, i32, P, P, P, P, P]),
+        "el_native_net_run": (None, [P, P, u32, i32, i32, P, P, P, P, P, P, i32]),
+        "el_native_net_scratch_bytes": (u32, [P]),
         "el_native_net_weights": (None, [P, u32, P, i32]),
         "el_native_net_state": (None, [P, u32, P, P, i32]),
         "el_native_lpl_scratch_bytes": (u32, [P, u32, u32]),
@@ -94,6 +98,32 @@ def lpl_path_counts(lib: ctypes.CDLL) -> dict[str, int]:
     return dict(zip(("reference", "sparse", "window"), (int(v) for v in out)))
 
 
+def default_threads() -> int:
+    """Threads of a batch run when none are given: ``$EDGELEARN_THREADS`` if set (an integer
+    1..MAX_THREADS, else InputError), otherwise the CPUs this process may run on
+    (``os.sched_getaffinity``; ``os.cpu_count()`` where that does not exist), at most
+    MAX_THREADS."""
+    env = os.environ.get(THREADS_ENV)
+    if env is not None:
+        return check_threads(env, THREADS_ENV)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_THREADS))
+
+
+def check_threads(value, what: str = "threads") -> int:
+    """``value`` as a thread count 1..MAX_THREADS, or InputError naming ``what``."""
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_THREADS:
+        raise InputError(f"{what} must be an integer from 1 to {MAX_THREADS}, got {value!r}")
+    return n
+
+
 def _ptr(a: np.ndarray | None):
     return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
 
@@ -106,10 +136,14 @@ class NativeNetwork:
     """A QNetwork's device image laid out by the C kernel for ``batch`` sequences.
 
     ``run(x)`` gives the integers of :func:`edgelearn.kernels.lif_kernels.qrun` (outputs,
-    traces, clip counts).
+    traces, clip counts). The sequences are independent: ``threads`` (default
+    :func:`default_threads`) POSIX threads each run a contiguous part of the batch, all T steps
+    (``self.threads`` = min(threads, batch) of them); the results are the same integers
+    whatever the thread count (tests/test_native_threads.py).
     """
 
-    def __init__(self, lib: ctypes.CDLL, image: bytes, batch: int = 1) -> None:
+    def __init__(self, lib: ctypes.CDLL, image: bytes, batch: int = 1,
+                 threads: int | None = None) -> None:
         self.lib = lib
         self.image = np.frombuffer(bytes(image), np.uint8).copy()
         self.desc = np.zeros(lib.el_native_sizeof(0), np.uint8)
@@ -129,6 +163,10 @@ class NativeNetwork:
             if size > (1 << 34):
                 raise ModelError(f"C kernel: {err.value.decode()}")
             size *= 4
+        wanted = default_threads() if threads is None else check_threads(threads)
+        self.threads = max(1, min(wanted, self.batch))
+        per_thread = lib.el_native_net_scratch_bytes(_ptr(self.net))
+        self.scratch = np.zeros(self.threads * per_thread, np.uint8)
 
     def reset(self) -> None:
         self.lib.el_native_net_reset(_ptr(self.net))
@@ -149,7 +187,8 @@ class NativeNetwork:
         spk = np.empty((T, total), np.uint8) if "spikes" in record else None
         clips = np.zeros((len(sizes), 2), np.uint32)
         self.lib.el_native_net_run(_ptr(self.net), _ptr(xi), T, int(binary), MODES[mode],
-                                   _ptr(out), _ptr(cur), _ptr(mem), _ptr(spk), _ptr(clips))
+                                   _ptr(out), _ptr(cur), _ptr(mem), _ptr(spk), _ptr(clips),
+                                   _ptr(self.scratch), self.threads)
         return {"output": out, "current": cur, "membrane": mem, "spikes": spk, "clips": clips}
 
     def weights(self, k: int, n_out: int, n_in: int) -> np.ndarray:

@@ -4,7 +4,13 @@
  * blocks of el_native_sizeof(...) bytes for the descriptors and an arena for the buffers.
  * Weights are exchanged row-major ([n_out][n_in], the image and numpy layout) and stored
  * input-major inside. ABI: bump EL_NATIVE_ABI on any signature change.
+ *
+ * Threads live here only (the firmware core is single-threaded): el_native_net_run splits a
+ * batch into contiguous parts run on POSIX threads, each with its own descriptor copy and
+ * lists; the sequences are independent, so no result depends on the thread count.
  */
+#define _POSIX_C_SOURCE 200809L   /* pthreads under -std=c99 */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,7 +20,8 @@
 #include "el_lpl_codes.h"
 #include "el_net.h"
 
-#define EL_NATIVE_ABI 1
+#define EL_NATIVE_ABI 2
+#define EL_NATIVE_MAX_THREADS 64
 
 typedef struct {
     el_arena arena;
@@ -64,41 +71,99 @@ int64_t el_native_net_load(el_net *net, const el_image_desc *desc, const uint8_t
 
 void el_native_net_reset(el_net *net) { el_net_reset_state(net); }
 
+/* Working memory of el_native_net_run per thread: the step lists (el_step_scratch_bytes) */
+uint32_t el_native_net_scratch_bytes(const el_net *net)
+{
+    return el_step_scratch_bytes(net->list_len);
+}
+
+/* What one thread of el_native_net_run does: sequences b0..b1-1, all T steps */
+typedef struct {
+    const el_net *net;
+    const int16_t *x;
+    uint32_t T, b0, b1;
+    int binary, mode;
+    int32_t *out, *cur_tr, *mem_tr;
+    uint8_t *spk_tr, *scratch;
+    int count;                          /* clip counts wanted */
+    el_clip clip[EL_MAX_LAYERS];
+} run_part;
+
+/* The sequences are independent: a thread steps its own sequences with its own copy of the
+ * network descriptor (the shared weights are read only; state rows b0..b1-1 are its own) and
+ * its own lists, so no output depends on how the batch is split. */
+static void *run_sequences(void *arg)
+{
+    run_part *p = (run_part *)arg;
+    el_net net = *p->net;
+    el_step_lists_bind(&net.lists, p->scratch, net.list_len);
+    uint32_t B = (uint32_t)net.batch, total = 0, last = net.n_layers - 1, n_out = net.n_out;
+    for (uint32_t k = 0; k < net.n_layers; k++) total += B * net.layer[k].n_out;
+    el_clip *c = p->count ? p->clip : 0;
+    for (uint32_t t = 0; t < p->T; t++) {
+        const int16_t *xt = p->x + (size_t)t * B * net.n_in;
+        for (uint32_t b = p->b0; b < p->b1; b++) {
+            el_net_step1(&net, (int)b, xt + (size_t)b * net.n_in, EL_X_INT16, p->binary,
+                         p->mode, c, 0);
+            uint32_t off = 0;
+            for (uint32_t k = 0; k < net.n_layers; k++) {
+                uint32_t n = net.layer[k].n_out;
+                size_t at = (size_t)t * total + off + (size_t)b * n, row = (size_t)b * n;
+                if (p->cur_tr) memcpy(p->cur_tr + at, net.cur[k] + row, 4 * (size_t)n);
+                if (p->mem_tr) memcpy(p->mem_tr + at, net.mem[k] + row, 4 * (size_t)n);
+                if (p->spk_tr) {
+                    if (net.spk[k]) memcpy(p->spk_tr + at, net.spk[k] + row, n);
+                    else memset(p->spk_tr + at, 0, n);
+                }
+                off += B * n;
+            }
+            int32_t *o = p->out + ((size_t)t * B + b) * n_out;
+            if (net.output_spiking)
+                for (uint32_t i = 0; i < n_out; i++) o[i] = net.spk[last][(size_t)b * n_out + i];
+            else
+                memcpy(o, net.mem[last] + (size_t)b * n_out, 4 * (size_t)n_out);
+        }
+    }
+    return 0;
+}
+
 /* T steps of x [T][B][n_in]; out [T][B][n_out] (spikes 0/1 or readout membrane).
  * Optional traces, each [T][sum_k B n_k] with layer k at offset B * sum_{k'<k} n_k':
- * cur_tr, mem_tr (int32) and spk_tr (uint8; zeros for the readout). clips [L][2] (may be 0). */
+ * cur_tr, mem_tr (int32) and spk_tr (uint8; zeros for the readout). clips [L][2] (may be 0).
+ * threads >= 1 (at most EL_NATIVE_MAX_THREADS and B): the batch is split into that many
+ * contiguous parts run in parallel, each with its own el_native_net_scratch_bytes() of
+ * `scratch` (threads * that many bytes); the results do not depend on `threads`. A thread
+ * that cannot be started runs its part on the calling thread. */
 void el_native_net_run(el_net *net, const int16_t *x, uint32_t T, int binary, int mode,
                        int32_t *out, int32_t *cur_tr, int32_t *mem_tr, uint8_t *spk_tr,
-                       uint32_t *clips)
+                       uint32_t *clips, uint8_t *scratch, int threads)
 {
-    uint32_t B = (uint32_t)net->batch, total = 0, last = net->n_layers - 1;
-    el_clip c[EL_MAX_LAYERS];
-    memset(c, 0, sizeof c);
-    for (uint32_t k = 0; k < net->n_layers; k++) total += B * net->layer[k].n_out;
-    for (uint32_t t = 0; t < T; t++) {
-        el_net_step(net, x + (size_t)t * B * net->n_in, EL_X_INT16, binary, mode, clips ? c : 0);
-        uint32_t off = 0;
-        for (uint32_t k = 0; k < net->n_layers; k++) {
-            uint32_t n = B * net->layer[k].n_out;
-            size_t at = (size_t)t * total + off;
-            if (cur_tr) memcpy(cur_tr + at, net->cur[k], 4 * (size_t)n);
-            if (mem_tr) memcpy(mem_tr + at, net->mem[k], 4 * (size_t)n);
-            if (spk_tr) {
-                if (net->spk[k]) memcpy(spk_tr + at, net->spk[k], n);
-                else memset(spk_tr + at, 0, n);
-            }
-            off += n;
-        }
-        int32_t *o = out + (size_t)t * B * net->n_out;
-        if (net->output_spiking)
-            for (uint32_t i = 0; i < B * net->n_out; i++) o[i] = net->spk[last][i];
-        else
-            memcpy(o, net->mem[last], 4 * (size_t)B * net->n_out);
+    uint32_t B = (uint32_t)net->batch;
+    uint32_t n = threads < 1 ? 1 : (uint32_t)threads;
+    if (n > EL_NATIVE_MAX_THREADS) n = EL_NATIVE_MAX_THREADS;
+    if (n > B) n = B;
+    if (n == 0) n = 1;
+    run_part part[EL_NATIVE_MAX_THREADS];
+    pthread_t tid[EL_NATIVE_MAX_THREADS];
+    int started[EL_NATIVE_MAX_THREADS];
+    uint32_t bytes = el_native_net_scratch_bytes(net);
+    for (uint32_t i = 0; i < n; i++) {
+        run_part *p = &part[i];
+        *p = (run_part){net, x, T, B * i / n, B * (i + 1) / n, binary, mode, out, cur_tr,
+                        mem_tr, spk_tr, scratch + (size_t)i * bytes, clips != 0, {{0, 0}}};
+        started[i] = i > 0 && pthread_create(&tid[i], 0, run_sequences, p) == 0;
     }
+    for (uint32_t i = 0; i < n; i++)
+        if (!started[i]) run_sequences(&part[i]);
+    for (uint32_t i = 1; i < n; i++)
+        if (started[i]) pthread_join(tid[i], 0);
     if (clips)
         for (uint32_t k = 0; k < net->n_layers; k++) {
-            clips[2 * k] = c[k].cur;
-            clips[2 * k + 1] = c[k].mem;
+            clips[2 * k] = clips[2 * k + 1] = 0;
+            for (uint32_t i = 0; i < n; i++) {
+                clips[2 * k] += part[i].clip[k].cur;
+                clips[2 * k + 1] += part[i].clip[k].mem;
+            }
         }
 }
 
