@@ -24,11 +24,13 @@ import numpy as np
 from edgelearn.errors import InputError, ModelError
 from edgelearn.kernels import cbuild
 
-ABI = 2
+ABI = 3
 MODES = {"auto": 0, "dense": 1, "event": 2}
 #: the most threads a batch run splits into (EL_NATIVE_MAX_THREADS in firmware/lib/el_native.c)
 MAX_THREADS = 64
 THREADS_ENV = "EDGELEARN_THREADS"
+_X_INT8, _X_INT16 = 1, 2          # EL_X_INT8, EL_X_INT16 (firmware/src/el_lif.h)
+_INPUT_BITS_AT = 28               # the image header's input_bits byte (docs/fixed-point.md 7)
 
 _state: dict = {}
 
@@ -41,7 +43,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "el_native_check": (i32, [P, u32, P, P, u32]),
         "el_native_net_load": (i64, [P, P, P, u32, P, u32, i32, P, u32]),
         "el_native_net_reset": (None, [P]),
-        "el_native_net_run": (None, [P, P, u32, i32, i32, P, P, P, P, P, P, i32]),
+        "el_native_net_run": (None, [P, P, i32, u32, i32, i32, P, P, P, P, P, P, i32]),
         "el_native_net_scratch_bytes": (u32, [P]),
         "el_native_net_weights": (None, [P, u32, P, i32]),
         "el_native_net_state": (None, [P, u32, P, P, i32]),
@@ -173,20 +175,23 @@ class NativeNetwork:
 
     def run(self, x: np.ndarray, sizes: list[int], spiking_out: bool, record: tuple = (),
             mode: str = "auto") -> dict:
-        """x int [T, B, n_in] (validated by the caller). Returns output [T, B, n_out] int64
-        and the requested traces as [T, B, total] int arrays plus clip counts [L, 2]."""
+        """x int [T, B, n_in] (validated by the caller: within the image's signed input_bits;
+        passed to C as int8 when input_bits <= 8, else int16). Returns output [T, B, n_out]
+        int32 and the requested traces as [T, B, total] int arrays plus clip counts [L, 2]."""
         T, B, _ = x.shape
         if B != self.batch:
             raise InputError(f"native network laid out for batch {self.batch}, got {B}")
-        xi = np.ascontiguousarray(x, dtype=np.int16)
-        binary = bool(x.size and x.min() >= 0 and x.max() <= 1)
+        narrow = self.image[_INPUT_BITS_AT] <= 8           # x fits int8: EL_X_INT8
+        xi = np.ascontiguousarray(x, dtype=np.int8 if narrow else np.int16)
+        binary = bool(xi.size and xi.min() >= 0 and xi.max() <= 1)
         total = B * sum(sizes)
         out = np.empty((T, B, sizes[-1]), np.int32)
         cur = np.empty((T, total), np.int32) if "current" in record else None
         mem = np.empty((T, total), np.int32) if "membrane" in record else None
         spk = np.empty((T, total), np.uint8) if "spikes" in record else None
         clips = np.zeros((len(sizes), 2), np.uint32)
-        self.lib.el_native_net_run(_ptr(self.net), _ptr(xi), T, int(binary), MODES[mode],
+        self.lib.el_native_net_run(_ptr(self.net), _ptr(xi), _X_INT8 if narrow else _X_INT16,
+                                   T, int(binary), MODES[mode],
                                    _ptr(out), _ptr(cur), _ptr(mem), _ptr(spk), _ptr(clips),
                                    _ptr(self.scratch), self.threads)
         return {"output": out, "current": cur, "membrane": mem, "spikes": spk, "clips": clips}

@@ -20,7 +20,7 @@
 #include "el_lpl_codes.h"
 #include "el_net.h"
 
-#define EL_NATIVE_ABI 2
+#define EL_NATIVE_ABI 3
 #define EL_NATIVE_MAX_THREADS 64
 
 typedef struct {
@@ -80,9 +80,9 @@ uint32_t el_native_net_scratch_bytes(const el_net *net)
 /* What one thread of el_native_net_run does: sequences b0..b1-1, all T steps */
 typedef struct {
     const el_net *net;
-    const int16_t *x;
+    const uint8_t *x;
     uint32_t T, b0, b1;
-    int binary, mode;
+    int x_kind, binary, mode;
     int32_t *out, *cur_tr, *mem_tr;
     uint8_t *spk_tr, *scratch;
     int count;                          /* clip counts wanted */
@@ -100,11 +100,11 @@ static void *run_sequences(void *arg)
     uint32_t B = (uint32_t)net.batch, total = 0, last = net.n_layers - 1, n_out = net.n_out;
     for (uint32_t k = 0; k < net.n_layers; k++) total += B * net.layer[k].n_out;
     el_clip *c = p->count ? p->clip : 0;
+    size_t row_bytes = (size_t)net.n_in * (p->x_kind == EL_X_INT16 ? 2 : 1);
     for (uint32_t t = 0; t < p->T; t++) {
-        const int16_t *xt = p->x + (size_t)t * B * net.n_in;
+        const uint8_t *xt = p->x + (size_t)t * B * row_bytes;
         for (uint32_t b = p->b0; b < p->b1; b++) {
-            el_net_step1(&net, (int)b, xt + (size_t)b * net.n_in, EL_X_INT16, p->binary,
-                         p->mode, c, 0);
+            el_net_step1(&net, (int)b, xt + b * row_bytes, p->x_kind, p->binary, p->mode, c, 0);
             uint32_t off = 0;
             for (uint32_t k = 0; k < net.n_layers; k++) {
                 uint32_t n = net.layer[k].n_out;
@@ -127,14 +127,15 @@ static void *run_sequences(void *arg)
     return 0;
 }
 
-/* T steps of x [T][B][n_in]; out [T][B][n_out] (spikes 0/1 or readout membrane).
+/* T steps of x [T][B][n_in] of kind x_kind (EL_X_INT8: int8, EL_X_INT16: int16); out
+ * [T][B][n_out] (spikes 0/1 or readout membrane).
  * Optional traces, each [T][sum_k B n_k] with layer k at offset B * sum_{k'<k} n_k':
  * cur_tr, mem_tr (int32) and spk_tr (uint8; zeros for the readout). clips [L][2] (may be 0).
  * threads >= 1 (at most EL_NATIVE_MAX_THREADS and B): the batch is split into that many
  * contiguous parts run in parallel, each with its own el_native_net_scratch_bytes() of
  * `scratch` (threads * that many bytes); the results do not depend on `threads`. A thread
  * that cannot be started runs its part on the calling thread. */
-void el_native_net_run(el_net *net, const int16_t *x, uint32_t T, int binary, int mode,
+void el_native_net_run(el_net *net, const void *x, int x_kind, uint32_t T, int binary, int mode,
                        int32_t *out, int32_t *cur_tr, int32_t *mem_tr, uint8_t *spk_tr,
                        uint32_t *clips, uint8_t *scratch, int threads)
 {
@@ -149,7 +150,7 @@ void el_native_net_run(el_net *net, const int16_t *x, uint32_t T, int binary, in
     uint32_t bytes = el_native_net_scratch_bytes(net);
     for (uint32_t i = 0; i < n; i++) {
         run_part *p = &part[i];
-        *p = (run_part){net, x, T, B * i / n, B * (i + 1) / n, binary, mode, out, cur_tr,
+        *p = (run_part){net, x, T, B * i / n, B * (i + 1) / n, x_kind, binary, mode, out, cur_tr,
                         mem_tr, spk_tr, scratch + (size_t)i * bytes, clips != 0, {{0, 0}}};
         started[i] = i > 0 && pthread_create(&tid[i], 0, run_sequences, p) == 0;
     }

@@ -21,8 +21,12 @@
  * lists (el_step_lists, `kernel.scratch`).
  *
  * Tile sums: host builds sum 0/1 columns in int16 lanes (256 int8 columns at most, then
- * carried to int32), which compilers vectorise; builds with EL_SWAR (default on Cortex-M)
- * sum 4 neurons per 32-bit word (two 16-bit lanes per register, weights biased by 128).
+ * carried to int32), which compilers vectorise, and sum a layer's last, partial tile (fewer
+ * than 8 neurons, in a layer at least 8 wide) as the last 8 columns of the rows; builds with
+ * EL_SWAR (default on Cortex-M) sum 4 neurons per 32-bit word (two 16-bit lanes per register,
+ * weights biased by 128). The lists of nonzero bytes (input events, spikes) are found a word
+ * at a time, or 64 bytes at a time with AVX-512 VBMI2 compress on hosts built for it
+ * (-march=native).
  * Every variant gives the exact integer sums. The neuron update has an int64 reference and an
  * int32 version used when the layer's bounds (valid for any int8 weights, so learning keeps
  * them) prove it exact (el_layer_prepare); tests run both.
