@@ -135,6 +135,63 @@ def test_report_folder_of_another_fleet_is_refused(voices, tmp_path, capsys):
     assert len(_records(report)) == 2
 
 
+def test_lpl_rule_reaches_the_devices_the_identity_and_the_worst_command(voices, tmp_path,
+                                                                         capsys):
+    """`edgelearn fleet --lpl-rule R` plans every device with rule R (it was once accepted and
+    ignored), is part of the fleet's identity, and the worst device's command repeats it."""
+    from edgelearn.fleet.worker import Worker
+    from edgelearn.rules import lpl_presets
+
+    report = tmp_path / "homeo"
+    assert main(_fleet_args(voices, report, 2, "--engine", "inline",
+                            "--lpl-rule", "homeostasis")) == 0
+    conf = json.loads((report / "fleet.json").read_text())["config"]
+    cfg = FleetConfig.from_json(conf)
+    assert cfg.lpl_rule == "homeostasis"
+    worker = Worker(cfg, ModelFiles.read(cfg))
+    try:
+        assert worker.plan.requested.lpl == lpl_presets.preset("homeostasis")
+        assert worker.plan.requested.lpl != lpl_presets.preset("lpl")
+    finally:
+        worker.close()
+    files = ModelFiles.read(cfg)
+    default = FleetConfig.from_json(dict(conf, lpl_rule="lpl"))
+    assert cfg.identity(files) != default.identity(files)
+    worst = json.loads((report / "fleet_report.json").read_text())["worst"][0]
+    argv = shlex.split(worst["command"])
+    assert argv[argv.index("--lpl-rule") + 1] == "homeostasis"
+    assert main(argv[1:] + ["--quiet"]) == 0
+    m = json.loads((report / "worst" / f"device-{worst['device']:06d}" / "metrics.json")
+                   .read_text())
+    assert m["runs"]["adapted"]["accuracy"] == worst["adapted"]
+    capsys.readouterr()
+    assert main(_fleet_args(voices, report, 2, "--engine", "inline")) == 2
+    assert "holds another fleet" in capsys.readouterr().err
+
+
+def test_a_nir_model_needs_dt_and_its_worst_command_repeats_it(voices, tmp_path, capsys):
+    """NIR stores no time step: `--dt` reaches every worker and the deploy command."""
+    import shutil
+    nir_model = tmp_path / "rs.nir"
+    assert main(["convert", MODEL, "-o", str(nir_model)]) == 0
+    for suffix in (".head.npz", ".calib.npz"):
+        shutil.copy(MODEL.replace(".onnx", suffix), tmp_path / f"rs{suffix}")
+    args = _fleet_args(voices, tmp_path / "nir", 2, "--engine", "inline")
+    args[1] = str(nir_model)
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"'{nir_model}' is a NIR file" in err and "--dt" in err, err
+    assert main(args + ["--dt", "1e-3"]) == 0
+    worst = json.loads((tmp_path / "nir" / "fleet_report.json").read_text())["worst"][0]
+    argv = shlex.split(worst["command"])
+    assert argv[argv.index("--dt") + 1] == "0.001"
+    assert main(argv[1:] + ["--quiet"]) == 0
+    m = json.loads((tmp_path / "nir" / "worst" / f"device-{worst['device']:06d}" /
+                    "metrics.json").read_text())
+    assert m["runs"]["adapted"]["accuracy"] == worst["adapted"]
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--streams", "new_user@user=planet"], "user='planet'"),
     (["--streams", "new_user@drift=dead:0..3"], "DeadChannels severity"),
@@ -146,6 +203,7 @@ def test_report_folder_of_another_fleet_is_refused(voices, tmp_path, capsys):
     (["--streams", "new_user@user=voice"], "has 64 channels but the model expects 32"),
     (["--labels", "1.5"], "argument --labels: must be a finite number in [0.0, 1.0]"),
     (["--mismatch", "a..b"], "expected LO..HI"),
+    (["--lpl-rule", "oja"], "argument --lpl-rule: invalid choice"),
 ])
 def test_bad_fleet_input_is_one_line(args, needle, tmp_path, capsys):
     base = ["fleet", MODEL, "--devices", "2", "--budget", "64KiB", "--engine", "inline",

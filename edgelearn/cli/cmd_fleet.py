@@ -59,7 +59,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=opt.SEED, default=0, help="fleet seed (default 0)")
     p.add_argument("--mismatch", type=parse_range, metavar="LO..HI",
                    help="substrate only: each device's mismatch factor, uniform in [LO, HI]")
-    p.add_argument("--engine", default="local", help="local | ray | ray:ADDRESS")
+    p.add_argument("--engine", default="local",
+                   help="local (default) | ray | ray:ADDRESS | inline (this process)")
     p.add_argument("--workers", type=opt.COUNT, help="worker processes / Ray actors (default: CPUs)")
     p.add_argument("--federated", type=opt.real(0.0, 1.0, hi_open=True), default=0.0, metavar="FRACTION",
                    help="hold out this fraction of the users and run a federated round")
@@ -86,7 +87,8 @@ def run(args) -> int:
 
     check_folder(args.report)          # refuse an unusable report folder before any work
     cfg = FleetConfig(model=args.model, target=args.target, streams=args.streams,
-                      budget=args.budget, device=args.device, lpl=args.lpl, no_hep=args.no_hep,
+                      budget=args.budget, device=args.device, lpl=args.lpl,
+                      lpl_rule=args.lpl_rule, dt=args.dt, no_hep=args.no_hep,
                       labels=args.labels, limit=args.limit, devices=args.devices,
                       seed=args.seed, mismatch=args.mismatch, federated=args.federated,
                       held_out_devices=args.held_out_devices, keep_updates=args.keep_updates)

@@ -18,11 +18,15 @@ from edgelearn.adapt.streams import split_source
 from edgelearn.errors import DataError, TargetError
 from edgelearn.fleet.population import parse_population
 from edgelearn.memory import parse_bytes
+from edgelearn.rules import lpl_presets
 from edgelearn.substrate.presets import get_preset
 from edgelearn.targets.spec import parse_target
 
 SIDE_FILES = (".head.npz", ".calib.npz")
 DEVICES_MAX = 10_000_000
+#: FleetConfig fields added after fleets were first recorded, with their defaults: left out of
+#: the identity when at the default, so such a fleet's report folder is still recognised
+OPTIONS_ADDED_LATER = {"lpl_rule": "lpl", "dt": None}
 
 
 @dataclass(frozen=True)
@@ -33,12 +37,13 @@ class FleetConfig:
     Attributes:
         model: model file path as given. target: host | sim | substrate[:PRESET].
         streams: the population SPEC (edgelearn.fleet.population). budget, device, lpl,
-        no_hep: the plan (as for `edgelearn plan`). labels: label
+        lpl_rule, no_hep: the plan (as for `edgelearn plan`). dt: time step in seconds of a
+        NIR model file (None for ONNX). labels: label
         fraction. limit: samples per device. devices: N. seed: fleet seed.
         mismatch: (lo, hi) factor range of the substrate mismatch, or None.
         federated: hold out this fraction of the users and run a federated round (0 = off).
         held_out_devices: devices of the held-out users (federated only).
-        keep_updates: keep every device's adapted head (updates/device-NNNNNN.npz).
+        keep_updates: keep every device's adapted head (updates/PHASE-NNNNNN.npz).
     """
 
     model: str
@@ -56,6 +61,8 @@ class FleetConfig:
     federated: float = 0.0
     held_out_devices: int = 0
     keep_updates: bool = False
+    lpl_rule: str = "lpl"
+    dt: float | None = None
 
     def __post_init__(self) -> None:
         spec = parse_target(self.target)
@@ -69,6 +76,11 @@ class FleetConfig:
                               f"--mismatch LO..HI, not in the target")
         parse_population(self.streams)
         parse_bytes(self.budget)
+        if self.lpl_rule not in lpl_presets.NAMES:
+            raise DataError(f"unknown LPL rule {self.lpl_rule!r}; use one of "
+                            f"{', '.join(lpl_presets.NAMES)}")
+        if self.dt is not None and not (math.isfinite(self.dt) and self.dt > 0):
+            raise DataError(f"--dt must be a finite number of seconds > 0, got {self.dt}")
         if not 0.0 <= self.labels <= 1.0:
             raise DataError(f"label fraction must lie in [0, 1], got {self.labels}")
         if not 1 <= self.devices <= DEVICES_MAX:
@@ -114,6 +126,9 @@ class FleetConfig:
         d = self.to_json()
         d.pop("devices")
         d.pop("keep_updates")
+        for key, default in OPTIONS_ADDED_LATER.items():
+            if d[key] == default:       # fleets recorded before these options keep their identity
+                d.pop(key)
         d["files"] = files.digest
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -91,7 +91,7 @@ def link_bytes(cfg: FleetConfig, files: ModelFiles) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         model, _ = files.materialise(Path(tmp))
-        bundle = load_bundle(model)
+        bundle = load_bundle(model, dt=cfg.dt)
         plan = plan_for(bundle, cfg, link=False)    # the board's link is planned from HELLO
         with make_target(TargetSpec("sim"), bundle, plan, progress=False) as board:
             counter = _Counter(board.client.transport)

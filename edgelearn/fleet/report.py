@@ -34,8 +34,12 @@ def deploy_command(cfg: FleetConfig, rec: dict, report: str) -> str:
     args = ["edgelearn", "deploy", cfg.model, "--target", rec["target"], "--budget", cfg.budget]
     if cfg.device:
         args += ["--device", cfg.device]
+    if cfg.dt is not None:
+        args += ["--dt", repr(cfg.dt)]
     if cfg.lpl != "all":
         args += ["--lpl", cfg.lpl]
+    if cfg.lpl_rule != "lpl":
+        args += ["--lpl-rule", cfg.lpl_rule]
     if cfg.no_hep:
         args.append("--no-hep")
     args += ["--adapt", rec["stream"], "--labels", repr(cfg.labels), "--limit", str(cfg.limit),

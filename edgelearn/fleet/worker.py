@@ -64,7 +64,10 @@ class Worker:
         self.cfg = cfg
         self.tmp = Path(tempfile.mkdtemp(prefix="edgelearn-fleet-"))
         model, stream_file = files.materialise(self.tmp)
-        self.bundle = load_bundle(model)
+        try:
+            self.bundle = load_bundle(model, dt=cfg.dt)
+        except EdgelearnError as exc:      # name the model as given, not the worker's copy
+            raise type(exc)(str(exc).replace(str(model), cfg.model)) from None
         self.plan = plan_for(self.bundle, cfg, link=False)   # as edgelearn deploy plans
         self.spec_source = cfg.stream_source
         self.local_source = str(stream_file) if stream_file is not None else self.spec_source
