@@ -28,6 +28,25 @@ def test_stream_and_info(tmp_path, capsys):
     assert '"samples": 6' in capsys.readouterr().out
 
 
+def test_baseline_command_and_function_agree_on_defaults(tmp_path, capsys):
+    """docs/datasets.md: `fit_logistic(train)` is the model `edgelearn data baseline` fits
+    (10 time windows by default in both; the function once defaulted to 20)."""
+    import json
+
+    from edgelearn.data.baseline import fit_logistic
+    from edgelearn.data.randman import randman_splits
+    tr, te = randman_splits(n_classes=4, n_units=12, n_steps=40, samples_per_class=40, seed=3)
+    save_npz(tr, tmp_path / "tr.npz")
+    save_npz(te, tmp_path / "te.npz")
+    assert main(["data", "baseline", str(tmp_path / "tr.npz"), str(tmp_path / "te.npz"),
+                 "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    model = fit_logistic(tr)
+    assert model.time_pools == 10
+    assert cli[str(tmp_path / "te.npz")] == model.accuracy(te)
+    assert cli[str(tmp_path / "tr.npz")] == model.accuracy(tr)
+
+
 def test_shd_conversion(tmp_path, capsys):
     pytest.importorskip("h5py", reason="h5py is the optional 'data' extra")
     from edgelearn.data.shd import write_shd

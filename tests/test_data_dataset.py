@@ -97,3 +97,14 @@ def test_npz_is_a_plain_zip_of_npy(tmp_path):
     with zipfile.ZipFile(path) as zf:
         assert sorted(zf.namelist()) == sorted(
             ["x.npy", "y.npy", "n_classes.npy", "name.npy", "meta.npy", "meta__speaker.npy"])
+
+
+def test_a_plain_npz_of_x_and_y_loads_with_the_documented_defaults(tmp_path, monkeypatch):
+    """docs/datasets.md: without n_classes, name and meta a file loads as max(y) + 1 classes,
+    named after the file's stem, with empty meta (a relative path once gave the name
+    "data file 'plain", a piece of the error text)."""
+    monkeypatch.chdir(tmp_path)
+    np.savez("plain.npz", x=np.ones((3, 4, 2), np.uint8), y=np.array([0, 2, 1], np.int32))
+    ds = load_npz("plain.npz")
+    assert (ds.name, ds.n_classes, ds.meta) == ("plain", 3, {})
+    assert ds.y.dtype == np.int64 and ds.y.tolist() == [0, 2, 1]

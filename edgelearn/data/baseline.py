@@ -47,7 +47,7 @@ class LogisticBaseline:
         return float(np.mean(self.predict(ds) == ds.y))
 
 
-def fit_logistic(train: Dataset, time_pools: int = 20, l2: float = 1e-3, steps: int = 300,
+def fit_logistic(train: Dataset, time_pools: int = 10, l2: float = 1e-3, steps: int = 300,
                  lr: float = 0.05) -> LogisticBaseline:
     """Fit the baseline on ``train`` (see the module docstring)."""
     if time_pools < 1 or time_pools > train.n_steps:

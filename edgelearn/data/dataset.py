@@ -208,8 +208,9 @@ def read_npz_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def dataset_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "",
-                        source: str = "archive") -> Dataset:
-    """Rebuild a Dataset from the keys written by :func:`dataset_arrays`."""
+                        source: str = "archive", default_name: str = "dataset") -> Dataset:
+    """Rebuild a Dataset from the keys written by :func:`dataset_arrays` (``source`` names the
+    archive in errors; ``default_name`` is the name when the archive stores none)."""
     for key in ("x", "y"):
         if f"{prefix}{key}" not in arrays:
             raise DataError(f"{source}: missing key '{prefix}{key}' (has "
@@ -223,7 +224,7 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "",
         n_classes = int(n_classes)
     else:
         n_classes = int(np.max(y)) + 1 if np.size(y) else 1
-    name = str(arrays[f"{prefix}name"]) if f"{prefix}name" in arrays else Path(source).stem
+    name = str(arrays[f"{prefix}name"]) if f"{prefix}name" in arrays else default_name
     meta: dict = {}
     if f"{prefix}meta" in arrays:
         try:
@@ -241,4 +242,5 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "",
 
 def load_npz(path: str | os.PathLike) -> Dataset:
     """Read a Dataset written by :func:`save_npz` (never unpickles)."""
-    return dataset_from_arrays(read_npz_arrays(path), source=f"data file '{path}'")
+    return dataset_from_arrays(read_npz_arrays(path), source=f"data file '{path}'",
+                               default_name=Path(path).stem)
