@@ -408,3 +408,13 @@ def test_low_noise_scheme_is_fourth_order_and_plugs_into_online_learning():
     learner = OnlineHEP(head, lr=0.01, amplitude=0.5, scheme=sc.low_noise_scheme())
     g = learner.gradient(x, y)
     assert rel(g, head.hep_gradient(x, y, 0.5, scheme=sc.low_noise_scheme())) == 0.0
+
+
+def test_a_head_made_without_seed_or_rng_is_the_seed_0_head():
+    """docs/hep.md: EnergyHead(sizes, seed=0, ...): the default initialisation is reproducible
+    (it once drew from fresh OS entropy)."""
+    a, b, c = EnergyHead((6, 8, 3)), EnergyHead((6, 8, 3)), EnergyHead((6, 8, 3), seed=0)
+    for Wa, Wb, Wc in zip(a.weights, b.weights, c.weights):
+        assert np.array_equal(Wa, Wb) and np.array_equal(Wa, Wc)
+    d = EnergyHead((6, 8, 3), rng=np.random.default_rng(1))
+    assert not np.array_equal(a.weights[0], d.weights[0])

@@ -65,11 +65,12 @@ class EnergyHead:
       hidden units widen it a lot). Without it, training grows ||W_K|| until the head turns
       multistable and relaxation fails near the folds (measured on SNN features, 64-64-10).
       It also bounds the logit range: after 2 epochs 0.95 gave 89.8 %, 0.8 87.3 %, 0.5 ~72 %.
-    seed / rng: explicit randomness for the initialisation (np.random.Generator preferred).
+    seed / rng: explicit randomness for the initialisation (np.random.Generator preferred;
+      ``rng`` wins over ``seed``, whose default 0 makes a head made without either reproducible).
     relax: RelaxParams.  noise: state-noise callable z -> z.  weight_read: callable W -> W.
     """
 
-    def __init__(self, sizes: Sequence[int], *, seed: int | None = None,
+    def __init__(self, sizes: Sequence[int], *, seed: int = 0,
                  rng: np.random.Generator | None = None, gain: float = 1.0,
                  coupling: float = 0.5, max_coupling: float | None = 0.95,
                  activation: str = "tanh", relax: RelaxParams | None = None,
