@@ -82,21 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
                                     line for line in __doc__.split("\n\n")[1].splitlines()),
                                 formatter_class=_Formatter)
     p.add_argument("model", help="ONNX model in the edgelearn profile")
-    p.add_argument("--preset", default="bss2", choices=sorted(PRESETS))
+    p.add_argument("--preset", default="bss2", choices=sorted(PRESETS), help="substrate preset")
     p.add_argument("--seed", type=int, default=0, help="device instance seed")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--surrogate-scale", type=float, default=10.0)
+    p.add_argument("--epochs", type=int, default=3, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=32, help="minibatch size")
+    p.add_argument("--lr", type=float, default=5e-4, help="Adam step size")
+    p.add_argument("--surrogate-scale", type=float, default=10.0,
+                   help="steepness of the surrogate spike derivative")
     p.add_argument("--train-seed", type=int, default=0, help="seed of the minibatch order")
     p.add_argument("--data", choices=("model", "npz"), default="model",
                    help="model: the data named by the model's training command")
-    p.add_argument("--train-file")
-    p.add_argument("--test-file", action="append", default=[])
+    p.add_argument("--train-file", help="training data set (.npz) with --data npz")
+    p.add_argument("--test-file", action="append", default=[],
+                   help="evaluation data set (.npz) with --data npz; repeatable")
     p.add_argument("--out-device", help="save the trained device (.npz)")
     p.add_argument("--out-model", help="save the trained master network (.onnx)")
     p.add_argument("--json", help="write a JSON report here")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 

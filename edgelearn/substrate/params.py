@@ -4,14 +4,15 @@ A :class:`Preset` bundles one frozen dataclass per noise hook. The hooks are app
 order (see :mod:`edgelearn.substrate.device`):
 
 1. mapping/quantize   w -> device conductances (g+, g-) in uS on ``2^bits - 1`` levels
-2. stuck-at faults    a fixed fraction of devices is stuck at 0 (off) or at g_max (on)
-3. mismatch           per-synapse gain and offset, per-neuron threshold, tau_syn, tau_mem spread
-                      (drawn once per device instance, frozen)
-4. programming noise  on every write of a device (learning writes too)
-5. drift              G(t) = G_prog ((t + t0) / t0)^(-nu), t = time since that device's write
-6. read noise         on the weights at each read of the array (one draw per ``run``), plus
-                      temporal noise on the synaptic input and the membrane at every step, plus
-                      the noise of the membrane readout (what an ADC would report)
+2. programming noise  on every write of a device whose target changed (learning writes too)
+3. stuck-at faults    a fixed fraction of devices is stuck at 0 (off) or at g_max (on), forced
+                      after the programming noise on every write
+4. drift              G(t) = G_prog ((t + t0) / t0)^(-nu), t = time since that device's write
+5. read noise         on the weights at each read of the array (one draw per ``run``)
+6. mismatch           per-synapse gain and offset on the weights read, per-neuron threshold,
+                      tau_syn, tau_mem spread (drawn once per device instance, frozen)
+7. temporal noise     on the synaptic input and the membrane at every step, plus the noise of
+                      the membrane readout (what an ADC would report)
 
 Units: conductances in microsiemens (uS), times in seconds, weights and neuron states in the
 network's own units (threshold units). Relative spreads are dimensionless standard deviations.
