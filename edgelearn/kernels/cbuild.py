@@ -201,8 +201,7 @@ def build(name: str, verbose: bool = False, defines: dict[str, int | str] | None
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="build the C firmware (cached by source hash)")
-    ap.add_argument("target", help="lib | vectors | device | vectors-cm3 | device-cm3 | "
-                                   "device-cm4f")
+    ap.add_argument("target", help=" | ".join(recipes(None)))
     ap.add_argument("--verbose", action="store_true", help="print the compiler command")
     args = ap.parse_args(argv)
     try:
