@@ -58,7 +58,9 @@ def register(sub) -> None:
                    help=f"device image ({', '.join(IMAGE_SUFFIXES)}), quantized ONNX, or float "
                         f"ONNX/NIR model (quantized first)")
     a.add_argument("--chunk", type=opt.COUNT, default=None, help="bytes per data frame")
-    a.add_argument("--verify", choices=("readback", "crc", "none"), default="readback")
+    a.add_argument("--verify", choices=("readback", "crc", "none"), default="readback",
+                   help="after the commit: read the slot back and compare (default), the "
+                        "commit's whole-image CRC only, or nothing")
     a.add_argument("--calib", metavar="NPY",
                    help="calibration input [T, B, n_in] or [T, n_in] for quantizing ONNX/NIR "
                         "(default: what edgelearn deploy uses, NAME.calib.npz or the model's "
@@ -66,7 +68,8 @@ def register(sub) -> None:
                         "--calib-rate only when the model has neither)")
     a.add_argument("--calib-rate", type=opt.FRACTION, default=0.1,
                    help="spike probability of the random calibration input (the fallback)")
-    a.add_argument("--state-bits", type=int, default=16, choices=(16, 32))
+    a.add_argument("--state-bits", type=int, default=16, choices=(16, 32),
+                   help="width of the integer neuron state when quantizing (default 16)")
     a.add_argument("--dt", type=opt.POSITIVE, default=None, help="time step for NIR files, s")
     a = acts.add_parser("pull", help="download the running network (learned weights)",
                         epilog="examples:\n  edgelearn board --port \"sim?flash_file=/tmp/b.flash"

@@ -65,7 +65,8 @@ def register(sub) -> None:
     t.add_argument("source", metavar="SOURCE")
     t.add_argument("output", metavar="OUT.npz")
     t.add_argument("--n", type=opt.COUNT, default=None, help="samples (default: each sample once)")
-    t.add_argument("--seed", type=opt.SEED, default=0)
+    t.add_argument("--seed", type=opt.SEED, default=0,
+                   help="sample order and transform draws (default 0)")
     t.add_argument("--by", default=None, metavar="KEY",
                    help="visit groups one after another, e.g. --by voice (new speakers)")
     for flag, what in (("gain-drift", "GainDrift"), ("shift", "ChannelShift"),
@@ -80,8 +81,10 @@ def register(sub) -> None:
                                "speech:new_user\n", formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("train", metavar="TRAIN_SOURCE")
     b.add_argument("evaluate", nargs="*", metavar="SOURCE", help="data sets to evaluate")
-    b.add_argument("--time-pools", type=opt.COUNT, default=10)
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--time-pools", type=opt.COUNT, default=10,
+                   help="equal time windows the counts are summed in (default 10)")
+    b.add_argument("--json", action="store_true",
+                   help="print one JSON object {source: accuracy}")
     b.set_defaults(func=run_baseline)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 

@@ -34,15 +34,19 @@ def register(sub) -> None:
                        description=__doc__.split("\n\n")[1].replace("\n", " "),
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="sim", help="sim (default), host, substrate[:PRESET]")
-    p.add_argument("--budget", default="256KiB")
-    p.add_argument("--device", default="cortex-m4-256k")
-    p.add_argument("--labels", type=opt.FRACTION, default=0.1)
+    p.add_argument("--budget", default="256KiB",
+                   help="RAM budget in bytes, KiB/MiB accepted (default 256KiB)")
+    p.add_argument("--device", default="cortex-m4-256k",
+                   help="device profile (default cortex-m4-256k; edgelearn plan --list-devices)")
+    p.add_argument("--labels", type=opt.FRACTION, default=0.1, metavar="FRACTION",
+                   help="fraction of samples whose label arrives (default 0.1)")
     p.add_argument("--limit", type=opt.COUNT, help="use only the first N samples of the stream")
-    p.add_argument("--report", default="reports/demo")
-    p.add_argument("--seed", type=opt.SEED, default=0)
+    p.add_argument("--report", default="reports/demo", help="report folder (default reports/demo)")
+    p.add_argument("--seed", type=opt.SEED, default=0,
+                   help="stream order, label mask, device seed (default 0)")
     p.add_argument("--fresh", action="store_true",
                    help="start over instead of resuming the report folder's checkpoint")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
 

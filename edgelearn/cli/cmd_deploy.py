@@ -14,10 +14,10 @@ EXAMPLES = """examples:
   edgelearn deploy models/speech_digits.onnx --target sim --budget 256KiB --adapt new_user
   edgelearn deploy models/speech_digits.onnx --target serial:/dev/ttyACM0 --budget 64KiB \\
       --device cortex-m0plus-64k --adapt new_user --labels 0.1
-  edgelearn deploy models/speech_digits.onnx --target substrate:bss2 --budget 256KiB \
+  edgelearn deploy models/speech_digits.onnx --target substrate:bss2 --budget 256KiB \\
       --adapt new_user --limit 300
   edgelearn deploy models/speech_digits.onnx --target tflite --budget 256KiB --adapt new_user
-  edgelearn deploy models/speech_digits.onnx --target sim --budget 256KiB --adapt new_user \
+  edgelearn deploy models/speech_digits.onnx --target sim --budget 256KiB --adapt new_user \\
       --fresh                                    # ignore the checkpoint of an earlier run
 
 Streams: new_user (bundled new speakers), speech:SPLIT, or a data set .npz.
@@ -35,7 +35,7 @@ def add_loop_arguments(p: argparse.ArgumentParser) -> None:
                    help="fraction of samples whose label arrives (default 0.1)")
     p.add_argument("--limit", type=opt.COUNT, help="use only the first N samples of the stream")
     p.add_argument("--report", help="report folder (default reports/<model>-<target>)")
-    p.add_argument("--seed", type=opt.SEED, default=0, help="stream order, label mask, device seed")
+    p.add_argument("--seed", type=opt.SEED, default=0, help="stream order, label mask, device seed (default 0)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the frozen-model run on the same stream")
     p.add_argument("--calib", help="calibration data .npz (array 'x') for a float model")
