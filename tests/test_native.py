@@ -149,6 +149,35 @@ def test_window_search_path_is_exercised(lib):
     assert changed > 0
 
 
+def test_blocked_window_search_runs_each_kind_of_row(lib):
+    """The host build's window search (bitmap of the windows' buckets) on streams where rows
+    are passed by the bitmap, scanned for a marked bucket and scanned for a window wider
+    than a bucket: the numpy rule's integers at every step, weight changes included."""
+    before = native.lpl_window_rows(lib)
+    changed = 0
+    for eta, n_in, n_out in ((1e-6, 64, 128), (1e-5, 300, 50)):
+        p = lpl_rate.Params(eta=eta, lam=0.03, tau_mean=50.0, tau_var=50.0, tau_pre=20.0,
+                            tau_post=6.0, warmup=2, rounding="dither", var_init=0.01)
+        rng = np.random.default_rng(3)
+        w_np = w_c = rng.integers(-60, 61, (n_out, n_in)).astype(np.int8)
+        s_np = lpl_rate.init_fixed(p, n_in, n_out)
+        s_c = lpl_rate.init_fixed(p, n_in, n_out)
+        r_np = r_c = rng_init(3)
+        for t in range(60):
+            pre, post = rng.integers(-300, 300, n_in), rng.integers(-300, 300, n_out)
+            w_np, s_np, r_np, st_np = lpl_rate.step_fixed(w_np, pre, post, s_np, p, r_np, 7.0)
+            w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lib)
+            assert tuple(st_c) == tuple(st_np), t
+            assert np.array_equal(w_c, w_np), t
+            changed += st_np.n_changed
+        assert r_c == r_np
+        for a, b in zip(s_c, s_np):
+            assert np.array_equal(a, b)
+    after = native.lpl_window_rows(lib)
+    assert all(after[k] > before[k] for k in ("marked", "wide", "tested")), (before, after)
+    assert changed > 0
+
+
 # -- build and fallback ---------------------------------------------------------------------
 
 def _python(code: str, env: dict) -> subprocess.CompletedProcess:

@@ -49,6 +49,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "el_native_net_state": (None, [P, u32, P, P, i32]),
         "el_native_lpl_scratch_bytes": (u32, [P, u32, u32]),
         "el_native_lpl_paths": (None, [P]),
+        "el_native_lpl_window_rows": (None, [P]),
         "el_native_lpl_step": (i32, [P, u32, u32, P, P, P, P, P, P, P, P, P, P, P, P, P, P, i32,
                                      P]),
         "el_native_engine_load": (i32, [P, P, P, u32, P, u32, i32, u32, u32, P, P, P, u32]),
@@ -98,6 +99,14 @@ def lpl_path_counts(lib: ctypes.CDLL) -> dict[str, int]:
     out = np.zeros(3, np.uint32)
     lib.el_native_lpl_paths(_ptr(out))
     return dict(zip(("reference", "sparse", "window"), (int(v) for v in out)))
+
+
+def lpl_window_rows(lib: ctypes.CDLL) -> dict[str, int]:
+    """Rows the blocked window search (host builds) handled so far: scanned for a marked
+    bucket, scanned for a window wider than a bucket, tested against the bitmap."""
+    out = np.zeros(3, np.uint32)
+    lib.el_native_lpl_window_rows(_ptr(out))
+    return dict(zip(("marked", "wide", "tested"), (int(v) for v in out)))
 
 
 def default_threads() -> int:

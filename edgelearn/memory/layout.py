@@ -111,8 +111,9 @@ def lpl_scratch_bytes(n_in: int, n_out: int, decorr: bool) -> int:
     """Bytes of ``lpl.scratch`` for an n_out x n_in LPL layer (the C step's working memory,
     firmware/src/el_lpl.c): per-neuron factors p (int64 n_out), deviations d (int64 n_out, with
     decorrelation), filtered activities x and z (int32 n_in, n_out), and the window search:
-    values in bucket order (uint32 n_in + 4), their indices (uint16 n_in), bucket starts and
-    cursors (uint16 2 nb + 1, nb the power of two >= n_in); rounded up to 8."""
+    values (uint32 n_in + 4), their indices in bucket order (uint16 n_in), bucket starts and
+    cursors (uint16 2 nb + 1, nb the power of two >= n_in) as the Cortex-M build uses it (a
+    host build keeps the values and a bucket bitmap in the same bytes); rounded up to 8."""
     nb = 1 << max(int(n_in) - 1, 0).bit_length()
     b = (8 * (n_out + (n_out if decorr else 0)) + 4 * n_in + 4 * n_out + 4 * (n_in + 4)
          + 2 * n_in + 2 * (2 * nb + 1))

@@ -36,6 +36,13 @@ int el_native_selftest(void) { return el_fixed_selftest(); }
 /* LPL weight updates so far per path: reference, sparse, window search */
 void el_native_lpl_paths(uint32_t *out) { memcpy(out, el_lpl_path_count, sizeof el_lpl_path_count); }
 
+/* rows of the blocked window search so far: scanned (marked bucket), scanned (wide window),
+ * tested against the bitmap */
+void el_native_lpl_window_rows(uint32_t *out)
+{
+    memcpy(out, el_lpl_window_rows, sizeof el_lpl_window_rows);
+}
+
 uint32_t el_native_sizeof(int what)
 {
     switch (what) {

@@ -8,13 +8,14 @@
 #define P_LIMIT_BITS 41
 
 uint32_t el_lpl_path_count[3];
+uint32_t el_lpl_window_rows[3];
 
 static int has(el_code c) { return c.k != 0; }
 
 #define WORD_BLOCK 64u
-#define WINDOW_CHECKS 4u  /* candidates a row checks without branching (window search) */
-/* EL_LPL_BLOCKED: the window search sorts the values themselves and tests rows in blocks
- * (loops that vectorise: hosts); else it sorts indices and visits row by row (fewer
+#define WINDOW_CHECKS 4u  /* spare values after the window search's n_in (scratch layout) */
+/* EL_LPL_BLOCKED: the window search marks the values' buckets in a bitmap and tests rows in
+ * blocks (loops that vectorise: hosts); else it sorts indices and visits row by row (fewer
  * instructions on a core without vector units: Cortex-M). Both give the same integers. */
 #ifndef EL_LPL_BLOCKED
 #if defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__) || defined(__ARM_ARCH_6M__)
@@ -23,7 +24,7 @@ static int has(el_code c) { return c.k != 0; }
 #define EL_LPL_BLOCKED 1
 #endif
 #endif
-#define ROW_BLOCK 64u     /* rows per block of the blocked window search (stack: 24 B a row) */
+#define ROW_BLOCK 64u     /* rows per block of the blocked window search (stack: 16 B a row) */
 
 /* out[i] = word first + i of the stream (a plain loop a compiler can vectorise) */
 static void words(el_rng r, uint32_t first, uint32_t n, uint32_t *out)
@@ -75,11 +76,11 @@ static inline int64_t ema(int64_t x, int64_t target, ema_code c, uint32_t r)
  * a loop of these vectorises. ok = 0 outside that range (the caller divides) */
 static inline int64_t inv_fast(int64_t num, int64_t v, int *ok)
 {
-    int good = (v > 0) & ((num >> 50) < v);
-    int64_t vv = good ? v : 1;
+    int64_t good = (int64_t)(v > 0) & (int64_t)((num >> 50) < v);
+    int64_t vv = (v & -good) + !good;                    /* good ? v : 1, without a branch */
     int64_t q = (int64_t)((double)num / (double)vv);
     int64_t r = num - q * vv;
-    *ok = good;
+    *ok = (int)good;
     return q + (r >= vv) - (r < 0);
 }
 #else
@@ -162,16 +163,24 @@ static uint32_t buckets_for(uint32_t n_in)
     return nb;
 }
 
+/* bytes of the window search's part of the scratch (el_lpl_scratch_bytes) */
+static uint32_t window_bytes(uint32_t n_in)
+{
+    return 4 * (n_in + WINDOW_CHECKS) + 2 * n_in + 2 * (2 * buckets_for(n_in) + 1);
+}
+
 /* scratch: p (int64 [n_out]); d (int64 [n_out], only with decorrelation: the covariance update
  * needs every d_k after the means moved; otherwise d_i is recomputed where it is used);
- * x (int32 [n_in]); z (int32 [n_out]); window search: B in bucket order (uint32 [n_in + 4]),
- * their j (uint16 [n_in]), bucket starts and cursors (uint16 [2 buckets + 1]) */
+ * x (int32 [n_in]); z (int32 [n_out]); the window search's area, window_bytes: sized for
+ * B_j by j (uint32 [n_in + 4]), j in bucket order (uint16 [n_in]), bucket starts and cursors
+ * (uint16 [2 buckets + 1]), as the Cortex-M form uses it; the blocked form keeps B_j by j
+ * (uint32 [n_in]) and a bitmap in the rest */
 static uint32_t d_words(const el_lpl_params *p, uint32_t n_out) { return p->decorr ? n_out : 0; }
 
 uint32_t el_lpl_scratch_bytes(const el_lpl_params *p, uint32_t n_in, uint32_t n_out)
 {
     uint32_t b = 8 * (n_out + d_words(p, n_out)) + 4 * n_in + 4 * n_out;
-    b += 4 * (n_in + WINDOW_CHECKS) + 2 * n_in + 2 * (2 * buckets_for(n_in) + 1);
+    b += window_bytes(n_in);
     return (b + 7u) & ~7u;
 }
 
@@ -259,14 +268,49 @@ static void update_sparse(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32
 /* Dither window search. If every |p_i x_j| <= N_i <= 2^(S-1), then
  * dw_ij = floor((p_i x_j + u_ij) / 2^S), u_ij = (a_i + b_j) mod 2^S, is nonzero only when
  * (u_ij + N_i) mod 2^S < 2 N_i, i.e. when B_j = b_j mod 2^S lies in the window
- * [L_i, L_i + 2 N_i) mod 2^S with L_i = -(a_i + N_i) mod 2^S. The B_j are bucket-sorted by
- * their top bits once per step (values and indices in bucket order); each row looks at the
- * entries of the buckets its window touches and computes those synapses exactly. Every other
- * synapse has dw = 0. Rows go in blocks: the windows and candidate runs of a block are
- * computed first (loops that vectorise), then up to WINDOW_CHECKS candidates of each row are
- * tested without data-dependent branches; the rare row with a candidate in its window, more
- * candidates or a window that wraps is then visited one synapse at a time. Returns 0 (nothing
- * done) when the precondition fails or the window is not cheaper than the sparse update. */
+ * [L_i, L_i + 2 N_i) mod 2^S with L_i = -(a_i + N_i) mod 2^S. Only those synapses are
+ * computed (exactly); every other synapse has dw = 0. Two forms, the same integers:
+ *
+ * - EL_LPL_BLOCKED (hosts): the B_j are drawn once into an array by j, and a bitmap over
+ *   buckets of 2^F values (bucket B >> F, F = S - log2(bits), bits the largest power of two
+ *   the rest of the window area holds) marks the buckets holding the B_j of nonzero x_j. A
+ *   window of width 2 N_i <= 2^F touches at most two buckets (those of L_i and of
+ *   L_i + 2 N_i - 1 mod 2^S): if neither bit is set, no B_j of a nonzero x_j lies in it.
+ *   Rows go in blocks and their bit tests vectorise; a row with a set bit or a wider window
+ *   scans every B_j (a vectorised test per run of 64 values, then that run's candidates).
+ * - otherwise (Cortex-M): the B_j are bucket-sorted by their top bits (indices in bucket
+ *   order) and each row visits the entries of the buckets its window touches.
+ *
+ * Returns 0 (nothing done) when the precondition fails or the window is not cheaper than the
+ * sparse update (the same test in both forms). */
+#if EL_LPL_BLOCKED
+static inline void window_synapse(int8_t *wT, uint32_t n_out, uint32_t i, uint32_t j,
+                                  const int32_t *x, int64_t pi, uint32_t a, uint32_t b, int S,
+                                  const el_lpl_params *p, el_lpl_stats *stats)
+{
+    /* r & mask = (a + b_j) & mask, and b_j & mask = B_j */
+    int64_t dw = el_stochastic_shift(el_mul64(pi, x[j]), S, a + b);
+    if (dw) bounded_add(&wT[(size_t)j * n_out + i], dw, p->w_lo, p->w_hi, stats);
+}
+
+#define SCAN_RUN 64u      /* values a row's scan tests before looking at candidates */
+
+/* every j with B_j in row i's window [L, L + Wm] mod 2^S (m32 = 2^S - 1) */
+static void scan_row(int8_t *wT, uint32_t n_in, uint32_t n_out, uint32_t i, const int32_t *x,
+                     int64_t pi, uint32_t a, uint32_t L, uint32_t Wm, uint32_t m32, int S,
+                     const uint32_t *Bv, const el_lpl_params *p, el_lpl_stats *stats)
+{
+    for (uint32_t j0 = 0; j0 < n_in; j0 += SCAN_RUN) {
+        uint32_t m = n_in - j0 < SCAN_RUN ? n_in - j0 : SCAN_RUN, any = 0;
+        const uint32_t *B = Bv + j0;
+        for (uint32_t q = 0; q < m; q++) any |= ((B[q] - L) & m32) <= Wm;
+        if (!any) continue;
+        for (uint32_t q = 0; q < m; q++)
+            if (((B[q] - L) & m32) <= Wm && x[j0 + q])
+                window_synapse(wT, n_out, i, j0 + q, x, pi, a, B[q], S, p, stats);
+    }
+}
+#else
 static void visit_row(int8_t *wT, uint32_t n_out, uint32_t i, const int32_t *x, int64_t pi,
                       uint32_t a, uint64_t L, uint64_t W, uint64_t mask, int S, uint32_t nb,
                       int bshift, const uint32_t *Bs, const uint16_t *js,
@@ -280,7 +324,7 @@ static void visit_row(int8_t *wT, uint32_t n_out, uint32_t i, const int32_t *x, 
         uint32_t e = pass ? 0 : start[q0];
         uint32_t end = pass ? (q1 > nb ? start[q1 - nb] : 0) : start[q1 < nb ? q1 : nb];
         for (; e < end; e++) {
-            uint32_t j = js[e], b = Bs[EL_LPL_BLOCKED ? e : j];
+            uint32_t j = js[e], b = Bs[j];
             if (!x[j] || ((b - L) & mask) >= W) continue;
             /* r & mask = (a + b_j) & mask, and b_j & mask = B_j */
             int64_t dw = el_stochastic_shift(el_mul64(pi, x[j]), S, a + b);
@@ -288,6 +332,7 @@ static void visit_row(int8_t *wT, uint32_t n_out, uint32_t i, const int32_t *x, 
         }
     }
 }
+#endif
 
 static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *x,
                          const int64_t *pv, const el_lpl_params *p, el_rng r0, int S,
@@ -308,36 +353,83 @@ static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_
     if (bb > S) { bb = S; nb = (uint32_t)1 << S; }
     int bshift = S - bb;                                  /* bucket = B >> bshift */
     uint64_t visits = 0, ap_max = half / (uint64_t)xmax;
+#if EL_LPL_BLOCKED
+    uint64_t ap_top = 0;                                  /* no early exit: it vectorises */
+    for (uint32_t i = 0; i < n_out; i++) {
+        uint64_t ap = pv[i] < 0 ? (uint64_t)(-pv[i]) : (uint64_t)pv[i];
+        uint64_t N = ap * (uint64_t)xmax;                 /* wraps only if ap > ap_max */
+        ap_top = ap > ap_top ? ap : ap_top;
+        visits += N ? 1 + ((2 * N) >> bshift) : 0;
+    }
+    if (ap_top > ap_max) return 0;                        /* some N_i > 2^(S-1) */
+#else
     for (uint32_t i = 0; i < n_out; i++) {
         uint64_t ap = pv[i] < 0 ? (uint64_t)(-pv[i]) : (uint64_t)pv[i];
         if (ap > ap_max) return 0;                            /* N_i > 2^(S-1) */
         uint64_t N = ap * (uint64_t)xmax;
         if (N) visits += 1 + ((2 * N) >> bshift);
     }
+#endif
     if (visits * 4 > (uint64_t)n_out * nz) return 0;     /* the sparse update is cheaper */
-    uint32_t *Bs = (uint32_t *)scratch;                   /* [n_in + 4] */
-    uint16_t *js = (uint16_t *)(Bs + n_in + WINDOW_CHECKS);   /* [n_in] */
-    uint16_t *start = js + n_in;                          /* [nb + 1] */
-    uint16_t *cursor = start + nb + 1;                    /* [nb] */
     const uint32_t m32 = (uint32_t)mask;
-    memset(cursor, 0, 2 * (size_t)nb);
 #if EL_LPL_BLOCKED
-    /* Bs: the B_j in bucket order, js: their j (the words are drawn twice: cheaper here than
-     * a third array) */
-    uint32_t wb[WORD_BLOCK];
-    for (uint32_t j0 = 0; j0 < n_in; j0 += WORD_BLOCK) {  /* bucket sizes */
+    uint32_t *Bv = (uint32_t *)scratch;                   /* B_j by j [n_in] */
+    uint32_t *bits = Bv + n_in;                           /* the bitmap [n_words] */
+    uint32_t avail = window_bytes(n_in) - 4u * n_in, n_words = 1, fb = 5;  /* 2^fb bits */
+    while (8u * n_words <= avail) { n_words <<= 1; fb++; }
+    if (fb > (uint32_t)S) fb = (uint32_t)S;               /* never more buckets than values */
+    const int F = S - (int)fb;                            /* <= 27 */
+    const uint32_t width = (uint32_t)1 << F;
+    memset(bits, 0, 4 * (size_t)n_words);
+    for (uint32_t j0 = 0; j0 < n_in; j0 += WORD_BLOCK) {
         uint32_t m = n_in - j0 < WORD_BLOCK ? n_in - j0 : WORD_BLOCK;
-        words(r0, n_out + j0, m, wb);
-        for (uint32_t q = 0; q < m; q++) cursor[(wb[q] & m32) >> bshift]++;
+        uint32_t *B = Bv + j0;
+        words(r0, n_out + j0, m, B);
+        for (uint32_t q = 0; q < m; q++) B[q] &= m32;
+        for (uint32_t q = 0; q < m; q++) {
+            uint32_t f = B[q] >> F;
+            bits[f >> 5] |= (uint32_t)(x[j0 + q] != 0) << (f & 31);
+        }
+    }
+    for (uint32_t i0 = 0; i0 < n_out; i0 += ROW_BLOCK) {
+        uint32_t m = n_out - i0 < ROW_BLOCK ? n_out - i0 : ROW_BLOCK;
+        uint32_t ab[ROW_BLOCK], Lb[ROW_BLOCK], Wm[ROW_BLOCK], hit[ROW_BLOCK];
+        words(r0, i0, m, ab);
+        /* windows and their bit tests in uint32: |p_i| <= ap_max, so N_i <= 2^(S-1) <= 2^31
+         * and |p_i|, x_max < 2^32; W_i - 1 = 2 N_i - 1 and sums wrap mod 2^32, a multiple
+         * of 2^S (N_i = 2^31 gives W_i - 1 = 2^32 - 1, which is right) */
+        const uint32_t xm = (uint32_t)xmax;
+        uint32_t n_tested = 0;
+        for (uint32_t q = 0; q < m; q++) {
+            int64_t pi = pv[i0 + q];
+            uint32_t N = (uint32_t)(pi < 0 ? (uint64_t)0 - (uint64_t)pi : (uint64_t)pi) * xm;
+            uint32_t L = (0u - (ab[q] + N)) & m32, wm = 2u * N - 1u;
+            uint32_t f0 = L >> F, f1 = ((L + wm) & m32) >> F;
+            uint32_t set = ((bits[f0 >> 5] >> (f0 & 31)) | (bits[f1 >> 5] >> (f1 & 31))) & 1u;
+            Lb[q] = L;
+            Wm[q] = wm;
+            hit[q] = (uint32_t)(N != 0) & (set | (uint32_t)(wm >= width));
+            n_tested += (uint32_t)(N != 0) & (uint32_t)(wm < width);
+        }
+        el_lpl_window_rows[2] += n_tested;
+        for (uint32_t q = 0; q < m; q++) {
+            if (!hit[q]) continue;
+            el_lpl_window_rows[Wm[q] >= width]++;
+            scan_row(wT, n_in, n_out, i0 + q, x, pv[i0 + q], ab[q], Lb[q], Wm[q], m32, S, Bv,
+                     p, stats);
+        }
     }
 #else
-    /* Bs: B_j by j, js: j in bucket order */
+    uint32_t *Bs = (uint32_t *)scratch;                   /* B_j by j [n_in] */
+    uint16_t *js = (uint16_t *)(Bs + n_in + WINDOW_CHECKS);   /* j in bucket order [n_in] */
+    uint16_t *start = js + n_in;                          /* [nb + 1] */
+    uint16_t *cursor = start + nb + 1;                    /* [nb] */
+    memset(cursor, 0, 2 * (size_t)nb);
     words(r0, n_out, n_in, Bs);
     for (uint32_t j = 0; j < n_in; j++) {
         Bs[j] &= m32;
         cursor[Bs[j] >> bshift]++;
     }
-#endif
     uint32_t run = 0;
     for (uint32_t q = 0; q < nb; q++) {                   /* starts, by a running sum */
         uint32_t c = cursor[q];
@@ -346,54 +438,6 @@ static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_
         run += c;
     }
     start[nb] = (uint16_t)run;
-#if EL_LPL_BLOCKED
-    for (uint32_t j0 = 0; j0 < n_in; j0 += WORD_BLOCK) {  /* the words again, placed */
-        uint32_t m = n_in - j0 < WORD_BLOCK ? n_in - j0 : WORD_BLOCK;
-        words(r0, n_out + j0, m, wb);
-        for (uint32_t q = 0; q < m; q++) {
-            uint32_t b = wb[q] & m32, at = cursor[b >> bshift]++;
-            Bs[at] = b;
-            js[at] = (uint16_t)(j0 + q);
-        }
-    }
-    for (uint32_t c = 0; c < WINDOW_CHECKS; c++) Bs[n_in + c] = 0;
-    const uint64_t bucket_round = ((uint64_t)1 << bshift) - 1;
-    for (uint32_t i0 = 0; i0 < n_out; i0 += ROW_BLOCK) {
-        uint32_t m = n_out - i0 < ROW_BLOCK ? n_out - i0 : ROW_BLOCK;
-        uint32_t ab[ROW_BLOCK], Lb[ROW_BLOCK], Wm[ROW_BLOCK], e0[ROW_BLOCK], e1[ROW_BLOCK];
-        uint32_t slow[ROW_BLOCK];
-        words(r0, i0, m, ab);
-        for (uint32_t q = 0; q < m; q++) {                /* windows and candidate buckets */
-            int64_t pi = pv[i0 + q];
-            uint64_t N = (pi < 0 ? (uint64_t)(-pi) : (uint64_t)pi) * (uint64_t)xmax;
-            uint64_t L = (uint64_t)(-(int64_t)(((uint64_t)ab[q] + N) & mask)) & mask;
-            uint64_t W = 2 * N, q0 = L >> bshift, q1 = (L + W + bucket_round) >> bshift;
-            Lb[q] = (uint32_t)L;
-            Wm[q] = (uint32_t)(W - 1);
-            slow[q] = q1 > nb;                            /* the window wraps around */
-            e0[q] = (uint32_t)q0;
-            e1[q] = (uint32_t)(W ? (q1 > nb ? nb : q1) : q0);   /* p_i = 0: no candidate */
-        }
-        for (uint32_t q = 0; q < m; q++) {
-            e0[q] = start[e0[q]];
-            e1[q] = start[e1[q]];
-        }
-        for (uint32_t q = 0; q < m; q++) {                /* the first candidates, masked */
-            uint32_t e = e0[q], cnt = e1[q] - e, l = Lb[q], w = Wm[q];
-            slow[q] |= (uint32_t)(cnt > 4) | ((uint32_t)(cnt > 0) & (((Bs[e] - l) & m32) <= w))
-                       | ((uint32_t)(cnt > 1) & (((Bs[e + 1] - l) & m32) <= w))
-                       | ((uint32_t)(cnt > 2) & (((Bs[e + 2] - l) & m32) <= w))
-                       | ((uint32_t)(cnt > 3) & (((Bs[e + 3] - l) & m32) <= w));
-        }
-        for (uint32_t q = 0; q < m; q++) {
-            if (!slow[q]) continue;
-            int64_t pi = pv[i0 + q];
-            uint64_t N = (pi < 0 ? (uint64_t)(-pi) : (uint64_t)pi) * (uint64_t)xmax;
-            visit_row(wT, n_out, i0 + q, x, pi, ab[q], Lb[q], 2 * N, mask, S, nb, bshift, Bs,
-                      js, start, p, stats);
-        }
-    }
-#else
     for (uint32_t j = 0; j < n_in; j++) js[cursor[Bs[j] >> bshift]++] = (uint16_t)j;
     uint32_t ab[WORD_BLOCK];
     for (uint32_t i0 = 0; i0 < n_out; i0 += WORD_BLOCK) {

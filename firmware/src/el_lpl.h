@@ -100,5 +100,9 @@ int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, el_act pre, el_act po
 
 /* weight updates run so far by path: reference, sparse, window search (tests read it) */
 extern uint32_t el_lpl_path_count[3];
+/* rows of the blocked window search (host builds) so far: scanned because a bucket their
+ * narrow window touches is marked, scanned because their window is wider than a bucket, and
+ * narrow rows tested against the bitmap (tests read it) */
+extern uint32_t el_lpl_window_rows[3];
 
 #endif
