@@ -71,6 +71,9 @@ def test_deploy_to_each_target(target, stream, tmp_path, capsys):
     (["--budget", "64KiB", "--target", "serial:/dev/does-not-exist"], "use --target sim"),
     (["--budget", "64KiB", "--adapt", "new_user"], "has 64 channels but the model expects 32"),
     (["--budget", "lots"], "cannot read size 'lots'"),
+    # the substrate's learner has its own LPL: a rule preset there was silently not run
+    (["--budget", "64KiB", "--target", "substrate:bss2", "--lpl-rule", "homeostasis"],
+     "the substrate target runs its own LPL settings"),
 ])
 def test_deploy_bad_input(args, needle, capsys, tmp_path):
     rc = main(["deploy", MODEL, "--report", str(tmp_path / "r"), "--quiet"] + args)

@@ -204,6 +204,8 @@ def test_a_nir_model_needs_dt_and_its_worst_command_repeats_it(voices, tmp_path,
     (["--labels", "1.5"], "argument --labels: must be a finite number in [0.0, 1.0]"),
     (["--mismatch", "a..b"], "expected LO..HI"),
     (["--lpl-rule", "oja"], "argument --lpl-rule: invalid choice"),
+    (["--target", "substrate:bss2", "--lpl-rule", "homeostasis"],
+     "the substrate target runs its own LPL settings"),
 ])
 def test_bad_fleet_input_is_one_line(args, needle, tmp_path, capsys):
     base = ["fleet", MODEL, "--devices", "2", "--budget", "64KiB", "--engine", "inline",

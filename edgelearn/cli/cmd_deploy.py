@@ -65,12 +65,13 @@ def say(args, text: str) -> None:
 
 def run(args, upload: bool = True) -> int:
     from edgelearn.adapt.bundle import load_bundle, plan_for, side_file
-    from edgelearn.adapt.session import deploy_and_adapt
+    from edgelearn.adapt.session import check_lpl_rule, deploy_and_adapt
     from edgelearn.adapt.streams import load_stream
     from edgelearn.atomic import check_folder
     from edgelearn.targets.spec import parse_target
 
     spec = parse_target(args.target)
+    check_lpl_rule(spec, getattr(args, "lpl_rule", "lpl"))
     if args.adapt and args.report:
         check_folder(args.report)      # refuse an unusable report folder before any work
     if spec.kind == "tflite":

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from edgelearn.adapt.bundle import side_file
+from edgelearn.adapt.session import check_lpl_rule
 from edgelearn.adapt.streams import split_source
 from edgelearn.errors import DataError, TargetError
 from edgelearn.fleet.population import parse_population
@@ -79,6 +80,7 @@ class FleetConfig:
         if self.lpl_rule not in lpl_presets.NAMES:
             raise DataError(f"unknown LPL rule {self.lpl_rule!r}; use one of "
                             f"{', '.join(lpl_presets.NAMES)}")
+        check_lpl_rule(spec, self.lpl_rule)
         if self.dt is not None and not (math.isfinite(self.dt) and self.dt > 0):
             raise DataError(f"--dt must be a finite number of seconds > 0, got {self.dt}")
         if not 0.0 <= self.labels <= 1.0:
