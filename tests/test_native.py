@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from _fixed_nets import qnetworks
 from edgelearn.fixed import rng_init
 from edgelearn.kernels import native
 from edgelearn.rules import lpl_rate
@@ -290,3 +291,25 @@ def test_edgelearn_run_uses_the_c_kernel_for_quantized_models(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "quantized" in r.stderr
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(qnetworks())
+def test_native_engine_takes_every_input_width(net_rng):
+    """The C engine steps inputs of 2..16 bits (an 8-bit network's narrowed by
+    el_native_engine_run, wider ones converted by the engine) to the device engine's
+    readout accumulators."""
+    from edgelearn.device.engine import Engine, EngineConfig
+    from edgelearn.kernels.image import to_image
+    from edgelearn.memory.arena import Arena
+
+    qnet, rng, _ = net_rng
+    assume(any(la.spiking for la in qnet.layers))      # the engine takes features from spikes
+    m = 1 << (qnet.input_bits - 1)
+    x = rng.integers(-m, m, (12, qnet.n_in))
+    ce = native.NativeEngine(native.library(), to_image(qnet), readout="max", seed=1)
+    pe = Engine(qnet, Arena(1 << 22), None, EngineConfig(hep=None, readout="max", seed=1))
+    ce.begin()
+    ce.run(x)
+    pe.run_sample(x)
+    assert np.array_equal(ce.array(1, 0, 0, np.int32, qnet.n_out), pe.output)

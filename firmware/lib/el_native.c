@@ -302,11 +302,24 @@ void el_native_engine_rng(const native_engine *ne, uint32_t *rng)
 
 void el_native_engine_begin(native_engine *ne) { el_engine_begin_sample(&ne->eng); }
 
-/* T steps of x [T][n_in] (int16, within input_bits) of the open sample */
+/* T steps of x [T][n_in] (int16, within input_bits) of the open sample. The input of an
+ * 8-bit network is narrowed here, a step at a time, in a loop that vectorises (the engine
+ * converts value by value): the same int8 values the engine's conversion gives. */
+#define NARROW_MAX 4096u
 void el_native_engine_run(native_engine *ne, const int16_t *x, uint32_t T)
 {
-    for (uint32_t t = 0; t < T; t++)
-        el_engine_step(&ne->eng, x + (size_t)t * ne->eng.net.n_in, EL_X_INT16, 1, 0);
+    int8_t x8[NARROW_MAX];
+    uint32_t n_in = ne->eng.net.n_in;
+    int narrow = ne->eng.net.input_kind == EL_X_INT8 && n_in <= NARROW_MAX;
+    for (uint32_t t = 0; t < T; t++) {
+        const int16_t *xt = x + (size_t)t * n_in;
+        if (!narrow) {
+            el_engine_step(&ne->eng, xt, EL_X_INT16, 1, 0);
+            continue;
+        }
+        for (uint32_t j = 0; j < n_in; j++) x8[j] = (int8_t)xt[j];
+        el_engine_step(&ne->eng, x8, EL_X_INT8, 1, 0);
+    }
 }
 
 /* counters: steps, spikes, input_spikes, output_spikes, lpl_updates, sample steps, sample
