@@ -179,6 +179,38 @@ def test_blocked_window_search_runs_each_kind_of_row(lib):
     assert changed > 0
 
 
+def test_rate_filters_at_the_int32_bound_match_numpy(lib):
+    """Host builds filter rates in int32 when every |x| 2^E and |trace| is at most
+    M = (2^31 - 1 - 2^s) / 2^13 (el_lpl.c, filter_fits32), else in int64. With k = 4095 (tau
+    15.5) every trace is driven to -X, then every input jumps to +X (the largest difference),
+    for X at M (int32: the sum reaches 2^31 - 2^s) and at 2 M (int64; int32 would overflow):
+    every step equals the numpy rule."""
+    p = lpl_rate.Params(eta=1e-7, lam=0.03, tau_mean=50.0, tau_var=50.0, tau_pre=15.5,
+                        tau_post=15.5, warmup=0, rounding="dither", var_init=0.01)
+    code = lpl_rate.codes_for(p, 7.0, 4).pre
+    assert code.k == 4095
+    bound = ((1 << 31) - 1 - (1 << code.s)) >> 13
+    edge = bound >> p.ema_frac                           # the largest |x| with |x| 2^E <= M
+    n_in, n_out = 5, 4
+    w_np = w_c = np.zeros((n_out, n_in), np.int8)
+    s_np, s_c = lpl_rate.init_fixed(p, n_in, n_out), lpl_rate.init_fixed(p, n_in, n_out)
+    r_np = r_c = rng_init(5)
+    tops = []
+    for level in (edge, 2 * edge):
+        tops.append(0)
+        for t in range(140):
+            sign = -1 if t < 120 else 1
+            pre = sign * np.array([level, level, level, level - 1, 1])
+            post = sign * np.array([level, level, 3, 0])
+            w_np, s_np, r_np, st_np = lpl_rate.step_fixed(w_np, pre, post, s_np, p, r_np, 7.0)
+            w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lib)
+            for f, a, b in zip(s_np._fields, s_c, s_np):
+                assert np.array_equal(a, b), (level, t, f)
+            assert tuple(st_c) == tuple(st_np) and r_c == r_np, (level, t)
+            tops[-1] = max(tops[-1], int(np.abs(s_np.pre_trace).max()))
+    assert 0.99 * bound < tops[0] <= bound and tops[1] > 1.9 * bound
+
+
 # -- build and fallback ---------------------------------------------------------------------
 
 def _python(code: str, env: dict) -> subprocess.CompletedProcess:

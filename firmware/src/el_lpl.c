@@ -15,8 +15,9 @@ static int has(el_code c) { return c.k != 0; }
 #define WORD_BLOCK 64u
 #define WINDOW_CHECKS 4u  /* spare values after the window search's n_in (scratch layout) */
 /* EL_LPL_BLOCKED: the window search marks the values' buckets in a bitmap and tests rows in
- * blocks (loops that vectorise: hosts); else it sorts indices and visits row by row (fewer
- * instructions on a core without vector units: Cortex-M). Both give the same integers. */
+ * blocks, and rate filters run in int32 where that is exact (loops that vectorise: hosts);
+ * else the window search sorts indices and visits row by row (fewer instructions on a core
+ * without vector units: Cortex-M). Both give the same integers. */
 #ifndef EL_LPL_BLOCKED
 #if defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__) || defined(__ARM_ARCH_6M__)
 #define EL_LPL_BLOCKED 0
@@ -474,16 +475,55 @@ static void activity(el_act a, uint32_t n, int A, int32_t *x)
     }
 }
 
+#if EL_LPL_BLOCKED
+/* Whether filter() may compute in int32 (loops twice as wide): it gives the int64 form's
+ * integers when no intermediate leaves int32. With M = max_j max(|x_j| 2^E, |trace_j|),
+ * 0 <= k <= 2^12, no pre-shift and s <= 30: |target - trace| <= 2M, the product with k has
+ * magnitude <= 2^13 M, and adding r & (2^s - 1) in [0, 2^s) stays within int32 when
+ * 2^13 M + 2^s <= 2^31 - 1, i.e. M <= (2^31 - 1 - 2^s) / 2^13 (< 2^18); then the shifted sum,
+ * t = trace + it and t + 2^(E-1) (E <= 12) fit as well. */
+static int filter_fits32(const int32_t *x, const int32_t *trace, uint32_t n, int E, ema_code c)
+{
+    if (c.pre || c.s > 30 || c.k < 0 || c.k > 4096) return 0;
+    int32_t x_lo = 0, x_hi = 0, t_lo = 0, t_hi = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        x_lo = x[j] < x_lo ? x[j] : x_lo;
+        x_hi = x[j] > x_hi ? x[j] : x_hi;
+        t_lo = trace[j] < t_lo ? trace[j] : t_lo;
+        t_hi = trace[j] > t_hi ? trace[j] : t_hi;
+    }
+    int64_t M = ((((int64_t)1 << 31) - 1 - ((int64_t)1 << c.s)) >> 13);
+    int64_t x_top = -(int64_t)x_lo > x_hi ? -(int64_t)x_lo : x_hi;
+    return x_top * ((int64_t)1 << E) <= M && -(int64_t)t_lo <= M && t_hi <= M;
+}
+#endif
+
 /* a rate filter in place: trace += sshift((x << E - trace) k, s, word); x = round_shift(trace,
  * E) (from the int64 trace; the stored trace is its int32 truncation, as the reference's) */
 static void filter(int32_t *x, int32_t *trace, uint32_t n, int E, ema_code c, el_rng r,
                    uint32_t first)
 {
     uint32_t wb[WORD_BLOCK];
+#if EL_LPL_BLOCKED
+    const int narrow = filter_fits32(x, trace, n, E, c);
+    const int32_t k32 = (int32_t)c.k, half = E ? 1 << (E - 1) : 0, s = c.s;
+    const uint32_t mask = c.mask;
+#endif
     for (uint32_t j0 = 0; j0 < n; j0 += WORD_BLOCK) {
         uint32_t m = n - j0 < WORD_BLOCK ? n - j0 : WORD_BLOCK;
         words(r, first + j0, m, wb);
         int32_t *xb = x + j0, *tb = trace + j0;
+#if EL_LPL_BLOCKED
+        if (narrow) {
+            for (uint32_t q = 0; q < m; q++) {
+                int32_t u = (xb[q] * (1 << E) - tb[q]) * k32 + (int32_t)(wb[q] & mask);
+                int32_t t = tb[q] + (u >> s);
+                xb[q] = (t + half) >> E;
+                tb[q] = t;
+            }
+            continue;
+        }
+#endif
         for (uint32_t q = 0; q < m; q++) {
             int64_t t = ema(tb[q], el_shl64(xb[q], E), c, wb[q]);
             xb[q] = (int32_t)el_round_shift(t, E);
