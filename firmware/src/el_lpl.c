@@ -14,10 +14,10 @@ static int has(el_code c) { return c.k != 0; }
 
 #define WORD_BLOCK 64u
 #define WINDOW_CHECKS 4u  /* spare values after the window search's n_in (scratch layout) */
-/* EL_LPL_BLOCKED: the window search marks the values' buckets in a bitmap and tests rows in
- * blocks, and rate filters run in int32 where that is exact (loops that vectorise: hosts);
- * else the window search sorts indices and visits row by row (fewer instructions on a core
- * without vector units: Cortex-M). Both give the same integers. */
+/* EL_LPL_BLOCKED: the window search marks the values' buckets in a bitmap and computes the
+ * rows' windows in blocks, and rate filters run in int32 where that is exact (loops that
+ * vectorise: hosts); else the window search sorts indices and visits row by row (fewer
+ * instructions on a core without vector units: Cortex-M). Both give the same integers. */
 #ifndef EL_LPL_BLOCKED
 #if defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__) || defined(__ARM_ARCH_6M__)
 #define EL_LPL_BLOCKED 0
@@ -277,8 +277,9 @@ static void update_sparse(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32
  *   the rest of the window area holds) marks the buckets holding the B_j of nonzero x_j. A
  *   window of width 2 N_i <= 2^F touches at most two buckets (those of L_i and of
  *   L_i + 2 N_i - 1 mod 2^S): if neither bit is set, no B_j of a nonzero x_j lies in it.
- *   Rows go in blocks and their bit tests vectorise; a row with a set bit or a wider window
- *   scans every B_j (a vectorised test per run of 64 values, then that run's candidates).
+ *   Rows go in blocks (their windows computed in a loop that vectorises, the two bit tests
+ *   row by row); a row with a set bit or a wider window scans every B_j (a vectorised test
+ *   per run of 64 values, then that run's candidates).
  * - otherwise (Cortex-M): the B_j are bucket-sorted by their top bits (indices in bucket
  *   order) and each row visits the entries of the buckets its window touches.
  *
@@ -394,30 +395,31 @@ static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_
     }
     for (uint32_t i0 = 0; i0 < n_out; i0 += ROW_BLOCK) {
         uint32_t m = n_out - i0 < ROW_BLOCK ? n_out - i0 : ROW_BLOCK;
-        uint32_t ab[ROW_BLOCK], Lb[ROW_BLOCK], Wm[ROW_BLOCK], hit[ROW_BLOCK];
+        uint32_t ab[ROW_BLOCK], Lb[ROW_BLOCK], Wm[ROW_BLOCK], on[ROW_BLOCK];
         words(r0, i0, m, ab);
-        /* windows and their bit tests in uint32: |p_i| <= ap_max, so N_i <= 2^(S-1) <= 2^31
-         * and |p_i|, x_max < 2^32; W_i - 1 = 2 N_i - 1 and sums wrap mod 2^32, a multiple
-         * of 2^S (N_i = 2^31 gives W_i - 1 = 2^32 - 1, which is right) */
+        /* the windows in uint32: |p_i| <= ap_max, so N_i <= 2^(S-1) <= 2^31 and |p_i|,
+         * x_max < 2^32; W_i - 1 = 2 N_i - 1 and sums wrap mod 2^32, a multiple of 2^S
+         * (N_i = 2^31 gives W_i - 1 = 2^32 - 1, which is right) */
         const uint32_t xm = (uint32_t)xmax;
-        uint32_t n_tested = 0;
         for (uint32_t q = 0; q < m; q++) {
             int64_t pi = pv[i0 + q];
             uint32_t N = (uint32_t)(pi < 0 ? (uint64_t)0 - (uint64_t)pi : (uint64_t)pi) * xm;
-            uint32_t L = (0u - (ab[q] + N)) & m32, wm = 2u * N - 1u;
-            uint32_t f0 = L >> F, f1 = ((L + wm) & m32) >> F;
-            uint32_t set = ((bits[f0 >> 5] >> (f0 & 31)) | (bits[f1 >> 5] >> (f1 & 31))) & 1u;
-            Lb[q] = L;
-            Wm[q] = wm;
-            hit[q] = (uint32_t)(N != 0) & (set | (uint32_t)(wm >= width));
-            n_tested += (uint32_t)(N != 0) & (uint32_t)(wm < width);
+            Lb[q] = (0u - (ab[q] + N)) & m32;
+            Wm[q] = 2u * N - 1u;
+            on[q] = N != 0;
         }
-        el_lpl_window_rows[2] += n_tested;
+        /* the bit tests one row at a time (two scattered loads a row: cheaper than vector
+         * gathers on the hosts measured) */
         for (uint32_t q = 0; q < m; q++) {
-            if (!hit[q]) continue;
-            el_lpl_window_rows[Wm[q] >= width]++;
-            scan_row(wT, n_in, n_out, i0 + q, x, pv[i0 + q], ab[q], Lb[q], Wm[q], m32, S, Bv,
-                     p, stats);
+            if (!on[q]) continue;
+            uint32_t L = Lb[q], wm = Wm[q], f0 = L >> F, f1 = ((L + wm) & m32) >> F;
+            uint32_t set = ((bits[f0 >> 5] >> (f0 & 31)) | (bits[f1 >> 5] >> (f1 & 31))) & 1u;
+            uint32_t wide = wm >= width;
+            el_lpl_window_rows[2] += !wide;
+            if (!set && !wide) continue;
+            el_lpl_window_rows[wide]++;
+            scan_row(wT, n_in, n_out, i0 + q, x, pv[i0 + q], ab[q], L, wm, m32, S, Bv, p,
+                     stats);
         }
     }
 #else
