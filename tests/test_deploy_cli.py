@@ -81,6 +81,16 @@ def test_deploy_bad_input(args, needle, capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_plan_refuses_an_lpl_rule_the_substrate_would_not_run(capsys):
+    """`edgelearn plan` says what `edgelearn deploy` would do: on a substrate target only the
+    default --lpl-rule (the plan once charged a rule the substrate never runs)."""
+    rc = main(["plan", MODEL, "--budget", "64KiB", "--target", "substrate:bss2",
+               "--lpl-rule", "homeostasis"])
+    _one_line_error(capsys, rc, "the substrate target runs its own LPL settings")
+    assert main(["plan", MODEL, "--budget", "64KiB", "--target", "host",
+                 "--lpl-rule", "homeostasis"]) == 0
+
+
 def test_killed_run_resumes_without_corrupt_checkpoint(stream, tmp_path):
     report = tmp_path / "rep"
     cmd = [sys.executable, "-m", "edgelearn", "deploy", MODEL, "--target", "host", "--budget",

@@ -64,12 +64,13 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from edgelearn.adapt.bundle import load_bundle, plan_for
-
+    from edgelearn.adapt.session import check_lpl_rule
     from edgelearn.targets.spec import parse_target
 
+    spec = parse_target(args.target)
+    check_lpl_rule(spec, args.lpl_rule)
     bundle = load_bundle(args.model, quantize=False, dt=args.dt)
     plan = plan_for(bundle, args)
-    spec = parse_target(args.target)
     if spec.kind == "serial":
         plan = board_plan(spec, bundle, plan)
     if args.json:
