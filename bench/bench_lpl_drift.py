@@ -21,13 +21,15 @@ Protocol (everything in one run, paired by seed):
     normalisation (the engine's ``track_features`` formula, applied host-side);
   - homeostasis: the LPL rule with only its homeostatic term, its state started from the rule's
     statistics on training data (edgelearn.adapt.reference);
-  - LPL: the deployed default (lpl_rate.deploy_default: predictive + Hebbian, no homeostasis);
+  - LPL: the deployed default (lpl_rate.deploy_default: predictive + Hebbian, no homeostasis;
+    ``--lpl-eta`` changes its rate);
   - LPL + homeostasis: the LPL terms with the homeostatic term and the reference state;
 * metrics: held-out accuracy after the stream (learning off); recovery = (method - frozen) /
   (frozen without drift - frozen) per seed; cost without drift = method - frozen on "none".
   Mean +- standard error over seeds, and wins over seeds against homeostasis.
 
     python bench/bench_lpl_drift.py --seeds 5
+    python bench/bench_lpl_drift.py --model models/speech_digits_lpl.onnx --lpl-eta 1e-6
 Writes reports/bench_lpl_drift.json and reports/bench_lpl_drift.png; prints one line per run.
 """
 
@@ -65,12 +67,14 @@ SUBSTRATES = {"pcm": 365 * 86400.0, "bss2": 0.0}   # seconds since programming
 HOST_METHODS = ("frozen", "input norm", "head norm")
 
 
-def lpl_methods(eta: float, lam_hom: float, tau_mean: float | None = None
-                ) -> dict[str, lpl_rate.Params]:
+def lpl_methods(eta: float, lam_hom: float, tau_mean: float | None = None,
+                lpl_eta: float | None = None) -> dict[str, lpl_rate.Params]:
     """The LPL-rule methods: parameters (all with the deployed filters and time constants;
     ``tau_mean`` replaces the running mean's and variance's time constant of the homeostasis
-    methods)."""
+    methods; ``lpl_eta`` the learning rate of the LPL method, default the deployed 1e-7)."""
     base = lpl_rate.deploy_default()
+    if lpl_eta is not None:
+        base = dataclasses.replace(base, eta=lpl_eta)
     hom = dict(lam_hom=lam_hom, rate_target=None, eta=eta)
     if tau_mean:
         hom.update(tau_mean=tau_mean, tau_var=tau_mean)
@@ -317,6 +321,8 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=None, help="comma-separated subset of the methods")
     ap.add_argument("--eta", type=float, default=3e-7, help="learning rate of the LPL rule "
                     "in the homeostasis methods")
+    ap.add_argument("--lpl-eta", type=float, default=None, help="learning rate of the LPL "
+                    "method (default: the deployed lpl_rate.deploy_default().eta, 1e-7)")
     ap.add_argument("--lam-hom", type=float, default=0.25, help="homeostasis weight")
     ap.add_argument("--tau-mean", type=float, default=None,
                     help="time constant (steps) of the running mean and variance of the "
@@ -339,7 +345,7 @@ def main(argv=None) -> int:
     ref_x = train.x.astype(np.float64)
     ref_mean, ref_std = ref_x.mean(axis=(0, 1)), ref_x.std(axis=(0, 1))
     del ref_x
-    rule = lpl_methods(args.eta, args.lam_hom, args.tau_mean)
+    rule = lpl_methods(args.eta, args.lam_hom, args.tau_mean, args.lpl_eta)
     references = {m: lpl_reference_weights(bundle.qnet, EngineConfig(
         readout=readout, lpl_layers=bundle.hidden_names, lpl=p, hep=None), reference_x)
         for m, p in rule.items()}

@@ -97,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--rate-upper", type=float, default=0.1, help="upper rate, spikes/step")
     t.add_argument("--w-lower", type=float, default=0.0, help="lower rate penalty weight")
     t.add_argument("--rate-lower", type=float, default=0.005, help="lower rate, spikes/step")
+    t.add_argument("--lpl-aux", type=float, default=0.0, metavar="W",
+                   help="weight of the LPL objective on every hidden layer's filtered rates "
+                        "(edgelearn.train.lpl_aux; 0 = off)")
+    t.add_argument("--lpl-drift", type=float, default=0.0, metavar="W",
+                   help="weight of the mean square of the deployed LPL rule's expected update "
+                        "(edgelearn.train.lpl_aux; 0 = off)")
+    t.add_argument("--lpl-lam", type=float, default=0.03, help="Hebbian weight of both")
+    t.add_argument("--lpl-tau", type=float, default=20.0,
+                   help="filter time constant of both, steps")
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, help="output .onnx path")
     o.add_argument("--name", help="model name (default: file stem)")
@@ -207,7 +216,9 @@ def run(args, argv: list[str]) -> int:
                       lr_decay=args.lr_decay, grad_clip=args.grad_clip, readout=args.readout,
                       surrogate_scale=args.surrogate_scale, detach_reset=not args.attach_reset,
                       rate_upper=args.rate_upper, w_upper=args.w_upper,
-                      rate_lower=args.rate_lower, w_lower=args.w_lower, seed=args.seed)
+                      rate_lower=args.rate_lower, w_lower=args.w_lower, w_lpl=args.lpl_aux,
+                      w_drift=args.lpl_drift, lpl_lam=args.lpl_lam, lpl_tau=args.lpl_tau,
+                      seed=args.seed)
     try:
         from edgelearn.io import save_onnx
     except ImportError as exc:
@@ -233,7 +244,9 @@ def run(args, argv: list[str]) -> int:
         rates = " ".join(f"{k}={v:.3f}" for k, v in rec["rates"].items())
         val = "" if rec["val_acc"] is None else f" val_acc {rec['val_acc']:.4f}"
         val += "".join(f" {k}_acc {v:.4f}" for k, v in rec["eval_acc"].items())
-        print(f"epoch {rec['epoch']:3d} loss {rec['loss']:.4f} train_acc {rec['train_acc']:.4f}"
+        aux = "".join(f" {k} {rec[k]:.3g}" for k in ("lpl", "drift") if rec.get(k))
+        print(f"epoch {rec['epoch']:3d} loss {rec['loss']:.4f}{aux} "
+              f"train_acc {rec['train_acc']:.4f}"
               f"{val} rates/step {rates} ({rec['seconds']:.1f} s)", file=sys.stderr)
 
     t0 = time.monotonic()

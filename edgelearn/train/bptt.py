@@ -38,6 +38,7 @@ from edgelearn.errors import InputError, ModelError
 from edgelearn.model import Layer, Network
 from edgelearn.runtime.reference import as_sequence
 from edgelearn.train.config import TrainConfig
+from edgelearn.train.lpl_aux import device_drift_loss, filter_rate, lpl_aux_loss
 
 
 @dataclass
@@ -117,9 +118,9 @@ def _measured(net: Network, layer: Layer, what: str, d: dict, T: int, B: int) ->
 class Gradients:
     """dL/dparameter per layer name: keys 'weight' and, where present, 'bias', 'recurrent'.
 
-    ``loss`` is the total loss, ``parts`` its terms ('ce', 'upper', 'lower'), ``logits`` the
-    time-reduced readout [B, n_out] (None when an output gradient was given instead of labels),
-    ``rates`` the mean spikes per step of each spiking layer.
+    ``loss`` is the total loss, ``parts`` its terms ('ce', 'upper', 'lower'; 'lpl' and 'drift'
+    when on, edgelearn.train.lpl_aux), ``logits`` the time-reduced readout [B, n_out] (None when
+    an output gradient was given instead of labels), ``rates`` the mean spikes per step of each spiking layer.
     """
 
     layers: dict[str, dict[str, np.ndarray]]
@@ -256,6 +257,29 @@ def _rate_penalty(s: np.ndarray, cfg: TrainConfig) -> tuple[float, float, np.nda
     return up, lo, np.broadcast_to(g_r / T, s.shape)
 
 
+def _lpl_terms(lt: LayerTrace, cfg: TrainConfig, dtype
+               ) -> tuple[float, float, np.ndarray | None, np.ndarray | None]:
+    """Weighted L_lpl, L_drift of one spiking layer, dL/dS and dL/d(input) (None if off)."""
+    if cfg.w_lpl == 0 and cfg.w_drift == 0:
+        return 0.0, 0.0, None, None
+    s = lt.spikes.astype(np.float64)
+    r = filter_rate(cfg.lpl_tau)
+    g_s = np.zeros_like(s)
+    g_x = None
+    lpl = drift = 0.0
+    if cfg.w_lpl > 0:
+        lpl, g = lpl_aux_loss(s, r, cfg.lpl_lam, cfg.lpl_xi)
+        lpl *= cfg.w_lpl
+        g_s += cfg.w_lpl * g
+    if cfg.w_drift > 0:
+        drift, g, gx = device_drift_loss(s, lt.input.astype(np.float64), r, cfg.lpl_lam,
+                                         cfg.lpl_xi)
+        drift *= cfg.w_drift
+        g_s += cfg.w_drift * g
+        g_x = (cfg.w_drift * gx).astype(dtype)
+    return lpl, drift, g_s.astype(dtype), g_x
+
+
 def _spiking_backward(layer: Layer, lt: LayerTrace, g_s: np.ndarray, cfg: TrainConfig,
                       need_input_grad: bool, dtype) -> tuple[dict, np.ndarray | None]:
     W, alpha, beta, theta, b, V = _cast(layer, dtype)
@@ -353,20 +377,29 @@ def backward(net: Network, trace: Trace, target: np.ndarray, cfg: TrainConfig) -
             raise InputError(f"output gradient must have shape {out.shape}, got {g_above.shape}")
     grads: dict[str, dict[str, np.ndarray]] = {}
     rates: dict[str, float] = {}
-    up_total = lo_total = 0.0
+    up_total = lo_total = lpl_total = drift_total = 0.0
     for i in range(len(net.layers) - 1, -1, -1):
         layer, lt = net.layers[i], trace.layers[i]
         need = i > 0
         if layer.spiking:
             up, lo, g_reg = _rate_penalty(lt.spikes.astype(dtype, copy=False), cfg)
+            lpl, drift, g_aux, g_aux_in = _lpl_terms(lt, cfg, dtype)
             rates[layer.name] = float(np.mean(lt.spikes))
             up_total += up
             lo_total += lo
+            lpl_total += lpl
+            drift_total += drift
             g_s = g_above if g_reg is None else g_above + g_reg
+            if g_aux is not None:
+                g_s = g_s + g_aux
             grads[layer.name], g_above = _spiking_backward(layer, lt, g_s, cfg, need, dtype)
+            if need and g_aux_in is not None:
+                g_above = g_above + g_aux_in
         else:
             grads[layer.name], g_above = _readout_backward(layer, lt, g_above, need, dtype)
     parts["upper"], parts["lower"] = up_total, lo_total
+    if cfg.w_lpl > 0 or cfg.w_drift > 0:
+        parts["lpl"], parts["drift"] = lpl_total, drift_total
     loss = sum(parts.values())
     ordered = {layer.name: grads[layer.name] for layer in net.layers}
     rates = {layer.name: rates[layer.name] for layer in net.layers if layer.name in rates}
@@ -382,5 +415,6 @@ def loss_value(net: Network, x: np.ndarray, labels: np.ndarray, cfg: TrainConfig
     for layer, lt in zip(net.layers, tr.layers):
         if layer.spiking:
             up, lo, _ = _rate_penalty(lt.spikes, cfg)
-            loss += up + lo
+            lpl, drift, _, _ = _lpl_terms(lt, cfg, cfg.np_dtype)
+            loss += up + lo + lpl + drift
     return float(loss)

@@ -7,7 +7,12 @@ Loss of one minibatch of B sequences (labels y_b, readout membrane U_o[t, b, c])
     r[b, j]  = mean_t S[t, b, j]             spikes per step of hidden neuron j (every spiking layer)
     L_upper  = w_upper * mean_{b,j} relu(r[b, j] - rate_upper)^2       (too-active neurons)
     L_lower  = w_lower * mean_j relu(rate_lower - mean_b r[b, j])^2    (silent neurons)
-    L        = L_ce + sum over spiking layers of (L_upper + L_lower)
+    L        = L_ce + sum over spiking layers of (L_upper + L_lower
+                                                   + w_lpl L_lpl + w_drift L_drift)
+
+L_lpl (the rate-form LPL objective) and L_drift (the mean square of the deployed LPL rule's
+expected update) are defined in :mod:`edgelearn.train.lpl_aux` on the layer's spikes and input
+low-pass filtered with time constant ``lpl_tau`` steps, Hebbian weight ``lpl_lam``, ``lpl_xi``.
 
 Surrogate (SuperSpike fast sigmoid): dS/dU := 1 / (1 + k |U - theta|)^2 with k = surrogate_scale
 and theta the layer's threshold; ``detach_reset`` treats the reset signal R[n] = S[n-1] as a
@@ -41,6 +46,10 @@ class TrainConfig:
         detach_reset: no gradient through the reset term.
         rate_upper, w_upper: upper spike-rate bound and its penalty weight.
         rate_lower, w_lower: lower spike-rate bound and its penalty weight.
+        w_lpl: weight of the LPL objective L_lpl on every spiking layer (0 = off).
+        w_drift: weight of the device-rule drift L_drift on every spiking layer (0 = off).
+        lpl_lam, lpl_tau, lpl_xi: Hebbian weight, filter time constant (steps) and variance
+            offset of both (the deployed rule's: 0.03, 20, 1e-4).
         seed: seed of the numpy Generator for shuffling (initialisation has its own seed).
         dtype: "float32" (training) or "float64" (gradient checks).
     """
@@ -60,6 +69,11 @@ class TrainConfig:
     w_upper: float = 0.0
     rate_lower: float = 0.005
     w_lower: float = 0.0
+    w_lpl: float = 0.0
+    w_drift: float = 0.0
+    lpl_lam: float = 0.03
+    lpl_tau: float = 20.0
+    lpl_xi: float = 1e-4
     seed: int = 0
     dtype: str = "float32"
 
@@ -78,10 +92,15 @@ class TrainConfig:
                 raise ParameterError(f"{name} must lie in [0, 1), got {v}")
         if not (0 < self.lr_decay <= 1):
             raise ParameterError(f"lr_decay must lie in (0, 1], got {self.lr_decay}")
-        for name in ("grad_clip", "rate_upper", "w_upper", "rate_lower", "w_lower"):
+        for name in ("grad_clip", "rate_upper", "w_upper", "rate_lower", "w_lower", "w_lpl",
+                     "w_drift", "lpl_lam"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ParameterError(f"{name} must be finite and >= 0, got {v}")
+        for name in ("lpl_tau", "lpl_xi"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v > 0):
+                raise ParameterError(f"{name} must be > 0, got {v}")
         if self.readout not in READOUTS:
             raise ParameterError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         if self.dtype not in ("float32", "float64"):

@@ -84,10 +84,10 @@ def train(net: Network, train_ds, cfg: TrainConfig, val_ds=None, progress: bool 
     """Train W, b, V of every layer with surrogate-gradient BPTT and Adam.
 
     Returns the trained network (meta['readout'] set to cfg.readout) and a history, one dict per
-    epoch: epoch, loss, ce, upper, lower (epoch means over minibatches), train_acc (accuracy of
-    the minibatches before each update), val_acc (None without val_ds), rates (mean spikes per
-    step per spiking layer), lr, seconds. Deterministic for a given cfg.seed and input.
-    ``callback(epoch_dict, net)`` is called after each epoch.
+    epoch: epoch, loss, ce, upper, lower, lpl, drift (epoch means over minibatches), train_acc
+    (accuracy of the minibatches before each update), val_acc (None without val_ds), rates
+    (mean spikes per step per spiking layer), lr, seconds. Deterministic for a given cfg.seed
+    and input. ``callback(epoch_dict, net)`` is called after each epoch.
     """
     x, y = check_dataset(train_ds, net, "training set")
     net = net.replace(meta={**net.meta, "readout": cfg.readout})  # callbacks classify like this
@@ -104,7 +104,7 @@ def train(net: Network, train_ds, cfg: TrainConfig, val_ds=None, progress: bool 
     for epoch in range(cfg.epochs):
         t0 = time.monotonic()
         perm = rng.permutation(n)
-        sums = {"loss": 0.0, "ce": 0.0, "upper": 0.0, "lower": 0.0}
+        sums = {"loss": 0.0, "ce": 0.0, "upper": 0.0, "lower": 0.0, "lpl": 0.0, "drift": 0.0}
         rate_sum: dict[str, float] = {}
         correct = 0
         for k in range(n_batches):
@@ -123,7 +123,7 @@ def train(net: Network, train_ds, cfg: TrainConfig, val_ds=None, progress: bool 
             current = with_parameters(net, params)
             w = len(idx) / n
             sums["loss"] += g.loss * w
-            for key in ("ce", "upper", "lower"):
+            for key in ("ce", "upper", "lower", "lpl", "drift"):
                 sums[key] += g.parts.get(key, 0.0) * w
             for name, r in g.rates.items():
                 rate_sum[name] = rate_sum.get(name, 0.0) + r * w
