@@ -103,6 +103,37 @@ def test_speech_card_command_trains_a_model_of_the_stated_quality(tmp_path):
         [(la.name, la.weight.shape) for la in ref.layers]
 
 
+def _train_drift_rms(net) -> float:
+    """rms of the deployed LPL rule's expected update on the first 256 training samples (float
+    network, edgelearn.train.lpl_aux.device_drift with the rule's deployed constants)."""
+    from edgelearn.data import load_speech_digits
+    from edgelearn.rules import lpl_rate
+    from edgelearn.train import forward
+    from edgelearn.train.lpl_aux import device_drift, filter_rate
+
+    p = lpl_rate.deploy_default()
+    x = np.swapaxes(load_speech_digits("train").x[:256], 0, 1).astype(np.float64)
+    s = forward(net, x, np.float64).layers[0].spikes
+    return float(np.sqrt(np.mean(device_drift(s, x, filter_rate(p.tau_post), p.lam, p.xi) ** 2)))
+
+
+@pytest.mark.slow
+def test_speech_lpl_card_command_trains_a_model_near_the_rules_fixed_point(tmp_path):
+    """models/speech_digits_lpl.md: the headline recipe with the device-rule drift loss
+    (--lpl-drift 3000). Holds on any machine: test accuracy at least 85 % (shipped 89.7 %), and
+    the deployed LPL rule's expected update on training data at most half that of the model
+    trained without the term (shipped files: 0.0125 -> 0.0039 rms per step, ratio 0.31)."""
+    from edgelearn.io import load_network
+
+    out = tmp_path / "sdl.onnx"
+    _run_card(_with_out(_card_command("speech_digits_lpl"), out), timeout=3600)
+    acc = json.loads(out.with_suffix(".history.json").read_text())["accuracy"]
+    assert acc["test"] >= 0.85, acc
+    trained = _train_drift_rms(load_network(out))
+    plain = _train_drift_rms(load_network(MODELS / "speech_digits.onnx"))
+    assert trained <= 0.5 * plain, (trained, plain)
+
+
 def _npz(path: Path, **arrays) -> Path:
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)
