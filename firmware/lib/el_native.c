@@ -9,8 +9,9 @@
  * batch into contiguous parts run on POSIX threads, each with its own descriptor copy and
  * lists; the sequences are independent, so no result depends on the thread count.
  */
-#define _POSIX_C_SOURCE 200809L   /* pthreads under -std=c99 */
+#define _GNU_SOURCE               /* pthreads under -std=c99; thread placement on glibc */
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -94,7 +95,37 @@ typedef struct {
     uint8_t *spk_tr, *scratch;
     int count;                          /* clip counts wanted */
     el_clip clip[EL_MAX_LAYERS];
+    const void *cpus;                   /* glibc: the CPUs the thread may move to once started */
 } run_part;
+
+#if defined(__GLIBC__)
+/* Linux places a new thread on its creator's CPU when every CPU looks equally idle (say after
+ * the caller slept) and moves it only milliseconds later: the parts then ran one after the
+ * other (measured: 2 threads as slow as 1). So a part starts on another CPU the process may
+ * use, then may move anywhere. Placement only: the results do not depend on it. */
+static void place(pthread_attr_t *at, const cpu_set_t *all, uint32_t i)
+{
+    int here = sched_getcpu(), seen = 0, want = -1;
+    uint32_t others = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, all) && c != here) others++;
+    if (others == 0) return;
+    for (int c = 0; c < CPU_SETSIZE && want < 0; c++)
+        if (CPU_ISSET(c, all) && c != here && (uint32_t)seen++ == (i - 1) % others) want = c;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(want, &one);
+    pthread_attr_setaffinity_np(at, sizeof one, &one);
+}
+
+static void unpin(const run_part *p)
+{
+    if (p->cpus)
+        pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), (const cpu_set_t *)p->cpus);
+}
+#else
+static void unpin(const run_part *p) { (void)p; }
+#endif
 
 /* The sequences are independent: a thread steps its own sequences with its own copy of the
  * network descriptor (the shared weights are read only; state rows b0..b1-1 are its own) and
@@ -102,6 +133,7 @@ typedef struct {
 static void *run_sequences(void *arg)
 {
     run_part *p = (run_part *)arg;
+    unpin(p);
     el_net net = *p->net;
     el_step_lists_bind(&net.lists, p->scratch, net.list_len);
     uint32_t B = (uint32_t)net.batch, total = 0, last = net.n_layers - 1, n_out = net.n_out;
@@ -155,11 +187,28 @@ void el_native_net_run(el_net *net, const void *x, int x_kind, uint32_t T, int b
     pthread_t tid[EL_NATIVE_MAX_THREADS];
     int started[EL_NATIVE_MAX_THREADS];
     uint32_t bytes = el_native_net_scratch_bytes(net);
+#if defined(__GLIBC__)
+    cpu_set_t all;
+    int placed = n > 1 && pthread_getaffinity_np(pthread_self(), sizeof all, &all) == 0;
+#endif
     for (uint32_t i = 0; i < n; i++) {
         run_part *p = &part[i];
         *p = (run_part){net, x, T, B * i / n, B * (i + 1) / n, x_kind, binary, mode, out, cur_tr,
-                        mem_tr, spk_tr, scratch + (size_t)i * bytes, clips != 0, {{0, 0}}};
-        started[i] = i > 0 && pthread_create(&tid[i], 0, run_sequences, p) == 0;
+                        mem_tr, spk_tr, scratch + (size_t)i * bytes, clips != 0, {{0, 0}}, 0};
+        if (i == 0) {
+            started[i] = 0;
+            continue;
+        }
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+#if defined(__GLIBC__)
+        if (placed) {
+            place(&at, &all, i);
+            p->cpus = &all;
+        }
+#endif
+        started[i] = pthread_create(&tid[i], &at, run_sequences, p) == 0;
+        pthread_attr_destroy(&at);
     }
     for (uint32_t i = 0; i < n; i++)
         if (!started[i]) run_sequences(&part[i]);
