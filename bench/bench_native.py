@@ -21,7 +21,10 @@ with LPL on the hidden layer (the deployed LPL settings, past the warm-up).
     Norse 1.1.0        LIFRecurrentCell + LICell, torch no_grad, 1 and 2 threads
 
 Each measurement is the per-step time of one whole sequence; configurations are interleaved
-within every repeat and the median over repeats is reported with ratios. Every run is timed in
+within every repeat and the median over repeats is reported with ratios. Each run starts once
+the process is idle (settle(): onnxruntime's and torch's thread pools spin for tens of
+milliseconds after a run, which would otherwise be charged to the next run) and one untimed run
+of the same configuration (warm core and caches). Every run is timed in
 wall-clock time and in CPU time of this process (all its threads); the goals at batch 1 (all
 paths single-threaded) are judged on CPU time, which a shared machine inflates least, the
 batch-64 goal on wall-clock time with the same thread budget: the C path on 2 threads against
@@ -182,8 +185,26 @@ def torch_peers(net) -> tuple[dict, list[str]]:
 
 
 # ---- measurement -----------------------------------------------------------------------------
+def settle(window: float = 0.02, limit: float = 2.0) -> None:
+    """Wait until this process is idle: onnxruntime's intra-op pool (and torch's) spin-wait for
+    tens of milliseconds after a run (measured: a 2-thread Scan session keeps process CPU at
+    2.2x wall-clock for 5 ms after its run and 1.8x after 20 ms), which would be charged to the
+    next measurement's process CPU time and take the second core from it. Sleeps in `window`
+    steps until a window costs under 10 % CPU, at most `limit` seconds."""
+    end = time.perf_counter() + limit
+    while time.perf_counter() < end:
+        c0 = time.process_time()
+        time.sleep(window)
+        if time.process_time() - c0 < 0.1 * window:
+            return
+
+
 def timed(fn) -> tuple[float, float]:
-    """(wall-clock, process CPU) seconds of fn()."""
+    """(wall-clock, process CPU) seconds of fn(), run once untimed after the process is idle
+    (the pools of the previous configuration have stopped spinning; the core and caches are
+    warm again for this one), then timed."""
+    settle()
+    fn()
     w0, c0 = time.perf_counter(), time.process_time()
     fn()
     return time.perf_counter() - w0, time.process_time() - c0
