@@ -179,6 +179,29 @@ def test_blocked_window_search_runs_each_kind_of_row(lib):
     assert changed > 0
 
 
+def test_window_search_above_65536_inputs_matches_numpy(lib):
+    """The host build's window search indexes inputs in uint32 (the Cortex-M form's uint16
+    lists stop at 65535, EL_MAX_UNITS): a 70,000-input layer, sparse rates, takes the window
+    path and gives the numpy rule's integers at every step."""
+    n_in, n_out = 70_000, 3
+    p = lpl_rate.Params(eta=1e-5, lam=0.03, tau_mean=50.0, tau_var=50.0, tau_pre=20.0,
+                        tau_post=6.0, warmup=2, rounding="dither", var_init=0.01)
+    rng = np.random.default_rng(3)
+    w_np = w_c = rng.integers(-60, 61, (n_out, n_in)).astype(np.int8)
+    s_np, s_c = lpl_rate.init_fixed(p, n_in, n_out), lpl_rate.init_fixed(p, n_in, n_out)
+    r_np = r_c = rng_init(3)
+    window, changed = native.lpl_path_counts(lib)["window"], 0
+    for t in range(8):
+        pre = rng.integers(-300, 300, n_in) * (rng.random(n_in) < 0.05)
+        post = rng.integers(-300, 300, n_out)
+        w_np, s_np, r_np, st_np = lpl_rate.step_fixed(w_np, pre, post, s_np, p, r_np, 7.0)
+        w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lib)
+        assert tuple(st_c) == tuple(st_np) and np.array_equal(w_c, w_np), t
+        changed += st_np.n_changed
+    assert native.lpl_path_counts(lib)["window"] - window == 6      # every step after warmup
+    assert changed > 0
+
+
 def test_rate_filters_at_the_int32_bound_match_numpy(lib):
     """Host builds filter rates in int32 when every |x| 2^E and |trace| is at most
     M = (2^31 - 1 - 2^s) / 2^13 (el_lpl.c, filter_fits32), else in int64. With k = 4095 (tau

@@ -22,7 +22,6 @@ from edgelearn.kernels.lif_kernels import qrun
 
 ROOT = Path(__file__).resolve().parents[1]
 VEC = ROOT / "tests" / "vectors"
-ALL = ("spikes", "current", "membrane")
 
 
 def _lib():

@@ -100,7 +100,7 @@ class TrainConfig:
         for name in ("lpl_tau", "lpl_xi"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
-                raise ParameterError(f"{name} must be > 0, got {v}")
+                raise ParameterError(f"{name} must be finite and > 0, got {v}")
         if self.readout not in READOUTS:
             raise ParameterError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         if self.dtype not in ("float32", "float64"):

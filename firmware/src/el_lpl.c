@@ -281,7 +281,9 @@ static void update_sparse(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32
  *   row by row); a row with a set bit or a wider window scans every B_j (a vectorised test
  *   per run of 64 values, then that run's candidates).
  * - otherwise (Cortex-M): the B_j are bucket-sorted by their top bits (indices in bucket
- *   order) and each row visits the entries of the buckets its window touches.
+ *   order) and each row visits the entries of the buckets its window touches. Its indices
+ *   and bucket starts are uint16: n_in <= 65535 (EL_MAX_UNITS; an engine's LPL layer is one
+ *   of its network's layers, el_blob.c). The blocked form takes any n_in (uint32 indices).
  *
  * Returns 0 (nothing done) when the precondition fails or the window is not cheaper than the
  * sparse update (the same test in both forms). */
@@ -480,13 +482,15 @@ static void activity(el_act a, uint32_t n, int A, int32_t *x)
 #if EL_LPL_BLOCKED
 /* Whether filter() may compute in int32 (loops twice as wide): it gives the int64 form's
  * integers when no intermediate leaves int32. With M = max_j max(|x_j| 2^E, |trace_j|),
- * 0 <= k <= 2^12, no pre-shift and s <= 30: |target - trace| <= 2M, the product with k has
+ * 0 <= k <= 2^12, no pre-shift and 1 <= s <= 30: |target - trace| <= 2M, the product with k has
  * magnitude <= 2^13 M, and adding r & (2^s - 1) in [0, 2^s) stays within int32 when
- * 2^13 M + 2^s <= 2^31 - 1, i.e. M <= (2^31 - 1 - 2^s) / 2^13 (< 2^18); then the shifted sum,
- * t = trace + it and t + 2^(E-1) (E <= 12) fit as well. */
+ * 2^13 M + 2^s <= 2^31 - 1, i.e. M <= (2^31 - 1 - 2^s) / 2^13 (< 2^18); with s >= 1 the
+ * shifted sum has magnitude <= 2^12 M + 1, so t = trace + it (<= 2^12 M + M + 1 < 2^31) and
+ * t + 2^(E-1) (E <= 12) fit as well. (Rate codes have 11 <= s <= 48, el_lpl_block_parse; the
+ * test s >= 1 keeps the proof's premise here, since s = 0 would let t overflow.) */
 static int filter_fits32(const int32_t *x, const int32_t *trace, uint32_t n, int E, ema_code c)
 {
-    if (c.pre || c.s > 30 || c.k < 0 || c.k > 4096) return 0;
+    if (c.pre || c.s < 1 || c.s > 30 || c.k < 0 || c.k > 4096) return 0;
     int32_t x_lo = 0, x_hi = 0, t_lo = 0, t_hi = 0;
     for (uint32_t j = 0; j < n; j++) {
         x_lo = x[j] < x_lo ? x[j] : x_lo;
