@@ -71,7 +71,7 @@ def test_thread_count_default_and_environment(monkeypatch):
     assert native.default_threads() == max(1, min(cpus, native.MAX_THREADS))
     monkeypatch.setenv(native.THREADS_ENV, "3")
     assert native.default_threads() == 3
-    for bad in ("0", "-1", "two", "1.5", "65", ""):
+    for bad in ("0", "-1", "two", "1.5", "65", "", "1_0", "\u0663", "4\n4"):
         monkeypatch.setenv(native.THREADS_ENV, bad)
         with pytest.raises(InputError, match="EDGELEARN_THREADS must be an integer from 1 to 64"):
             native.default_threads()

@@ -159,6 +159,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
                            str(_npz(tmp_path / "c.npz", x=x[:, :, :3], y=np.arange(20) % 3))],
                           "C=3"),
         "tau": (["--train-file", str(good), "--tau-mem", "-1"], "tau-mem"),
+        "lpl-aux": (["--train-file", str(good), "--lpl-aux", "-1"], "--lpl-aux must be finite"),
+        "batch": (["--train-file", str(good), "--batch", "0"], "--batch "),
         "out": (["--train-file", str(good), "--out", str(tmp_path / "x.txt")], ".onnx"),
     }
     for name, (extra, msg) in cases.items():

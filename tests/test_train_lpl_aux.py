@@ -143,5 +143,5 @@ def test_train_tool_options_reach_the_loss(tmp_path, capsys):
     capsys.readouterr()
     assert tool.main(base + ["--lpl-tau", "0", "--out", str(tmp_path / "bad.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("train: error:") and "lpl_tau" in err[-1]
+    assert err[-1].startswith("train: error:") and "--lpl-tau must be finite and > 0" in err[-1]
     assert not (tmp_path / "bad.onnx").exists()

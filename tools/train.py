@@ -164,6 +164,21 @@ def load_data(args) -> dict:
     return data
 
 
+#: TrainConfig fields whose option is not --FIELD-WITH-DASHES
+_OPTION_OF = {"batch_size": "batch", "w_lpl": "lpl-aux", "w_drift": "lpl-drift"}
+
+
+def _train_config(**fields) -> TrainConfig:
+    """TrainConfig(**fields); a value it refuses is named by its option (w_lpl -> --lpl-aux)."""
+    try:
+        return TrainConfig(**fields)
+    except ParameterError as exc:
+        name, _, rest = str(exc).partition(" ")
+        if name not in fields:
+            raise
+        raise ParameterError(f"--{_OPTION_OF.get(name, name.replace('_', '-'))} {rest}") from None
+
+
 def _decays(args) -> tuple[float, float, float]:
     for name in ("dt", "tau_syn", "tau_mem"):
         v = getattr(args, name)
@@ -212,13 +227,13 @@ def run(args, argv: list[str]) -> int:
         raise ParameterError(f"--out must end in .onnx, got '{out}'")
     history_path = Path(args.history) if args.history else out.with_suffix(".history.json")
     alpha, beta, out_beta = _decays(args)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr,
-                      lr_decay=args.lr_decay, grad_clip=args.grad_clip, readout=args.readout,
-                      surrogate_scale=args.surrogate_scale, detach_reset=not args.attach_reset,
-                      rate_upper=args.rate_upper, w_upper=args.w_upper,
-                      rate_lower=args.rate_lower, w_lower=args.w_lower, w_lpl=args.lpl_aux,
-                      w_drift=args.lpl_drift, lpl_lam=args.lpl_lam, lpl_tau=args.lpl_tau,
-                      seed=args.seed)
+    cfg = _train_config(epochs=args.epochs, batch_size=args.batch, lr=args.lr,
+                         lr_decay=args.lr_decay, grad_clip=args.grad_clip, readout=args.readout,
+                         surrogate_scale=args.surrogate_scale, detach_reset=not args.attach_reset,
+                         rate_upper=args.rate_upper, w_upper=args.w_upper,
+                         rate_lower=args.rate_lower, w_lower=args.w_lower, w_lpl=args.lpl_aux,
+                         w_drift=args.lpl_drift, lpl_lam=args.lpl_lam, lpl_tau=args.lpl_tau,
+                         seed=args.seed)
     try:
         from edgelearn.io import save_onnx
     except ImportError as exc:

@@ -7,8 +7,8 @@ and the Cortex-M images are compiled the same way everywhere (tests, targets, be
         device-cm4f [--verbose]
         prints the path of the (cached) build; --verbose also the compiler command
 
-A build lives in ``$EDGELEARN_CACHE`` (default ``~/.cache/edgelearn``) under a name made of the
-recipe and the SHA-256 of its sources, headers, compiler version and flags; it is compiled to
+A build lives in ``$EDGELEARN_CACHE`` (default ``$XDG_CACHE_HOME/edgelearn``, else
+``~/.cache/edgelearn``) under a name made of the recipe and the SHA-256 of its sources, headers, compiler version and flags; it is compiled to
 a temporary name and renamed into place (atomic), so concurrent first uses are safe and a
 changed source rebuilds. Raises :class:`BuildError` with a one-line reason when the sources or
 a compiler are missing or the compiler fails.

@@ -125,11 +125,10 @@ def default_threads() -> int:
 
 
 def check_threads(value, what: str = "threads") -> int:
-    """``value`` as a thread count 1..MAX_THREADS, or InputError naming ``what``."""
-    try:
-        n = int(str(value).strip())
-    except ValueError:
-        n = 0
+    """``value`` as a thread count 1..MAX_THREADS (an int, or decimal digits with optional
+    surrounding blanks), or InputError naming ``what``."""
+    text = str(value).strip()
+    n = int(text) if text.isascii() and text.isdigit() else 0
     if not 1 <= n <= MAX_THREADS:
         raise InputError(f"{what} must be an integer from 1 to {MAX_THREADS}, got {value!r}")
     return n
