@@ -1,7 +1,8 @@
 """The C kernel's batch run on several threads (edgelearn.kernels.native.NativeNetwork): the
 sequences of a batch are split among POSIX threads, and no output, trace or clip count may
 depend on how many - on random networks (recurrent, every reset, readouts, wide inputs) with
-odd batch sizes and more threads than sequences; the thread count's default and its checks."""
+odd batch sizes and more threads than sequences; the thread count's default and its checks;
+a part whose thread cannot start."""
 
 import os
 import subprocess
@@ -109,3 +110,56 @@ def test_edgelearn_run_threads_option_and_environment(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "EDGELEARN_THREADS" in lines[0]
     assert not (tmp_path / "bad.npz").exists()
+
+
+_REFUSE_THREADS = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+typedef int (*create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+int pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(void *), void *arg)
+{
+    Dl_info info;
+    if (dladdr((void *)f, &info) && info.dli_fname && strstr(info.dli_fname, "el-lib")) {
+        fputs("refused a thread of the C kernel\n", stderr);
+        return EAGAIN;
+    }
+    return ((create_fn)dlsym(RTLD_NEXT, "pthread_create"))(t, a, f, arg);
+}
+"""
+
+_RUN_REFUSED = """
+import sys
+import numpy as np
+sys.path.insert(0, "tests")
+from _fixed_nets import TRACES, assert_same_recording
+from edgelearn.kernels.image import from_image
+from edgelearn.kernels.lif_kernels import qrun
+qnet = from_image(open("tests/vectors/lif_rec_spikes.bin", "rb").read())
+x = (np.random.default_rng(5).random((20, 5, qnet.n_in)) < 0.2).astype(np.int64)
+got = qrun(qnet, x, record=TRACES, impl="native", threads=4)
+assert_same_recording(got, qrun(qnet, x, record=TRACES, impl="reference"), "refused")
+print("same")
+"""
+
+
+def test_a_part_whose_thread_cannot_start_runs_on_the_caller(tmp_path):
+    """el_native_net_run when pthread_create fails (an LD_PRELOAD shim, ELF/glibc like the
+    library's thread placement, refuses the kernel's threads and only those): the three parts
+    that could not start run on the calling thread, with the same integers."""
+    from edgelearn.kernels.cbuild import host_compiler
+
+    cc = host_compiler()
+    assert cc is not None, "no C compiler (the C kernel needs one too)"
+    (tmp_path / "refuse.c").write_text(_REFUSE_THREADS)
+    shim = tmp_path / "refuse.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(shim), str(tmp_path / "refuse.c"),
+                    "-ldl"], check=True, capture_output=True)
+    r = subprocess.run([sys.executable, "-c", _RUN_REFUSED], capture_output=True, text=True,
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                      "LD_PRELOAD": str(shim)})
+    assert r.returncode == 0 and r.stdout.strip() == "same", r.stderr[-2000:]
+    assert r.stderr.count("refused a thread of the C kernel") == 3, r.stderr[-2000:]
