@@ -55,6 +55,7 @@ from edgelearn.data.streams import (ChannelShift, DeadChannels, GainDrift, Noise
                                     TimeWarp, holdout, make_stream)
 from edgelearn.device.engine import EngineConfig  # noqa: E402
 from edgelearn.device.features import head_features  # noqa: E402
+from edgelearn.errors import EdgelearnError  # noqa: E402
 from edgelearn.memory import get_profile  # noqa: E402
 from edgelearn.memory.planner import AdaptConfig, HeadShape, plan_deployment, shapes_of  # noqa: E402
 from edgelearn.rules import lpl_rate  # noqa: E402
@@ -445,4 +446,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except EdgelearnError as exc:                       # bad input: one line, exit 2
+        print(f"bench_lpl_drift: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(2) from None

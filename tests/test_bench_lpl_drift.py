@@ -2,6 +2,11 @@
 recovery = (method - frozen) / (frozen without drift - frozen) per seed, wins over homeostasis,
 float minus fixed; recovery only where every seed lost accuracy to the drift."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -30,3 +35,18 @@ def test_recovery_wins_and_float_minus_fixed_per_seed():
     assert "recovery" not in s["warp"]["LPL"]          # seed 0 lost nothing to the warp
     assert "recovery" not in s["none"]["LPL"]
     assert "wins_vs_homeostasis" not in s["gain"]["homeostasis"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench/bench_lpl_drift.py", "--lpl-eta", "-1", "--seeds", "1"],
+    ["bench/bench_lpl_fixed_point.py", "no/such/model.onnx"],
+])
+def test_bad_input_is_one_line_and_exit_2(argv, tmp_path):
+    """A refused value (the LPL rule's eta) or a missing model: one stderr line, exit 2."""
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, *argv, "--out", str(tmp_path / "r")], cwd=root,
+                       capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and ": error: " in lines[0], r.stderr[-2000:]
+    assert not list(tmp_path.iterdir())
