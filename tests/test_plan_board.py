@@ -65,3 +65,19 @@ def test_plan_asks_a_serial_board_for_its_link(capsys):
                  "serial:sim?window=3&max_payload=300"]) == 0
     out = capsys.readouterr().out
     assert "link: window 3, max payload 300 B (reported by the board)" in out, out
+
+
+@pytest.mark.parametrize("impl", ["python", "c"])
+def test_board_flash_holds_the_planned_image(impl, tmp_path, capsys):
+    """Flash against the plan: after a deploy the board's own HELLO reports an active slot
+    of exactly the plan's model image bytes (per slot), on the Python board and on the C
+    firmware (host build), the flash kept in a file across the two connections."""
+    from edgelearn.link.client import Client
+    url = f"sim?impl={impl}&flash_file={tmp_path / 'flash.bin'}"
+    m, _ = _deploy(f"serial:{url}", "64KiB", tmp_path, capsys)
+    planned = m["plan"]["image_bytes"]
+    with Client(url) as client:
+        info = client.info
+    assert info.active_slot in (0, 1)
+    assert info.active_len == planned > 0
+    assert 2 * planned <= info.flash
