@@ -445,9 +445,14 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run_cli(main_fn, name: str) -> None:
+    """Exit with main_fn()'s status; bad input (EdgelearnError) is one line on stderr, exit 2."""
     try:
-        raise SystemExit(main())
-    except EdgelearnError as exc:                       # bad input: one line, exit 2
-        print(f"bench_lpl_drift: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(main_fn())
+    except EdgelearnError as exc:
+        print(f"{name}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    run_cli(main, "bench_lpl_drift")

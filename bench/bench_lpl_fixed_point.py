@@ -33,11 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_lpl_drift import condition_sets  # noqa: E402
+from bench_lpl_drift import condition_sets, run_cli  # noqa: E402
 from edgelearn.adapt.bundle import load_bundle  # noqa: E402
 from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
 from edgelearn.data import load_speech_digits  # noqa: E402
-from edgelearn.errors import EdgelearnError  # noqa: E402
 from edgelearn.kernels.lif_fixed import quantize_input  # noqa: E402
 from edgelearn.kernels.lif_kernels import qrun  # noqa: E402
 from edgelearn.rules import lpl_rate  # noqa: E402
@@ -109,8 +108,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except EdgelearnError as exc:                       # bad input: one line, exit 2
-        print(f"bench_lpl_fixed_point: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_cli(main, "bench_lpl_fixed_point")

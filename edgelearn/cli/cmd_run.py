@@ -12,6 +12,7 @@ from edgelearn.boundary import options as opt
 from edgelearn.boundary import read_npy
 from edgelearn.errors import InputError
 from edgelearn.io import OnnxRuntimeBackend, OpaqueModel, load_any
+from edgelearn.kernels.native import MAX_THREADS
 from edgelearn.runtime.reference import as_sequence
 from edgelearn.runtime.reference import run as run_reference
 
@@ -53,7 +54,7 @@ def register(sub) -> None:
                    help="numpy reference (default for float networks), onnxruntime (default, "
                         "and the only choice, for opaque graphs), or c: the C integer kernel "
                         "(default for quantized models; numpy runs their integer kernel)")
-    p.add_argument("--threads", type=opt.integer(1, 64), default=None, metavar="N",
+    p.add_argument("--threads", type=opt.integer(1, MAX_THREADS), default=None, metavar="N",
                    help="threads of the C kernel, which splits the batch among them (default: "
                         "$EDGELEARN_THREADS, else the CPUs this process may use; at most 64; "
                         "the outputs do not depend on it)")

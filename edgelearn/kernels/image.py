@@ -36,6 +36,8 @@ from edgelearn.kernels.lif_fixed import QLayer, QNetwork
 MAGIC = b"ELQN"
 VERSION = 1
 _NET = struct.Struct("<4sHHIddBBHI4x")
+#: byte offset of input_bits in the network header (after magic, versions, size, two scales)
+INPUT_BITS_OFFSET = struct.calcsize("<4sHHIdd")
 _LAYER = struct.Struct("<IIBBbbddH2x")
 F_SPIKING, F_RECURRENT, F_BIAS, F_RESET_ZERO, F_RESET_IMMEDIATE = 1, 2, 4, 8, 16
 RESET_FLAGS = {"subtract": 0, "zero": F_RESET_ZERO, "zero_immediate": F_RESET_IMMEDIATE}

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgelearn.errors import InputError, ModelError
 from edgelearn.kernels import cbuild
+from edgelearn.kernels.image import INPUT_BITS_OFFSET
 
 ABI = 3
 MODES = {"auto": 0, "dense": 1, "event": 2}
@@ -30,7 +31,6 @@ MODES = {"auto": 0, "dense": 1, "event": 2}
 MAX_THREADS = 64
 THREADS_ENV = "EDGELEARN_THREADS"
 _X_INT8, _X_INT16 = 1, 2          # EL_X_INT8, EL_X_INT16 (firmware/src/el_lif.h)
-_INPUT_BITS_AT = 28               # the image header's input_bits byte (docs/fixed-point.md 7)
 
 _state: dict = {}
 
@@ -189,7 +189,7 @@ class NativeNetwork:
         T, B, _ = x.shape
         if B != self.batch:
             raise InputError(f"native network laid out for batch {self.batch}, got {B}")
-        narrow = self.image[_INPUT_BITS_AT] <= 8           # x fits int8: EL_X_INT8
+        narrow = self.image[INPUT_BITS_OFFSET] <= 8           # x fits int8: EL_X_INT8
         xi = np.ascontiguousarray(x, dtype=np.int8 if narrow else np.int16)
         binary = bool(xi.size and xi.min() >= 0 and xi.max() <= 1)
         total = B * sum(sizes)
