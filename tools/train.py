@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the LPL objective on every hidden layer's filtered rates "
                         "(edgelearn.train.lpl_aux; 0 = off)")
     t.add_argument("--lpl-drift", type=float, default=0.0, metavar="W",
-                   help="weight of the mean square of the deployed LPL rule's expected update "
-                        "(edgelearn.train.lpl_aux; 0 = off)")
+                   help="weight of the mean square of the deployed LPL rule's expected "
+                        "per-step update on every hidden layer (edgelearn.train.lpl_aux; 0 = off)")
     t.add_argument("--lpl-lam", type=float, default=0.03, help="Hebbian weight of both")
     t.add_argument("--lpl-tau", type=float, default=20.0,
                    help="filter time constant of both, steps")

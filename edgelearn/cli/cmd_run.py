@@ -33,8 +33,9 @@ integer network (docs/fixed-point.md): by
 default on the C kernel of firmware/ loaded as a shared library (built on first use with the
 system compiler; the numpy integer kernel, after a one-line notice, when that is not possible),
 or with --backend numpy. The C kernel runs the B sequences of X on --threads threads (default:
-$EDGELEARN_THREADS if set, else the CPUs this process may use, at most 64); the outputs are
-the same for any thread count. X that holds only integers (any dtype) is the integer input itself
+$EDGELEARN_THREADS if set, which must then be an integer from 1 to 64, else the CPUs this
+process may use, at most 64; never more than B); the outputs are the same for any thread
+count. X that holds only integers (any dtype) is the integer input itself
 and must fit the model's signed input_bits; other float X is quantized first:
 floor(x / input_scale + 1/2), saturated to input_bits (docs/fixed-point.md section 4).
 """
@@ -56,8 +57,8 @@ def register(sub) -> None:
                         "(default for quantized models; numpy runs their integer kernel)")
     p.add_argument("--threads", type=opt.integer(1, MAX_THREADS), default=None, metavar="N",
                    help="threads of the C kernel, which splits the batch among them (default: "
-                        "$EDGELEARN_THREADS, else the CPUs this process may use; at most 64; "
-                        "the outputs do not depend on it)")
+                        "$EDGELEARN_THREADS, an integer 1..64, else the CPUs this process may "
+                        "use, at most 64; the outputs do not depend on it)")
     p.add_argument("--graph", choices=("step", "scan"), default="scan",
                    help="onnxruntime graph form (default scan)")
     p.add_argument("--dt", type=opt.POSITIVE, default=None, metavar="SECONDS",

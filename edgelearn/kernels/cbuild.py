@@ -3,12 +3,13 @@
 One recipe per build, so the shared library, the host firmware process, the vector harness
 and the Cortex-M images are compiled the same way everywhere (tests, targets, benchmarks):
 
-    python -m edgelearn.kernels.cbuild lib | vectors | device | vectors-cm3 | device-cm3 |
-        device-cm4f [--verbose]
-        prints the path of the (cached) build; --verbose also the compiler command
+    python -m edgelearn.kernels.cbuild lib | vectors | device | device-asan | vectors-cm3 |
+        icount-cm3 | icount-cm4f | device-cm3 | device-cm4f [--verbose]
+        prints the path of the (cached) build; --verbose also the compiler command (stderr)
 
 A build lives in ``$EDGELEARN_CACHE`` (default ``$XDG_CACHE_HOME/edgelearn``, else
-``~/.cache/edgelearn``) under a name made of the recipe and the SHA-256 of its sources, headers, compiler version and flags; it is compiled to
+``~/.cache/edgelearn``) under a name made of the recipe and the SHA-256 of its sources, headers,
+compiler version, flags, machine and CPU feature flags (``-march=native``); it is compiled to
 a temporary name and renamed into place (atomic), so concurrent first uses are safe and a
 changed source rebuilds. Raises :class:`BuildError` with a one-line reason when the sources or
 a compiler are missing or the compiler fails.
@@ -176,16 +177,17 @@ def command(name: str, defines: dict[str, int | str] | None = None) -> tuple[lis
 
 def build(name: str, verbose: bool = False, defines: dict[str, int | str] | None = None
           ) -> Path:
-    """The path of the cached build of recipe ``name`` (compiled if missing)."""
+    """The path of the cached build of recipe ``name`` (compiled if missing); ``verbose``
+    prints the compiler command on stderr, also when the build is already cached."""
     cmd, out = command(name, defines)
+    if verbose:
+        print(" ".join(cmd + ["-o", str(out)]), file=sys.stderr)
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".el-", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     try:
-        if verbose:
-            print(" ".join(cmd + ["-o", str(out)]), file=sys.stderr)
         r = subprocess.run(cmd[:1] + ["-o", tmp] + cmd[1:], capture_output=True, text=True,
                            cwd=firmware_dir())
         if r.returncode != 0:
