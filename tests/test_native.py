@@ -32,6 +32,17 @@ def lib():
     return lib
 
 
+#: the library as used (vectorised, -march=native) and its scalar build (cbuild "lib-scalar":
+#: no auto-vectorisation, no -march=native): the LPL tests run on both, so the loops written
+#: for the vectoriser and the plain form of the same C stay equal to the numpy rule
+LPL_BUILDS = ("lib", "lib-scalar")
+
+
+@pytest.fixture(scope="module", params=LPL_BUILDS)
+def lpl_lib(request):
+    return native.library() if request.param == "lib" else native.load(request.param)
+
+
 def _rule_cases():
     m = json.loads((VEC / "rules" / "manifest.json").read_text())
     return [e for e in m["vectors"] if e["rule"] == "lpl_rate"]
@@ -45,7 +56,7 @@ def _params(e) -> lpl_rate.Params:
 
 @pytest.mark.parametrize("entry", _rule_cases(), ids=lambda e: e["name"])
 @pytest.mark.parametrize("fast", [False, True], ids=["reference", "fast"])
-def test_lpl_rule_vectors(lib, entry, fast):
+def test_lpl_rule_vectors(lpl_lib, entry, fast):
     p = _params(entry)
     with np.load(VEC / entry["file"], allow_pickle=False) as z:
         v = {k: z[k] for k in z.files}
@@ -55,7 +66,7 @@ def test_lpl_rule_vectors(lib, entry, fast):
     for t in range(entry["steps"]):
         gain = v["gain"][t] if "gain" in v else None
         w, st_, rng, stats = native.lpl_step(w, v["pre"][t], v["post"][t], st_, p, rng,
-                                             entry["w_shift"], gain, fast=fast, lib=lib)
+                                             entry["w_shift"], gain, fast=fast, lib=lpl_lib)
         assert np.array_equal(w, v["w"][t]), t
         assert tuple(stats) == tuple(v["stats"][t]), t
     for f, arr in zip(st_._fields, st_):
@@ -88,7 +99,7 @@ def lpl_cases(draw):
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lpl_cases())
 def test_random_lpl_streams_match_numpy(case):
-    lib = native.library()
+    libs = [native.library()] + [native.load(b) for b in LPL_BUILDS[1:]]
     p, n_in, n_out, seed, spikes = case
     rng = np.random.default_rng(seed)
     w_shift = float(rng.choice([6.0, 7.0, 7.5]))
@@ -103,7 +114,7 @@ def test_random_lpl_streams_match_numpy(case):
         post = rng.integers(-3000, 3000, (T, n_out))
     gain = rng.integers(1024, 4097, (T, n_out)) if rng.random() < 0.3 else None
     runs = []
-    for impl in ("numpy", "reference", "fast"):
+    for impl, lib in [("numpy", None)] + [(f, b) for b in libs for f in ("reference", "fast")]:
         w, s_, r = w0.copy(), lpl_rate.init_fixed(p, n_in, n_out), rng_init(seed)
         stats = []
         for t in range(T):
@@ -124,7 +135,7 @@ def test_random_lpl_streams_match_numpy(case):
             assert np.array_equal(a, b)
 
 
-def test_window_search_path_is_exercised(lib):
+def test_window_search_path_is_exercised(lpl_lib):
     """Deployment-like LPL (tiny eta, dither, filtered rates) runs the window search and gives
     the numpy rule's integers, weight changes included."""
     p = lpl_rate.Params(eta=3e-5, lam=0.03, tau_mean=200.0, tau_var=200.0, tau_pre=20.0,
@@ -135,26 +146,26 @@ def test_window_search_path_is_exercised(lib):
     s_np = lpl_rate.init_fixed(p, n_in, n_out)
     s_c = lpl_rate.init_fixed(p, n_in, n_out)
     r_np = r_c = rng_init(4)
-    before = native.lpl_path_counts(lib)
+    before = native.lpl_path_counts(lpl_lib)
     changed = 0
     for t in range(200):
         pre = (rng.random(n_in) < 0.05).astype(np.int64) << 8
         post = (rng.random(n_out) < 0.1).astype(np.int64) << 8
         w_np, s_np, r_np, st_np = lpl_rate.step_fixed(w_np, pre, post, s_np, p, r_np, 7.0)
-        w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lib)
+        w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lpl_lib)
         assert tuple(st_c) == tuple(st_np)
         changed += st_np.n_changed
-    after = native.lpl_path_counts(lib)
+    after = native.lpl_path_counts(lpl_lib)
     assert np.array_equal(w_c, w_np) and r_c == r_np
     assert after["window"] > before["window"]
     assert changed > 0
 
 
-def test_blocked_window_search_runs_each_kind_of_row(lib):
+def test_blocked_window_search_runs_each_kind_of_row(lpl_lib):
     """The host build's window search (bitmap of the windows' buckets) on streams where rows
     are passed by the bitmap, scanned for a marked bucket and scanned for a window wider
     than a bucket: the numpy rule's integers at every step, weight changes included."""
-    before = native.lpl_window_rows(lib)
+    before = native.lpl_window_rows(lpl_lib)
     changed = 0
     for eta, n_in, n_out in ((1e-6, 64, 128), (1e-5, 300, 50)):
         p = lpl_rate.Params(eta=eta, lam=0.03, tau_mean=50.0, tau_var=50.0, tau_pre=20.0,
@@ -167,19 +178,19 @@ def test_blocked_window_search_runs_each_kind_of_row(lib):
         for t in range(60):
             pre, post = rng.integers(-300, 300, n_in), rng.integers(-300, 300, n_out)
             w_np, s_np, r_np, st_np = lpl_rate.step_fixed(w_np, pre, post, s_np, p, r_np, 7.0)
-            w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lib)
+            w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lpl_lib)
             assert tuple(st_c) == tuple(st_np), t
             assert np.array_equal(w_c, w_np), t
             changed += st_np.n_changed
         assert r_c == r_np
         for a, b in zip(s_c, s_np):
             assert np.array_equal(a, b)
-    after = native.lpl_window_rows(lib)
+    after = native.lpl_window_rows(lpl_lib)
     assert all(after[k] > before[k] for k in ("marked", "wide", "tested")), (before, after)
     assert changed > 0
 
 
-def test_window_search_above_65536_inputs_matches_numpy(lib):
+def test_window_search_above_65536_inputs_matches_numpy(lpl_lib):
     """The host build's window search indexes inputs in uint32 (the Cortex-M form's uint16
     lists stop at 65535, EL_MAX_UNITS): a 70,000-input layer, sparse rates, takes the window
     path and gives the numpy rule's integers at every step."""
@@ -190,19 +201,19 @@ def test_window_search_above_65536_inputs_matches_numpy(lib):
     w_np = w_c = rng.integers(-60, 61, (n_out, n_in)).astype(np.int8)
     s_np, s_c = lpl_rate.init_fixed(p, n_in, n_out), lpl_rate.init_fixed(p, n_in, n_out)
     r_np = r_c = rng_init(3)
-    window, changed = native.lpl_path_counts(lib)["window"], 0
+    window, changed = native.lpl_path_counts(lpl_lib)["window"], 0
     for t in range(8):
         pre = rng.integers(-300, 300, n_in) * (rng.random(n_in) < 0.05)
         post = rng.integers(-300, 300, n_out)
         w_np, s_np, r_np, st_np = lpl_rate.step_fixed(w_np, pre, post, s_np, p, r_np, 7.0)
-        w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lib)
+        w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lpl_lib)
         assert tuple(st_c) == tuple(st_np) and np.array_equal(w_c, w_np), t
         changed += st_np.n_changed
-    assert native.lpl_path_counts(lib)["window"] - window == 6      # every step after warmup
+    assert native.lpl_path_counts(lpl_lib)["window"] - window == 6      # every step after warmup
     assert changed > 0
 
 
-def test_rate_filters_at_the_int32_bound_match_numpy(lib):
+def test_rate_filters_at_the_int32_bound_match_numpy(lpl_lib):
     """Host builds filter rates in int32 when every |x| 2^E and |trace| is at most
     M = (2^31 - 1 - 2^s) / 2^13 (el_lpl.c, filter_fits32), else in int64. With k = 4095 (tau
     15.5) every trace is driven to -X, then every input jumps to +X (the largest difference),
@@ -226,7 +237,7 @@ def test_rate_filters_at_the_int32_bound_match_numpy(lib):
             pre = sign * np.array([level, level, level, level - 1, 1])
             post = sign * np.array([level, level, 3, 0])
             w_np, s_np, r_np, st_np = lpl_rate.step_fixed(w_np, pre, post, s_np, p, r_np, 7.0)
-            w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lib)
+            w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lpl_lib)
             for f, a, b in zip(s_np._fields, s_c, s_np):
                 assert np.array_equal(a, b), (level, t, f)
             assert tuple(st_c) == tuple(st_np) and r_c == r_np, (level, t)

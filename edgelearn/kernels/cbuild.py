@@ -3,8 +3,8 @@
 One recipe per build, so the shared library, the host firmware process, the vector harness
 and the Cortex-M images are compiled the same way everywhere (tests, targets, benchmarks):
 
-    python -m edgelearn.kernels.cbuild lib | vectors | device | device-asan | vectors-cm3 |
-        icount-cm3 | icount-cm4f | device-cm3 | device-cm4f [--verbose]
+    python -m edgelearn.kernels.cbuild lib | lib-scalar | vectors | device | device-asan |
+        vectors-cm3 | icount-cm3 | icount-cm4f | device-cm3 | device-cm4f [--verbose]
         prints the path of the (cached) build; --verbose also the compiler command (stderr)
 
 A build lives in ``$EDGELEARN_CACHE`` (default ``$XDG_CACHE_HOME/edgelearn``, else
@@ -98,14 +98,21 @@ def _native_flags(cc: str) -> tuple[str, ...]:
 _K = tuple(f"src/{f}" for f in KERNEL)
 _D = tuple(f"src/{f}" for f in DEVICE)
 _WARN = ("-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter")
+#: the scalar form of the library: no auto-vectorisation and the compiler's default target
+#: (no -march=native, so no host-only vector paths either); tests compare it with `lib`
+_SCALAR = ("-fno-tree-vectorize", "-fno-tree-slp-vectorize")
+_LIB = _WARN + ("-O3", "-fPIC", "-shared", "-pthread")
 
 
 def recipes(cc: str | None) -> dict[str, Recipe]:
     native = _native_flags(cc) if cc else ()
     return {
         "lib": Recipe("lib", _K + ("lib/el_native.c",),
-                      _WARN + ("-O3", "-fPIC", "-shared", "-pthread") + native,
+                      _LIB + native,
                       libs=("-lm", "-lpthread"), suffix=".so"),
+        "lib-scalar": Recipe("lib-scalar", _K + ("lib/el_native.c",),
+                             _LIB + _SCALAR,
+                             libs=("-lm", "-lpthread"), suffix=".so"),
         "vectors": Recipe("vectors", _K + ("tests/test_vectors.c", "tests/npz.c"),
                           _WARN + ("-Werror", "-O2", "-Itests"), libs=("-lm",)),
         "device": Recipe("device", _K + _D + ("port/host/main.c",),

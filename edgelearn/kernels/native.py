@@ -65,6 +65,16 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.restype, fn.argtypes = res, args
 
 
+def load(recipe: str = "lib") -> ctypes.CDLL:
+    """Build (cached) and load a shared-library recipe of :mod:`~edgelearn.kernels.cbuild`:
+    ``lib`` (the fast path) or ``lib-scalar`` (the same sources compiled without
+    vectorisation or -march=native, which tests compare with ``lib``). Raises
+    :class:`cbuild.BuildError`, OSError or AttributeError (not this library's interface)."""
+    lib = ctypes.CDLL(str(cbuild.build(recipe)))
+    _declare(lib)
+    return lib
+
+
 def library(quiet: bool = False) -> ctypes.CDLL | None:
     """The loaded library, building it on first use; None (and one notice) if unavailable."""
     if "lib" in _state:
@@ -74,8 +84,7 @@ def library(quiet: bool = False) -> ctypes.CDLL | None:
         why = "EDGELEARN_NATIVE=0"
     else:
         try:
-            lib = ctypes.CDLL(str(cbuild.build("lib")))
-            _declare(lib)
+            lib = load("lib")
             if lib.el_native_abi() != ABI or lib.el_native_selftest() != 0:
                 why, lib = "library ABI or integer self-test mismatch", None
         except cbuild.BuildError as exc:

@@ -12,7 +12,6 @@ uint32_t el_lpl_window_rows[3];
 
 static int has(el_code c) { return c.k != 0; }
 
-#define WORD_BLOCK 64u
 #define WINDOW_CHECKS 4u  /* spare values after the window search's n_in (scratch layout) */
 /* EL_LPL_BLOCKED: the window search marks the values' buckets in a bitmap and computes the
  * rows' windows in blocks, and rate filters run in int32 where that is exact (loops that
@@ -25,7 +24,13 @@ static int has(el_code c) { return c.k != 0; }
 #define EL_LPL_BLOCKED 1
 #endif
 #endif
-#define ROW_BLOCK 64u     /* rows per block of the blocked window search (stack: 16 B a row) */
+#if EL_LPL_BLOCKED
+#define WORD_BLOCK 256u   /* PRNG words drawn into a buffer at a time (stack: 4 B a word) */
+#else
+#define WORD_BLOCK 64u
+#endif
+#define ROW_BLOCK 256u    /* rows per block of the blocked window search (stack: 18 B a row) */
+#define MARK_BLOCK 256u   /* inputs per block of its bitmap marking (stack: 5 B an input) */
 
 /* out[i] = word first + i of the stream (a plain loop a compiler can vectorise) */
 static void words(el_rng r, uint32_t first, uint32_t n, uint32_t *out)
@@ -274,12 +279,14 @@ static void update_sparse(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32
  *
  * - EL_LPL_BLOCKED (hosts): the B_j are drawn once into an array by j, and a bitmap over
  *   buckets of 2^F values (bucket B >> F, F = S - log2(bits), bits the largest power of two
- *   the rest of the window area holds) marks the buckets holding the B_j of nonzero x_j. A
+ *   the rest of the window area holds, less 4 bytes) marks the buckets holding the B_j of
+ *   nonzero x_j (words, buckets and bits in a loop that vectorises, then the ORs). A
  *   window of width 2 N_i <= 2^F touches at most two buckets (those of L_i and of
- *   L_i + 2 N_i - 1 mod 2^S): if neither bit is set, no B_j of a nonzero x_j lies in it.
- *   Rows go in blocks (their windows computed in a loop that vectorises, the two bit tests
- *   row by row); a row with a set bit or a wider window scans every B_j (a vectorised test
- *   per run of 64 values, then that run's candidates).
+ *   L_i + 2 N_i - 1 mod 2^S, the same or the next): if neither bit is set, no B_j of a
+ *   nonzero x_j lies in it. Rows go in blocks (their windows computed in a loop that
+ *   vectorises, then one 16-bit read of the bitmap a row); a row with a set bit or a wider
+ *   window scans every B_j (a vectorised test per run of 64 values, then that run's
+ *   candidates).
  * - otherwise (Cortex-M): the B_j are bucket-sorted by their top bits (indices in bucket
  *   order) and each row visits the entries of the buckets its window touches. Its indices
  *   and bucket starts are uint16: n_in <= 65535 (EL_MAX_UNITS; an engine's LPL layer is one
@@ -313,6 +320,19 @@ static void scan_row(int8_t *wT, uint32_t n_in, uint32_t n_out, uint32_t i, cons
             if (((B[q] - L) & m32) <= Wm && x[j0 + q])
                 window_synapse(wT, n_out, i, j0 + q, x, pi, a, B[q], S, p, stats);
     }
+}
+
+/* bits at .. at + 15 of a byte bitmap (bit f in byte f >> 3, bit f & 7), as one value */
+static inline uint32_t bits16(const uint8_t *bits, uint32_t at)
+{
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint16_t v;
+    memcpy(&v, bits + at, 2);
+    return v;
+#else
+    return (uint32_t)bits[at] | (uint32_t)bits[at + 1] << 8;
+#endif
 }
 #else
 static void visit_row(int8_t *wT, uint32_t n_out, uint32_t i, const int32_t *x, int64_t pi,
@@ -378,52 +398,67 @@ static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_
     const uint32_t m32 = (uint32_t)mask;
 #if EL_LPL_BLOCKED
     uint32_t *Bv = (uint32_t *)scratch;                   /* B_j by j [n_in] */
-    uint32_t *bits = Bv + n_in;                           /* the bitmap [n_words] */
-    uint32_t avail = window_bytes(n_in) - 4u * n_in, n_words = 1, fb = 5;  /* 2^fb bits */
+    /* the bitmap: bit f in byte f >> 3, bit f & 7 (n_bytes); then a byte that repeats bit 0
+     * as bit 2^fb, so a window's two buckets f and f + 1 mod 2^fb are one 16-bit read; then
+     * two bytes of ones (the read of every wide row) */
+    uint8_t *bits = (uint8_t *)(Bv + n_in);
+    uint32_t avail = window_bytes(n_in) - 4u * n_in - 4u, n_words = 1, fb = 5;  /* 2^fb bits */
     while (8u * n_words <= avail) { n_words <<= 1; fb++; }
     if (fb > (uint32_t)S) fb = (uint32_t)S;               /* never more buckets than values */
     const int F = S - (int)fb;                            /* <= 27 */
-    const uint32_t width = (uint32_t)1 << F;
-    memset(bits, 0, 4 * (size_t)n_words);
-    for (uint32_t j0 = 0; j0 < n_in; j0 += WORD_BLOCK) {
-        uint32_t m = n_in - j0 < WORD_BLOCK ? n_in - j0 : WORD_BLOCK;
+    const uint32_t width = (uint32_t)1 << F, n_bits = (uint32_t)1 << fb;
+    const uint32_t n_bytes = n_bits >= 8 ? n_bits >> 3 : 1;
+    memset(bits, 0, (size_t)n_bytes + 1);
+    bits[n_bytes + 1] = bits[n_bytes + 2] = 0xFF;
+    for (uint32_t j0 = 0; j0 < n_in; j0 += MARK_BLOCK) {
+        uint32_t m = n_in - j0 < MARK_BLOCK ? n_in - j0 : MARK_BLOCK;
+        uint32_t at[MARK_BLOCK], bit[MARK_BLOCK];
+        const int32_t *xb = x + j0;
         uint32_t *B = Bv + j0;
-        words(r0, n_out + j0, m, B);
-        for (uint32_t q = 0; q < m; q++) B[q] &= m32;
+        /* the words, their buckets and bits (a loop that vectorises), then the byte ORs */
         for (uint32_t q = 0; q < m; q++) {
-            uint32_t f = B[q] >> F;
-            bits[f >> 5] |= (uint32_t)(x[j0 + q] != 0) << (f & 31);
+            uint32_t b = el_rng_word(r0, n_out + j0 + q) & m32, f = b >> F;
+            B[q] = b;
+            at[q] = f >> 3;
+            bit[q] = (uint32_t)(xb[q] != 0) << (f & 7);
         }
+        for (uint32_t q = 0; q < m; q++) bits[at[q]] |= (uint8_t)bit[q];
     }
+    bits[n_bits >> 3] |= (uint8_t)((bits[0] & 1u) << (n_bits & 7));
+    uint32_t tested = 0;
     for (uint32_t i0 = 0; i0 < n_out; i0 += ROW_BLOCK) {
         uint32_t m = n_out - i0 < ROW_BLOCK ? n_out - i0 : ROW_BLOCK;
-        uint32_t ab[ROW_BLOCK], Lb[ROW_BLOCK], Wm[ROW_BLOCK], on[ROW_BLOCK];
-        words(r0, i0, m, ab);
+        uint32_t ab[ROW_BLOCK], Lb[ROW_BLOCK], Wm[ROW_BLOCK], at[ROW_BLOCK], want[ROW_BLOCK];
         /* the windows in uint32: |p_i| <= ap_max, so N_i <= 2^(S-1) <= 2^31 and |p_i|,
          * x_max < 2^32; W_i - 1 = 2 N_i - 1 and sums wrap mod 2^32, a multiple of 2^S
-         * (N_i = 2^31 gives W_i - 1 = 2^32 - 1, which is right) */
+         * (N_i = 2^31 gives W_i - 1 = 2^32 - 1, which is right). A narrow window
+         * (W_i - 1 < 2^F) touches the buckets f0 = L_i >> F and f1, f0 or f0 + 1 mod 2^fb:
+         * the row tests bits16 at f0 >> 3 against want (its bits f0 & 7, and the next if
+         * f1 != f0); a wide row reads the ones (want: all), a row with N_i = 0 nothing */
         const uint32_t xm = (uint32_t)xmax;
         for (uint32_t q = 0; q < m; q++) {
             int64_t pi = pv[i0 + q];
+            uint32_t a = el_rng_word(r0, i0 + q);
             uint32_t N = (uint32_t)(pi < 0 ? (uint64_t)0 - (uint64_t)pi : (uint64_t)pi) * xm;
-            Lb[q] = (0u - (ab[q] + N)) & m32;
-            Wm[q] = 2u * N - 1u;
-            on[q] = N != 0;
+            uint32_t L = (0u - (a + N)) & m32, wm = 2u * N - 1u, on = N != 0;
+            uint32_t f0 = L >> F, f1 = ((L + wm) & m32) >> F, narrow = on & (wm < width);
+            ab[q] = a;
+            Lb[q] = L;
+            Wm[q] = wm;
+            at[q] = narrow ? f0 >> 3 : n_bytes + 1;
+            want[q] = narrow ? (1u + 2u * (f1 != f0)) << (f0 & 7) : (on ? 0xFFFFu : 0u);
+            tested += narrow;
         }
-        /* the bit tests one row at a time (two scattered loads a row: cheaper than vector
-         * gathers on the hosts measured) */
+        /* the bit tests one row at a time (one scattered 16-bit read a row: cheaper than
+         * vector gathers on the hosts measured) */
         for (uint32_t q = 0; q < m; q++) {
-            if (!on[q]) continue;
-            uint32_t L = Lb[q], wm = Wm[q], f0 = L >> F, f1 = ((L + wm) & m32) >> F;
-            uint32_t set = ((bits[f0 >> 5] >> (f0 & 31)) | (bits[f1 >> 5] >> (f1 & 31))) & 1u;
-            uint32_t wide = wm >= width;
-            el_lpl_window_rows[2] += !wide;
-            if (!set && !wide) continue;
-            el_lpl_window_rows[wide]++;
-            scan_row(wT, n_in, n_out, i0 + q, x, pv[i0 + q], ab[q], L, wm, m32, S, Bv, p,
-                     stats);
+            if (!(bits16(bits, at[q]) & want[q])) continue;
+            el_lpl_window_rows[Wm[q] >= width]++;
+            scan_row(wT, n_in, n_out, i0 + q, x, pv[i0 + q], ab[q], Lb[q], Wm[q], m32, S, Bv,
+                     p, stats);
         }
     }
+    el_lpl_window_rows[2] += tested;
 #else
     uint32_t *Bs = (uint32_t *)scratch;                   /* B_j by j [n_in] */
     uint16_t *js = (uint16_t *)(Bs + n_in + WINDOW_CHECKS);   /* j in bucket order [n_in] */
