@@ -29,8 +29,8 @@ static int has(el_code c) { return c.k != 0; }
 #else
 #define WORD_BLOCK 64u
 #endif
-#define ROW_BLOCK 256u    /* rows per block of the blocked window search (stack: 18 B a row) */
-#define MARK_BLOCK 256u   /* inputs per block of its bitmap marking (stack: 5 B an input) */
+#define ROW_BLOCK 256u    /* rows per block of the blocked window search (stack: 20 B a row) */
+#define MARK_BLOCK 256u   /* inputs per block of its bitmap marking (stack: 8 B an input) */
 
 /* out[i] = word first + i of the stream (a plain loop a compiler can vectorise) */
 static void words(el_rng r, uint32_t first, uint32_t n, uint32_t *out)
