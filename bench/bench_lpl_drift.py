@@ -35,7 +35,6 @@ Writes reports/bench_lpl_drift.json and reports/bench_lpl_drift.png; prints one 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -55,7 +54,9 @@ from edgelearn.data.streams import (ChannelShift, DeadChannels, GainDrift, Noise
                                     TimeWarp, holdout, make_stream)
 from edgelearn.device.engine import EngineConfig  # noqa: E402
 from edgelearn.device.features import head_features  # noqa: E402
-from edgelearn.errors import EdgelearnError  # noqa: E402
+from edgelearn.boundary import OneLineArgumentParser, run_command  # noqa: E402
+from edgelearn.boundary import options as opt  # noqa: E402
+from edgelearn.errors import OptionError  # noqa: E402
 from edgelearn.memory import get_profile  # noqa: E402
 from edgelearn.memory.planner import AdaptConfig, HeadShape, plan_deployment, shapes_of  # noqa: E402
 from edgelearn.rules import lpl_rate  # noqa: E402
@@ -314,28 +315,33 @@ def plot(summary, conditions, methods, path):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineArgumentParser(prog="bench_lpl_drift", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(ROOT / "models" / "speech_digits.onnx"))
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=opt.COUNT, default=5)
     ap.add_argument("--conditions", default=",".join(DRIFTS),
                     help=f"comma-separated subset of {', '.join(DRIFTS)}")
     ap.add_argument("--methods", default=None, help="comma-separated subset of the methods")
-    ap.add_argument("--eta", type=float, default=3e-7, help="learning rate of the LPL rule "
+    ap.add_argument("--eta", type=opt.real(0.0), default=3e-7, help="learning rate of the LPL rule "
                     "in the homeostasis methods")
-    ap.add_argument("--lpl-eta", type=float, default=None, help="learning rate of the LPL "
+    ap.add_argument("--lpl-eta", type=opt.real(0.0), default=None, help="learning rate of the LPL "
                     "method (default: the deployed lpl_rate.deploy_default().eta, 1e-7)")
-    ap.add_argument("--lam-hom", type=float, default=0.25, help="homeostasis weight")
-    ap.add_argument("--tau-mean", type=float, default=None,
+    ap.add_argument("--lam-hom", type=opt.real(0.0), default=0.25, help="homeostasis weight")
+    ap.add_argument("--tau-mean", type=opt.POSITIVE, default=None,
                     help="time constant (steps) of the running mean and variance of the "
                          "homeostasis methods (default: the deployed 2000)")
-    ap.add_argument("--passes", type=int, default=1, help="visits of each stream sample")
-    ap.add_argument("--norm-rate", type=float, default=0.02,
+    ap.add_argument("--passes", type=opt.COUNT, default=1, help="visits of each stream sample")
+    ap.add_argument("--norm-rate", type=opt.FRACTION, default=0.02,
                     help="per-sample rate of the running statistics (input and head norm)")
     ap.add_argument("--float-twin", action="store_true",
                     help="also run the float twin of every LPL-rule method ('<method> (float)')")
-    ap.add_argument("--limit", type=int, help="first N samples of each stream (quick check)")
+    ap.add_argument("--limit", type=opt.COUNT, help="first N samples of each stream (quick check)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_lpl_drift"))
     args = ap.parse_args(argv)
+    conditions = [c.strip() for c in args.conditions.split(",")]
+    unknown = set(conditions) - set(DRIFTS)
+    if unknown:
+        raise OptionError(f"--conditions: unknown {sorted(unknown)}; choose from "
+                          f"{', '.join(DRIFTS)}")
 
     t_start = time.time()
     bundle = load_bundle(args.model)
@@ -356,13 +362,9 @@ def main(argv=None) -> int:
         methods = [m.strip() for m in args.methods.split(",")]
         unknown = set(methods) - set(HOST_METHODS) - set(rule) - set(floats)
         if unknown or "frozen" not in methods:
-            raise SystemExit(f"unknown methods {sorted(unknown)} (frozen is required)")
+            raise OptionError(f"--methods: unknown {sorted(unknown)} (frozen is required)")
     if args.float_twin:
         methods += [f for f in floats if f == "frozen (float)" or f[:-8] in methods]
-    conditions = [c.strip() for c in args.conditions.split(",")]
-    unknown = set(conditions) - set(DRIFTS)
-    if unknown:
-        raise SystemExit(f"unknown conditions {sorted(unknown)}")
     arena = 512 * 1024
     # the memory the planner charges for LPL on the deployed board (no head learning)
     profile = get_profile("cortex-m4-256k")
@@ -446,12 +448,10 @@ def main(argv=None) -> int:
 
 
 def run_cli(main_fn, name: str) -> None:
-    """Exit with main_fn()'s status; bad input (EdgelearnError) is one line on stderr, exit 2."""
-    try:
-        raise SystemExit(main_fn())
-    except EdgelearnError as exc:
-        print(f"{name}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        raise SystemExit(2) from None
+    """Exit with main_fn()'s status; bad input (EdgelearnError, usage errors of a
+    OneLineArgumentParser included) is one line on stderr, exit 2
+    (edgelearn.boundary.run_command)."""
+    raise SystemExit(run_command(name, main_fn))
 
 
 if __name__ == "__main__":

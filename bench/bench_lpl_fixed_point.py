@@ -21,7 +21,6 @@ Writes reports/bench_lpl_fixed_point.json and .png.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -36,6 +35,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_lpl_drift import condition_sets, run_cli  # noqa: E402
 from edgelearn.adapt.bundle import load_bundle  # noqa: E402
 from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
+from edgelearn.boundary import OneLineArgumentParser  # noqa: E402
+from edgelearn.boundary import options as opt  # noqa: E402
 from edgelearn.data import load_speech_digits  # noqa: E402
 from edgelearn.kernels.lif_fixed import quantize_input  # noqa: E402
 from edgelearn.kernels.lif_kernels import qrun  # noqa: E402
@@ -55,10 +56,12 @@ def expected_update(qnet, x: np.ndarray, params: lpl_rate.Params) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineArgumentParser(prog="bench_lpl_fixed_point",
+                               description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="+")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--samples", type=int, default=600, help="training samples for 'train'")
+    ap.add_argument("--seed", type=opt.SEED, default=0)
+    ap.add_argument("--samples", type=opt.COUNT, default=600,
+                    help="training samples for 'train'")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_lpl_fixed_point"))
     args = ap.parse_args(argv)
     t0 = time.time()
