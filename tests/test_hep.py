@@ -418,3 +418,18 @@ def test_a_head_made_without_seed_or_rng_is_the_seed_0_head():
         assert np.array_equal(Wa, Wb) and np.array_equal(Wa, Wc)
     d = EnergyHead((6, 8, 3), rng=np.random.default_rng(1))
     assert not np.array_equal(a.weights[0], d.weights[0])
+
+
+def test_given_weights_and_biases_must_match_the_sizes():
+    """docs/hep.md: weights / biases replace the initialisation; one array per layer of the
+    right shape, finite (a short list was accepted and failed later in numpy)."""
+    W = [np.full((8, 6), 0.1), np.full((3, 8), -0.2)]
+    b = [np.zeros(8), np.full(3, 0.5)]
+    head = EnergyHead((6, 8, 3), weights=W, biases=b)
+    assert all(np.array_equal(h, w) and h.dtype == np.float64 for h, w in zip(head.weights, W))
+    assert np.array_equal(head.biases[1], b[1])
+    assert np.array_equal(EnergyHead((6, 8, 3), weights=W).biases[0], np.zeros(8))
+    for bad in (dict(weights=W[:1]), dict(biases=b[:1]), dict(weights=W + W[1:]),
+                dict(weights=[W[1], W[0]]), dict(weights=[W[0], np.full((3, 8), np.nan)])):
+        with pytest.raises(ParameterError):
+            EnergyHead((6, 8, 3), **bad)

@@ -42,7 +42,7 @@ def check_lpl_rule(spec: TargetSpec, rule: str) -> None:
     if spec.kind == "substrate" and rule != "lpl":
         raise TargetError(f"--lpl-rule {rule}: the substrate target runs its own LPL settings "
                           f"(docs/substrate.md), not the rule presets of the integer targets; "
-                          f"leave --lpl-rule at its default or use --lpl none")
+                          f"leave --lpl-rule at its default, also with --lpl none")
 
 
 def make_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int = 1,

@@ -68,6 +68,8 @@ class EnergyHead:
     seed / rng: explicit randomness for the initialisation (np.random.Generator preferred;
       ``rng`` wins over ``seed``, whose default 0 makes a head made without either reproducible).
     relax: RelaxParams.  noise: state-noise callable z -> z.  weight_read: callable W -> W.
+    weights / biases: given parameters ([n_{k+1}, n_k] and [n_{k+1}] per layer, copied as
+      float64) instead of the initialisation (biases default to 0 either way).
     """
 
     def __init__(self, sizes: Sequence[int], *, seed: int = 0,
@@ -105,6 +107,10 @@ class EnergyHead:
                 weights.append(rng.standard_normal((sizes[k + 1], sizes[k])) * scale)
         if biases is None:
             biases = [np.zeros(n) for n in sizes[1:]]
+        if len(weights) != len(sizes) - 1 or len(biases) != len(sizes) - 1:
+            raise ParameterError(f"EnergyHead sizes {sizes} need {len(sizes) - 1} weight "
+                                 f"matrices and bias vectors, got {len(weights)} and "
+                                 f"{len(biases)}")
         self.weights = [np.array(W, dtype=np.float64) for W in weights]
         self.biases = [np.array(b, dtype=np.float64) for b in biases]
         for k, (W, b) in enumerate(zip(self.weights, self.biases)):
