@@ -30,7 +30,7 @@ static int has(el_code c) { return c.k != 0; }
 #define WORD_BLOCK 64u
 #endif
 #define ROW_BLOCK 256u    /* rows per block of the blocked window search (stack: 20 B a row) */
-#define MARK_BLOCK 256u   /* inputs per block of its bitmap marking (stack: 8 B an input) */
+#define MARK_BLOCK 256u   /* inputs per block of its bitmap marking (stack: 4 B an input) */
 
 /* out[i] = word first + i of the stream (a plain loop a compiler can vectorise) */
 static void words(el_rng r, uint32_t first, uint32_t n, uint32_t *out)
@@ -400,7 +400,8 @@ static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_
     uint32_t *Bv = (uint32_t *)scratch;                   /* B_j by j [n_in] */
     /* the bitmap: bit f in byte f >> 3, bit f & 7 (n_bytes); then a byte that repeats bit 0
      * as bit 2^fb, so a window's two buckets f and f + 1 mod 2^fb are one 16-bit read; then
-     * two bytes of ones (the read of every wide row) */
+     * two bytes of ones (the read of every wide row); then a byte the inputs with x_j = 0
+     * mark (so the marking loop needs no test) */
     uint8_t *bits = (uint8_t *)(Bv + n_in);
     uint32_t avail = window_bytes(n_in) - 4u * n_in - 4u, n_words = 1, fb = 5;  /* 2^fb bits */
     while (8u * n_words <= avail) { n_words <<= 1; fb++; }
@@ -410,19 +411,19 @@ static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_
     const uint32_t n_bytes = n_bits >= 8 ? n_bits >> 3 : 1;
     memset(bits, 0, (size_t)n_bytes + 1);
     bits[n_bytes + 1] = bits[n_bytes + 2] = 0xFF;
+    const uint32_t spare = 8u * (n_bytes + 3);            /* a bit no read sees: x_j = 0 */
     for (uint32_t j0 = 0; j0 < n_in; j0 += MARK_BLOCK) {
         uint32_t m = n_in - j0 < MARK_BLOCK ? n_in - j0 : MARK_BLOCK;
-        uint32_t at[MARK_BLOCK], bit[MARK_BLOCK];
+        uint32_t fq[MARK_BLOCK];
         const int32_t *xb = x + j0;
         uint32_t *B = Bv + j0;
-        /* the words, their buckets and bits (a loop that vectorises), then the byte ORs */
+        /* the words and the bits to set (a loop that vectorises), then the byte ORs */
         for (uint32_t q = 0; q < m; q++) {
             uint32_t b = el_rng_word(r0, n_out + j0 + q) & m32, f = b >> F;
             B[q] = b;
-            at[q] = f >> 3;
-            bit[q] = (uint32_t)(xb[q] != 0) << (f & 7);
+            fq[q] = xb[q] ? f : spare;
         }
-        for (uint32_t q = 0; q < m; q++) bits[at[q]] |= (uint8_t)bit[q];
+        for (uint32_t q = 0; q < m; q++) bits[fq[q] >> 3] |= (uint8_t)(1u << (fq[q] & 7));
     }
     bits[n_bits >> 3] |= (uint8_t)((bits[0] & 1u) << (n_bits & 7));
     uint32_t tested = 0;
