@@ -19,6 +19,8 @@ shared library's sources and flags):
         medians of process CPU time per step, the engine with LPL on and off (-march=native,
         the library's flags); the LPL step costs the difference. Timings on a busy machine are
         noise: the load average is printed.
+    --only bench|headline runs one workload. Bad input (--reps < 1, --callgrind without
+    valgrind) is one line on stderr and exit 2.
 
 Both modes run the library's build (recipe ``lib``: vectorised) and its scalar build (recipe
 ``lib-scalar``: no auto-vectorisation, no -march=native) and check that both give the same
@@ -27,7 +29,6 @@ checksum of the layer's weights, the LPL state and the PRNG counter.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -42,8 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_lpl_drift import run_cli  # noqa: E402
-
+from edgelearn.boundary import OneLineArgumentParser, run_command  # noqa: E402
 from edgelearn.errors import InputError  # noqa: E402
 from edgelearn.kernels import cbuild  # noqa: E402
 from edgelearn.kernels.image import to_image  # noqa: E402
@@ -144,7 +144,7 @@ def timing(driver: Path, args: list[str], reps: int) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineArgumentParser(prog="bench_lpl_step", description=__doc__.splitlines()[0])
     ap.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
     ap.add_argument("--march", default=None,
                     help="-march of the build (default: x86-64-v3 with --callgrind, else the "
@@ -186,4 +186,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main, "bench_lpl_step")
+    raise SystemExit(run_command("bench_lpl_step", main))
