@@ -6,8 +6,8 @@ to classify the integer network's features: hidden spike rates and readout score
 quantized model that `edgelearn deploy` runs (same calibration, so the same integers).
 
 examples:
-    python tools/train_head.py models/speech_digits.onnx --data speech --hidden 32 \
-        --epochs 8 --lr 3e-3 --seed 0 -o /tmp/speech_digits.head.npz
+    python tools/train_head.py models/speech_digits.onnx --data speech --hidden 32 \\
+        --epochs 6 --lr 3e-3 --seed 0 -o /tmp/speech_digits.head.npz
     (the shipped head: the same command with -o models/speech_digits.head.npz)
 """
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edgelearn.adapt.bundle import load_bundle
 from edgelearn.atomic import atomic_write_text
+from edgelearn.boundary import options as opt
 from edgelearn.device.features import head_features
 from edgelearn.adapt.head_training import train_head
 from edgelearn.data import load_speech_digits
@@ -40,13 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-file", help="npz data set (edgelearn.data.save_npz) for --data npz")
     p.add_argument("--test-file", help="optional npz test set to report accuracy on")
     p.add_argument("--calib", help="calibration npz for a float model (array 'x')")
-    p.add_argument("--hidden", type=int, default=16, help="hidden units of the head")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--out", required=True)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--hidden", type=opt.COUNT, default=16,
+                   help="hidden units of the head (default 16)")
+    p.add_argument("--epochs", type=opt.COUNT, default=8,
+                   help="passes over the training set (default 8)")
+    p.add_argument("--lr", type=opt.POSITIVE, default=3e-3, help="Adam learning rate (default 3e-3)")
+    p.add_argument("--batch", type=opt.COUNT, default=32, help="minibatch size (default 32)")
+    p.add_argument("--seed", type=opt.SEED, default=0,
+                   help="head initialisation and minibatch order (default 0)")
+    p.add_argument("-o", "--out", required=True,
+                   help="head file to write (.head.npz; its figures go to the .json beside it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 

@@ -2,7 +2,7 @@
 """In-the-loop training on a simulated analog substrate (forward on the device, backward in software).
 
     python tools/train_in_loop.py models/randman_small.onnx --preset bss2 --seed 0 --epochs 3
-    python tools/train_in_loop.py models/speech_digits.onnx --preset pcm --epochs 2 \
+    python tools/train_in_loop.py models/speech_digits.onnx --preset pcm --epochs 2 \\
         --out-device dev.npz --out-model trained.onnx --json report.json
 
 The network is deployed on a device instance (preset + seed), its accuracy measured on the
