@@ -96,8 +96,13 @@ def test_info_quantized(tmp_path, capsys):
     assert main(["info", str(tmp_path / "q.onnx"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "quantized" and info["parameters"] == net.n_parameters
+    # the integer input edgelearn run takes: signed input_bits (spikes: 3 bits, scale 1)
+    assert (info["input_bits"], info["input_scale"]) == (qnet.input_bits, qnet.input_scale)
     assert main(["info", str(tmp_path / "q.onnx")]) == 0
-    assert "quantized network" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "quantized network" in out
+    lim = 1 << (qnet.input_bits - 1)
+    assert f"input: signed {qnet.input_bits}-bit integers [{-lim}, {lim - 1}]" in out
     fails(capsys, ["convert", tmp_path / "q.onnx", "-o", tmp_path / "f.onnx"],
           "is a quantized edgelearn model", tmp_path / "f.onnx")
 

@@ -54,7 +54,8 @@ def describe_quantized(qnet) -> dict:
                        "reset": la.reset if la.spiking else None, "w_shift": int(la.w_shift),
                        "state_bits": int(la.state_bits), "parameters": n + nb})
     return {"kind": "quantized", "name": qnet.name, "dt": qnet.dt, "n_in": qnet.n_in,
-            "n_out": qnet.n_out, "layers": layers, "parameters": params,
+            "n_out": qnet.n_out, "input_bits": int(qnet.input_bits),
+            "input_scale": float(qnet.input_scale), "layers": layers, "parameters": params,
             "bytes_float32": 4 * params, "bytes_int8": nbytes, "learning": True}
 
 
@@ -98,6 +99,9 @@ def run(args) -> int:
     if info["kind"] == "quantized":
         print(f"{args.model}: quantized network '{info['name']}', dt {info['dt']:g} s, "
               f"{info['n_in']} inputs -> {info['n_out']} outputs")
+        lim = 1 << (info["input_bits"] - 1)
+        print(f"  input: signed {info['input_bits']}-bit integers [{-lim}, {lim - 1}], "
+              f"input_scale {info['input_scale']:g} (docs/fixed-point.md section 4)")
         for d in info["layers"]:
             print(f"  {d['name']:<16}{d['kind']:<9}{d['n_in']:>5} ->{d['n_out']:>4}  "
                   f"w_shift {d['w_shift']:>3}  state {d['state_bits']}-bit  "

@@ -29,15 +29,15 @@ in state units: times the layer's scale for the float model's units) and 'spikes
 spiking layer.
 
 A quantized model (tools/quantize.py: quantized-profile ONNX or device image .bin) runs its
-integer network (docs/fixed-point.md): by
-default on the C kernel of firmware/ loaded as a shared library (built on first use with the
-system compiler; the numpy integer kernel, after a one-line notice, when that is not possible),
-or with --backend numpy. The C kernel runs the B sequences of X on --threads threads (default:
-$EDGELEARN_THREADS if set, which must then be an integer from 1 to 64, else the CPUs this
-process may use, at most 64; never more than B); the outputs are the same for any thread
-count. X that holds only integers (any dtype) is the integer input itself
-and must fit the model's signed input_bits; other float X is quantized first:
-floor(x / input_scale + 1/2), saturated to input_bits (docs/fixed-point.md section 4).
+integer network (docs/fixed-point.md): by default on the C kernel of firmware/ loaded as a
+shared library (built on first use with the system compiler; the numpy integer kernel, after a
+one-line notice, when that is not possible), or with --backend numpy. The C kernel runs the B
+sequences of X on --threads threads (default: $EDGELEARN_THREADS if set, which must then be an
+integer from 1 to 64, else the CPUs this process may use, at most 64; never more than B); the
+outputs are the same for any thread count. X that holds only integers (any dtype) is the
+integer input itself and must fit the model's signed input_bits (edgelearn info MODEL shows
+them); other float X is quantized first: floor(x / input_scale + 1/2), saturated to input_bits
+(docs/fixed-point.md section 4).
 """
 
 
