@@ -4,10 +4,12 @@
  * on the Cortex-M build and in tests.
  *
  * Memory, all given by the port (nothing is allocated): the RAM arena (link buffers first,
- * then the engine), the flash (two slots), and four slot-sized areas outside the arena that
- * the simulator keeps in host memory: the blob being received (staging), the head blob and
- * config blob last applied (BLOB_GET 1 and 2 return them) and the snapshots read by PULL_READ
- * and BLOB_READ. A board would keep these in spare flash sectors.
+ * then the engine), the flash (two slots), and five areas outside the arena (host memory on
+ * the host build, the NOLOAD .flash_area section on Cortex-M): three of a slot's size (the
+ * blob being received, the head blob last applied, the PULL_READ snapshot), the config blob
+ * last applied (2,048 B; BLOB_GET kind 1 copies the config, kind 2 the head, kind 3 encodes
+ * the weights) and that BLOB_GET snapshot, which BLOB_READ reads (the larger of a slot and
+ * the RAM arena). A board would keep these in spare flash sectors.
  */
 #ifndef EL_DEVICE_H
 #define EL_DEVICE_H
