@@ -13,8 +13,9 @@ shared library's sources and flags):
 
     python bench/bench_lpl_step.py --callgrind [--march x86-64-v3] [--reps 10]
         instructions per step of el_lpl_step and el_net_step1 (inclusive; callgrind's
-        statistics zeroed after the warm-up), build flags -O3 -g -march=x86-64-v3 (valgrind
-        has no AVX-512)
+        statistics zeroed after the warm-up), and "engine rest": el_engine_step's inclusive
+        count less those two (the engine's own per-step work: input copy, spike counts,
+        readout, counters); build flags -O3 -g -march=x86-64-v3 (valgrind has no AVX-512)
     python bench/bench_lpl_step.py [--reps 201]
         medians of process CPU time per step, the engine with LPL on and off (-march=native,
         the library's flags); the LPL step costs the difference. Timings on a busy machine are
@@ -129,8 +130,9 @@ def count(driver: Path, args: list[str], reps: int, folder: Path) -> dict:
     ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out)],
                          capture_output=True, text=True, check=True).stdout
     n = int(steps)
-    return {"lpl": inclusive(ann, "el_lpl_step") / n, "net": inclusive(ann, "el_net_step1") / n,
-            "checksum": check}
+    lpl, net = inclusive(ann, "el_lpl_step"), inclusive(ann, "el_net_step1")
+    return {"lpl": lpl / n, "net": net / n,
+            "rest": (inclusive(ann, "el_engine_step") - lpl - net) / n, "checksum": check}
 
 
 def timing(driver: Path, args: list[str], reps: int) -> dict:
@@ -176,7 +178,8 @@ def main(argv=None) -> int:
             for b, r in res.items():
                 if args.callgrind:
                     print(f"{name:<9} {b:<10} instructions/step: LPL {r['lpl']:,.0f}  network "
-                          f"{r['net']:,.0f}  (checksum {r['checksum']})")
+                          f"{r['net']:,.0f}  engine rest {r['rest']:,.0f}  "
+                          f"(checksum {r['checksum']})")
                 else:
                     print(f"{name:<9} {b:<10} us/step (CPU, median of {reps}): LPL on "
                           f"{r['on']:.3f}  off {r['off']:.3f}  LPL {r['lpl']:.3f}  "

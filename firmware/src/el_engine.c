@@ -219,9 +219,14 @@ static void lpl_step(el_engine *e, uint32_t q, uint32_t k)
         e->c->lpl_updates++;
 }
 
-/* counts[i] += v[i] for a 0/1 vector (zero words skipped) */
+/* counts[i] += v[i] for a 0/1 vector. Hosts: one plain loop, which vectorises (skipping zero
+ * words costs a data-dependent branch a word there: about 0.05 us a step on the 256 hidden
+ * neurons of bench_native's batch-1 run). Cortex-M (EL_SWAR): zero words skipped. */
 static void add_counts(uint16_t *counts, const uint8_t *v, uint32_t n)
 {
+#if !EL_SWAR
+    for (uint32_t i = 0; i < n; i++) counts[i] = (uint16_t)(counts[i] + v[i]);
+#else
     uint32_t i = 0;
     for (; i + 4 <= n; i += 4) {
         uint32_t w;
@@ -230,6 +235,7 @@ static void add_counts(uint16_t *counts, const uint8_t *v, uint32_t n)
         for (uint32_t q = 0; q < 4; q++) counts[i + q] = (uint16_t)(counts[i + q] + v[i + q]);
     }
     for (; i < n; i++) counts[i] = (uint16_t)(counts[i] + v[i]);
+#endif
 }
 
 void el_engine_step(el_engine *e, const void *x, int x_kind, int sample, int32_t *out)
