@@ -24,12 +24,15 @@ Protocol (everything in one run, paired by seed):
   - LPL: the deployed default (lpl_rate.deploy_default: predictive + Hebbian, no homeostasis;
     ``--lpl-eta`` changes its rate);
   - LPL + homeostasis: the LPL terms with the homeostatic term and the reference state;
+  - any preset of edgelearn.rules.lpl_presets named in ``--presets`` (method = preset name;
+    the reference state when the preset has a per-neuron target);
 * metrics: held-out accuracy after the stream (learning off); recovery = (method - frozen) /
   (frozen without drift - frozen) per seed; cost without drift = method - frozen on "none".
   Mean +- standard error over seeds, and wins over seeds against homeostasis.
 
     python bench/bench_lpl_drift.py --seeds 5
     python bench/bench_lpl_drift.py --model models/speech_digits_lpl.onnx --lpl-eta 1e-6
+    python bench/bench_lpl_drift.py --methods frozen,homeostasis --presets slow+homeostasis
 Writes reports/bench_lpl_drift.json and reports/bench_lpl_drift.png; prints one line per run.
 """
 
@@ -59,7 +62,7 @@ from edgelearn.boundary import options as opt  # noqa: E402
 from edgelearn.errors import OptionError  # noqa: E402
 from edgelearn.memory import get_profile  # noqa: E402
 from edgelearn.memory.planner import AdaptConfig, HeadShape, plan_deployment, shapes_of  # noqa: E402
-from edgelearn.rules import lpl_rate  # noqa: E402
+from edgelearn.rules import lpl_presets, lpl_rate  # noqa: E402
 from edgelearn.targets.host import HostTarget  # noqa: E402
 
 DRIFTS = {"none": None, "gain": GainDrift(1.0), "shift": ChannelShift(k=2),
@@ -329,6 +332,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tau-mean", type=opt.POSITIVE, default=None,
                     help="time constant (steps) of the running mean and variance of the "
                          "homeostasis methods (default: the deployed 2000)")
+    ap.add_argument("--presets", default="",
+                    help="comma-separated presets of edgelearn.rules.lpl_presets to add as "
+                         f"methods (named as the preset; one of {', '.join(lpl_presets.NAMES)})")
     ap.add_argument("--passes", type=opt.COUNT, default=1, help="visits of each stream sample")
     ap.add_argument("--norm-rate", type=opt.FRACTION, default=0.02,
                     help="per-sample rate of the running statistics (input and head norm)")
@@ -344,6 +350,11 @@ def main(argv=None) -> int:
                           f"{', '.join(DRIFTS)}")
 
     t_start = time.time()
+    presets = list(dict.fromkeys(n.strip() for n in args.presets.split(",") if n.strip()))
+    extra = {n: lpl_presets.preset(n) for n in presets}    # refuses an unknown name first
+    clash = set(presets) & (set(lpl_methods(args.eta, args.lam_hom)) | set(HOST_METHODS))
+    if clash:
+        raise OptionError(f"--presets: {sorted(clash)} clash with the bench's own methods")
     bundle = load_bundle(args.model)
     readout = bundle.network.meta.get("readout", "max")
     test, new_user = load_speech_digits("test"), load_speech_digits("new_user")
@@ -353,13 +364,14 @@ def main(argv=None) -> int:
     ref_mean, ref_std = ref_x.mean(axis=(0, 1)), ref_x.std(axis=(0, 1))
     del ref_x
     rule = lpl_methods(args.eta, args.lam_hom, args.tau_mean, args.lpl_eta)
+    rule.update(extra)
     references = {m: lpl_reference_weights(bundle.qnet, EngineConfig(
         readout=readout, lpl_layers=bundle.hidden_names, lpl=p, hep=None), reference_x)
         for m, p in rule.items()}
     methods = list(HOST_METHODS) + list(rule)
     floats = ["frozen (float)"] + [f"{m} (float)" for m in rule]
     if args.methods:
-        methods = [m.strip() for m in args.methods.split(",")]
+        methods = list(dict.fromkeys([m.strip() for m in args.methods.split(",")] + presets))
         unknown = set(methods) - set(HOST_METHODS) - set(rule) - set(floats)
         if unknown or "frozen" not in methods:
             raise OptionError(f"--methods: unknown {sorted(unknown)} (frozen is required)")

@@ -43,12 +43,15 @@ def test_recovery_wins_and_float_minus_fixed_per_seed():
     ["bench/bench_lpl_drift.py", "--limit", "-1"],
     ["bench/bench_lpl_drift.py", "--conditions", "none,nonesuch"],
     ["bench/bench_lpl_drift.py", "--seeds", "1", "--methods", "LPL"],
+    ["bench/bench_lpl_drift.py", "--presets", "slow+homeostasis,fast", "--seeds", "1"],
+    ["bench/bench_lpl_drift.py", "--presets", "homeostasis", "--seeds", "1"],
     ["bench/bench_lpl_fixed_point.py", "no/such/model.onnx"],
     ["bench/bench_lpl_fixed_point.py", "models/speech_digits.onnx", "--samples", "-1"],
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, tmp_path):
     """A refused value (the LPL rule's eta, no seeds, a negative count, an unknown condition,
-    methods without frozen) or a missing model: one stderr line, exit 2, no report."""
+    methods without frozen, an unknown preset or one named like a bench method) or a missing
+    model: one stderr line, exit 2, no report."""
     root = Path(__file__).resolve().parents[1]
     r = subprocess.run([sys.executable, *argv, "--out", str(tmp_path / "r")], cwd=root,
                        capture_output=True, text=True,

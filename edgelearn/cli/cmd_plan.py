@@ -43,7 +43,8 @@ def add_learning_arguments(p: argparse.ArgumentParser) -> None:
                    help="hidden layers LPL adapts: 'all', 'last', 'none' or comma-separated names")
     p.add_argument("--lpl-rule", default="lpl", choices=lpl_presets.NAMES,
                    help="LPL settings (docs/learning-rules.md section 9): the paper's terms "
-                        "(default), homeostasis towards the training statistics, or both")
+                        "(default), homeostasis towards the training statistics, both, or "
+                        "homeostasis with the slowness term (slow+homeostasis)")
     p.add_argument("--no-hep", action="store_true", help="do not train the hEP head")
 
 

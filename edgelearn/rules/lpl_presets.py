@@ -9,6 +9,9 @@ rounding); they differ in which terms of the rule are on:
     homeostasis      only the homeostatic term (lam_hom 0.25, eta 3e-7), each neuron's target
                      its mean on the training data
     lpl+homeostasis  the terms of ``lpl`` and of ``homeostasis`` together (eta 3e-7)
+    slow+homeostasis the homeostasis of ``homeostasis`` with a strong predictive (slowness)
+                     term, pred 100, no Hebbian term (eta 3e-7: the slowness term moves
+                     weights at an effective rate eta * pred = 3e-5)
 
 A rule whose homeostatic target is per neuron (``Params.stores_target``) starts from the
 rule's statistics on training data (:func:`needs_reference`; edgelearn.rules.lpl_reference,
@@ -26,10 +29,11 @@ from edgelearn.rules import lpl_rate
 
 HOMEOSTASIS_ETA = 3e-7
 HOMEOSTASIS_WEIGHT = 0.25
+SLOWNESS_WEIGHT = 100.0
 
 
-def _homeostasis(base: lpl_rate.Params, terms: bool) -> lpl_rate.Params:
-    extra = {} if terms else {"pred": 0.0, "lam": 0.0}
+def _homeostasis(base: lpl_rate.Params, terms: bool, pred: float = 0.0) -> lpl_rate.Params:
+    extra = {} if terms else {"pred": pred, "lam": 0.0}
     return dataclasses.replace(base, eta=HOMEOSTASIS_ETA, lam_hom=HOMEOSTASIS_WEIGHT,
                                rate_target=None, **extra)
 
@@ -43,10 +47,12 @@ def preset(name: str) -> lpl_rate.Params:
         return _homeostasis(base, terms=False)
     if name == "lpl+homeostasis":
         return _homeostasis(base, terms=True)
+    if name == "slow+homeostasis":
+        return _homeostasis(base, terms=False, pred=SLOWNESS_WEIGHT)
     raise ParameterError(f"unknown LPL preset {name!r}; choose one of {', '.join(NAMES)}")
 
 
-NAMES = ("lpl", "homeostasis", "lpl+homeostasis")
+NAMES = ("lpl", "homeostasis", "lpl+homeostasis", "slow+homeostasis")
 
 
 def needs_reference(params: lpl_rate.Params) -> bool:
