@@ -3,6 +3,7 @@ rule on the shared vectors and on random streams (its LIF kernel is checked with
 LIF implementations in tests/test_lif_kernels.py); built once per source hash; numpy with a
 one-line notice when unavailable."""
 
+import itertools
 import json
 import math
 import os
@@ -187,6 +188,45 @@ def test_blocked_window_search_runs_each_kind_of_row(lpl_lib):
             assert np.array_equal(a, b)
     after = native.lpl_window_rows(lpl_lib)
     assert all(after[k] > before[k] for k in ("marked", "wide", "tested")), (before, after)
+    assert changed > 0
+
+
+@pytest.mark.parametrize("act_frac, factor_frac, eta, amplitude",
+                         [(8, 23, 1e-5, 3000), (4, 1, 0.1, 16)], ids=["S31", "S5"])
+def test_window_search_on_the_smallest_layers_matches_numpy(lpl_lib, act_frac, factor_frac,
+                                                             eta, amplitude):
+    """The host window search's bitmap on 1, 2, 7, 8 and 9 inputs, four streams each (its
+    byte repeating bucket 0, the bytes of ones for wide rows and the spare byte sit right
+    after a bitmap of a few bytes): at S = 31, narrow rows tested against the bitmap, some
+    of whose windows wrap past 2^S onto a marked bucket 0 (a build without the repeated bit
+    fails here); at S = act_frac + factor_frac = 5, fewer window values than bitmap bits (a
+    build that does not clamp the bitmap to 2^S bits fails here; every row is wide). The
+    numpy rule's integers at every step."""
+    before, rows0 = native.lpl_path_counts(lpl_lib)["window"], native.lpl_window_rows(lpl_lib)
+    changed = 0
+    for n_in, seed in itertools.product((1, 2, 7, 8, 9), range(4)):
+        n_out = 1000
+        p = lpl_rate.Params(eta=eta, lam=0.03, tau_mean=50.0, tau_var=50.0, tau_pre=20.0,
+                            tau_post=6.0, warmup=1, rounding="dither", var_init=0.01, xi=0.1,
+                            ema_frac=12, act_frac=act_frac, factor_frac=factor_frac)
+        rng = np.random.default_rng(seed)
+        w_np = w_c = rng.integers(-60, 61, (n_out, n_in)).astype(np.int8)
+        s_np, s_c = lpl_rate.init_fixed(p, n_in, n_out), lpl_rate.init_fixed(p, n_in, n_out)
+        r_np = r_c = rng_init(seed)
+        for t in range(40):
+            pre = rng.integers(-amplitude, amplitude + 1, n_in)
+            post = rng.integers(-amplitude, amplitude + 1, n_out) * (rng.random(n_out) < 0.3)
+            w_np, s_np, r_np, st_np = lpl_rate.step_fixed(w_np, pre, post, s_np, p, r_np, 7.0)
+            w_c, s_c, r_c, st_c = native.lpl_step(w_c, pre, post, s_c, p, r_c, 7.0, lib=lpl_lib)
+            assert tuple(st_c) == tuple(st_np) and np.array_equal(w_c, w_np), (n_in, seed, t)
+            changed += st_np.n_changed
+        assert r_c == r_np
+        for a, b in zip(s_c, s_np):
+            assert np.array_equal(a, b), n_in
+    rows = native.lpl_window_rows(lpl_lib)
+    assert native.lpl_path_counts(lpl_lib)["window"] > before
+    kinds = ("marked", "tested") if act_frac + factor_frac == 31 else ("wide",)
+    assert all(rows[k] > rows0[k] for k in kinds), (rows0, rows)
     assert changed > 0
 
 
