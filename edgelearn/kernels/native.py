@@ -111,8 +111,10 @@ def lpl_path_counts(lib: ctypes.CDLL) -> dict[str, int]:
 
 
 def lpl_window_rows(lib: ctypes.CDLL) -> dict[str, int]:
-    """Rows the blocked window search (host builds) handled so far: scanned for a marked
-    bucket, scanned for a window wider than a bucket, tested against the bitmap."""
+    """Rows the blocked window search (host builds) handled so far: ``marked``, scanned
+    because a bucket their narrow window touches is marked; ``wide``, scanned because their
+    window is wider than a bucket; ``tested``, narrow rows tested against the bitmap (a wide
+    row is not counted there)."""
     out = np.zeros(3, np.uint32)
     lib.el_native_lpl_window_rows(_ptr(out))
     return dict(zip(("marked", "wide", "tested"), (int(v) for v in out)))
