@@ -25,7 +25,9 @@ def register(sub) -> None:
         "info", help="describe a model file (layers, constants, sizes)",
         description="Describe an ONNX (edgelearn profile, quantized profile or third-party "
                     "step graph), NIR or device-image (.bin) model: layers, shapes, neuron constants, parameter "
-                    "counts and the bytes the parameters take at float32 and int8.",
+                    "counts and the bytes the parameters take at float32 and int8; for a "
+                    "quantized model also the integer input it takes (signed input_bits, "
+                    "their range and input_scale; JSON keys input_bits, input_scale).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL",
                    help="ONNX (float or quantized profile), NIR, or device image (.bin)")
