@@ -82,7 +82,7 @@ def upload_runs(url: str, img: bytes, chunk: int, reps: int, **client_kw) -> dic
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller images")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_link.json"))
     args = ap.parse_args()

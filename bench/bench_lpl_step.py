@@ -15,7 +15,8 @@ shared library's sources and flags):
         instructions per step of el_lpl_step and el_net_step1 (inclusive; callgrind's
         statistics zeroed after the warm-up), and "engine rest": el_engine_step's inclusive
         count less those two (the engine's own per-step work: input copy, spike counts,
-        readout, counters); build flags -O3 -g -march=x86-64-v3 (valgrind has no AVX-512)
+        readout, counters); build flags -O3 -g, and -march=x86-64-v3 for ``lib`` (valgrind
+        has no AVX-512; ``--march`` changes it; ``lib-scalar`` keeps the compiler's default)
     python bench/bench_lpl_step.py [--reps 201]
         medians of process CPU time per step, the engine with LPL on and off (-march=native,
         the library's flags); the LPL step costs the difference. Timings on a busy machine are
@@ -146,7 +147,7 @@ def timing(driver: Path, args: list[str], reps: int) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = OneLineArgumentParser(prog="bench_lpl_step", description=__doc__.splitlines()[0])
+    ap = OneLineArgumentParser(prog="bench_lpl_step", description=__doc__.split("\n\n")[0])
     ap.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
     ap.add_argument("--march", default=None,
                     help="-march of the build (default: x86-64-v3 with --callgrind, else the "

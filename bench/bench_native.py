@@ -212,7 +212,7 @@ def timed(fn) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
-    ap = OneLineArgumentParser(prog="bench_native", description=__doc__.splitlines()[0])
+    ap = OneLineArgumentParser(prog="bench_native", description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=11, help="timed runs per configuration")
     ap.add_argument("--steps", type=int, default=100, help="time steps T per run")
     ap.add_argument("--quick", action="store_true", help="3 repeats (a smoke run)")

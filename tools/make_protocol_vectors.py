@@ -361,7 +361,7 @@ def files() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--check", action="store_true", help="compare with the files on disk")
     args = ap.parse_args(argv)

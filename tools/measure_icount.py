@@ -237,7 +237,7 @@ def dump(data: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--cores", nargs="+", default=list(CORES), choices=list(CORES))
     ap.add_argument("--steps", type=int, default=300)
