@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from edgelearn.boundary import OneLineArgumentParser, run_command  # noqa: E402
+from edgelearn.boundary import options as opt  # noqa: E402
 from edgelearn.errors import InputError  # noqa: E402
 from edgelearn.kernels import cbuild  # noqa: E402
 from edgelearn.kernels.image import to_image  # noqa: E402
@@ -152,12 +153,10 @@ def main(argv=None) -> int:
     ap.add_argument("--march", default=None,
                     help="-march of the build (default: x86-64-v3 with --callgrind, else the "
                          "library's)")
-    ap.add_argument("--reps", type=int, default=None,
+    ap.add_argument("--reps", type=opt.COUNT, default=None,
                     help="samples counted (default 10) or timing rounds (default 201)")
     ap.add_argument("--only", choices=("bench", "headline"), default=None)
     args = ap.parse_args(argv)
-    if args.reps is not None and args.reps < 1:
-        raise InputError(f"--reps must be >= 1, got {args.reps}")
     if args.callgrind and not shutil.which("valgrind"):
         raise InputError("--callgrind needs valgrind")
     march = args.march or ("x86-64-v3" if args.callgrind else None)

@@ -57,7 +57,7 @@ from bench_runtime import make_net  # noqa: E402
 
 from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
 from edgelearn.boundary import OneLineArgumentParser, run_command  # noqa: E402
-from edgelearn.errors import InputError  # noqa: E402
+from edgelearn.boundary import options as opt  # noqa: E402
 from edgelearn.kernels import cbuild, native  # noqa: E402
 from edgelearn.kernels.image import to_image  # noqa: E402
 from edgelearn.kernels.lif_kernels import qrun  # noqa: E402
@@ -213,14 +213,11 @@ def timed(fn) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     ap = OneLineArgumentParser(prog="bench_native", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=11, help="timed runs per configuration")
-    ap.add_argument("--steps", type=int, default=100, help="time steps T per run")
+    ap.add_argument("--repeats", type=opt.COUNT, default=11, help="timed runs per configuration")
+    ap.add_argument("--steps", type=opt.COUNT, default=100, help="time steps T per run")
     ap.add_argument("--quick", action="store_true", help="3 repeats (a smoke run)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_native.json"))
     args = ap.parse_args(argv)
-    for name in ("repeats", "steps"):
-        if getattr(args, name) < 1:
-            raise InputError(f"--{name} must be >= 1, got {getattr(args, name)}")
     repeats = 3 if args.quick else args.repeats
     T = args.steps
     load0 = os.getloadavg()

@@ -21,7 +21,8 @@ def _run(*argv):
 def test_bad_reps_is_one_line_and_exit_2():
     r = _run("--reps", "0")
     assert r.returncode == 2
-    assert r.stderr.strip() == "bench_lpl_step: error: --reps must be >= 1, got 0"
+    assert r.stderr.strip() == ("bench_lpl_step: error: argument --reps: must be an integer "
+                                ">= 1, got 0 (see bench_lpl_step --help)")
 
 
 @pytest.mark.slow

@@ -17,4 +17,5 @@ def test_non_positive_count_is_one_line_and_exit_2(option):
                        capture_output=True, text=True, cwd=ROOT,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert r.returncode == 2
-    assert r.stderr.strip() == f"bench_native: error: {option} must be >= 1, got 0"
+    assert r.stderr.strip() == (f"bench_native: error: argument {option}: must be an integer "
+                                f">= 1, got 0 (see bench_native --help)")

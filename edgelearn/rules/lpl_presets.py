@@ -32,10 +32,11 @@ HOMEOSTASIS_WEIGHT = 0.25
 SLOWNESS_WEIGHT = 100.0
 
 
-def _homeostasis(base: lpl_rate.Params, terms: bool, pred: float = 0.0) -> lpl_rate.Params:
-    extra = {} if terms else {"pred": pred, "lam": 0.0}
+def _homeostasis(base: lpl_rate.Params, **terms: float) -> lpl_rate.Params:
+    """``base`` with the homeostatic term on (per-neuron target) and ``terms`` overriding the
+    LPL weights (pred, lam) it keeps otherwise."""
     return dataclasses.replace(base, eta=HOMEOSTASIS_ETA, lam_hom=HOMEOSTASIS_WEIGHT,
-                               rate_target=None, **extra)
+                               rate_target=None, **terms)
 
 
 def preset(name: str) -> lpl_rate.Params:
@@ -44,11 +45,11 @@ def preset(name: str) -> lpl_rate.Params:
     if name == "lpl":
         return base
     if name == "homeostasis":
-        return _homeostasis(base, terms=False)
+        return _homeostasis(base, pred=0.0, lam=0.0)
     if name == "lpl+homeostasis":
-        return _homeostasis(base, terms=True)
+        return _homeostasis(base)
     if name == "slow+homeostasis":
-        return _homeostasis(base, terms=False, pred=SLOWNESS_WEIGHT)
+        return _homeostasis(base, pred=SLOWNESS_WEIGHT, lam=0.0)
     raise ParameterError(f"unknown LPL preset {name!r}; choose one of {', '.join(NAMES)}")
 
 
