@@ -417,12 +417,17 @@ static int update_window(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_
         uint32_t fq[MARK_BLOCK];
         const int32_t *xb = x + j0;
         uint32_t *B = Bv + j0;
-        /* the words and the bits to set (a loop that vectorises), then the byte ORs */
+        /* the words and the bits to set (a loop that vectorises), then the byte ORs, unrolled
+         * by 8 (gcc >= 8 and clang read this pragma): 0.14-0.19 us a step less on the 700
+         * inputs of bench_native's network than the loop as compiled with -O3 (gcc 12,
+         * Zen 5; the same with the loop aligned to 32 or 64 bytes, so not an alignment
+         * effect); unrolling by 4 or 16 gained less */
         for (uint32_t q = 0; q < m; q++) {
             uint32_t b = el_rng_word(r0, n_out + j0 + q) & m32, f = b >> F;
             B[q] = b;
             fq[q] = xb[q] ? f : spare;
         }
+#pragma GCC unroll 8
         for (uint32_t q = 0; q < m; q++) bits[fq[q] >> 3] |= (uint8_t)(1u << (fq[q] & 7));
     }
     bits[n_bits >> 3] |= (uint8_t)((bits[0] & 1u) << (n_bits & 7));
