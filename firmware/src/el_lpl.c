@@ -285,8 +285,8 @@ static void update_sparse(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32
  *   L_i + 2 N_i - 1 mod 2^S, the same or the next): if neither bit is set, no B_j of a
  *   nonzero x_j lies in it. Rows go in blocks (their windows computed in a loop that
  *   vectorises, then one 16-bit read of the bitmap a row); a row with a set bit or a wider
- *   window scans every B_j (a vectorised test per run of 64 values, then that run's
- *   candidates).
+ *   window scans every B_j (a vectorised test of all of them, then, if one is in the
+ *   window, a test per run of 64 values and that run's candidates).
  * - otherwise (Cortex-M): the B_j are bucket-sorted by their top bits (indices in bucket
  *   order) and each row visits the entries of the buckets its window touches. Its indices
  *   and bucket starts are uint16: n_in <= 65535 (EL_MAX_UNITS; an engine's LPL layer is one
@@ -306,11 +306,17 @@ static inline void window_synapse(int8_t *wT, uint32_t n_out, uint32_t i, uint32
 
 #define SCAN_RUN 64u      /* values a row's scan tests before looking at candidates */
 
-/* every j with B_j in row i's window [L, L + Wm] mod 2^S (m32 = 2^S - 1) */
+/* every j with B_j in row i's window [L, L + Wm] mod 2^S (m32 = 2^S - 1). A first pass over
+ * all B_j (one reduction at its end) rules out most rows: on bench_native's 700-256 stream
+ * 97 % of the rows scanned for a marked bucket have no B_j in their window (5,553 scans, 191
+ * with a candidate, over 1,300 steps); 0.04 us a step less than testing run by run alone */
 static void scan_row(int8_t *wT, uint32_t n_in, uint32_t n_out, uint32_t i, const int32_t *x,
                      int64_t pi, uint32_t a, uint32_t L, uint32_t Wm, uint32_t m32, int S,
                      const uint32_t *Bv, const el_lpl_params *p, el_lpl_stats *stats)
 {
+    uint32_t in_window = 0;
+    for (uint32_t j = 0; j < n_in; j++) in_window |= ((Bv[j] - L) & m32) <= Wm;
+    if (!in_window) return;
     for (uint32_t j0 = 0; j0 < n_in; j0 += SCAN_RUN) {
         uint32_t m = n_in - j0 < SCAN_RUN ? n_in - j0 : SCAN_RUN, any = 0;
         const uint32_t *B = Bv + j0;
