@@ -32,7 +32,6 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
@@ -46,8 +45,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
+from edgelearn.boundary import OneLineArgumentParser, run_command  # noqa: E402
+from edgelearn.boundary import options as opt  # noqa: E402
+from edgelearn.errors import SubstrateError  # noqa: E402
 from edgelearn.io import load_network  # noqa: E402
 from edgelearn.progress import Progress  # noqa: E402
+from edgelearn.substrate import get_preset  # noqa: E402
 from edgelearn.targets.substrate import (AdaptConfig, OnDeviceLearner, SubstrateTarget,  # noqa: E402
                                          copy_head, evaluate_on, pretrain_head, train_in_loop)
 from edgelearn.train import TrainConfig, evaluate, net_readout  # noqa: E402
@@ -145,24 +148,43 @@ def plot(report: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=None)
-    ap.add_argument("--presets", default="bss2,pcm")
-    ap.add_argument("--instances", type=int, default=10)
+    ap = OneLineArgumentParser(prog="bench_substrate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=None,
+                    help="ONNX model (default: models/speech_digits.onnx, else models/randman_small.onnx)")
+    ap.add_argument("--presets", default="bss2,pcm",
+                    help="comma-separated substrate presets (default: bss2,pcm)")
+    ap.add_argument("--instances", type=opt.COUNT, default=10,
+                    help="device instances per preset (default: 10)")
     ap.add_argument("--conditions", default="hep,lpl+hep",
-                    help="on-device conditions to run besides deployed and in-loop")
-    ap.add_argument("--loop-epochs", type=int, default=2)
-    ap.add_argument("--loop-lr", type=float, default=5e-4)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--adapt-epochs", type=int, default=1)
+                    help="comma-separated on-device conditions to run besides deployed and in-loop: "
+                    "hep, lpl+hep (default: hep,lpl+hep)")
+    ap.add_argument("--loop-epochs", type=opt.COUNT, default=2,
+                    help="in-the-loop training epochs (default: 2)")
+    ap.add_argument("--loop-lr", type=opt.POSITIVE, default=5e-4,
+                    help="in-the-loop Adam step size (default: 5e-4)")
+    ap.add_argument("--batch-size", type=opt.COUNT, default=32,
+                    help="in-the-loop minibatch size (default: 32)")
+    ap.add_argument("--adapt-epochs", type=opt.COUNT, default=1,
+                    help="on-device hEP epochs (default: 1)")
     ap.add_argument("--head-epochs", type=int, default=3,
-                    help="offline (software) hEP epochs of the head shipped with the model")
+                    help="offline (software) hEP epochs of the head shipped with the model "
+                    "(default: 3)")
     ap.add_argument("--max-train", type=int, default=2000,
-                    help="training samples for in-loop training and adaptation (0 = all)")
-    ap.add_argument("--max-test", type=int, default=0, help="0 = whole test set")
-    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_substrate.json")
+                    help="training samples for in-loop training and adaptation (0 = all; "
+                    "default: 2000)")
+    ap.add_argument("--max-test", type=int, default=0, help="test samples (0 = whole test set, the default)")
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_substrate.json",
+                    help="JSON report; the PNG goes next to it (default: reports/bench_substrate.json)")
     args = ap.parse_args(argv)
     args.conditions = [c for c in args.conditions.split(",") if c]
+    unknown = sorted(set(args.conditions) - {"hep", "lpl+hep"})
+    if unknown:
+        ap.error(f"--conditions: unknown condition(s) {', '.join(unknown)} (known: hep, lpl+hep)")
+    for name in [p for p in args.presets.split(",") if p]:
+        try:
+            get_preset(name)
+        except SubstrateError as exc:
+            ap.error(f"--presets: {exc}")
     model = args.model or default_model()
     net = load_network(model)
     task = _tool("train_in_loop").task_data(net)
@@ -231,4 +253,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_command("bench_substrate", main))

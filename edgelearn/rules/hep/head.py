@@ -36,7 +36,9 @@ MAX_UNITS = 1 << 16      # units per layer a head file may declare
 
 class Gradient(list):
     """Weight gradients (a list shaped like head.weights) with ``.biases`` (list shaped like
-    head.biases) and ``.info`` (relaxation diagnostics: phases, steps, converged, residual)."""
+    head.biases) and ``.info`` (relaxation diagnostics: method, amplitude, nudges, relax_steps,
+    free_steps, converged, residual, solver; the exact gradient has method, relax_steps,
+    converged and residual)."""
 
     def __init__(self, weights, biases, info=None) -> None:
         super().__init__(weights)
