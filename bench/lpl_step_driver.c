@@ -43,10 +43,12 @@ int el_native_engine_load(void *ne, const void *desc, const uint8_t *img, uint32
 void el_native_engine_set(void *ne, int lpl_on, uint32_t key, uint32_t counter);
 void el_native_engine_rng(const void *ne, uint32_t *rng);
 void el_native_engine_begin(void *ne);
-void el_native_engine_run(void *ne, const int16_t *x, uint32_t T);
+int el_native_engine_run(void *ne, const void *x, uint32_t width, uint32_t T, void *buf);
 void *el_native_engine_ptr(void *ne, int what, uint32_t k, int field);
 
 #define ARENA (1u << 22)
+
+static int16_t step_buf[65536];   /* a step narrowed by el_native_engine_run */
 
 static void fail(const char *what)
 {
@@ -148,13 +150,13 @@ int main(int argc, char **argv)
         e[k] = load(img, img_len, block, layer);
         el_native_engine_set(e[k].ne, 1, 1, 0);
         el_native_engine_begin(e[k].ne);
-        el_native_engine_run(e[k].ne, warm, t_warm);
+        el_native_engine_run(e[k].ne, warm, 2, t_warm, step_buf);
     }
     if (count) {
         CALLGRIND_ZERO_STATS;
         for (int r = 0; r < reps; r++) {
             el_native_engine_begin(e[0].ne);
-            el_native_engine_run(e[0].ne, x, t_x);
+            el_native_engine_run(e[0].ne, x, 2, t_x, step_buf);
         }
         uint8_t *w = el_native_engine_ptr(e[0].ne, 2, layer, 0);
         uint64_t h = fnv(checksum(&e[0], layer_in, layer_out), w, (size_t)layer_in * layer_out);
@@ -168,10 +170,10 @@ int main(int argc, char **argv)
         for (int q = 0; q < 2; q++) {
             int k = r % 2 ? 1 - q : q;
             el_native_engine_begin(e[k].ne);
-            el_native_engine_run(e[k].ne, x, t_x);            /* warm the core and caches */
+            el_native_engine_run(e[k].ne, x, 2, t_x, step_buf);    /* warm the core and caches */
             el_native_engine_begin(e[k].ne);
             double c0 = cpu_seconds();
-            el_native_engine_run(e[k].ne, x, t_x);
+            el_native_engine_run(e[k].ne, x, 2, t_x, step_buf);
             t[k][r] = 1e6 * (cpu_seconds() - c0) / t_x;
         }
     printf("on %.3f off %.3f\n", median(t[0], reps), median(t[1], reps));

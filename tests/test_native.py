@@ -404,7 +404,8 @@ def test_edgelearn_run_uses_the_c_kernel_for_quantized_models(tmp_path):
 def test_native_engine_takes_every_input_width(net_rng):
     """The C engine steps inputs of 2..16 bits (an 8-bit network's narrowed by
     el_native_engine_run, wider ones converted by the engine) to the device engine's
-    readout accumulators."""
+    readout accumulators, whether the array holds int64 (narrowed in C a step at a time),
+    int16, int8 (when the values fit) or int32 (converted to int64 first)."""
     from edgelearn.device.engine import Engine, EngineConfig
     from edgelearn.kernels.image import to_image
     from edgelearn.memory.arena import Arena
@@ -413,9 +414,11 @@ def test_native_engine_takes_every_input_width(net_rng):
     assume(any(la.spiking for la in qnet.layers))      # the engine takes features from spikes
     m = 1 << (qnet.input_bits - 1)
     x = rng.integers(-m, m, (12, qnet.n_in))
-    ce = native.NativeEngine(native.library(), to_image(qnet), readout="max", seed=1)
     pe = Engine(qnet, Arena(1 << 22), None, EngineConfig(hep=None, readout="max", seed=1))
-    ce.begin()
-    ce.run(x)
     pe.run_sample(x)
-    assert np.array_equal(ce.array(1, 0, 0, np.int32, qnet.n_out), pe.output)
+    dtypes = (np.int64, np.int32, np.int16) + ((np.int8,) if qnet.input_bits <= 8 else ())
+    for dtype in dtypes:
+        ce = native.NativeEngine(native.library(), to_image(qnet), readout="max", seed=1)
+        ce.begin()
+        ce.run(x.astype(dtype))
+        assert np.array_equal(ce.array(1, 0, 0, np.int32, qnet.n_out), pe.output), dtype

@@ -38,6 +38,8 @@ VERSION = 1
 _NET = struct.Struct("<4sHHIddBBHI4x")
 #: byte offset of input_bits in the network header (after magic, versions, size, two scales)
 INPUT_BITS_OFFSET = struct.calcsize("<4sHHIdd")
+#: byte offset of n_in (uint32) in the network header
+N_IN_OFFSET = struct.calcsize("<4sHH")
 _LAYER = struct.Struct("<IIBBbbddH2x")
 F_SPIKING, F_RECURRENT, F_BIAS, F_RESET_ZERO, F_RESET_IMMEDIATE = 1, 2, 4, 8, 16
 RESET_FLAGS = {"subtract": 0, "zero": F_RESET_ZERO, "zero_immediate": F_RESET_IMMEDIATE}

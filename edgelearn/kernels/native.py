@@ -23,9 +23,9 @@ import numpy as np
 
 from edgelearn.errors import InputError, ModelError
 from edgelearn.kernels import cbuild
-from edgelearn.kernels.image import INPUT_BITS_OFFSET
+from edgelearn.kernels.image import INPUT_BITS_OFFSET, N_IN_OFFSET
 
-ABI = 3
+ABI = 4
 MODES = {"auto": 0, "dense": 1, "event": 2}
 #: the most threads a batch run splits into (EL_NATIVE_MAX_THREADS in firmware/lib/el_native.c)
 MAX_THREADS = 64
@@ -56,7 +56,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "el_native_engine_set": (None, [P, i32, u32, u32]),
         "el_native_engine_rng": (None, [P, P]),
         "el_native_engine_begin": (None, [P]),
-        "el_native_engine_run": (None, [P, P, u32]),
+        "el_native_engine_run": (i32, [P, P, u32, u32, P]),
         "el_native_engine_counters": (None, [P, P]),
         "el_native_engine_ptr": (P, [P, i32, u32, i32]),
     }
@@ -274,6 +274,8 @@ class NativeEngine:
         blocks = np.frombuffer(b"".join(lpl.values()) or b"\0", np.uint8).copy()
         self.ne = np.zeros(lib.el_native_sizeof(2), np.uint8)
         self.arena = np.zeros(arena_bytes, np.uint8)
+        n_in = int.from_bytes(self.image[N_IN_OFFSET:N_IN_OFFSET + 4].tobytes(), "little")
+        self._step_input = np.zeros(n_in, np.int16)     # one narrowed step (run)
         if lib.el_native_engine_load(_ptr(self.ne), _ptr(self.desc), _ptr(self.image),
                                      self.image.size, _ptr(self.arena), arena_bytes,
                                      1 if readout == "mean" else 0, seed & 0xFFFFFFFF,
@@ -288,9 +290,15 @@ class NativeEngine:
         self.lib.el_native_engine_begin(_ptr(self.ne))
 
     def run(self, x: np.ndarray) -> None:
-        """Steps x [T, n_in] (integers within input_bits) of the open sample."""
-        xi = np.ascontiguousarray(x, dtype=np.int16)
-        self.lib.el_native_engine_run(_ptr(self.ne), _ptr(xi), xi.shape[0])
+        """Steps x [T, n_in] (integers within input_bits) of the open sample. int8, int16 and
+        int64 arrays go to C as they are (the C side narrows a step at a time); others are
+        converted to int64 first."""
+        x = np.asarray(x)
+        keep = x.dtype in (np.int8, np.int16, np.int64)
+        xi = np.ascontiguousarray(x, dtype=None if keep else np.int64)
+        if self.lib.el_native_engine_run(_ptr(self.ne), _ptr(xi), xi.itemsize, xi.shape[0],
+                                         _ptr(self._step_input)):
+            raise ModelError(f"C engine: no input of {xi.itemsize}-byte values")
 
     def counters(self) -> dict[str, int]:
         c = np.zeros(9, np.uint32)

@@ -21,7 +21,7 @@
 #include "el_lpl_codes.h"
 #include "el_net.h"
 
-#define EL_NATIVE_ABI 3
+#define EL_NATIVE_ABI 4
 #define EL_NATIVE_MAX_THREADS 64
 
 typedef struct {
@@ -351,24 +351,40 @@ void el_native_engine_rng(const native_engine *ne, uint32_t *rng)
 
 void el_native_engine_begin(native_engine *ne) { el_engine_begin_sample(&ne->eng); }
 
-/* T steps of x [T][n_in] (int16, within input_bits) of the open sample. The input of an
- * 8-bit network is narrowed here, a step at a time, in a loop that vectorises (the engine
- * converts value by value): the same int8 values the engine's conversion gives. */
-#define NARROW_MAX 4096u
-void el_native_engine_run(native_engine *ne, const int16_t *x, uint32_t T)
+/* T steps of x [T][n_in] of the open sample, `width` bytes a value: 1 (int8), 2 (int16) or 8
+ * (int64), integers within input_bits. A step whose values are wider than the network's
+ * input (int8 when input_bits <= 8, else int16) is narrowed into buf (n_in values of that
+ * type, from the caller) in a loop that vectorises: the values the engine's own conversion,
+ * value by value, gives. So a caller holding int64 arrays (numpy's integer kernel's type)
+ * needs no converted copy of the whole sequence. Returns 0, or -1 (nothing run) for another
+ * width. */
+int el_native_engine_run(native_engine *ne, const void *x, uint32_t width, uint32_t T,
+                         void *buf)
 {
-    int8_t x8[NARROW_MAX];
     uint32_t n_in = ne->eng.net.n_in;
-    int narrow = ne->eng.net.input_kind == EL_X_INT8 && n_in <= NARROW_MAX;
+    int kind = ne->eng.net.input_kind;
+    if (width != 1 && width != 2 && width != 8) return -1;
     for (uint32_t t = 0; t < T; t++) {
-        const int16_t *xt = x + (size_t)t * n_in;
-        if (!narrow) {
+        const uint8_t *xt = (const uint8_t *)x + (size_t)t * n_in * width;
+        if (width == 1) {
+            el_engine_step(&ne->eng, xt, EL_X_INT8, 1, 0);
+        } else if (width == 2 && kind == EL_X_INT16) {
             el_engine_step(&ne->eng, xt, EL_X_INT16, 1, 0);
-            continue;
+        } else if (width == 2) {
+            const int16_t *v = (const int16_t *)xt;
+            for (uint32_t j = 0; j < n_in; j++) ((int8_t *)buf)[j] = (int8_t)v[j];
+            el_engine_step(&ne->eng, buf, EL_X_INT8, 1, 0);
+        } else if (kind == EL_X_INT16) {
+            const int64_t *v = (const int64_t *)xt;
+            for (uint32_t j = 0; j < n_in; j++) ((int16_t *)buf)[j] = (int16_t)v[j];
+            el_engine_step(&ne->eng, buf, EL_X_INT16, 1, 0);
+        } else {
+            const int64_t *v = (const int64_t *)xt;
+            for (uint32_t j = 0; j < n_in; j++) ((int8_t *)buf)[j] = (int8_t)v[j];
+            el_engine_step(&ne->eng, buf, EL_X_INT8, 1, 0);
         }
-        for (uint32_t j = 0; j < n_in; j++) x8[j] = (int8_t)xt[j];
-        el_engine_step(&ne->eng, x8, EL_X_INT8, 1, 0);
     }
+    return 0;
 }
 
 /* counters: steps, spikes, input_spikes, output_spikes, lpl_updates, sample steps, sample
