@@ -4,8 +4,11 @@ import json
 import subprocess
 import sys
 
+import onnx
+
 from edgelearn.cli import main
-from edgelearn.kernels.image import from_image
+from edgelearn.io.onnx_quant import load_qnetwork
+from edgelearn.kernels.image import from_image, to_image
 from tests._inprocess_board import test_image
 from tests._hang import HANG_SECONDS
 
@@ -23,6 +26,11 @@ def test_board_upload_info_pull_reset(tmp_path, capsys):
     out = tmp_path / "pulled.bin"
     assert main(["board", "--port", port, "pull", "-o", str(out)]) == 0
     assert from_image(out.read_bytes()).name == "linktest"
+    as_onnx = tmp_path / "pulled.onnx"     # a .onnx name gets an ONNX file, not image bytes
+    assert main(["board", "--port", port, "pull", "-o", str(as_onnx)]) == 0
+    assert "(quantized ONNX)" in capsys.readouterr().out
+    assert to_image(load_qnetwork(as_onnx)) == out.read_bytes()
+    assert onnx.load(str(as_onnx)).graph.node
     assert main(["board", "--port", port, "reset", "--reboot"]) == 0
 
 

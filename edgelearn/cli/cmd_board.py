@@ -74,8 +74,13 @@ def register(sub) -> None:
     a = acts.add_parser("pull", help="download the running network (learned weights)",
                         epilog="examples:\n  edgelearn board --port \"sim?flash_file=/tmp/b.flash"
                                "\" pull -o /tmp/learned.bin\n"
-                               "  edgelearn info /tmp/learned.bin\n", formatter_class=argparse.RawDescriptionHelpFormatter)
-    a.add_argument("-o", "--output", required=True, help="device image file to write")
+                               "  edgelearn info /tmp/learned.bin\n"
+                               "  edgelearn board --port /dev/ttyACM0 pull -o learned.q.onnx"
+                               "   # as quantized ONNX\n", formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("-o", "--output", required=True,
+                   help="file to write: the device image as pulled, or, when the name ends in "
+                        ".onnx, the same network as a quantized-profile ONNX file "
+                        "(docs/fixed-point.md section 8)")
     a = acts.add_parser("reset", help="zero the neuron state, or reboot",
                         epilog="examples:\n  edgelearn board --port /dev/ttyACM0 reset\n"
                                "  edgelearn board --port /dev/ttyACM0 reset --reboot\n",
@@ -179,8 +184,15 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.action == "pull":
             data = c.pull()
-            atomic_write_bytes(args.output, data)
-            print(f"pulled {len(data)} B into {args.output}")
+            if Path(args.output).suffix.lower() == ".onnx":
+                from edgelearn.io.onnx_quant import save_quant_onnx
+                from edgelearn.kernels.image import from_image
+                save_quant_onnx(from_image(data), args.output)
+                print(f"pulled {len(data)} B (device image) into {args.output} "
+                      f"(quantized ONNX)")
+            else:
+                atomic_write_bytes(args.output, data)
+                print(f"pulled {len(data)} B into {args.output}")
             return 0
         c.reset(reboot=args.reboot)
         print("rebooted" if args.reboot else "neuron state reset")
