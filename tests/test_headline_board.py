@@ -45,7 +45,10 @@ def test_speech_model_on_host_and_board_agree_bit_for_bit_with_plan_equal_measur
         assert tb.arena_high_water == board.plan.total_bytes
         assert board.plan.total_bytes - host.plan.total_bytes == \
             sum(b.nbytes for b in board.plan.buffers if b.category == "link")
-        assert board.client.stats.retransmissions == 0          # a clean line: no timer fired
+        # a clean line: no frame arrived damaged. Timer retransmissions are not asserted: they
+        # fire whenever the board process is descheduled longer than the timeout (seen at load
+        # average 5), and the device answers them from its reply cache, so results are equal.
+        assert board.client.stats.bad_frames == 0
     finally:
         board.close()
 
