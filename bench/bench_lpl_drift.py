@@ -10,8 +10,11 @@ Protocol (everything in one run, paired by seed):
   and a held-out set (40 %), stratified by digit; each condition passes both through the same
   transform of edgelearn.data.streams (the held-out set through the drift's state at the end of
   the stream): none (the reference), gain (GainDrift), shift (ChannelShift), dead
-  (DeadChannels), noise (NoiseSpikes), warp (TimeWarp); and new_user: the new-user split divided
-  per (voice, digit) as in bench/bench_adapt.py. No labels are used for learning;
+  (DeadChannels), noise (NoiseSpikes), warp (TimeWarp), tilt (SpectralTilt: 20 dB between
+  the lowest and the highest channel, reached linearly over the stream), bank (BankShift: the
+  filter bank's tuning moves by 2 channels, linearly over the stream); new_user: the new-user
+  split divided per (voice, digit) as in bench/bench_adapt.py; pcm, bss2: undrifted input, the
+  weights as the analog substrate computes them. No labels are used for learning;
 * methods (all see each stream once, in order, without labels):
   - frozen;
   - input norm: AdaBN-like running statistics of the input channels (per-channel mean and std
@@ -54,7 +57,8 @@ from edgelearn.adapt.reference import lpl_reference_weights  # noqa: E402
 from edgelearn.atomic import atomic_save_png, atomic_write_text  # noqa: E402
 from edgelearn.data import load_speech_digits  # noqa: E402
 from edgelearn.data.streams import (ChannelShift, DeadChannels, GainDrift, NoiseSpikes,  # noqa: E402
-                                    TimeWarp, holdout, make_stream)
+                                    SpectralTilt, TimeWarp, BankShift, holdout,
+                                    make_stream)
 from edgelearn.device.engine import EngineConfig  # noqa: E402
 from edgelearn.device.features import head_features  # noqa: E402
 from edgelearn.boundary import OneLineArgumentParser, run_command  # noqa: E402
@@ -67,7 +71,8 @@ from edgelearn.targets.host import HostTarget  # noqa: E402
 
 DRIFTS = {"none": None, "gain": GainDrift(1.0), "shift": ChannelShift(k=2),
           "dead": DeadChannels(0.2), "noise": NoiseSpikes(0.2), "warp": TimeWarp(1.0),
-          "new_user": None, "pcm": None, "bss2": None}
+          "tilt": SpectralTilt(20.0), "bank": BankShift(2.0), "new_user": None, "pcm": None,
+          "bss2": None}
 SUBSTRATES = {"pcm": 365 * 86400.0, "bss2": 0.0}   # seconds since programming
 HOST_METHODS = ("frozen", "input norm", "head norm")
 
@@ -246,15 +251,25 @@ def run_float_twin(bundle, params, xs, xe, ye, reference, readout):
     return float_head_accuracy(bundle, net.replace_layer(name, weight=w), xe, ye, readout)
 
 
-def float_head_accuracy(bundle, net, x, y, readout) -> float:
-    """The head on the features of the float network ``net`` (dequantized integer network)."""
+def float_features(bundle, net, x, readout) -> np.ndarray:
+    """The head's input features [N, F] from the float network ``net`` (dequantized integer
+    network) on samples ``x`` [N, T, C]. The network gets the integer input the device
+    computes with, x_int * input_scale, x_int = quantize_input(x) (counts clipped to the
+    signed ``input_bits`` range: at most 7 on the speech model), so that the float twin and
+    the integer network see the same input (a gain drift pushes counts past the clip)."""
+    from edgelearn.kernels.lif_fixed import quantize_input
     from edgelearn.runtime.reference import run
-    rec = run(net, np.swapaxes(x * bundle.qnet.input_scale, 0, 1).astype(np.float32),
-              record=("spikes",))
+    xi = quantize_input(bundle.qnet, x) * bundle.qnet.input_scale
+    rec = run(net, np.swapaxes(xi, 0, 1).astype(np.float32), record=("spikes",))
     rates = rec.spikes[bundle.feature_layer].sum(axis=0) / x.shape[1]
     out = rec.output.mean(axis=0) if readout == "mean" else rec.output.max(axis=0)
-    f = np.concatenate([rates, out], axis=1).astype(np.float64)
+    return np.concatenate([rates, out], axis=1).astype(np.float64)
+
+
+def float_head_accuracy(bundle, net, x, y, readout) -> float:
+    """The head on :func:`float_features` of the float network ``net``."""
     d = bundle.head
+    f = float_features(bundle, net, x, readout)
     return float(np.mean(np.argmax(d.head.logits(d.normalise(f)), axis=1) == y))
 
 

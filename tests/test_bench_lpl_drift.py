@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.bench_lpl_drift import summarise
+from bench.bench_lpl_drift import DRIFTS, condition_sets, float_features, summarise
 
 
 def test_recovery_wins_and_float_minus_fixed_per_seed():
@@ -35,6 +35,35 @@ def test_recovery_wins_and_float_minus_fixed_per_seed():
     assert "recovery" not in s["warp"]["LPL"]          # seed 0 lost nothing to the warp
     assert "recovery" not in s["none"]["LPL"]
     assert "wins_vs_homeostasis" not in s["gain"]["homeostasis"]
+
+
+def test_tilt_condition_holds_out_at_the_full_tilt():
+    """The tilt condition: the stream starts untouched and the held-out set passes through the
+    full 20 dB tilt (lowest channel +10 dB, highest -10 dB)."""
+    from edgelearn.data import load_speech_digits
+    test = load_speech_digits("test")
+    xs, _, xe, ye = condition_sets("tilt", 0, test, None)
+    xs0, _, xe0, ye0 = condition_sets("none", 0, test, None)
+    assert DRIFTS["tilt"].severity == 20.0 and np.array_equal(ye, ye0)
+    assert np.array_equal(xs[0], xs0[0])
+    ratio = xe.astype(float).sum(axis=(0, 1)) / xe0.astype(float).sum(axis=(0, 1))
+    assert ratio[0] == pytest.approx(10 ** 0.5, rel=0.05)
+    assert ratio[-1] == pytest.approx(10 ** -0.5, rel=0.05)
+
+
+def test_float_twin_sees_the_integer_input():
+    """The float network is fed the device's integer input (counts clipped to the 4-bit signed
+    input range, at most 7), not the raw counts: before this, a gain drift's large counts
+    reached the float twin unclipped and cost it 4.2 points on its own."""
+    from edgelearn.adapt.bundle import load_bundle
+    from edgelearn.kernels.lif_fixed import dequantize
+    bundle = load_bundle("models/speech_digits.onnx")
+    net = dequantize(bundle.qnet)
+    x = (np.random.default_rng(0).poisson(1.5, size=(3, 100, 64)) * 4).astype(np.uint8)
+    assert bundle.qnet.input_bits == 4 and x.max() > 7
+    f = float_features(bundle, net, x, "max")
+    assert np.array_equal(f, float_features(bundle, net, np.minimum(x, 7), "max"))
+    assert not np.array_equal(f, float_features(bundle, net, x // 4, "max"))
 
 
 @pytest.mark.parametrize("argv", [

@@ -5,10 +5,12 @@ import pytest
 
 from edgelearn.data.dataset import Dataset
 from edgelearn.data.streams import (
+    BankShift,
     ChannelShift,
     DeadChannels,
     GainDrift,
     NoiseSpikes,
+    SpectralTilt,
     TimeWarp,
     make_stream,
     warp_time,
@@ -119,10 +121,59 @@ def test_time_warp_severity_spreads_the_centre_of_mass(ds):
     assert np.std(centre(0.5) - base) > np.std(centre(0.1) - base) > 0
 
 
+def test_spectral_tilt_reaches_its_profile_gradually():
+    ones = Dataset(np.full((41, 4, 5), 100, np.uint8), np.zeros(41, int), 1, "flat")
+    s = make_stream(ones, [SpectralTilt(12.0)], seed=0)
+    x, _ = s.as_arrays()
+    assert np.array_equal(x[0], ones.x[0])                        # starts untouched
+    # stochastic rounding moves each count by less than 1
+    full = 100 * 10.0 ** (np.array([6.0, 3.0, 0.0, -3.0, -6.0]) / 20)   # +6 .. -6 dB
+    assert np.allclose(x[-1].mean(axis=0), full, atol=1.0)
+    half = 100 * 10.0 ** (np.array([3.0, 1.5, 0.0, -1.5, -3.0]) / 20)   # r = 20/40
+    assert np.allclose(x[20].mean(axis=0), half, atol=1.0)
+    assert np.all(x[:, :, 2] == 100)                               # the middle keeps its level
+    x, _ = make_stream(ones, [SpectralTilt(12.0, ramp=0.5)], seed=0).as_arrays()
+    assert np.allclose(x[20].mean(axis=0), full, atol=1.0)              # r = 20/20
+    assert np.array_equal(make_stream(ones, [SpectralTilt(0.0)]).as_arrays()[0], ones.x)
+
+
+def test_spectral_tilt_rounds_counts_without_bias():
+    ones = Dataset(np.full((2, 2000, 3), 1, np.uint8), np.zeros(2, int), 1, "ones")
+    x, _ = make_stream(ones, [SpectralTilt(20.0, ramp=0.0)], seed=1).as_arrays()
+    assert x.dtype == np.uint8
+    assert np.allclose(x.astype(float).mean(axis=(0, 1)), 10.0 ** (np.array([10, 0, -10]) / 20),
+                       atol=0.04)
+
+
+def test_bank_shift_moves_content_up_gradually_by_fractions_of_a_channel():
+    x = np.zeros((21, 50, 6), np.uint8)
+    x[:, :, 1] = 200                                 # all content in channel 1
+    flat = Dataset(x, np.zeros(21, int), 1, "one channel")
+    out, _ = make_stream(flat, [BankShift(2.0)], seed=0).as_arrays()
+    assert np.array_equal(out[0], x[0])                                  # u = 0
+    assert np.all(out[-1][:, 3] == 200) and out[-1].sum() == 200 * 50      # u = 2: channel 3
+    # sample 5 of 21: u = 2 * 5/20 = 0.5, half of channel 1 moves to channel 2
+    assert np.allclose(out[5].mean(axis=0), [0, 100, 100, 0, 0, 0], atol=1.0)
+    # sample 15: u = 1.5 (k = 1, f = 0.5): channels 2 and 3
+    assert np.allclose(out[15].mean(axis=0), [0, 0, 100, 100, 0, 0], atol=1.0)
+    assert out.dtype == np.uint8
+    f = make_stream(Dataset(x.astype(np.float32), np.zeros(21, int), 1, "f"),
+                    [BankShift(2.0)], seed=0).as_arrays()[0]
+    assert f.dtype == np.float32 and np.allclose(f[5, 0], [0, 100, 100, 0, 0, 0])
+    edge = np.zeros((2, 4, 6), np.uint8)
+    edge[:, :, 5] = 9
+    out, _ = make_stream(Dataset(edge, np.zeros(2, int), 1, "top"), [BankShift(1.0, ramp=0)],
+                         seed=0).as_arrays()
+    assert out.sum() == 0                            # moved past the last channel, channel 0 empty
+    assert np.array_equal(make_stream(flat, [BankShift(0.0)]).as_arrays()[0], x[
+        make_stream(flat, []).indices])
+
+
 def test_float_data_stays_float():
     ds = Dataset(np.random.default_rng(0).random((5, 8, 4)).astype(np.float32),
                  np.zeros(5, int), 2, "f")
-    x, _ = make_stream(ds, [GainDrift(0.3), NoiseSpikes(0.1), TimeWarp(0.2)]).as_arrays()
+    x, _ = make_stream(ds, [GainDrift(0.3), NoiseSpikes(0.1), TimeWarp(0.2),
+                          SpectralTilt(6.0), BankShift(1.5)]).as_arrays()
     assert x.dtype == np.float32 and np.all(np.isfinite(x))
 
 
@@ -143,6 +194,14 @@ def test_bad_streams(ds):
         DeadChannels(1.5)
     with pytest.raises(ParameterError, match="NoiseSpikes severity must be >= 0"):
         NoiseSpikes(-0.1)
+    with pytest.raises(ParameterError, match="SpectralTilt severity must be >= 0, got nan"):
+        SpectralTilt(float("nan"))
+    with pytest.raises(ParameterError, match="SpectralTilt ramp must lie in \\[0, 1\\], got 2"):
+        SpectralTilt(6.0, ramp=2)
+    with pytest.raises(ParameterError, match="BankShift severity must be >= 0, got -1"):
+        BankShift(-1)
+    with pytest.raises(ParameterError, match="BankShift ramp must lie in \\[0, 1\\], got -0.5"):
+        BankShift(1.0, ramp=-0.5)
 
 
 def test_holdout_keeps_speakers_on_both_sides(ds):

@@ -17,6 +17,16 @@ iterating twice gives the same bytes. Each transform has a ``severity`` (0 = no 
     TimeWarp(s)      each sample's time axis is stretched by a factor w, log-uniform in
                      [1/(1+s), 1+s]: a spike in bin t moves to bin floor((t + 1/2) w) (dropped
                      past the end; counts add, saturating at 255); float data is interpolated
+    SpectralTilt(s)  the front end's frequency response tilts, reached gradually: channel c
+                     (ascending centre frequency, C channels) of sample i of N is scaled by
+                     g_c(i) = 10^(s r(i) (1/2 - c/(C-1)) / 20), r(i) = min(1, i / (ramp (N-1)))
+                     (r = 1 when ramp = 0 or N = 1): at full strength the lowest channel gains
+                     s/2 dB, the highest loses s/2 dB, the middle keeps its level; counts are
+                     scaled with stochastic rounding as for GainDrift
+    BankShift(s)     the filter bank's centre frequencies move down by u(i) = s r(i) channels
+                     (r as for SpectralTilt), so the input's content moves up the channels:
+                     x'[:, c] = (1 - f) x[:, c - k] + f x[:, c - k - 1], k = floor(u),
+                     f = u - k, channels outside [0, C) read 0; counts with stochastic rounding
 
 Counts stay uint8 (saturating at 255); float32 data stays float32 (no rounding, no clipping).
 """
@@ -42,18 +52,28 @@ def _check_severity(name: str, severity: float, upper: float | None = None) -> N
         raise ParameterError(f"{name} severity must be {rng}, got {severity}")
 
 
+def _check_ramp(name: str, ramp: float) -> None:
+    if not 0 <= ramp <= 1:
+        raise ParameterError(f"{name} ramp must lie in [0, 1], got {ramp}")
+
+
 def _to_dtype(x: np.ndarray, like: np.dtype) -> np.ndarray:
     if like == np.uint8:
         return np.clip(x, 0, 255).astype(np.uint8)
     return x.astype(np.float32)
 
 
-def _scale(x: np.ndarray, gain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    v = x.astype(np.float64) * gain
-    if x.dtype != np.uint8:
+def _round_like(v: np.ndarray, like: np.dtype, rng: np.random.Generator) -> np.ndarray:
+    """Float values v as the data's dtype: counts (uint8) by stochastic rounding,
+    floor(v) + Bernoulli(v - floor(v)); float data as float32."""
+    if like != np.uint8:
         return v.astype(np.float32)
     lo = np.floor(v)
-    return _to_dtype(lo + (rng.random(v.shape) < (v - lo)), x.dtype)
+    return _to_dtype(lo + (rng.random(v.shape) < (v - lo)), like)
+
+
+def _scale(x: np.ndarray, gain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return _round_like(x.astype(np.float64) * gain, x.dtype, rng)
 
 
 class Transform(ABC):
@@ -185,6 +205,95 @@ class TimeWarp(Transform):
         return warp_time(x, w)
 
 
+@dataclass(frozen=True)
+class SpectralTilt(Transform):
+    """A smooth tilt of the per-channel gains across frequency, reached over the stream.
+
+    Sample i of N, channel c of C (channels in ascending centre frequency):
+
+        g_c(i) = 10^(severity * r(i) * (1/2 - c/(C-1)) / 20)
+        r(i)   = min(1, i / (ramp * (N-1)))          (1 when ramp = 0 or N = 1)
+
+    so at full strength (r = 1) the lowest channel gains severity/2 dB, the highest loses
+    severity/2 dB and the middle of the band keeps its level: a microphone or analog filter
+    bank whose high-frequency response sinks (a membrane that ages or gets covered, a capsule
+    swapped for another model: ``ramp=0``). The gain acts on the encoded spike rates, counts
+    scaled with stochastic rounding (as GainDrift): it models a change of the spike front end's
+    per-channel sensitivity (through the speech encoder's log compression an acoustic level
+    change of the same dB moves the counts less). ``severity`` is the gain ratio, in dB,
+    between the first and last channel.
+    """
+
+    severity: float = 12.0
+    ramp: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_severity("SpectralTilt", self.severity)
+        _check_ramp("SpectralTilt", self.ramp)
+
+    def plan(self, shape, n_samples, rng):
+        c = np.arange(shape[1], dtype=np.float64)
+        return 0.5 - c / max(shape[1] - 1, 1)                   # [C], +1/2 .. -1/2
+
+    def apply(self, x, i, n_samples, plan, rng):
+        if self.severity == 0:
+            return x
+        gain = 10.0 ** (self.severity * ramp_strength(i, n_samples, self.ramp) * plan / 20.0)
+        return _scale(x, gain[None, :], rng)
+
+
+def ramp_strength(i: int, n_samples: int, ramp: float) -> float:
+    """r(i) = min(1, i / (ramp (N-1))): the share of a gradual change reached at sample ``i`` of
+    N = ``n_samples`` when it is complete at fraction ``ramp`` of the stream (1 when ramp = 0 or
+    N = 1)."""
+    if ramp == 0 or n_samples <= 1:
+        return 1.0
+    return min(1.0, i / (ramp * (n_samples - 1)))
+
+
+@dataclass(frozen=True)
+class BankShift(Transform):
+    """The filter bank's centre frequencies move, gradually: a fractional channel shift.
+
+    Sample i of N, channel c of C: u = severity * r(i) channels (r = :func:`ramp_strength`),
+    k = floor(u), f = u - k, and
+
+        x'[:, c] = (1 - f) x[:, c - k] + f x[:, c - k - 1]       (x[:, c'] = 0 outside [0, C))
+
+    Every centre frequency is lowered by u channels (on log-spaced channels a factor
+    (f_max / f_min)^(-u / (C-1)), e.g. 1.072^-u on the speech bank: 64 channels, 100 Hz - 8 kHz),
+    so a sound appears u channels higher up; the lowest channels receive nothing. Between
+    whole channels the response is interpolated linearly from the two neighbours (the bank's
+    filters overlap; a first-order model of a filter bank whose tuning drifts, e.g. an analog
+    cochlea with temperature). Counts are rounded stochastically (unbiased); float data stays
+    float. Compare :class:`ChannelShift`: a whole-channel move, at once, by default wrapping.
+    """
+
+    severity: float = 2.0
+    ramp: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_severity("BankShift", self.severity)
+        _check_ramp("BankShift", self.ramp)
+
+    def apply(self, x, i, n_samples, plan, rng):
+        u = self.severity * ramp_strength(i, n_samples, self.ramp)
+        if u == 0:
+            return x
+        k = int(np.floor(u))
+        f = u - k
+        v = x.astype(np.float64)
+        return _round_like((1.0 - f) * _move_up(v, k) + f * _move_up(v, k + 1), x.dtype, rng)
+
+
+def _move_up(x: np.ndarray, k: int) -> np.ndarray:
+    """x[:, c - k] at channel c, 0 where c - k < 0 (k >= 0)."""
+    out = np.zeros_like(x)
+    if k < x.shape[1]:
+        out[:, k:] = x[:, :x.shape[1] - k]
+    return out
+
+
 def warp_time(x: np.ndarray, w: float) -> np.ndarray:
     """x [T, C] with its time axis stretched by w (> 1 slower, < 1 faster)."""
     t_len = x.shape[0]
@@ -282,7 +391,8 @@ def make_stream(ds: Dataset, transforms: Sequence[Transform] = (), n_samples: in
     for k, t in enumerate(transforms):
         if not isinstance(t, Transform):
             raise DataError(f"stream transform {k} is a {type(t).__name__}, not one of "
-                            f"GainDrift, ChannelShift, DeadChannels, NoiseSpikes, TimeWarp")
+                            f"GainDrift, ChannelShift, DeadChannels, NoiseSpikes, TimeWarp, "
+                            f"SpectralTilt, BankShift")
     n = len(ds) if n_samples is None else n_samples
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise DataError(f"stream of '{ds.name}' would be empty: n_samples={n_samples}")
