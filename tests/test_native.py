@@ -422,3 +422,20 @@ def test_native_engine_takes_every_input_width(net_rng):
         ce.begin()
         ce.run(x.astype(dtype))
         assert np.array_equal(ce.array(1, 0, 0, np.int32, qnet.n_out), pe.output), dtype
+
+
+def test_engine_run_refuses_an_input_of_the_wrong_shape(lib):
+    """el_native_engine_run reads T x n_in values: an input of another width, or not 2-D, is
+    refused before C reads past it, with the shape it expected."""
+    from edgelearn.adapt.bundle import load_bundle
+    from edgelearn.errors import ModelError
+    from edgelearn.kernels.image import to_image
+
+    q = load_bundle(ROOT / "models" / "speech_digits.onnx").qnet
+    ce = native.NativeEngine(lib, to_image(q), seed=1)
+    ce.begin()
+    for shape in ((5, q.n_in - 1), (5, q.n_in + 1), (q.n_in,), (2, 5, q.n_in)):
+        with pytest.raises(ModelError, match=rf"input must be \[T, {q.n_in}\], got shape"):
+            ce.run(np.zeros(shape, np.int64))
+    ce.run(np.zeros((5, q.n_in), np.int64))
+    assert ce.counters()["steps"] == 5

@@ -281,23 +281,30 @@ class NativeEngine:
                                      1 if readout == "mean" else 0, seed & 0xFFFFFFFF,
                                      len(lpl), _ptr(layers), _ptr(blocks), err, 256):
             raise ModelError(f"C engine: {err.value.decode()}")
+        # addresses of the buffers begin() and run() pass on every sample (numpy keeps them
+        # fixed; a.ctypes.data_as per call costs about 1 us each)
+        self._ne_addr = self.ne.ctypes.data
+        self._step_addr = self._step_input.ctypes.data
 
     def set_learning(self, lpl: bool, key: int, counter: int) -> None:
         self.lib.el_native_engine_set(_ptr(self.ne), int(lpl), key & 0xFFFFFFFF,
                                       counter & 0xFFFFFFFF)
 
     def begin(self) -> None:
-        self.lib.el_native_engine_begin(_ptr(self.ne))
+        self.lib.el_native_engine_begin(self._ne_addr)
 
     def run(self, x: np.ndarray) -> None:
         """Steps x [T, n_in] (integers within input_bits) of the open sample. int8, int16 and
         int64 arrays go to C as they are (the C side narrows a step at a time); others are
         converted to int64 first."""
         x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self._step_input.size:
+            raise ModelError(f"C engine: input must be [T, {self._step_input.size}], "
+                             f"got shape {list(x.shape)}")
         keep = x.dtype in (np.int8, np.int16, np.int64)
         xi = np.ascontiguousarray(x, dtype=None if keep else np.int64)
-        if self.lib.el_native_engine_run(_ptr(self.ne), _ptr(xi), xi.itemsize, xi.shape[0],
-                                         _ptr(self._step_input)):
+        if self.lib.el_native_engine_run(self._ne_addr, xi.ctypes.data, xi.itemsize,
+                                         xi.shape[0], self._step_addr):
             raise ModelError(f"C engine: no input of {xi.itemsize}-byte values")
 
     def counters(self) -> dict[str, int]:
