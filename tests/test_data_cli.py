@@ -28,6 +28,22 @@ def test_stream_and_info(tmp_path, capsys):
     assert '"samples": 6' in capsys.readouterr().out
 
 
+def test_stream_tilt_and_bank_shift_options(tmp_path):
+    """--tilt DB and --bank-shift CHANNELS apply SpectralTilt and BankShift (default ramp: reached
+    over the stream), after the other drifts, as make_stream does."""
+    from edgelearn.data.streams import BankShift, DeadChannels, SpectralTilt, make_stream
+    src = tmp_path / "src.npz"
+    ds = Dataset(np.random.default_rng(0).integers(0, 6, (10, 5, 8)).astype(np.uint8),
+                 np.arange(10) % 2, 2, "toy")
+    save_npz(ds, src)
+    out = tmp_path / "s.npz"
+    assert main(["data", "stream", str(src), str(out), "--bank-shift", "1.5", "--tilt", "12",
+                 "--dead", "0.25", "--seed", "4"]) == 0
+    want = make_stream(load_npz(src), [DeadChannels(0.25), SpectralTilt(12.0), BankShift(1.5)],
+                       seed=4).as_arrays()[0]
+    assert np.array_equal(load_npz(out).x, want)
+
+
 def test_baseline_command_and_function_agree_on_defaults(tmp_path, capsys):
     """docs/datasets.md: `fit_logistic(train)` is the model `edgelearn data baseline` fits
     (10 time windows by default in both; the function once defaulted to 20)."""

@@ -113,3 +113,21 @@ def test_substrate_mismatch_factor_scales_every_sigma():
     for bad in ("bss2@mismatch=-1", "bss2@noise=2", "bss2@mismatch=x", "mars@mismatch=1"):
         with pytest.raises(SubstrateError):
             get_preset(bad)
+
+
+def test_tilt_and_bank_drifts_are_stream_options_and_population_choices():
+    """tilt=dB (SpectralTilt) and bank=channels (BankShift) in a STREAM apply the transforms of
+    edgelearn.data.streams exactly as make_stream does; a fleet SPEC draws them in their
+    default ranges (tilt 0..20, bank 0..2)."""
+    from edgelearn.data.streams import BankShift, SpectralTilt, make_stream
+    ds = load_speech_digits("new_user")
+    for opt, t in (("tilt=20", SpectralTilt(20.0)), ("bank=1.5", BankShift(1.5))):
+        x, _, _ = load_stream(f"new_user@{opt}", 64, seed=2, limit=30)
+        want = make_stream(ds, [t], n_samples=30, seed=2, group_key="voice").as_arrays()[0]
+        plain, _, _ = load_stream("new_user", 64, seed=2, limit=30)
+        assert np.array_equal(x, want) and not np.array_equal(x, plain), opt
+    pop = parse_population("new_user@drift=tilt/bank:0.5..1")
+    assert [(d.kind, d.lo, d.hi) for d in pop.drifts] == [("tilt", 0.0, 20.0),
+                                                          ("bank", 0.5, 1.0)]
+    with pytest.raises(DataError, match="SpectralTilt severity"):
+        load_stream("new_user@tilt=-3", 64)

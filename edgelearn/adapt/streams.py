@@ -9,7 +9,8 @@
              | KIND=SEVERITY        a drift of the stream (edgelearn.data.streams), applied in
                                     the order written; KIND is one of
                                     gain (GainDrift), shift (ChannelShift), dead (DeadChannels),
-                                    noise (NoiseSpikes), warp (TimeWarp)
+                                    noise (NoiseSpikes), warp (TimeWarp),
+                                    tilt (SpectralTilt, dB), bank (BankShift, channels)
 
 Voices are the data set's per-sample ``meta["voice"]`` indices into ``meta["voices"]`` (names);
 ``voice=`` and ``accent=`` need them. Example: ``new_user@voice=en-gb+whisper,gain=0.3``.
@@ -27,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from edgelearn.data import Dataset, load_npz, load_speech_digits
-from edgelearn.data.streams import (ChannelShift, DeadChannels, GainDrift, NoiseSpikes,
-                                    TimeWarp, Transform, make_stream)
+from edgelearn.data.streams import (BankShift, ChannelShift, DeadChannels, GainDrift,
+                                    NoiseSpikes, SpectralTilt, TimeWarp, Transform, make_stream)
 from edgelearn.errors import DataError, ParameterError
 
 DRIFTS: dict[str, type[Transform]] = {"gain": GainDrift, "shift": ChannelShift,
                                       "dead": DeadChannels, "noise": NoiseSpikes,
-                                      "warp": TimeWarp}
+                                      "warp": TimeWarp, "tilt": SpectralTilt,
+                                      "bank": BankShift}
 USER_KEYS = ("voice", "accent")
 
 

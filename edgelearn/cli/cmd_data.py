@@ -71,7 +71,8 @@ def register(sub) -> None:
                    help="visit groups one after another, e.g. --by voice (new speakers)")
     for flag, what in (("gain-drift", "GainDrift"), ("shift", "ChannelShift"),
                        ("dead", "DeadChannels"), ("noise", "NoiseSpikes"),
-                       ("warp", "TimeWarp")):
+                       ("warp", "TimeWarp"), ("tilt", "SpectralTilt"),
+                       ("bank-shift", "BankShift")):
         t.add_argument(f"--{flag}", type=opt.real(0.0, None), default=None, metavar="SEVERITY",
                        help=f"apply {what}(severity)")
     t.set_defaults(func=run_stream)
@@ -151,7 +152,8 @@ def run_stream(args) -> int:
     transforms = []
     for attr, cls in (("gain_drift", st.GainDrift), ("shift", st.ChannelShift),
                       ("dead", st.DeadChannels), ("noise", st.NoiseSpikes),
-                      ("warp", st.TimeWarp)):
+                      ("warp", st.TimeWarp), ("tilt", st.SpectralTilt),
+                      ("bank_shift", st.BankShift)):
         sev = getattr(args, attr)
         if sev is not None:
             transforms.append(cls(sev))

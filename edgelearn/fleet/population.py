@@ -42,7 +42,8 @@ from edgelearn.errors import DataError, ParameterError
 
 USER_MODES = ("all", "voice", "accent")
 DRIFT_RANGES = {"gain": (0.0, 1.0), "shift": (0.0, 1.0), "dead": (0.0, 0.25),
-                "noise": (0.0, 0.05), "warp": (0.0, 0.25)}
+                "noise": (0.0, 0.05), "warp": (0.0, 0.25), "tilt": (0.0, 20.0),
+                "bank": (0.0, 2.0)}
 SEED_LIMIT = 2 ** 31
 
 
