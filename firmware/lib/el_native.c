@@ -353,16 +353,19 @@ void el_native_engine_begin(native_engine *ne) { el_engine_begin_sample(&ne->eng
 
 /* T steps of x [T][n_in] of the open sample, `width` bytes a value: 1 (int8), 2 (int16) or 8
  * (int64), integers within input_bits. A step whose values are wider than the network's
- * input (int8 when input_bits <= 8, else int16) is narrowed into buf (n_in values of that
- * type, from the caller) in a loop that vectorises: the values the engine's own conversion,
- * value by value, gives. So a caller holding int64 arrays (numpy's integer kernel's type)
- * needs no converted copy of the whole sequence. Returns 0, or -1 (nothing run) for another
- * width. */
+ * input (int8 when input_bits <= 8, else int16) is narrowed, in a loop that vectorises,
+ * straight into the engine's input buffer (el_engine_step then copies nothing): the values
+ * the engine's own conversion, value by value, gives. So a caller holding int64 arrays
+ * (numpy's integer kernel's type) needs no converted copy of the whole sequence. buf is not
+ * used (kept for the ABI; it was the narrowed step's buffer). Returns 0, or -1 (nothing run)
+ * for another width. */
 int el_native_engine_run(native_engine *ne, const void *x, uint32_t width, uint32_t T,
                          void *buf)
 {
     uint32_t n_in = ne->eng.net.n_in;
     int kind = ne->eng.net.input_kind;
+    void *in = ne->eng.net.input;                /* narrowed steps go straight to the input */
+    (void)buf;
     if (width != 1 && width != 2 && width != 8) return -1;
     for (uint32_t t = 0; t < T; t++) {
         const uint8_t *xt = (const uint8_t *)x + (size_t)t * n_in * width;
@@ -372,16 +375,16 @@ int el_native_engine_run(native_engine *ne, const void *x, uint32_t width, uint3
             el_engine_step(&ne->eng, xt, EL_X_INT16, 1, 0);
         } else if (width == 2) {
             const int16_t *v = (const int16_t *)xt;
-            for (uint32_t j = 0; j < n_in; j++) ((int8_t *)buf)[j] = (int8_t)v[j];
-            el_engine_step(&ne->eng, buf, EL_X_INT8, 1, 0);
+            for (uint32_t j = 0; j < n_in; j++) ((int8_t *)in)[j] = (int8_t)v[j];
+            el_engine_step(&ne->eng, in, EL_X_INT8, 1, 0);
         } else if (kind == EL_X_INT16) {
             const int64_t *v = (const int64_t *)xt;
-            for (uint32_t j = 0; j < n_in; j++) ((int16_t *)buf)[j] = (int16_t)v[j];
-            el_engine_step(&ne->eng, buf, EL_X_INT16, 1, 0);
+            for (uint32_t j = 0; j < n_in; j++) ((int16_t *)in)[j] = (int16_t)v[j];
+            el_engine_step(&ne->eng, in, EL_X_INT16, 1, 0);
         } else {
             const int64_t *v = (const int64_t *)xt;
-            for (uint32_t j = 0; j < n_in; j++) ((int8_t *)buf)[j] = (int8_t)v[j];
-            el_engine_step(&ne->eng, buf, EL_X_INT8, 1, 0);
+            for (uint32_t j = 0; j < n_in; j++) ((int8_t *)in)[j] = (int8_t)v[j];
+            el_engine_step(&ne->eng, in, EL_X_INT8, 1, 0);
         }
     }
     return 0;

@@ -242,9 +242,15 @@ void el_engine_step(el_engine *e, const void *x, int x_kind, int sample, int32_t
 {
     el_net *net = &e->net;
     uint32_t n_in = net->n_in, spikes = 0;
-    /* the `input` buffer holds the step's input */
+    /* the `input` buffer holds the step's input; on hosts a caller may have written it there
+     * already (el_native_engine_run narrows wider inputs into it) */
+#if !EL_SWAR
+    const int in_place = x == net->input;
+#else
+    const int in_place = 0;
+#endif
     if (net->input_kind == x_kind) {
-        memcpy(net->input, x, (size_t)n_in * (x_kind == EL_X_INT16 ? 2 : 1));
+        if (!in_place) memcpy(net->input, x, (size_t)n_in * (x_kind == EL_X_INT16 ? 2 : 1));
     } else if (net->input_kind == EL_X_INT16) {
         for (uint32_t j = 0; j < n_in; j++) ((int16_t *)net->input)[j] = (int16_t)input_value(x, x_kind, j);
     } else {
