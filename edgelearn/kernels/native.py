@@ -275,7 +275,7 @@ class NativeEngine:
         self.ne = np.zeros(lib.el_native_sizeof(2), np.uint8)
         self.arena = np.zeros(arena_bytes, np.uint8)
         n_in = int.from_bytes(self.image[N_IN_OFFSET:N_IN_OFFSET + 4].tobytes(), "little")
-        self._step_input = np.zeros(n_in, np.int16)     # one narrowed step (run)
+        self._step_input = np.zeros(n_in, np.int16)     # run's buf (ABI 4; unused by C now)
         if lib.el_native_engine_load(_ptr(self.ne), _ptr(self.desc), _ptr(self.image),
                                      self.image.size, _ptr(self.arena), arena_bytes,
                                      1 if readout == "mean" else 0, seed & 0xFFFFFFFF,
