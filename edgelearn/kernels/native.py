@@ -274,17 +274,15 @@ class NativeEngine:
         blocks = np.frombuffer(b"".join(lpl.values()) or b"\0", np.uint8).copy()
         self.ne = np.zeros(lib.el_native_sizeof(2), np.uint8)
         self.arena = np.zeros(arena_bytes, np.uint8)
-        n_in = int.from_bytes(self.image[N_IN_OFFSET:N_IN_OFFSET + 4].tobytes(), "little")
-        self._step_input = np.zeros(n_in, np.int16)     # run's buf (ABI 4; unused by C now)
+        self.n_in = int.from_bytes(self.image[N_IN_OFFSET:N_IN_OFFSET + 4].tobytes(), "little")
         if lib.el_native_engine_load(_ptr(self.ne), _ptr(self.desc), _ptr(self.image),
                                      self.image.size, _ptr(self.arena), arena_bytes,
                                      1 if readout == "mean" else 0, seed & 0xFFFFFFFF,
                                      len(lpl), _ptr(layers), _ptr(blocks), err, 256):
             raise ModelError(f"C engine: {err.value.decode()}")
-        # addresses of the buffers begin() and run() pass on every sample (numpy keeps them
-        # fixed; a.ctypes.data_as per call costs about 1 us each)
+        # the engine's address, passed on every sample (numpy keeps it fixed; a.ctypes.data_as
+        # per call costs about 1 us)
         self._ne_addr = self.ne.ctypes.data
-        self._step_addr = self._step_input.ctypes.data
 
     def set_learning(self, lpl: bool, key: int, counter: int) -> None:
         self.lib.el_native_engine_set(_ptr(self.ne), int(lpl), key & 0xFFFFFFFF,
@@ -298,13 +296,13 @@ class NativeEngine:
         int64 arrays go to C as they are (the C side narrows a step at a time); others are
         converted to int64 first."""
         x = np.asarray(x)
-        if x.ndim != 2 or x.shape[1] != self._step_input.size:
-            raise ModelError(f"C engine: input must be [T, {self._step_input.size}], "
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise ModelError(f"C engine: input must be [T, {self.n_in}], "
                              f"got shape {list(x.shape)}")
         keep = x.dtype in (np.int8, np.int16, np.int64)
         xi = np.ascontiguousarray(x, dtype=None if keep else np.int64)
         if self.lib.el_native_engine_run(self._ne_addr, xi.ctypes.data, xi.itemsize,
-                                         xi.shape[0], self._step_addr):
+                                         xi.shape[0], None):      # buf: unused since ABI 4
             raise ModelError(f"C engine: no input of {xi.itemsize}-byte values")
 
     def counters(self) -> dict[str, int]:
