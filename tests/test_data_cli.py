@@ -44,6 +44,18 @@ def test_stream_tilt_and_bank_shift_options(tmp_path):
     assert np.array_equal(load_npz(out).x, want)
 
 
+def test_stream_tilt_past_its_bound_is_one_line_exit_2(tmp_path, capsys):
+    """--tilt 1e5 (dB) used to write a stream through overflowing gains (NaN cast to uint8);
+    now one line, exit 2, nothing written."""
+    src = tmp_path / "src.npz"
+    save_npz(Dataset(np.ones((3, 5, 8), np.uint8), np.arange(3) % 2, 2, "toy"), src)
+    out = tmp_path / "s.npz"
+    assert main(["data", "stream", str(src), str(out), "--tilt", "1e5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "SpectralTilt severity must be [0, 200.0], got 100000.0" in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == [src]
+
+
 def test_baseline_command_and_function_agree_on_defaults(tmp_path, capsys):
     """docs/datasets.md: `fit_logistic(train)` is the model `edgelearn data baseline` fits
     (10 time windows by default in both; the function once defaulted to 20)."""

@@ -169,6 +169,18 @@ def test_bank_shift_moves_content_up_gradually_by_fractions_of_a_channel():
         make_stream(flat, []).indices])
 
 
+def test_spectral_tilt_is_bounded_so_values_stay_finite():
+    """A tilt past 200 dB is refused: 10^(s/40) overflowed float64 from s of about 12,300 dB
+    (0 * inf = NaN in the stream, undefined uint8 casts) and float32 data far sooner; at the
+    bound the gains are 10^(+-5) and float data stays finite."""
+    with pytest.raises(ParameterError,
+                       match="SpectralTilt severity must be \\[0, 200.0\\], got 100000.0"):
+        SpectralTilt(1e5)
+    ds = Dataset(np.full((2, 3, 4), 1e30, np.float32), np.zeros(2, int), 1, "loud")
+    x, _ = make_stream(ds, [SpectralTilt(200.0, ramp=0)]).as_arrays()
+    assert np.all(np.isfinite(x)) and x.max() == pytest.approx(1e35, rel=1e-5)
+
+
 def test_float_data_stays_float():
     ds = Dataset(np.random.default_rng(0).random((5, 8, 4)).astype(np.float32),
                  np.zeros(5, int), 2, "f")
@@ -194,7 +206,8 @@ def test_bad_streams(ds):
         DeadChannels(1.5)
     with pytest.raises(ParameterError, match="NoiseSpikes severity must be >= 0"):
         NoiseSpikes(-0.1)
-    with pytest.raises(ParameterError, match="SpectralTilt severity must be >= 0, got nan"):
+    with pytest.raises(ParameterError,
+                       match="SpectralTilt severity must be \\[0, 200.0\\], got nan"):
         SpectralTilt(float("nan"))
     with pytest.raises(ParameterError, match="SpectralTilt ramp must lie in \\[0, 1\\], got 2"):
         SpectralTilt(6.0, ramp=2)

@@ -20,9 +20,10 @@ iterating twice gives the same bytes. Each transform has a ``severity`` (0 = no 
     SpectralTilt(s)  the front end's frequency response tilts, reached gradually: channel c
                      (ascending centre frequency, C channels) of sample i of N is scaled by
                      g_c(i) = 10^(s r(i) (1/2 - c/(C-1)) / 20), r(i) = min(1, i / (ramp (N-1)))
-                     (r = 1 when ramp = 0 or N = 1): at full strength the lowest channel gains
-                     s/2 dB, the highest loses s/2 dB, the middle keeps its level; counts are
-                     scaled with stochastic rounding as for GainDrift
+                     (r = 1 when ramp = 0 or N = 1; c/(C-1) = 0 when C = 1), s <= 200 dB:
+                     at full strength the lowest channel gains s/2 dB, the highest loses
+                     s/2 dB, the middle keeps its level; counts are scaled with stochastic
+                     rounding as for GainDrift
     BankShift(s)     the filter bank's centre frequencies move down by u(i) = s r(i) channels
                      (r as for SpectralTilt), so the input's content moves up the channels:
                      x'[:, c] = (1 - f) x[:, c - k] + f x[:, c - k - 1], k = floor(u),
@@ -50,6 +51,10 @@ def _check_severity(name: str, severity: float, upper: float | None = None) -> N
     if not np.isfinite(severity) or severity < 0 or (upper is not None and severity > upper):
         rng = f"[0, {upper}]" if upper is not None else ">= 0"
         raise ParameterError(f"{name} severity must be {rng}, got {severity}")
+
+
+#: the largest SpectralTilt severity (dB): gains within 10^(+-5), so scaled values stay finite
+MAX_TILT_DB = 200.0
 
 
 def _check_ramp(name: str, ramp: float) -> None:
@@ -221,14 +226,16 @@ class SpectralTilt(Transform):
     scaled with stochastic rounding (as GainDrift): it models a change of the spike front end's
     per-channel sensitivity (through the speech encoder's log compression an acoustic level
     change of the same dB moves the counts less). ``severity`` is the gain ratio, in dB,
-    between the first and last channel.
+    between the first and last channel, 0 <= severity <= 200 (:data:`MAX_TILT_DB`: gains
+    within 10^(+-5), so scaled values stay finite). With one channel (C = 1) c/(C-1) is read
+    as 0: the channel gains severity/2 dB.
     """
 
     severity: float = 12.0
     ramp: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_severity("SpectralTilt", self.severity)
+        _check_severity("SpectralTilt", self.severity, MAX_TILT_DB)
         _check_ramp("SpectralTilt", self.ramp)
 
     def plan(self, shape, n_samples, rng):
