@@ -166,13 +166,13 @@ def main(argv=None) -> int:
                     help="in-the-loop minibatch size (default: 32)")
     ap.add_argument("--adapt-epochs", type=opt.COUNT, default=1,
                     help="on-device hEP epochs (default: 1)")
-    ap.add_argument("--head-epochs", type=int, default=3,
+    ap.add_argument("--head-epochs", type=opt.integer(0, None), default=3,
                     help="offline (software) hEP epochs of the head shipped with the model "
-                    "(default: 3)")
-    ap.add_argument("--max-train", type=int, default=2000,
+                    "(0: its random initialisation; default: 3)")
+    ap.add_argument("--max-train", type=opt.integer(0, None), default=2000,
                     help="training samples for in-loop training and adaptation (0 = all; "
                     "default: 2000)")
-    ap.add_argument("--max-test", type=int, default=0, help="test samples (0 = whole test set, the default)")
+    ap.add_argument("--max-test", type=opt.integer(0, None), default=0, help="test samples (0 = whole test set, the default)")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_substrate.json",
                     help="JSON report; the PNG goes next to it (default: reports/bench_substrate.json)")
     args = ap.parse_args(argv)
