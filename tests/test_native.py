@@ -439,3 +439,20 @@ def test_engine_run_refuses_an_input_of_the_wrong_shape(lib):
             ce.run(np.zeros(shape, np.int64))
     ce.run(np.zeros((5, q.n_in), np.int64))
     assert ce.counters()["steps"] == 5
+
+
+
+def test_engine_run_in_c_refuses_a_value_width_it_does_not_know(lib):
+    """el_native_engine_run takes 1-, 2- or 8-byte values; any other width returns -1 and steps
+    nothing (NativeEngine.run never passes one: it converts such arrays to int64)."""
+    from edgelearn.adapt.bundle import load_bundle
+    from edgelearn.kernels.image import to_image
+
+    q = load_bundle(ROOT / "models" / "speech_digits.onnx").qnet
+    ce = native.NativeEngine(lib, to_image(q), seed=1)
+    ce.begin()
+    x = np.zeros((3, q.n_in), np.int32)
+    assert lib.el_native_engine_run(ce._ne_addr, x.ctypes.data, 4, 3, None) == -1
+    assert ce.counters()["steps"] == 0
+    ce.run(x)                                            # the Python side converts int32
+    assert ce.counters()["steps"] == 3

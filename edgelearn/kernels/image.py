@@ -36,7 +36,8 @@ from edgelearn.kernels.lif_fixed import QLayer, QNetwork
 MAGIC = b"ELQN"
 VERSION = 1
 _NET = struct.Struct("<4sHHIddBBHI4x")
-#: byte offset of input_bits in the network header (after magic, versions, size, two scales)
+#: byte offset of input_bits in the network header (after magic, version, layer count, n_in,
+#: input_scale and dt)
 INPUT_BITS_OFFSET = struct.calcsize("<4sHHIdd")
 #: byte offset of n_in (uint32) in the network header
 N_IN_OFFSET = struct.calcsize("<4sHH")
