@@ -181,6 +181,18 @@ def test_spectral_tilt_is_bounded_so_values_stay_finite():
     assert np.all(np.isfinite(x)) and x.max() == pytest.approx(1e35, rel=1e-5)
 
 
+def test_gain_drift_is_bounded_so_values_stay_finite():
+    """GainDrift past severity 10 is refused: exp(s B) overflowed float64 (s = 1e5: inf gains,
+    0 * inf = NaN, undefined uint8 casts); at the bound a stream stays finite."""
+    from edgelearn.data.streams import GainDrift
+    with pytest.raises(ParameterError,
+                       match="GainDrift severity must be \\[0, 10.0\\], got 100000.0"):
+        GainDrift(1e5)
+    ds = Dataset(np.full((50, 3, 4), 1.0, np.float32), np.zeros(50, int), 1, "f")
+    x, _ = make_stream(ds, [GainDrift(10.0)], seed=1).as_arrays()
+    assert np.all(np.isfinite(x)) and x.min() > 0
+
+
 def test_float_data_stays_float():
     ds = Dataset(np.random.default_rng(0).random((5, 8, 4)).astype(np.float32),
                  np.zeros(5, int), 2, "f")

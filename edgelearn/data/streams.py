@@ -55,6 +55,9 @@ def _check_severity(name: str, severity: float, upper: float | None = None) -> N
 
 #: the largest SpectralTilt severity (dB): gains within 10^(+-5), so scaled values stay finite
 MAX_TILT_DB = 200.0
+#: GainDrift's largest severity (std of the log gain at the stream's end): a Brownian path's
+#: extreme rarely passes 6 std, so gains stay within about e^(+-60) and finite in float64
+MAX_GAIN_DRIFT = 10.0
 
 
 def _check_ramp(name: str, ramp: float) -> None:
@@ -101,12 +104,13 @@ class Transform(ABC):
 
 @dataclass(frozen=True)
 class GainDrift(Transform):
-    """Slow multiplicative per-channel gain drift; severity = std of log-gain at the stream end."""
+    """Slow multiplicative per-channel gain drift; severity = std of log-gain at the stream end,
+    0 <= severity <= 10 (:data:`MAX_GAIN_DRIFT`: exp(severity * walk) overflowed past it)."""
 
     severity: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_severity("GainDrift", self.severity)
+        _check_severity("GainDrift", self.severity, MAX_GAIN_DRIFT)
 
     def plan(self, shape, n_samples, rng):
         steps = rng.standard_normal((max(n_samples - 1, 0), shape[1]))
