@@ -103,5 +103,7 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     _fails(capsys, ["data", "stream", src, out, "--n", "0"], "argument --n: must be an integer >= 1",
            out)
     _fails(capsys, ["data", "stream", src, out, "--dead", "2"], "DeadChannels severity", out)
+    _fails(capsys, ["data", "stream", src, out, "--noise", "1e30"],
+           "NoiseSpikes severity must be [0, 255.0], got 1e+30", out)
     _fails(capsys, ["data", "info", "speech:dev"], "splits 'train', 'test', 'new_user'")
     _fails(capsys, ["data", "info", "data.csv"], "unknown data source")

@@ -216,7 +216,7 @@ def test_bad_streams(ds):
         make_stream(ds, []).sample(60)
     with pytest.raises(ParameterError, match="DeadChannels severity must be \\[0, 1.0\\]"):
         DeadChannels(1.5)
-    with pytest.raises(ParameterError, match="NoiseSpikes severity must be >= 0"):
+    with pytest.raises(ParameterError, match="NoiseSpikes severity must be \\[0, 255.0\\]"):
         NoiseSpikes(-0.1)
     with pytest.raises(ParameterError,
                        match="SpectralTilt severity must be \\[0, 200.0\\], got nan"):

@@ -184,12 +184,13 @@ class DeadChannels(Transform):
 
 @dataclass(frozen=True)
 class NoiseSpikes(Transform):
-    """Extra Poisson spikes: ``severity`` expected spikes per (bin, channel)."""
+    """Extra Poisson spikes: ``severity`` expected spikes per (bin, channel), 0..255 (a count
+    bin saturates at 255; numpy's Poisson sampler refuses rates near 1e19)."""
 
     severity: float = 0.02
 
     def __post_init__(self) -> None:
-        _check_severity("NoiseSpikes", self.severity)
+        _check_severity("NoiseSpikes", self.severity, 255.0)
 
     def apply(self, x, i, n_samples, plan, rng):
         if self.severity == 0:
