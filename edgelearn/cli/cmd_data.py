@@ -25,6 +25,12 @@ examples:
 """
 
 
+#: `data stream` options: flag -> edgelearn.data.streams transform, applied in this order
+STREAM_DRIFTS = (("gain-drift", "GainDrift"), ("shift", "ChannelShift"), ("dead", "DeadChannels"),
+                 ("noise", "NoiseSpikes"), ("warp", "TimeWarp"), ("tilt", "SpectralTilt"),
+                 ("bank-shift", "BankShift"))
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "data", help="inspect, convert and transform data sets",
@@ -69,10 +75,7 @@ def register(sub) -> None:
                    help="sample order and transform draws (default 0)")
     t.add_argument("--by", default=None, metavar="KEY",
                    help="visit groups one after another, e.g. --by voice (new speakers)")
-    for flag, what in (("gain-drift", "GainDrift"), ("shift", "ChannelShift"),
-                       ("dead", "DeadChannels"), ("noise", "NoiseSpikes"),
-                       ("warp", "TimeWarp"), ("tilt", "SpectralTilt"),
-                       ("bank-shift", "BankShift")):
+    for flag, what in STREAM_DRIFTS:
         t.add_argument(f"--{flag}", type=opt.real(0.0, None), default=None, metavar="SEVERITY",
                        help=f"apply {what}(severity)")
     t.set_defaults(func=run_stream)
@@ -150,13 +153,10 @@ def run_stream(args) -> int:
     from edgelearn.data import streams as st
     ds = load_source(args.source)
     transforms = []
-    for attr, cls in (("gain_drift", st.GainDrift), ("shift", st.ChannelShift),
-                      ("dead", st.DeadChannels), ("noise", st.NoiseSpikes),
-                      ("warp", st.TimeWarp), ("tilt", st.SpectralTilt),
-                      ("bank_shift", st.BankShift)):
-        sev = getattr(args, attr)
+    for flag, what in STREAM_DRIFTS:
+        sev = getattr(args, flag.replace("-", "_"))
         if sev is not None:
-            transforms.append(cls(sev))
+            transforms.append(getattr(st, what)(sev))
     stream = st.make_stream(ds, transforms, n_samples=args.n, seed=args.seed, group_key=args.by)
     save_npz(stream.as_dataset(), args.output)
     print(f"wrote {args.output}: {len(stream)} samples of {ds.name}, transforms "
