@@ -131,6 +131,27 @@ def test_default_scheme_nodes_and_budget():
         hep_scheme(1)
 
 
+def test_nudge_table_does_not_depend_on_lapack(monkeypatch):
+    """The nudge weights travel to devices in the config blob (docs/protocol.md), so they must
+    be the same bits on every CPU: computed in plain float64 (schemes.lagrange_deriv0), not
+    from LAPACK's pseudo-inverse, whose last bit moved between two CPUs. A pinv that is off
+    in the last bits must not change them."""
+    before = {n: sc.hep_scheme(n).weights for n in (2, 4, 6, 8)}
+    real_pinv = np.linalg.pinv
+    monkeypatch.setattr(np.linalg, "pinv", lambda a: real_pinv(a) * (1 + 2.0 ** -48))
+    for n, w in before.items():
+        assert sc.hep_scheme(n).weights == w
+    t = sc.hep_scheme(2).nodes
+    assert sc.hep_scheme(2).weights == (1.0 / (t[0] - t[1]), 1.0 / (t[1] - t[0]))
+    for n in (4, 6, 8):         # the same derivative as the Chebyshev fit, to rounding
+        s = sc.hep_scheme(n)
+        V = np.cos(np.outer(np.arccos(s.nodes), np.arange(len(s.nodes))))
+        ref = sc.cheb_deriv0(np.arange(len(s.nodes))) @ real_pinv(V)
+        np.testing.assert_allclose(s.weights, ref, rtol=0, atol=1e-12)
+    with pytest.raises(ParameterError, match="distinct"):
+        sc.lagrange_deriv0([0.5, 0.5])
+
+
 def test_real_schemes_exact_to_third_order_pay_at_least_3x_in_noise():
     """With the averaging time split by |w_j| the estimate's noise std is ~ sigma sum|w_j| / b.
     Exactness to third order (sum w t = 1, sum w t^3 = 0) gives sum w (3t - 4t^3) = 3, and

@@ -29,6 +29,7 @@ nodes, no weightless node); see :func:`hep_scheme`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,9 +93,40 @@ def interpolation_scheme(nodes, degree: int | None = None, name: str = "interp")
                              f"got {len(t)}")
     V = np.cos(np.outer(np.arccos(np.clip(t, -1, 1)), np.arange(deg + 1)))  # T_n(t_j)
     coef = np.linalg.pinv(V)  # [deg+1, J]
-    w = cheb_deriv0(np.arange(deg + 1)) @ coef
+    if deg == len(t) - 1:
+        w = lagrange_deriv0([float(v) for v in t], name)
+    else:
+        w = cheb_deriv0(np.arange(deg + 1)) @ coef
     return NudgeScheme(name, tuple(float(v) for v in t), tuple(float(v) for v in w),
                        tuple(tuple(float(v) for v in row) for row in coef))
+
+
+def lagrange_deriv0(t: list[float], name: str = "interp") -> list[float]:
+    """Weights w_j = L_j'(0) of the interpolating polynomial's derivative at 0 on distinct
+    nodes t_j, with L_j(x) = prod_{m != j} (x - t_m) / (t_j - t_m):
+
+        w_j = sum_{k != j} 1 / (t_j - t_k) * prod_{m != j, k} (0 - t_m) / (t_j - t_m)
+
+    in plain float64 arithmetic in a fixed order. The weights travel to devices (the hEP nudge
+    table of the config blob), so they must not depend on the machine: the same values through
+    LAPACK's pseudo-inverse differ in the last bit between CPUs (OpenBLAS picks its kernels
+    by CPU)."""
+    J = len(t)
+    if len(set(t)) != J:
+        raise ParameterError(f"scheme {name!r}: interpolation nodes must be distinct")
+    w = []
+    for j in range(J):
+        s = 0.0
+        for k in range(J):
+            if k == j:
+                continue
+            p = 1.0 / (t[j] - t[k])
+            for m in range(J):
+                if m != j and m != k:
+                    p *= (0.0 - t[m]) / (t[j] - t[m])
+            s += p
+        w.append(s)
+    return w
 
 
 def cosine_scheme(M: int, shift: float = 0.0) -> NudgeScheme:
@@ -109,7 +141,7 @@ def cosine_scheme(M: int, shift: float = 0.0) -> NudgeScheme:
     M = int(M)
     theta = 2.0 * np.pi * (np.arange(M) + shift) / M
     theta = theta[theta <= np.pi + 1e-12]  # the other half cycle repeats these nudges
-    t = np.cos(theta)
+    t = np.array([math.cos(v) for v in theta])  # libm, not numpy's CPU-dispatched SIMD cos
     s = interpolation_scheme(t, name=f"real-hEP M={M}" + ("" if shift == 0 else " (shifted)"))
     wmax = max(map(abs, s.weights))
     keep = [j for j in range(len(t)) if abs(s.weights[j]) > 1e-12 * wmax]
