@@ -36,6 +36,8 @@ Protocol (everything in one run, paired by seed):
     python bench/bench_lpl_drift.py --seeds 5
     python bench/bench_lpl_drift.py --model models/speech_digits_lpl.onnx --lpl-eta 1e-6
     python bench/bench_lpl_drift.py --methods frozen,homeostasis --presets slow+homeostasis
+    python bench/bench_lpl_drift.py --methods frozen,homeostasis --presets slow+homeostasis \
+        --lpl-epoch 8      # every LPL-rule method (and its float twin) with a learning epoch
 Writes reports/bench_lpl_drift.json and reports/bench_lpl_drift.png; prints one line per run.
 """
 
@@ -203,7 +205,7 @@ def run_lpl(bundle, params, xs, xe, ye, seed, readout, reference, arena):
 def float_reference(params: lpl_rate.Params, st_q) -> lpl_rate.State:
     """The float twin's starting state: the integer reference state in float units."""
     A, E = params.act_frac, params.ema_frac
-    n_in, n_out = st_q.pre_trace.size or 1, st_q.mean.size
+    n_in, n_out = st_q.pre_trace.size or st_q.epoch_pre.size or 1, st_q.mean.size
     st = lpl_rate.init(params, st_q.pre_trace.size or n_in, n_out)
     scale = {"mean": A + E, "var": 2 * A + E, "pre_trace": A + E, "post_trace": A + E,
              "target": A + E, "z_prev": A}
@@ -216,7 +218,8 @@ def float_reference(params: lpl_rate.Params, st_q) -> lpl_rate.State:
 
 def run_float_twin(bundle, params, xs, xe, ye, reference, readout):
     """The float twin of :func:`run_lpl` for one LPL layer: the float network (dequantized
-    integer network) and the float rule (lpl_rate.step), the same starting statistics; the
+    integer network) and the float rule (lpl_rate.epoch_step: lpl_rate.step every step, or
+    on the epoch means with a learning epoch), the same starting statistics; the
     summed per-step updates are applied at the end of each sample (they move a weight by far
     less than one int8 LSB per sample). Held-out accuracy of the float network + head."""
     from edgelearn.kernels.lif_fixed import dequantize, quantize_input
@@ -245,8 +248,9 @@ def run_float_twin(bundle, params, xs, xe, ye, reference, readout):
             for j, la in enumerate(layers[:k + 1]):
                 pre = h
                 h, states[j] = layer_step(la, h, states[j])
-            d, st = lpl_rate.step(pre[0] / scale, h[0], st, params)
-            dw += d
+            d, st = lpl_rate.epoch_step(pre[0] / scale, h[0], st, params)
+            if d is not None:
+                dw += d
         w = qmath.apply_float(w, dw, params.w_min, params.w_max)
     return float_head_accuracy(bundle, net.replace_layer(name, weight=w), xe, ye, readout)
 
@@ -350,6 +354,9 @@ def main(argv=None) -> int:
     ap.add_argument("--presets", default="",
                     help="comma-separated presets of edgelearn.rules.lpl_presets to add as "
                          f"methods (named as the preset; one of {', '.join(lpl_presets.NAMES)})")
+    ap.add_argument("--lpl-epoch", type=opt.power_of_two(1, 64), default=1, metavar="K",
+                    help="learning epoch of every LPL-rule method, presets included, and of "
+                         "their float twins (lpl_rate.Params.epoch; default 1: every step)")
     ap.add_argument("--passes", type=opt.COUNT, default=1, help="visits of each stream sample")
     ap.add_argument("--norm-rate", type=opt.FRACTION, default=0.02,
                     help="per-sample rate of the running statistics (input and head norm)")
@@ -380,6 +387,7 @@ def main(argv=None) -> int:
     del ref_x
     rule = lpl_methods(args.eta, args.lam_hom, args.tau_mean, args.lpl_eta)
     rule.update(extra)
+    rule = {m: dataclasses.replace(p, epoch=args.lpl_epoch) for m, p in rule.items()}
     references = {m: lpl_reference_weights(bundle.qnet, EngineConfig(
         readout=readout, lpl_layers=bundle.hidden_names, lpl=p, hep=None), reference_x)
         for m, p in rule.items()}
@@ -460,6 +468,7 @@ def main(argv=None) -> int:
     print("(accuracy % mean +- s.e. over seeds; in brackets: share of the loss to the drift "
           "recovered)")
     out = {"model": Path(args.model).name, "seeds": args.seeds, "conditions": conditions,
+           "lpl_epoch": args.lpl_epoch,
            "methods": methods, "drifts": {c: repr(DRIFTS[c]) for c in conditions},
            "lpl_params": {m: dataclasses.asdict(p) for m, p in rule.items() if m in methods},
            "norm_rate": args.norm_rate, "memory": memory,

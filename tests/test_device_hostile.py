@@ -74,7 +74,7 @@ def test_learn_blocks_with_invalid_fields_name_the_field():
     for off, value, field_offset in ((8, 15, 8),       # act_frac 15
                                      (8 + 56, 0, 8 + 56),     # eta k = 0 (required)
                                      (8 + 58, 200, 8 + 58),   # eta s = 200
-                                     (8 + 7, 1, 8 + 7),       # reserved byte
+                                     (8 + 7, 7, 8 + 7),       # epoch_log2 7 (> 6)
                                      (2, 9, 2)):              # LEARN's reserved field
         bad = bytearray(good)
         bad[off] = value

@@ -18,6 +18,7 @@ from edgelearn.kernels.lif_kernels import qlayer_step
 from edgelearn.memory.arena import Arena
 from edgelearn.rules import lpl_rate
 from edgelearn.rules.lpl_rate_fast import LPLRateFast
+from _vector_state import stored_state
 
 VEC = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "rules"
 MANIFEST = json.loads((VEC / "manifest.json").read_text())
@@ -134,7 +135,7 @@ def test_fast_step_replays_shared_vectors(entry):
         np.testing.assert_array_equal(w, d["w"][t], err_msg=f"weights differ at step {t}")
         assert tuple(s) == tuple(d["stats"][t]), f"stats differ at step {t}"
     for name, arr in zip(st._fields, st):
-        np.testing.assert_array_equal(np.asarray(arr, np.int64), d[f"state__{name}"])
+        np.testing.assert_array_equal(np.asarray(arr, np.int64), stored_state(d, name))
     assert rng.counter == int(d["rng_counter"][0])
 
 

@@ -21,6 +21,7 @@ from _fixed_nets import qnetworks
 from edgelearn.fixed import rng_init
 from edgelearn.kernels import native
 from edgelearn.rules import lpl_rate
+from _vector_state import stored_state
 
 ROOT = Path(__file__).resolve().parents[1]
 VEC = ROOT / "tests" / "vectors"
@@ -71,7 +72,7 @@ def test_lpl_rule_vectors(lpl_lib, entry, fast):
         assert np.array_equal(w, v["w"][t]), t
         assert tuple(stats) == tuple(v["stats"][t]), t
     for f, arr in zip(st_._fields, st_):
-        assert np.array_equal(arr, v[f"state__{f}"]), f
+        assert np.array_equal(arr, stored_state(v, f)), f
     assert rng.counter == int(v["rng_counter"][0])
 
 

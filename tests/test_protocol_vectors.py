@@ -46,7 +46,8 @@ def weights_close(got: bytes, want: bytes) -> bool:
         n += -n % 4 + 2 * n_out
         n += -(pos + n) % 4
         n += 4 * (2 * n_out + 1) + 4 * sum(k for bit, k in ((0, n_in), (1, n_out),
-                                                              (2, n_out * n_out), (3, n_out))
+                                                              (2, n_out * n_out), (3, n_out),
+                                                              (4, n_in), (5, n_out), (6, 1))
                                            if parts >> bit & 1)
         if got[pos:pos + n] != want[pos:pos + n]:
             return False
@@ -137,7 +138,8 @@ def test_vectors_regenerate_identically():
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize("name", ["streaming_infer", "streaming_lpl", "sample_mode", "errors"])
+@pytest.mark.parametrize("name", ["streaming_infer", "streaming_lpl", "sample_mode", "errors",
+                                  "streaming_lpl_epoch", "sample_mode_epoch"])
 def test_session_replays_from_the_files_alone(name):
     assert replay(VEC / "sessions" / f"{name}.txt") >= 10
 

@@ -13,6 +13,7 @@ import pytest
 from edgelearn.fixed import rng_init
 from edgelearn.rules import istdp, lpl_rate, lpl_spiking, oja, triplet_stdp
 from tests._hang import HANG_SECONDS
+from _vector_state import stored_state
 
 ROOT = Path(__file__).resolve().parents[1]
 VEC = ROOT / "tests" / "vectors"
@@ -54,7 +55,7 @@ def test_vector_replays_bit_exactly(entry):
         np.testing.assert_array_equal(w, d["w"][t], err_msg=f"weights differ at step {t}")
         assert tuple(s) == tuple(d["stats"][t]), f"stats differ at step {t}"
     for name, arr in zip(st._fields, st):
-        np.testing.assert_array_equal(np.asarray(arr, np.int64), d[f"state__{name}"],
+        np.testing.assert_array_equal(np.asarray(arr, np.int64), stored_state(d, name),
                                       err_msg=f"final state {name}")
     assert rng.counter == int(d["rng_counter"][0])
     assert np.any(d["w"][-1] != d["w0"]), "vector exercises no weight change"

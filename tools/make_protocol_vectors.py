@@ -11,7 +11,8 @@ tests/vectors/README.md): plain text a C harness reads with fgets/sscanf, no JSO
   one request per line, which exercise the engine step by step: streaming inference (bits,
   int8, int16 rows), streaming LPL with the network pulled after every step, sample mode with
   LPL + hEP + replay and the weights blob read after every step and every TEACH, and hostile
-  requests with their ERROR replies.
+  requests with their ERROR replies; the same streaming LPL and sample mode with a learning
+  epoch of 8 steps (``*_epoch``).
 
 Everything is generated from fixed seeds with the simulator's Device (the reference board), so
 re-running reproduces the files byte for byte; ``--check`` regenerates in memory and compares.
@@ -299,6 +300,62 @@ def session_sample_mode() -> list[str]:
                                   "of the first sample and after every TEACH") + s.lines
 
 
+EPOCH = 8          # the learning-epoch sessions: the LPL rule runs every 8 steps
+
+
+def session_streaming_lpl_epoch() -> list[str]:
+    q = network()
+    dev, s = _board()
+    s.upload(to_image(q))
+    p = dataclasses.replace(default_lpl(), eta=5e-3, warmup=2, lam=0.5, epoch=EPOCH)
+    s.request(m.LEARN, m.Learn(1, 0, 9, lpl_rate.layer_codes(p, q.layers[0])).pack(),
+              f"LPL on layer 0, seed 9, learning epoch {EPOCH}")
+    g = np.random.default_rng(4)
+    t = 0
+    for n in (1, 3, 5, 8, 2, 11, 7, 1, 6, 12):       # chunks split epochs anywhere
+        x = (g.random((n, 12)) < 0.4).astype(np.uint8)
+        s.request(m.INFER, m.Infer(n, 12, 0, np.packbits(x, axis=1, bitorder="little")
+                                   .tobytes()).pack(), f"steps {t}..{t + n - 1}")
+        s.pull()
+        t += n
+    s.request(m.TELEMETRY)
+    s.request(m.LEARN, m.Learn(0, 0xFF).pack(), "LPL off")
+    return _header("streaming_lpl_epoch", f"streaming LPL with a learning epoch of {EPOCH} "
+                                          f"steps, the network pulled after every chunk") + \
+        s.lines
+
+
+def session_sample_mode_epoch() -> list[str]:
+    q, h = network(), head()
+    cfg = dataclasses.replace(config(), lpl=dataclasses.replace(config().lpl, epoch=EPOCH))
+    dev, s = _board()
+    _enter_sample_mode(s, q, h, cfg)
+    g = np.random.default_rng(5)
+    saved = None
+    for i in range(5):
+        x = g.integers(0, 3, (10, 12)).astype(np.int8)
+        for t in range(10):
+            flags = m.INFER_COUNTS | (m.SAMPLE_BEGIN if t == 0 else 0) | \
+                (m.SAMPLE_END if t == 9 else 0)
+            s.request(m.SAMPLE, m.Sample(1, 12, flags, x[t].tobytes()).pack(),
+                      f"sample {i} step {t}")
+            if i < 2:
+                s.blob(m.BLOB_WEIGHTS)                    # the epoch sums after every step
+        s.request(m.TEACH, m.Teach(i % 4).pack(), f"label {i % 4}")
+        blob = s.blob(m.BLOB_WEIGHTS)
+        if i == 0:
+            saved = blob                                  # 10 steps: 2 into an epoch
+        if i == 2:
+            s.put_blob(m.BLOB_WEIGHTS, saved)             # restore mid-epoch
+            s.blob(m.BLOB_WEIGHTS)
+    s.request(m.TELEMETRY)
+    return _header("sample_mode_epoch", f"LPL with a learning epoch of {EPOCH} steps + hEP, "
+                                        f"10-step samples (epochs cross samples), the weights "
+                                        f"blob after every step of the first two samples and "
+                                        f"after every TEACH, the blob of sample 0 restored "
+                                        f"after sample 2") + s.lines
+
+
 def session_errors() -> list[str]:
     q = network()
     dev, s = _board()
@@ -346,7 +403,9 @@ def session_errors() -> list[str]:
 
 
 SESSIONS = {"streaming_infer": session_streaming_infer, "streaming_lpl": session_streaming_lpl,
-            "sample_mode": session_sample_mode, "errors": session_errors}
+            "sample_mode": session_sample_mode, "errors": session_errors,
+            "streaming_lpl_epoch": session_streaming_lpl_epoch,
+            "sample_mode_epoch": session_sample_mode_epoch}
 
 
 def files() -> dict[str, str]:

@@ -13,6 +13,7 @@ model's metadata (``meta["dataset"]`` "speech").
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from edgelearn.memory.planner import (AdaptConfig, HeadShape, LinkShape, Plan, p
 from edgelearn.memory.profiles import DEFAULT_PROFILE, DeviceProfile
 from edgelearn.model import Network, feature_layer_index, hidden_layer_indices
 from edgelearn.quant.calibrate import quantize_network
-from edgelearn.rules import lpl_presets
+from edgelearn.rules import lpl_presets, lpl_rate
 from edgelearn.device.head import DeviceHead
 
 CALIBRATION_SAMPLES = 256
@@ -138,9 +139,10 @@ def load_bundle(model: str | Path, quantize: bool = True, calib: str | None = No
 
 
 def requested_config(bundle: Bundle, lpl: str = "all", hep: bool = True,
-                     rule: str | None = None) -> AdaptConfig:
+                     rule: str | None = None, epoch: int = 1) -> AdaptConfig:
     """Turn CLI words into an :class:`AdaptConfig` for this bundle (``rule``: an LPL preset of
-    edgelearn.rules.lpl_presets; None: ``lpl_rate.deploy_default``)."""
+    edgelearn.rules.lpl_presets; None: ``lpl_rate.deploy_default``; ``epoch``: its learning
+    epoch, lpl_rate.Params.epoch)."""
     hidden = bundle.hidden_names
     if lpl == "all":
         layers = hidden
@@ -152,8 +154,10 @@ def requested_config(bundle: Bundle, lpl: str = "all", hep: bool = True,
         layers = tuple(n.strip() for n in lpl.split(",") if n.strip())
         for n in layers:
             bundle.network.layer(n)
-    return AdaptConfig(lpl_layers=layers, hep=hep and bundle.head is not None,
-                       lpl=None if rule is None else lpl_presets.preset(rule))
+    params = None if rule is None else lpl_presets.preset(rule)
+    if epoch != 1:
+        params = dataclasses.replace(params or lpl_rate.deploy_default(), epoch=epoch)
+    return AdaptConfig(lpl_layers=layers, hep=hep and bundle.head is not None, lpl=params)
 
 
 def plan_bundle(bundle: Bundle, budget: int, profile: DeviceProfile, requested: AdaptConfig,
@@ -178,7 +182,8 @@ def plan_for(bundle: Bundle, args, link: bool | None = None) -> Plan:
     budget = parse_bytes(args.budget)
     if link is None:
         link = parse_target(getattr(args, "target", "host")).has_link
-    cfg = requested_config(bundle, args.lpl, not args.no_hep, getattr(args, "lpl_rule", None))
+    cfg = requested_config(bundle, args.lpl, not args.no_hep, getattr(args, "lpl_rule", None),
+                           getattr(args, "lpl_epoch", 1))
     return plan_bundle(bundle, budget, profile, cfg, LinkShape() if link else None)
 
 

@@ -35,14 +35,18 @@ def engine_config(bundle: Bundle, plan: Plan, seed: int = 1, hep: HEPSettings | 
                         **extra)
 
 
-def check_lpl_rule(spec: TargetSpec, rule: str) -> None:
-    """Refuse an ``--lpl-rule`` the target would not run: a substrate's on-device learner has
-    its own LPL (the float twin with its own parameters on the last hidden layer,
-    docs/substrate.md), so there only the default name is accepted."""
+def check_lpl_rule(spec: TargetSpec, rule: str, epoch: int = 1) -> None:
+    """Refuse an ``--lpl-rule`` or ``--lpl-epoch`` the target would not run: a substrate's
+    on-device learner has its own LPL (the float twin with its own parameters on the last
+    hidden layer, docs/substrate.md), so there only the default name and epoch are accepted."""
     if spec.kind == "substrate" and rule != "lpl":
         raise TargetError(f"--lpl-rule {rule}: the substrate target runs its own LPL settings "
                           f"(docs/substrate.md), not the rule presets of the integer targets; "
                           f"leave --lpl-rule at its default, also with --lpl none")
+    if spec.kind == "substrate" and epoch != 1:
+        raise TargetError(f"--lpl-epoch {epoch}: the substrate target runs its own LPL settings "
+                          f"(docs/substrate.md), every time step; leave --lpl-epoch at 1, also "
+                          f"with --lpl none")
 
 
 def make_target(spec: TargetSpec, bundle: Bundle, plan: Plan, seed: int = 1,

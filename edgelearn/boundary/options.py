@@ -2,6 +2,7 @@
 what the option means, so a bad value is a one-line usage error before any work starts.
 
     integer(lo, hi)       an int in [lo, hi] (either bound may be None)
+    power_of_two(lo, hi)  an int in [lo, hi] that is a power of two
     real(lo, hi, ...)     a finite float in [lo, hi] (or open at either end)
     SEED                  integer(0, 2**31 - 1): seeds of streams, label masks, devices
     COUNT                 integer(1, None)
@@ -38,6 +39,20 @@ def integer(lo: int | None = None, hi: int | None = None):
                                              f", got {value}")
         return value
     parse.__name__ = "integer"
+    return parse
+
+
+def power_of_two(lo: int, hi: int):
+    """argparse type: a power of two within [lo, hi] (lo >= 1)."""
+    base = integer(lo, hi)
+
+    def parse(text: str) -> int:
+        value = base(text)
+        if value & (value - 1):
+            raise argparse.ArgumentTypeError(f"must be a power of two in [{lo}, {hi}], got "
+                                             f"{value}")
+        return value
+    parse.__name__ = "power of two"
     return parse
 
 

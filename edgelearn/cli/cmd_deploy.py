@@ -71,7 +71,7 @@ def run(args, upload: bool = True) -> int:
     from edgelearn.targets.spec import parse_target
 
     spec = parse_target(args.target)
-    check_lpl_rule(spec, getattr(args, "lpl_rule", "lpl"))
+    check_lpl_rule(spec, getattr(args, "lpl_rule", "lpl"), getattr(args, "lpl_epoch", 1))
     if args.adapt and args.report:
         check_folder(args.report)      # refuse an unusable report folder before any work
     if spec.kind == "tflite":

@@ -88,7 +88,8 @@ def run(args) -> int:
     check_folder(args.report)          # refuse an unusable report folder before any work
     cfg = FleetConfig(model=args.model, target=args.target, streams=args.streams,
                       budget=args.budget, device=args.device, lpl=args.lpl,
-                      lpl_rule=args.lpl_rule, dt=args.dt, no_hep=args.no_hep,
+                      lpl_rule=args.lpl_rule, lpl_epoch=args.lpl_epoch, dt=args.dt,
+                      no_hep=args.no_hep,
                       labels=args.labels, limit=args.limit, devices=args.devices,
                       seed=args.seed, mismatch=args.mismatch, federated=args.federated,
                       held_out_devices=args.held_out_devices, keep_updates=args.keep_updates)

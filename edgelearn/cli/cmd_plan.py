@@ -45,6 +45,10 @@ def add_learning_arguments(p: argparse.ArgumentParser) -> None:
                    help="LPL settings (docs/learning-rules.md section 9): the paper's terms "
                         "(default), homeostasis towards the training statistics, both, or "
                         "homeostasis with the slowness term (slow+homeostasis)")
+    p.add_argument("--lpl-epoch", type=opt.power_of_two(1, 64), default=1, metavar="K",
+                   help="run the LPL rule once every K time steps on the activities summed "
+                        "over them (a power of two, 1..64; default 1: every step; "
+                        "docs/learning-rules.md section 10)")
     p.add_argument("--no-hep", action="store_true", help="do not train the hEP head")
 
 
@@ -69,7 +73,7 @@ def run(args) -> int:
     from edgelearn.targets.spec import parse_target
 
     spec = parse_target(args.target)
-    check_lpl_rule(spec, args.lpl_rule)
+    check_lpl_rule(spec, args.lpl_rule, args.lpl_epoch)
     bundle = load_bundle(args.model, quantize=False, dt=args.dt)
     plan = plan_for(bundle, args)
     if spec.kind == "serial":

@@ -579,7 +579,8 @@ class Engine:
         the engine must not run: unknown names, wrong shapes, values not representable in the
         stored dtype (NaN/Inf after rounding to float32/float16, integers out of range), a head
         weight without its bias, negative variances, step counts outside [0, warmup], replay
-        ring positions, labels or lengths out of range, feature std <= 0."""
+        ring positions, labels or lengths out of range, feature std <= 0, learning-epoch sums
+        that its step count cannot reach."""
         current = self.get_weights()
         for key, v in weights.items():
             if key not in current:
@@ -618,6 +619,8 @@ class Engine:
                 raise InputError(f"weight array '{pre}var' holds a negative variance")
             if count is not None and not 0 <= int(np.asarray(count)[0]) <= c.warmup:
                 raise InputError(f"weight array '{pre}count' must lie in [0, {c.warmup}]")
+            if c.epoch_log2:
+                self._check_epoch_sums(k, c, weights)
         std = weights.get("state.head.feature_std")
         if std is not None and np.asarray(std).size and not np.all(np.asarray(std) > 0):
             raise InputError("weight array 'state.head.feature_std' must be > 0")
@@ -633,6 +636,24 @@ class Engine:
                          or lengths[:fill].max() > 255):
                 raise InputError(f"replay entries need labels < {self.head.n_out} and lengths "
                                  f"in [1, 255]")
+
+    def _check_epoch_sums(self, k: int, c: lpl_codes.Codes, weights: dict) -> None:
+        """A learning epoch's sums must be what n = epoch_steps time steps can add up:
+        0 <= n < 2^epoch_log2, epoch_post in [0, n] (spikes), epoch_pre within n times the
+        layer's input range (the network input's for layer 0, spikes otherwise), so the epoch
+        means << act_frac stay within int16 as every step's input does."""
+        pre = f"state.{self.layers[k].name}.lpl."
+        st = self.lpl_state[k]
+        get = lambda f: np.asarray(weights.get(pre + f, getattr(st, f)), np.int64)  # noqa
+        n = int(get("epoch_steps")[0])
+        if not 0 <= n < c.epoch:
+            raise InputError(f"weight array '{pre}epoch_steps' must lie in [0, {c.epoch - 1}]")
+        lo, hi = (self._in_lo, self._in_hi) if k == 0 else (0, 1)
+        for f, (a, b) in (("epoch_post", (0, 1)), ("epoch_pre", (lo, hi))):
+            v = get(f)
+            if v.size and (v.min() < n * a or v.max() > n * b):
+                raise InputError(f"weight array '{pre}{f}' must lie in [{n * a}, {n * b}] "
+                                 f"after {n} steps of the epoch")
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`get_weights` returned (all checked before anything is written)."""

@@ -19,7 +19,7 @@ from edgelearn.adapt.streams import split_source
 from edgelearn.errors import DataError, TargetError
 from edgelearn.fleet.population import parse_population
 from edgelearn.memory import parse_bytes
-from edgelearn.rules import lpl_presets
+from edgelearn.rules import lpl_presets, lpl_rate
 from edgelearn.substrate.presets import get_preset
 from edgelearn.targets.spec import parse_target
 
@@ -27,7 +27,7 @@ SIDE_FILES = (".head.npz", ".calib.npz")
 DEVICES_MAX = 10_000_000
 #: FleetConfig fields added after fleets were first recorded, with their defaults: left out of
 #: the identity when at the default, so such a fleet's report folder is still recognised
-OPTIONS_ADDED_LATER = {"lpl_rule": "lpl", "dt": None}
+OPTIONS_ADDED_LATER = {"lpl_rule": "lpl", "dt": None, "lpl_epoch": 1}
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class FleetConfig:
     Attributes:
         model: model file path as given. target: host | sim | substrate[:PRESET].
         streams: the population SPEC (edgelearn.fleet.population). budget, device, lpl,
-        lpl_rule, no_hep: the plan (as for `edgelearn plan`). dt: time step in seconds of a
+        lpl_rule, lpl_epoch, no_hep: the plan (as for `edgelearn plan`). dt: time step in seconds of a
         NIR model file (None for ONNX). labels: label
         fraction. limit: samples per device. devices: N. seed: fleet seed.
         mismatch: (lo, hi) factor range of the substrate mismatch, or None.
@@ -64,6 +64,7 @@ class FleetConfig:
     keep_updates: bool = False
     lpl_rule: str = "lpl"
     dt: float | None = None
+    lpl_epoch: int = 1
 
     def __post_init__(self) -> None:
         spec = parse_target(self.target)
@@ -80,7 +81,10 @@ class FleetConfig:
         if self.lpl_rule not in lpl_presets.NAMES:
             raise DataError(f"unknown LPL rule {self.lpl_rule!r}; use one of "
                             f"{', '.join(lpl_presets.NAMES)}")
-        check_lpl_rule(spec, self.lpl_rule)
+        if self.lpl_epoch not in lpl_rate.EPOCHS or isinstance(self.lpl_epoch, bool):
+            raise DataError(f"--lpl-epoch must be a power of two in 1..64, got "
+                            f"{self.lpl_epoch!r}")
+        check_lpl_rule(spec, self.lpl_rule, self.lpl_epoch)
         if self.dt is not None and not (math.isfinite(self.dt) and self.dt > 0):
             raise DataError(f"--dt must be a finite number of seconds > 0, got {self.dt}")
         if not 0.0 <= self.labels <= 1.0:

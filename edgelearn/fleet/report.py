@@ -40,6 +40,8 @@ def deploy_command(cfg: FleetConfig, rec: dict, report: str) -> str:
         args += ["--lpl", cfg.lpl]
     if cfg.lpl_rule != "lpl":
         args += ["--lpl-rule", cfg.lpl_rule]
+    if cfg.lpl_epoch != 1:
+        args += ["--lpl-epoch", str(cfg.lpl_epoch)]
     if cfg.no_hep:
         args.append("--no-hep")
     args += ["--adapt", rec["stream"], "--labels", repr(cfg.labels), "--limit", str(cfg.limit),

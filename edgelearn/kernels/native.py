@@ -242,7 +242,7 @@ def lpl_step(w_int8: np.ndarray, pre_q, post_q, state, params, rng, w_shift: flo
     post = np.ascontiguousarray(post_q, np.int32)
     gain = None if gain_q is None else np.ascontiguousarray(gain_q, np.int32)
     st = lpl_rate.State(*(np.array(a, dtype=a.dtype, copy=True) for a in state))
-    arrays = [a if a.size else None for a in st]
+    arrays = [a if a.size else None for a in st[:8]]   # the rule's; not the epoch sums
     scratch = np.zeros(lib.el_native_lpl_scratch_bytes(_ptr(codes), n_in, n_out) + 8, np.uint8)
     r = np.array([rng.key & 0xFFFFFFFF, rng.counter & 0xFFFFFFFF], np.uint32)
     stats = np.zeros(4, np.uint32)

@@ -294,7 +294,8 @@ def decode_head(data: bytes) -> DeviceHead:
 
 
 # ---- weights blob --------------------------------------------------------------------------
-_LPL_PARTS = ("pre_trace", "post_trace", "cov", "target")
+_LPL_PARTS = ("pre_trace", "post_trace", "cov", "target", "epoch_pre", "epoch_post",
+              "epoch_steps")
 _REPLAY = ("counts", "scores", "labels", "lengths")
 S_HEAD, S_REPLAY, S_RNG, S_NORM = 1, 2, 4, 8
 
@@ -316,8 +317,10 @@ def encode_weights(w: dict[str, np.ndarray], layer_names: list[str]) -> bytes:
     for k in lpl:
         name = layer_names[k]
         W = np.asarray(w[f"{name}.weight"])
-        st = {f: np.asarray(w[f"state.{name}.lpl.{f}"]) for f in
-              ("z_prev", "mean", "var", "count") + _LPL_PARTS}
+        st = {f: np.asarray(w[f"state.{name}.lpl.{f}"]) for f in ("z_prev", "mean", "var",
+                                                                  "count") + _LPL_PARTS[:4]}
+        st.update({f: np.asarray(w.get(f"state.{name}.lpl.{f}", np.zeros(0, np.int32)))
+                   for f in _LPL_PARTS[4:]})      # no learning epoch: absent
         flags = sum(1 << i for i, f in enumerate(_LPL_PARTS) if st[f].size)
         n_out, n_in = W.shape
         parts.append(struct.pack("<BBHII", k, flags, 0, n_in, n_out))
@@ -374,7 +377,7 @@ def decode_weights(data: bytes, layer_names: list[str]) -> dict[str, np.ndarray]
         at = r.pos
         k, flags, res, n_in, n_out = r.fmt("<BBHII")
         r.expect(at, k, last < k < len(layer_names), "is not an increasing layer index")
-        r.expect(at + 1, flags, not flags & ~0xF, "sets undefined part bits")
+        r.expect(at + 1, flags, not flags & ~0x7F, "sets undefined part bits")
         r.expect(at + 2, res, res == 0, "is a reserved field and must be 0")
         r.expect(at + 4, n_in, 1 <= n_in <= 1 << 20, "n_in must be 1..2^20")
         r.expect(at + 8, n_out, 1 <= n_out <= 1 << 20, "n_out must be 1..2^20")
@@ -388,7 +391,8 @@ def decode_weights(data: bytes, layer_names: list[str]) -> dict[str, np.ndarray]
         out[pre + "var"] = r.array("<i4", n_out)
         out[pre + "count"] = r.array("<i4", 1)
         shapes = {"pre_trace": (n_in,), "post_trace": (n_out,), "cov": (n_out, n_out),
-                  "target": (n_out,)}
+                  "target": (n_out,), "epoch_pre": (n_in,), "epoch_post": (n_out,),
+                  "epoch_steps": (1,)}
         for i, f in enumerate(_LPL_PARTS):
             on = flags >> i & 1
             shape = shapes[f] if on else ((0, 0) if f == "cov" else (0,))

@@ -107,16 +107,18 @@ def step_list_len(layers: Sequence) -> int:
     return max(max(int(la.n_in), int(la.n_out)) for la in layers)
 
 
-def lpl_scratch_bytes(n_in: int, n_out: int, decorr: bool) -> int:
+def lpl_scratch_bytes(n_in: int, n_out: int, decorr: bool, epoch: bool = False) -> int:
     """Bytes of ``lpl.scratch`` for an n_out x n_in LPL layer (the C step's working memory,
     firmware/src/el_lpl.c): per-neuron factors p (int64 n_out), deviations d (int64 n_out, with
     decorrelation), filtered activities x and z (int32 n_in, n_out), and the window search:
     values (uint32 n_in + 4), their indices in bucket order (uint16 n_in), bucket starts and
     cursors (uint16 2 nb + 1, nb the power of two >= n_in) as the Cortex-M build uses it (a
-    host build keeps the values and a bucket bitmap in the same bytes); rounded up to 8."""
+    host build keeps the values and a bucket bitmap in the same bytes); with a learning epoch
+    (``epoch``) also the epoch means in Q.A (int32 n_in + n_out); rounded up to 8."""
     nb = 1 << max(int(n_in) - 1, 0).bit_length()
     b = (8 * (n_out + (n_out if decorr else 0)) + 4 * n_in + 4 * n_out + 4 * (n_in + 4)
          + 2 * n_in + 2 * (2 * nb + 1))
+    b += 4 * (n_in + n_out) if epoch else 0
     return (b + 7) // 8 * 8
 
 
@@ -197,7 +199,9 @@ def arena_layout(layers: Sequence, *, input_bits: int = 8, link: LinkShape | Non
         f"(widest layer {m})")
     if lpl:
         need = max(lpl_scratch_bytes(layers[k].n_in, layers[k].n_out,
-                                     any(f == "cov" and int(np.prod(sh)) for f, sh, _ in shapes))
+                                     any(f == "cov" and int(np.prod(sh)) for f, sh, _ in shapes),
+                                     any(f == "epoch_steps" and int(np.prod(sh))
+                                         for f, sh, _ in shapes))
                    for k, shapes in lpl)
         add("lpl.scratch", need, np.uint8, "learning",
             "LPL step working memory: factors, filtered activities, window search")

@@ -77,7 +77,9 @@ class AdaptConfig:
     def describe(self) -> str:
         parts = []
         if self.lpl_layers:
-            parts.append(f"LPL on {', '.join(self.lpl_layers)}")
+            epoch = 1 if self.lpl is None else self.lpl.epoch
+            parts.append(f"LPL on {', '.join(self.lpl_layers)}"
+                         + (f" (learning epoch {epoch} steps)" if epoch > 1 else ""))
         if self.hep:
             parts.append("hEP head")
         return " + ".join(parts) if parts else "inference only"

@@ -32,6 +32,7 @@ RATE_K = (2048, 4096)
 RATE_S = (11, 48)
 SCALE_S = (0, 63)
 WARMUP_MAX = 1 << 30
+EPOCH_LOG2_MAX = 6
 
 
 class Codes(NamedTuple):
@@ -47,6 +48,9 @@ class Codes(NamedTuple):
     decorr: covariance state kept (lam_decorr > 0; the term itself is off when n_out == 1).
     hom: homeostasis on; own_target: its target is each neuron's mean at the end of the
     warm-up (stored), else rate_target_q (Q.(A+E)).
+    epoch_log2 e: the rule runs once every 2^e time steps on the activities summed over them
+    (0..6, <= act_frac; 0 = every step). The other constants are already per epoch
+    (``lpl_rate.epoch_params``); the device converts nothing.
     """
 
     act_frac: int
@@ -71,10 +75,16 @@ class Codes(NamedTuple):
     rate_target_q: int
     lam_hom: RateCode | None
     eta: RateCode
+    epoch_log2: int = 0
 
     @property
     def var_frac(self) -> int:
         return 2 * self.act_frac + self.ema_frac
+
+    @property
+    def epoch(self) -> int:
+        """Time steps per run of the rule, 2^epoch_log2."""
+        return 1 << self.epoch_log2
 
 
 def _bad(field: str, value, why: str) -> ParameterError:
@@ -128,14 +138,21 @@ def check_codes(c: Codes) -> None:
         raise _bad("warmup", c.warmup, "must be >= 1 when the target is the warm-up mean")
     fixed_target = c.hom and not c.own_target
     _check_int("rate_target_q", c.rate_target_q, 0, (1 << 31) - 1 if fixed_target else 0)
+    _check_int("epoch_log2", c.epoch_log2, 0, EPOCH_LOG2_MAX)
+    if c.epoch_log2 > c.act_frac:
+        raise _bad("epoch_log2", c.epoch_log2, f"exceeds act_frac {c.act_frac} (the epoch mean "
+                                               f"acc << (act_frac - epoch_log2) needs it)")
 
 
 class State(NamedTuple):
     """Per-layer integer LPL state; disabled parts are zero-size arrays.
 
     z_prev int16 [n_out] (Q.A); mean int32 [n_out] (Q.(A+E)); var int32 [n_out] (Q.(2A+E));
-    count int32 [1] (steps seen, saturates at warmup); pre_trace int32 [n_in or 0];
-    post_trace int32 [n_out or 0]; cov int32 [n_out, n_out] or [0, 0]; target int32 [n_out or 0].
+    count int32 [1] (rule runs seen, saturates at warmup); pre_trace int32 [n_in or 0];
+    post_trace int32 [n_out or 0]; cov int32 [n_out, n_out] or [0, 0]; target int32 [n_out or 0];
+    with a learning epoch (epoch_log2 > 0, else all three [0]): epoch_pre int32 [n_in] (the
+    layer's integer inputs summed over the open epoch), epoch_post int32 [n_out] (its spikes
+    summed), epoch_steps int32 [1] (time steps in the open epoch, 0 .. 2^epoch_log2 - 1).
     """
 
     z_prev: np.ndarray
@@ -146,23 +163,34 @@ class State(NamedTuple):
     post_trace: np.ndarray
     cov: np.ndarray
     target: np.ndarray
+    epoch_pre: np.ndarray
+    epoch_post: np.ndarray
+    epoch_steps: np.ndarray
+
+
+EPOCH_FIELDS = ("epoch_pre", "epoch_post", "epoch_steps")
 
 
 def state_shapes(n_in: int, n_out: int, pre: bool, post: bool, decorr: bool,
-                 own_target: bool) -> list[tuple[str, tuple[int, ...], type]]:
-    """(name, shape, dtype) of every State array for an n_out x n_in layer, in State order."""
+                 own_target: bool, epoch: bool = False
+                 ) -> list[tuple[str, tuple[int, ...], type]]:
+    """(name, shape, dtype) of every State array for an n_out x n_in layer, in State order
+    (``epoch``: the layer has a learning epoch, epoch_log2 > 0)."""
     m = n_out if decorr else 0
     return [("z_prev", (n_out,), np.int16), ("mean", (n_out,), np.int32),
             ("var", (n_out,), np.int32), ("count", (1,), np.int32),
             ("pre_trace", (n_in if pre else 0,), np.int32),
             ("post_trace", (n_out if post else 0,), np.int32),
-            ("cov", (m, m), np.int32), ("target", (n_out if own_target else 0,), np.int32)]
+            ("cov", (m, m), np.int32), ("target", (n_out if own_target else 0,), np.int32),
+            ("epoch_pre", (n_in if epoch else 0,), np.int32),
+            ("epoch_post", (n_out if epoch else 0,), np.int32),
+            ("epoch_steps", (1 if epoch else 0,), np.int32)]
 
 
 def code_state_shapes(c: Codes, n_in: int, n_out: int) -> list[tuple[str, tuple[int, ...], type]]:
     """:func:`state_shapes` of the layer a block describes."""
     return state_shapes(n_in, n_out, c.pre is not None, c.post is not None, c.decorr,
-                        c.own_target)
+                        c.own_target, c.epoch_log2 > 0)
 
 
 def new_state(shapes: list[tuple[str, tuple[int, ...], type]], var_init_q: int) -> State:
@@ -186,13 +214,13 @@ def state_bytes(c: Codes, n_in: int, n_out: int) -> int:
 
 
 # ---- the 64-byte LPL block (docs/protocol.md section 8.2) ----------------------------------
-BLOCK = struct.Struct("<BBBBBbbBIIii" + "HBB" * 9 + "I")
+BLOCK = struct.Struct("<BBBBBbbBIIii" + "HBB" * 9 + "I")   # byte 7: epoch_log2
 BLOCK_BYTES = BLOCK.size
 CODE_FIELDS = ("mean", "var", "pre", "post", "lam", "pred", "lam_decorr", "lam_hom", "eta")
 F_DECORR, F_HOM, F_OWN_TARGET = 1, 2, 4
 # byte offset of every field in the block (what a device names in BAD_PARAM)
 FIELD_OFFSETS = {"act_frac": 0, "ema_frac": 1, "factor_frac": 2, "rounding": 3, "flags": 4,
-                 "w_lo": 5, "w_hi": 6, "reserved": 7, "warmup": 8, "xi_q": 12,
+                 "w_lo": 5, "w_hi": 6, "epoch_log2": 7, "warmup": 8, "xi_q": 12,
                  "var_init_q": 16, "rate_target_q": 20,
                  **{n: 24 + 4 * i for i, n in enumerate(CODE_FIELDS)},
                  **{f"{n}.k": 24 + 4 * i for i, n in enumerate(CODE_FIELDS)},
@@ -211,7 +239,7 @@ def pack_block(c: Codes) -> bytes:
         code = getattr(c, name)
         codes += [0, 0, 0] if code is None else [int(code.k), int(code.s), 0]
     return BLOCK.pack(c.act_frac, c.ema_frac, c.factor_frac, int(c.dither), flags, c.w_lo,
-                      c.w_hi, 0, c.warmup, c.xi_q, c.var_init_q, c.rate_target_q, *codes, 0)
+                      c.w_hi, c.epoch_log2, c.warmup, c.xi_q, c.var_init_q, c.rate_target_q, *codes, 0)
 
 
 def unpack_block(data: bytes) -> Codes:
@@ -220,10 +248,8 @@ def unpack_block(data: bytes) -> Codes:
     if len(data) != BLOCK_BYTES:
         raise _bad("length", len(data), f"is not the block's {BLOCK_BYTES} bytes")
     v = BLOCK.unpack(bytes(data))
-    A, E, P, rounding, flags, w_lo, w_hi, res0, warmup, xi_q, var_q, target_q = v[:12]
+    A, E, P, rounding, flags, w_lo, w_hi, epoch_log2, warmup, xi_q, var_q, target_q = v[:12]
     raw, res1 = v[12:39], v[39]
-    if res0:
-        raise _bad("reserved", res0, "is a reserved field and must be 0")
     if res1:
         raise _bad("reserved_end", res1, "is a reserved field and must be 0")
     if rounding not in (0, 1):
@@ -241,6 +267,6 @@ def unpack_block(data: bytes) -> Codes:
     c = Codes(act_frac=A, ema_frac=E, factor_frac=P, dither=bool(rounding), warmup=warmup,
               xi_q=xi_q, var_init_q=var_q, w_lo=w_lo, w_hi=w_hi, decorr=bool(flags & F_DECORR),
               hom=bool(flags & F_HOM), own_target=bool(flags & F_OWN_TARGET),
-              rate_target_q=target_q, **codes)
+              rate_target_q=target_q, epoch_log2=epoch_log2, **codes)
     check_codes(c)
     return c

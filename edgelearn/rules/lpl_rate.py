@@ -32,14 +32,26 @@ Fixed point (A = act_frac, E = ema_frac, P = factor_frac; formats in docs/learni
     B_i             int64  Q.(A+E);   p_i = eta 2^w_shift B_i f'_i in Q.P
     dW_int          = stochastic_shift(p_i * x_j, P + A)  then clip to the weight bounds
 
+Learning epoch (``epoch`` = k = 2^e, docs/learning-rules.md section 10): the rule may run once
+every k time steps instead of every step, on the mean activities of those k steps:
+
+    acc_x += x(t);  acc_z += z(t);  n += 1;   when n == k:  one step with x = acc_x / k,
+    z = acc_z / k (fixed point: acc << (A - e), exact) and the constants of epoch_params(p);
+    then acc_x = acc_z = 0, n = 0.
+
+``epoch_params`` states the rule's time constants, warm-up, eta and pred per epoch; ``step``,
+``codes_for`` and ``step_codes`` are one run of the rule (one epoch), :func:`epoch_step` (float)
+and ``lpl_kernels.EpochLPL`` (fixed) the per-time-step accumulation. k = 1 is the plain rule.
+
 Memory (fixed): 2 (z prev) + 4 (mean) + 4 (var) bytes per output neuron, + 4 per input/output
 neuron when the input/output filters are on, + 4 n_out^2 with decorrelation, + 4 per output
-with a per-neuron homeostatic target, + 4 (step count).
-No per-synapse state.
+with a per-neuron homeostatic target, + 4 (step count), + 4 (n_in + n_out + 1) with a learning
+epoch (the sums and the step counter). No per-synapse state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -75,6 +87,9 @@ class Params:
         w_min, w_max: weight bounds (float units; the fixed rule also clips to int8).
         act_frac, ema_frac, factor_frac: fixed-point fraction bits A, E, P (A + P <= 32).
         rounding: "full" (one PRNG word per synapse) or "dither" (n_in + n_out words per step).
+        epoch: time steps per run of the rule, a power of two in {1, 2, ..., 64} with
+            log2(epoch) <= act_frac (1: every step). Time constants, warmup and eta stay in
+            time steps; :func:`epoch_params` converts them.
     """
 
     eta: float = 1e-3
@@ -96,6 +111,7 @@ class Params:
     ema_frac: int = 8
     factor_frac: int = 23
     rounding: str = "full"
+    epoch: int = 1
 
     def __post_init__(self) -> None:
         base.check_positive(RULE, "eta", self.eta)
@@ -123,6 +139,12 @@ class Params:
         if self.xi_q < 1:
             raise ParameterError(f"{RULE}: xi={self.xi} is below one LSB of the variance format "
                                  f"Q.{2 * self.act_frac + self.ema_frac}; raise act_frac/ema_frac")
+        check_epoch(self.epoch, self.act_frac)
+
+    @property
+    def epoch_log2(self) -> int:
+        """e = log2(epoch)."""
+        return int(self.epoch).bit_length() - 1
 
     # derived fixed-point constants
     @property
@@ -147,13 +169,47 @@ class Params:
             b += 4 * n_out if self.tau_post > 0 else 0
             b += 4 * n_out * n_out if self.lam_decorr > 0 else 0
             b += 4 * n_out if self.stores_target else 0
+            b += 4 * (n_in + n_out + 1) if self.epoch > 1 else 0
             return b
         b = 4 * 3 * n_out + 4
         b += 4 * n_in if self.tau_pre > 0 else 0
         b += 4 * n_out if self.tau_post > 0 else 0
         b += 4 * n_out * n_out if self.lam_decorr > 0 else 0
         b += 4 * n_out if self.stores_target else 0
+        b += 4 * (n_in + n_out + 1) if self.epoch > 1 else 0
         return b
+
+
+EPOCHS = tuple(1 << e for e in range(lpl_codes.EPOCH_LOG2_MAX + 1))
+
+
+def check_epoch(epoch, act_frac: int = 14) -> None:
+    """Refuse a learning epoch that is not a power of two in 1..64 or whose log2 exceeds
+    ``act_frac`` (ParameterError naming ``epoch``)."""
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or \
+            int(epoch) not in EPOCHS:
+        raise ParameterError(f"{RULE}: epoch must be a power of two in {list(EPOCHS)}, got "
+                             f"{epoch!r}")
+    e = int(epoch).bit_length() - 1
+    if e > act_frac:
+        raise ParameterError(f"{RULE}: epoch {epoch} needs log2(epoch) = {e} <= act_frac "
+                             f"({act_frac}): the epoch mean is acc << (act_frac - {e})")
+
+
+@functools.lru_cache(maxsize=256)
+def epoch_params(p: Params) -> Params:
+    """The constants of one learning epoch of ``p`` as one step of the ordinary rule (k =
+    p.epoch time steps): epoch 1; tau_mean, tau_var, tau_pre, tau_post / k (a 0 filter stays
+    0); warmup = ceil(warmup / k); eta * k (eta is per time step, an epoch applies the rule to
+    k steps at once); pred / k (the predictive term is z(t) - z(t-1), which telescopes over
+    the k steps of an epoch: counted once per epoch, not k times); every other field as is.
+    With k = 1 it returns ``p`` itself."""
+    k = int(p.epoch)
+    if k == 1:
+        return p
+    return dataclasses.replace(
+        p, epoch=1, tau_mean=p.tau_mean / k, tau_var=p.tau_var / k, tau_pre=p.tau_pre / k,
+        tau_post=p.tau_post / k, warmup=-(-int(p.warmup) // k), eta=p.eta * k, pred=p.pred / k)
 
 
 State = lpl_codes.State   # float twin: float32 arrays (count int32); fixed: see lpl_codes
@@ -175,12 +231,13 @@ def state_shapes(params: Params, n_in: int, n_out: int):
     """(name, shape, dtype) of the fixed-point State arrays of an n_out x n_in layer."""
     base.check_size(RULE, n_in, n_out)
     return lpl_codes.state_shapes(n_in, n_out, params.tau_pre > 0, params.tau_post > 0,
-                                  params.lam_decorr > 0, params.stores_target)
+                                  params.lam_decorr > 0, params.stores_target, params.epoch > 1)
 
 
 def init(params: Params, n_in: int, n_out: int) -> State:
-    """Float state (float32; count int32): zero mean and previous output, variance var_init."""
-    s = State(*(np.zeros(shape, np.int32 if name == "count" else np.float32)
+    """Float state (float32; count and epoch_steps int32): zero mean and previous output,
+    variance var_init, empty epoch sums."""
+    s = State(*(np.zeros(shape, np.int32 if name in ("count", "epoch_steps") else np.float32)
                 for name, shape, _ in state_shapes(params, n_in, n_out)))
     s.var[:] = params.var_init
     if s.cov.size:
@@ -200,11 +257,16 @@ def _var_init_q(params: Params) -> int:
 # ---------------------------------------------------------------- float twin
 
 def step(pre, post, state: State, params: Params, gain=None) -> tuple[np.ndarray, State]:
-    """Float twin: returns (dW [n_out, n_in] float64, new state). Refuses NaN/Inf inputs.
+    """Float twin of one run of the rule: returns (dW [n_out, n_in] float64, new state).
+    Refuses NaN/Inf inputs.
 
     ``pre``: x [n_in]; ``post``: z [n_out]; ``gain``: f'(a) [n_out] (default 1).
-    Apply with ``qmath.apply_float(w, dW, params.w_min, params.w_max)``.
+    Apply with ``qmath.apply_float(w, dW, params.w_min, params.w_max)``. With a learning
+    epoch (params.epoch = k > 1) this is one epoch: x and z are the means over its k time
+    steps and the constants those of :func:`epoch_params` (:func:`epoch_step` accumulates).
+    The epoch sums of ``state`` pass through unchanged.
     """
+    params = epoch_params(params)
     n_out = state.mean.shape[0]
     n_in = state.pre_trace.shape[0] if params.tau_pre > 0 else np.asarray(pre).reshape(-1).size
     x = base.float_input(RULE, "pre", pre, n_in)
@@ -248,8 +310,33 @@ def step(pre, post, state: State, params: Params, gain=None) -> tuple[np.ndarray
         cov=(qmath.ema_float(cov, np.outer(d, d), r_v).astype(np.float32) if cov.size
              else state.cov),
         target=target,
+        epoch_pre=state.epoch_pre, epoch_post=state.epoch_post, epoch_steps=state.epoch_steps,
     )
     return dw, new
+
+
+def epoch_step(pre, post, state: State, params: Params, gain=None
+               ) -> tuple[np.ndarray | None, State]:
+    """Float twin of one time step with the learning epoch of ``params`` (k = params.epoch):
+    acc_x += pre, acc_z += post, n += 1; when n == k, :func:`step` on acc_x / k, acc_z / k
+    (and ``gain``, f'(a) of this last step) and the sums restart. Returns (dW or None when the
+    rule did not run, new state). With k = 1 it is :func:`step`."""
+    k = int(params.epoch)
+    if k == 1:
+        return step(pre, post, state, params, gain)
+    n_out = state.mean.shape[0]
+    n_in = state.epoch_pre.shape[0]
+    acc_x = state.epoch_pre + base.float_input(RULE, "pre", pre, n_in)
+    acc_z = state.epoch_post + base.float_input(RULE, "post", post, n_out)
+    n = int(state.epoch_steps[0]) + 1
+    if n < k:
+        return None, state._replace(epoch_pre=acc_x.astype(np.float32),
+                                    epoch_post=acc_z.astype(np.float32),
+                                    epoch_steps=np.array([n], np.int32))
+    dw, new = step(acc_x / k, acc_z / k, state, params, gain)
+    return dw, new._replace(epoch_pre=np.zeros_like(state.epoch_pre),
+                            epoch_post=np.zeros_like(state.epoch_post),
+                            epoch_steps=np.zeros_like(state.epoch_steps))
 
 
 # ---------------------------------------------------------------- fixed point
@@ -261,7 +348,10 @@ def _scale_code(name: str, value: float) -> qmath.RateCode | None:
 @functools.lru_cache(maxsize=256)
 def codes_for(params: Params, w_shift: float, n_out: int) -> lpl_codes.Codes:
     """The integer constants of the fixed step for a layer with ``n_out`` outputs whose float
-    weight is ``w_int * 2^-w_shift`` (what a host sends a device as an LPL block)."""
+    weight is ``w_int * 2^-w_shift`` (what a host sends a device as an LPL block). With a
+    learning epoch: the constants of :func:`epoch_params` and epoch_log2 = log2(epoch)."""
+    e = params.epoch_log2
+    params = epoch_params(params)
     base.check_w_shift(RULE, w_shift)
     lo, hi = qmath.int_bounds(params.w_min, params.w_max, w_shift)
     decorr = params.lam_decorr > 0 and n_out > 1
@@ -284,7 +374,8 @@ def codes_for(params: Params, w_shift: float, n_out: int) -> lpl_codes.Codes:
                                                               + params.ema_frac))))
                        if fixed_target else 0),
         lam_hom=_scale_code("lam_hom", params.lam_hom),
-        eta=qmath.encode_scale(RULE, "eta * 2^w_shift", params.eta * 2.0 ** float(w_shift)))
+        eta=qmath.encode_scale(RULE, "eta * 2^w_shift", params.eta * 2.0 ** float(w_shift)),
+        epoch_log2=e)
     lpl_codes.check_codes(codes)
     return codes
 
@@ -345,7 +436,8 @@ def step_codes(w_int8, pre_q, post_q, state: State, c: lpl_codes.Codes, rng: Rng
     f'(a) in Q.12 (default 4096 = 1). Returns (w_int8_new, state, rng, stats). PRNG words are
     drawn in this order: pre filter (n_in), post filter (n_out), weight update (n_out*n_in, or
     n_out + n_in with dither; none during warm-up), mean (n_out), var (n_out), cov (n_out^2).
-    Cost O(n_in * n_out); no per-synapse state.
+    Cost O(n_in * n_out); no per-synapse state. One run of the rule: with c.epoch_log2 > 0 the
+    caller passes the epoch means (lpl_kernels.EpochLPL); the state's epoch sums pass through.
     """
     n_out = state.mean.shape[0]
     w = np.asarray(w_int8)
@@ -402,6 +494,7 @@ def step_codes(w_int8, pre_q, post_q, state: State, c: lpl_codes.Codes, rng: Rng
         pre_trace=np.asarray(pre_tr, np.int32), post_trace=np.asarray(post_tr, np.int32),
         cov=out[2],
         target=(out[0].copy() if c.own_target and count + 1 == c.warmup else state.target),
+        epoch_pre=state.epoch_pre, epoch_post=state.epoch_post, epoch_steps=state.epoch_steps,
     )
     return w, new, rng, FixedStats(changed, clipped, nsat, int(skipped))
 

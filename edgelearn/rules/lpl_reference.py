@@ -17,7 +17,10 @@ starting state (the LPL section of the weights blob, docs/protocol.md):
 
 computed in float64 from the integer network's spikes on a stream of training samples (samples
 back to back, as a device sees them; the first ``burn_in`` steps are not averaged), then
-rounded half up to the integer formats. With ``codes.own_target`` and this state, homeostasis
+rounded half up to the integer formats. With a learning epoch (k = 2^codes.epoch_log2) the
+rule sees the means over consecutive k steps, so these averages run over those means (the
+stream cut into epochs from its first step, a last partial epoch dropped; burn-in
+``burn_in // k`` epochs) with the block's per-epoch rate codes; the epoch sums start empty. With ``codes.own_target`` and this state, homeostasis
 pulls every neuron's running mean back towards its training-distribution mean from the first
 step; on inputs like the training data the expected update is close to zero.
 """
@@ -70,6 +73,15 @@ def reference_state(codes: Codes, pre: np.ndarray, post: np.ndarray,
     one_a = float(1 << A)
     xs = pre.reshape(steps, n_in).astype(np.float64) * one_a          # Q.A, as the rule sees
     zs = post.reshape(steps, n_out).astype(np.float64) * one_a
+    k_ep = codes.epoch
+    if k_ep > 1:                                   # the rule runs on epoch means
+        burn_in //= k_ep
+        steps //= k_ep
+        xs = xs[:steps * k_ep].reshape(steps, k_ep, n_in).mean(axis=1)
+        zs = zs[:steps * k_ep].reshape(steps, k_ep, n_out).mean(axis=1)
+        if steps <= burn_in:
+            raise InputError(f"reference stream has {steps} epochs of {k_ep} steps; more than "
+                             f"the burn-in of {burn_in} are needed")
     r_pre = None if codes.pre is None else _rate(codes.pre)
     r_post = None if codes.post is None else _rate(codes.post)
     r_m, r_v = _rate(codes.mean), _rate(codes.var)
