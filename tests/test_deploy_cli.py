@@ -74,6 +74,10 @@ def test_deploy_to_each_target(target, stream, tmp_path, capsys):
     # the substrate's learner has its own LPL: a rule preset there was silently not run
     (["--budget", "64KiB", "--target", "substrate:bss2", "--lpl-rule", "homeostasis"],
      "the substrate target runs its own LPL settings"),
+    (["--budget", "64KiB", "--lpl-epoch", "3"], "--lpl-epoch: must be a power of two in [1, 64]"),
+    (["--budget", "64KiB", "--lpl-epoch", "128"], "--lpl-epoch: must be an integer in [1, 64]"),
+    (["--budget", "64KiB", "--target", "substrate:bss2", "--lpl-epoch", "8"],
+     "--lpl-epoch 8: the substrate target runs its own LPL settings"),
 ])
 def test_deploy_bad_input(args, needle, capsys, tmp_path):
     rc = main(["deploy", MODEL, "--report", str(tmp_path / "r"), "--quiet"] + args)
@@ -89,6 +93,26 @@ def test_plan_refuses_an_lpl_rule_the_substrate_would_not_run(capsys):
     _one_line_error(capsys, rc, "the substrate target runs its own LPL settings")
     assert main(["plan", MODEL, "--budget", "64KiB", "--target", "host",
                  "--lpl-rule", "homeostasis"]) == 0
+    rc = main(["plan", MODEL, "--budget", "64KiB", "--target", "substrate:bss2",
+               "--lpl-epoch", "4"])
+    _one_line_error(capsys, rc, "leave --lpl-epoch at 1")
+
+
+def test_plan_shows_and_charges_the_learning_epoch(capsys):
+    """`edgelearn plan --lpl-epoch 8`: the epoch sums (4 (n_in + n_out + 1) B per layer) and
+    the epoch means in lpl.scratch (4 (n_in + n_out) B) are charged, and the plan says it."""
+    plans = {}
+    for k in ("1", "8"):
+        assert main(["plan", MODEL, "--budget", "64KiB", "--lpl-epoch", k, "--json"]) == 0
+        plans[k] = json.loads(capsys.readouterr().out)
+    assert "learning epoch 8 steps" in plans["8"]["config"]
+    assert "epoch" not in plans["1"]["config"]
+    bufs = {k: {b["name"]: b["bytes"] for b in p["buffers"]} for k, p in plans.items()}
+    extra = set(bufs["8"]) - set(bufs["1"])
+    assert extra and all(".lpl.epoch_" in n for n in extra)
+    grown = sum(bufs["8"][n] for n in extra) + bufs["8"]["lpl.scratch"] - \
+        bufs["1"]["lpl.scratch"]
+    assert plans["8"]["learning_bytes"] - plans["1"]["learning_bytes"] == grown > 0
 
 
 def test_killed_run_resumes_without_corrupt_checkpoint(stream, tmp_path):

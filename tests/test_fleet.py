@@ -206,6 +206,8 @@ def test_a_nir_model_needs_dt_and_its_worst_command_repeats_it(voices, tmp_path,
     (["--lpl-rule", "oja"], "argument --lpl-rule: invalid choice"),
     (["--target", "substrate:bss2", "--lpl-rule", "homeostasis"],
      "the substrate target runs its own LPL settings"),
+    (["--lpl-epoch", "6"], "argument --lpl-epoch: must be a power of two"),
+    (["--target", "substrate:bss2", "--lpl-epoch", "2"], "leave --lpl-epoch at 1"),
 ])
 def test_bad_fleet_input_is_one_line(args, needle, tmp_path, capsys):
     base = ["fleet", MODEL, "--devices", "2", "--budget", "64KiB", "--engine", "inline",
@@ -346,3 +348,25 @@ def test_store_refuses_a_damaged_line_before_the_tail(tmp_path):
     from edgelearn.errors import DataError
     with pytest.raises(DataError, match="line 2 is not a device record"):
         read_records(path)
+
+
+def test_lpl_epoch_reaches_the_plan_the_identity_and_the_device_command(voices):
+    """`edgelearn fleet --lpl-epoch K` plans the devices with epoch K (as `edgelearn deploy`
+    does), is part of the identity only when not 1 (older fleets keep theirs), and the
+    command that reruns a device repeats it."""
+    from edgelearn.adapt.bundle import load_bundle, plan_for
+    from edgelearn.fleet.report import deploy_command
+
+    base = dict(model=MODEL, target="host", streams=f"{voices}@user=voice", budget="64KiB")
+    one, eight = FleetConfig(**base), FleetConfig(**base, lpl_epoch=8)
+    files = ModelFiles.read(one)
+    assert one.identity(files) != eight.identity(files)
+    assert one.identity(files) == FleetConfig.from_json(
+        {k: v for k, v in one.to_json().items() if k != "lpl_epoch"}).identity(files)
+    bundle = load_bundle(MODEL)
+    assert plan_for(bundle, eight, link=False).config.lpl.epoch == 8
+    assert plan_for(bundle, one, link=False).config.lpl.epoch == 1
+    rec = {"target": "host", "stream": "s.npz", "seed": 3}
+    argv = shlex.split(deploy_command(eight, rec, "r"))
+    assert argv[argv.index("--lpl-epoch") + 1] == "8"
+    assert "--lpl-epoch" not in deploy_command(one, rec, "r")

@@ -291,3 +291,74 @@ def test_float_twin_and_fixed_point_agree_at_epoch_8():
     cos = (fixed * total).sum() / (np.linalg.norm(fixed) * np.linalg.norm(total))
     assert cos > 0.99, cos
     assert np.abs(fixed - total).max() <= 4 * math.sqrt(runs / 4)
+
+
+# ---- through the planner, the targets and the CLI -----------------------------------------
+
+MODEL = "models/randman_small.onnx"
+
+
+@pytest.fixture(scope="module")
+def randman_x():
+    from edgelearn.data.randman import randman_splits
+    _, te = randman_splits(n_classes=10, n_units=32, n_steps=50, dim_manifold=2, alpha=2.0,
+                           samples_per_class=200, seed=0)
+    return te
+
+
+def test_host_and_simulated_board_agree_with_an_epoch_from_the_reference_state(randman_x):
+    """slow+homeostasis with epoch 8: the reference state is measured on epoch means, the
+    config blob carries epoch_log2 to the board, and host and board end bit-identical
+    (weights, statistics, epoch sums mid-epoch: 6 samples of 50 steps = 37.5 epochs)."""
+    from edgelearn.adapt.bundle import load_bundle
+    from edgelearn.adapt.reference import lpl_reference_weights
+    from edgelearn.adapt.session import engine_config, make_target
+    from edgelearn.memory import get_profile
+    from edgelearn.memory.planner import AdaptConfig, plan_deployment, shapes_of
+    from edgelearn.rules import lpl_presets
+    from edgelearn.targets.spec import parse_target
+
+    b = load_bundle(MODEL)
+    p = dataclasses.replace(lpl_presets.preset("slow+homeostasis"), eta=3e-4, epoch=8)
+    plan = plan_deployment(shapes_of(b.network), 64 * 1024, get_profile("cortex-m4-256k"),
+                           AdaptConfig(lpl_layers=b.hidden_names, hep=False, lpl=p), link=True)
+    ref = lpl_reference_weights(b.qnet, engine_config(b, plan, 3), b.reference_inputs())
+    name = b.hidden_names[0]
+    got = {}
+    for kind in ("host", "sim"):
+        with make_target(parse_target(kind), b, plan, seed=3, progress=False) as t:
+            w0 = t.get_weights()
+            for k, v in ref.items():
+                np.testing.assert_array_equal(w0[k], v, err_msg=f"{kind} {k}")
+            t.set_learning(True, False)
+            for x in randman_x.x[:6]:
+                t.infer(x)
+            got[kind] = t.get_weights()
+            assert t.telemetry().lpl_updates == 37            # one per finished epoch
+    assert set(got["host"]) == set(got["sim"])
+    for k in got["host"]:
+        np.testing.assert_array_equal(got["host"][k], got["sim"][k], err_msg=k)
+    assert got["host"][f"state.{name}.lpl.epoch_steps"][0] == 300 % 8
+    assert got["host"][f"state.{name}.lpl.epoch_post"].any()
+    assert not np.array_equal(got["host"][f"{name}.weight"], b.qnet.layer(name).weight)
+
+
+def test_reference_state_runs_on_epoch_means():
+    """lpl_reference.reference_state with an epoch measures the statistics of the means over
+    consecutive k steps (what the rule sees): without filters the variance of a mean of 8
+    Bernoulli steps is ~1/8 of a step's; with the deployed 20-step filters (2.5 epochs) both
+    see about the same smoothed rate. Means agree; the epoch sums start empty."""
+    from edgelearn.rules.lpl_reference import reference_state
+    la = _hidden()
+    g = np.random.default_rng(8)
+    pre = g.integers(0, 2, (4, 1000, la.n_in))
+    post = (g.random((4, 1000, la.n_out)) < 0.3).astype(np.int64)
+    for p, lo, hi in ((dataclasses.replace(P8, tau_pre=0.0, tau_post=0.0), 0.1, 0.2),
+                      (P8, 0.95, 1.05)):
+        st8 = reference_state(lpl_rate.layer_codes(p, la), pre, post, burn_in=400)
+        st1 = reference_state(lpl_rate.layer_codes(dataclasses.replace(p, epoch=1), la), pre,
+                              post, burn_in=400)
+        ratio = st8.var / st1.var
+        assert np.all((ratio > lo) & (ratio < hi)), ratio
+        np.testing.assert_allclose(st8.mean, st1.mean, rtol=5e-3)
+        assert st8.epoch_steps[0] == 0 and not st8.epoch_pre.any() and st8.epoch_pre.size
