@@ -13,6 +13,9 @@ in one process, configurations interleaved within every repeat:
                                                 repeats without a label)
     (r) inference + reference LPL               lpl_rate.step_fixed + QLayer rebuild (the old
                                                 hot path, for comparison; fewer samples)
+    (e) inference + LPL with a learning epoch   ``--lpl-epoch K`` > 1: (b) with Params.epoch K
+                                                (the rule runs every K steps on the sums;
+                                                docs/learning-rules.md section 10)
 
 LPL is past its warm-up in (b), (c), (r) (the warm-up steps skip the weight rule and would
 flatter the ratio). Per repeat the time per step is wall-clock (perf_counter) and CPU time
@@ -23,7 +26,7 @@ in wall-clock time (also the waiting when other processes share the CPUs; on an 
 the two agree). The load average is recorded.
 Writes reports/bench_adapt_cost.json. ``--profile`` prints where the time of (b) goes.
 
-    python bench/bench_adapt_cost.py [--repeats 7] [--samples 4] [--profile]
+    python bench/bench_adapt_cost.py [--repeats 7] [--samples 4] [--profile] [--lpl-epoch 8]
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eta", type=float, default=None,
                     help="LPL learning rate instead of default_lpl()'s (e.g. 1e-4: every step "
                          "moves ~15 %% of the weights, the dense update path)")
+    ap.add_argument("--lpl-epoch", type=int, default=1, choices=(1, 2, 4, 8, 16, 32, 64),
+                    help="also time (e): LPL with this learning epoch (default 1: not run)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_adapt_cost.json"))
     args = ap.parse_args(argv)
 
@@ -118,6 +123,9 @@ def main(argv=None) -> int:
                "b_inference_lpl": make_target(b, True, False, lpl_params=lp)}
     if b.head is not None:
         configs["c_lpl_hep10"] = make_target(b, True, True, lpl_params=lp)
+    if args.lpl_epoch > 1:
+        configs["e_inference_lpl_epoch"] = make_target(
+            b, True, False, lpl_params=dataclasses.replace(lp, epoch=args.lpl_epoch))
     if args.reference_samples:
         configs["r_reference_lpl"] = make_target(b, True, False, reference=True, lpl_params=lp)
     warm = x[-3:]                        # past the LPL warm-up (200 steps) before timing
@@ -176,6 +184,22 @@ def main(argv=None) -> int:
           f"{'met' if ok_cpu else 'NOT met'} in CPU time, "
           f"{'met' if ok_wall else 'NOT met'} in wall-clock time (wall time includes waiting "
           f"for the CPU when the machine is shared)")
+    if "e_inference_lpl_epoch" in med:
+        for m in ("wall", "cpu"):
+            paired = [ee / aa for aa, ee in zip(times["a_inference"][m],
+                                                times["e_inference_lpl_epoch"][m])]
+            paired_b = [ee / bb for bb, ee in zip(times["b_inference_lpl"][m],
+                                                  times["e_inference_lpl_epoch"][m])]
+            ratios[f"epoch_{m}"] = {
+                "e_over_a": med["e_inference_lpl_epoch"][m] / med["a_inference"][m],
+                "e_over_a_paired": statistics.median(paired),
+                "e_over_b": med["e_inference_lpl_epoch"][m] / med["b_inference_lpl"][m],
+                "e_over_b_paired": statistics.median(paired_b)}
+        r = ratios["epoch_cpu"]
+        print(f"(e) learning epoch {args.lpl_epoch}: (e)/(a) cpu {r['e_over_a']:.2f} (paired "
+              f"{r['e_over_a_paired']:.2f}), (e)/(b) cpu {r['e_over_b']:.2f} (paired "
+              f"{r['e_over_b_paired']:.2f}); wall (e)/(a) "
+              f"{ratios['epoch_wall']['e_over_a']:.2f}")
     if "r_reference_lpl" in med:
         print(f"reference LPL path / fast LPL path (wall): "
               f"{med['r_reference_lpl']['wall'] / med['b_inference_lpl']['wall']:.1f}x")
@@ -193,7 +217,8 @@ def main(argv=None) -> int:
         prof_text = s.getvalue()
         print(prof_text)
 
-    out = {"model": Path(args.model).name, "lpl": dataclasses.asdict(lp), "stream": "speech_digits/new_user", "T": T,
+    out = {"model": Path(args.model).name, "lpl": dataclasses.asdict(lp),
+           "lpl_epoch": args.lpl_epoch, "stream": "speech_digits/new_user", "T": T,
            "input_activity": active, "repeats": args.repeats, "samples_per_repeat": n,
            "load_average_start": load0, "load_average_end": load1, "cpus": os.cpu_count(),
            "us_per_step_median": med, "us_per_step_all": times, "ratio_b_over_a": ratios,

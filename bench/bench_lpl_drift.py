@@ -36,8 +36,9 @@ Protocol (everything in one run, paired by seed):
     python bench/bench_lpl_drift.py --seeds 5
     python bench/bench_lpl_drift.py --model models/speech_digits_lpl.onnx --lpl-eta 1e-6
     python bench/bench_lpl_drift.py --methods frozen,homeostasis --presets slow+homeostasis
-    python bench/bench_lpl_drift.py --methods frozen,homeostasis --presets slow+homeostasis \
-        --lpl-epoch 8      # every LPL-rule method (and its float twin) with a learning epoch
+    python bench/bench_lpl_drift.py --presets slow+homeostasis --lpl-epoch 8
+(``--lpl-epoch K``: every LPL-rule method, presets included, and its float twin run with a
+learning epoch of K steps, docs/learning-rules.md section 10.)
 Writes reports/bench_lpl_drift.json and reports/bench_lpl_drift.png; prints one line per run.
 """
 

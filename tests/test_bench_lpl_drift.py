@@ -74,11 +74,13 @@ def test_float_twin_sees_the_integer_input():
     ["bench/bench_lpl_drift.py", "--seeds", "1", "--methods", "LPL"],
     ["bench/bench_lpl_drift.py", "--presets", "slow+homeostasis,fast", "--seeds", "1"],
     ["bench/bench_lpl_drift.py", "--presets", "homeostasis", "--seeds", "1"],
+    ["bench/bench_lpl_drift.py", "--lpl-epoch", "3", "--seeds", "1"],
     ["bench/bench_lpl_fixed_point.py", "no/such/model.onnx"],
     ["bench/bench_lpl_fixed_point.py", "models/speech_digits.onnx", "--samples", "-1"],
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, tmp_path):
     """A refused value (the LPL rule's eta, no seeds, a negative count, an unknown condition,
+    a learning epoch that is not a power of two,
     methods without frozen, an unknown preset or one named like a bench method) or a missing
     model: one stderr line, exit 2, no report."""
     root = Path(__file__).resolve().parents[1]
