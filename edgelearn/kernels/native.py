@@ -25,7 +25,7 @@ from edgelearn.errors import InputError, ModelError
 from edgelearn.kernels import cbuild
 from edgelearn.kernels.image import INPUT_BITS_OFFSET, N_IN_OFFSET
 
-ABI = 4
+ABI = 5
 MODES = {"auto": 0, "dense": 1, "event": 2}
 #: the most threads a batch run splits into (EL_NATIVE_MAX_THREADS in firmware/lib/el_native.c)
 MAX_THREADS = 64
@@ -52,6 +52,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "el_native_lpl_window_rows": (None, [P]),
         "el_native_lpl_step": (i32, [P, u32, u32, P, P, P, P, P, P, P, P, P, P, P, P, P, P, i32,
                                      P]),
+        "el_native_lpl_epoch_step": (i32, [P, u32, u32, P, i32, P, P, P, P, P, i32, P]),
         "el_native_engine_load": (i32, [P, P, P, u32, P, u32, i32, u32, u32, P, P, P, u32]),
         "el_native_engine_set": (None, [P, i32, u32, u32]),
         "el_native_engine_rng": (None, [P, P]),

@@ -21,7 +21,7 @@
 #include "el_lpl_codes.h"
 #include "el_net.h"
 
-#define EL_NATIVE_ABI 4
+#define EL_NATIVE_ABI 5
 #define EL_NATIVE_MAX_THREADS 64
 
 typedef struct {
@@ -283,11 +283,46 @@ int el_native_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t 
     int32_t var_init;
     uint32_t bad_off, bad_val;
     if (el_lpl_block_parse(codes, &p, &var_init, &bad_off, &bad_val)) return -1;
-    el_lpl_state st = {z_prev, mean, var, count, pre_trace, post_trace, cov, target};
+    el_lpl_state st = {z_prev, mean, var, count, pre_trace, post_trace, cov, target, 0, 0, 0};
     el_rng r = {rng[0], rng[1]};
     el_lpl_stats s;
     el_act xa = {pre, EL_ACT_Q}, ya = {post, EL_ACT_Q};
     int ran = el_lpl_step(wT, n_in, n_out, xa, ya, gain, &st, &p, &r, scratch, fast, &s);
+    rng[0] = r.key;
+    rng[1] = r.counter;
+    if (stats) {
+        stats[0] = s.n_changed;
+        stats[1] = s.n_clipped;
+        stats[2] = s.n_saturated;
+        stats[3] = s.skipped;
+    }
+    return ran;
+}
+
+/* The learning-epoch step (el_lpl_epoch_step) with the state arrays in the order of
+ * lpl_rate.State (state[0..10]: z_prev .. target, epoch_pre, epoch_post, epoch_steps; NULL
+ * where absent): pre [n_in] integers of kind EL_ACT_U8 / I8 / I16 (pre_kind), post [n_out]
+ * 0/1 spikes; rng and stats as el_native_lpl_step. Returns 1 when the rule ran, 0 on a step
+ * that only accumulated, -1 for a refused block or kind. */
+int el_native_lpl_epoch_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const void *pre,
+                             int pre_kind, const uint8_t *post, void *const *state,
+                             const uint8_t *codes, uint32_t *rng, void *scratch, int fast,
+                             uint32_t *stats)
+{
+    el_lpl_params p;
+    int32_t var_init;
+    uint32_t bad_off, bad_val;
+    if (el_lpl_block_parse(codes, &p, &var_init, &bad_off, &bad_val)) return -1;
+    if (pre_kind != EL_ACT_U8 && pre_kind != EL_ACT_I8 && pre_kind != EL_ACT_I16) return -1;
+    if (p.epoch_log2 && (!state[8] || !state[9] || !state[10])) return -1;
+    el_lpl_state st = {(int16_t *)state[0], (int32_t *)state[1], (int32_t *)state[2],
+                       (int32_t *)state[3], (int32_t *)state[4], (int32_t *)state[5],
+                       (int32_t *)state[6], (int32_t *)state[7], (int32_t *)state[8],
+                       (int32_t *)state[9], (int32_t *)state[10]};
+    el_rng r = {rng[0], rng[1]};
+    el_lpl_stats s;
+    el_act xa = {pre, pre_kind}, ya = {post, EL_ACT_U8};
+    int ran = el_lpl_epoch_step(wT, n_in, n_out, xa, ya, 0, &st, &p, &r, scratch, fast, &s);
     rng[0] = r.key;
     rng[1] = r.counter;
     if (stats) {
@@ -402,7 +437,8 @@ void el_native_engine_counters(const native_engine *ne, uint32_t *c)
 
 /* addresses inside the arena (Python wraps them without copying): what 0 features, 1 output,
  * 2 layer k's field: 0 wT, 9 current, 10 membrane, 11 spikes; 3 LPL entry k's state field
- * 1 z_prev .. 8 target (the order of lpl_rate.State) */
+ * 1 z_prev .. 8 target, 9 epoch_pre, 10 epoch_post, 11 epoch_steps (the order of
+ * lpl_rate.State) */
 void *el_native_engine_ptr(native_engine *ne, int what, uint32_t k, int field)
 {
     el_engine *e = &ne->eng;
@@ -419,9 +455,10 @@ void *el_native_engine_ptr(native_engine *ne, int what, uint32_t k, int field)
     }
     if (what == 3 && k < e->cfg.n_lpl) {
         el_lpl_state *st = &e->lpl_st[k];
-        void *f[9] = {0, st->z_prev, st->mean, st->var, st->count, st->pre_trace,
-                      st->post_trace, st->cov, st->target};
-        return field >= 1 && field <= 8 ? f[field] : 0;
+        void *f[12] = {0, st->z_prev, st->mean, st->var, st->count, st->pre_trace,
+                       st->post_trace, st->cov, st->target, st->epoch_pre, st->epoch_post,
+                       st->epoch_steps};
+        return field >= 1 && field <= 11 ? f[field] : 0;
     }
     return 0;
 }

@@ -246,10 +246,41 @@ static void put_f32s(uint8_t *out, uint32_t *pos, const float *a, uint32_t n)
     }
 }
 
+/* the optional LPL state arrays of a weights blob section, in order, by part bit (bit i: array
+ * i present): pre_trace, post_trace, cov, target, then the learning epoch's epoch_pre,
+ * epoch_post, epoch_steps (bits 4..6, all three or none) */
+#define LPL_PARTS 7
+#define LPL_PART_BITS 0x7Fu
+
+static void lpl_optional(const el_lpl_state *st, uint32_t n_in, uint32_t n_out,
+                         int32_t **arr, uint32_t *cnt)
+{
+    int32_t *a[LPL_PARTS] = {st->pre_trace, st->post_trace, st->cov, st->target,
+                             st->epoch_pre, st->epoch_post, st->epoch_steps};
+    uint32_t c[LPL_PARTS] = {n_in, n_out, n_out * n_out, n_out, n_in, n_out, 1};
+    memcpy(arr, a, sizeof a);
+    memcpy(cnt, c, sizeof c);
+}
+
 static uint32_t lpl_parts(const el_lpl_state *st)
 {
-    return (st->pre_trace ? 1u : 0) | (st->post_trace ? 2u : 0) | (st->cov ? 4u : 0) |
-           (st->target ? 8u : 0);
+    int32_t *arr[LPL_PARTS];
+    uint32_t cnt[LPL_PARTS], parts = 0;
+    lpl_optional(st, 0, 0, arr, cnt);
+    for (int f = 0; f < LPL_PARTS; f++) parts |= arr[f] ? 1u << f : 0u;
+    return parts;
+}
+
+/* bytes of the optional arrays of a section with these part bits */
+static uint32_t lpl_parts_bytes(uint32_t parts, uint32_t n_in, uint32_t n_out)
+{
+    el_lpl_state none;
+    int32_t *arr[LPL_PARTS];
+    uint32_t cnt[LPL_PARTS], b = 0;
+    memset(&none, 0, sizeof none);
+    lpl_optional(&none, n_in, n_out, arr, cnt);
+    for (int f = 0; f < LPL_PARTS; f++) b += (parts >> f & 1u) ? 4 * cnt[f] : 0;
+    return b;
 }
 
 static int has_replay(const el_engine *e) { return e->hep_planned && e->cfg.replay > 0; }
@@ -284,10 +315,11 @@ uint32_t el_weights_encode(const el_engine *e, uint8_t *out)
         put_i32s(out, &pos, st->mean, L->n_out);
         put_i32s(out, &pos, st->var, L->n_out);
         put_i32s(out, &pos, st->count, 1);
-        if (st->pre_trace) put_i32s(out, &pos, st->pre_trace, L->n_in);
-        if (st->post_trace) put_i32s(out, &pos, st->post_trace, L->n_out);
-        if (st->cov) put_i32s(out, &pos, st->cov, L->n_out * L->n_out);
-        if (st->target) put_i32s(out, &pos, st->target, L->n_out);
+        int32_t *arr[LPL_PARTS];
+        uint32_t cnt[LPL_PARTS];
+        lpl_optional(st, L->n_in, L->n_out, arr, cnt);
+        for (int f = 0; f < LPL_PARTS; f++)
+            if (arr[f]) put_i32s(out, &pos, arr[f], cnt[f]);
     }
     if (e->has_head) {
         uint8_t k4[4] = {h->d.K, 0, 0, 0};
@@ -356,7 +388,7 @@ int el_weights_apply(el_engine *e, const uint8_t *b, uint32_t len, el_blob_error
             uint32_t k = b[pos], parts = b[pos + 1], n_in = u32(b + pos + 4), n_out = u32(b + pos + 8);
             if (pass == 0) {
                 EXPECT((int)k > last && k < e->net.n_layers, pos, k, "is not an increasing layer index");
-                EXPECT(!(parts & ~0xFu), pos + 1, parts, "sets undefined part bits");
+                EXPECT(!(parts & ~LPL_PART_BITS), pos + 1, parts, "sets undefined part bits");
                 EXPECT(u16(b + pos + 2) == 0, pos + 2, u16(b + pos + 2), "is a reserved field and must be 0");
                 EXPECT(n_in >= 1 && n_in <= (1u << 20), pos + 4, n_in, "n_in must be 1..2^20");
                 EXPECT(n_out >= 1 && n_out <= (1u << 20), pos + 8, n_out, "n_out must be 1..2^20");
@@ -364,8 +396,7 @@ int el_weights_apply(el_engine *e, const uint8_t *b, uint32_t len, el_blob_error
             last = (int)k;
             pos += 12;
             uint32_t sz = pad4(n_in * n_out) + pad4(2 * n_out) + 8 * n_out + 4 +
-                          ((parts & 1) ? 4 * n_in : 0) + ((parts & 2) ? 4 * n_out : 0) +
-                          ((parts & 4) ? 4 * n_out * n_out : 0) + ((parts & 8) ? 4 * n_out : 0);
+                          lpl_parts_bytes(parts, n_in, n_out);
             NEED(sz);
             int q = lpl_entry(e, k);
             el_lpl_state *st = q >= 0 ? &e->lpl_st[q] : 0;
@@ -382,6 +413,13 @@ int el_weights_apply(el_engine *e, const uint8_t *b, uint32_t len, el_blob_error
                 int32_t count = (int32_t)u32(mv + 8 * n_out);
                 VALUE(count >= 0 && (uint32_t)count <= e->cfg.lpl[q].warmup,
                       "step count outside [0, warmup]");
+                if (st->epoch_steps) {
+                    const uint8_t *es = rest + lpl_parts_bytes(parts & 0x1Fu, n_in, n_out) +
+                                        4 * n_out;
+                    int32_t n = (int32_t)u32(es);
+                    VALUE(n >= 0 && n < (int32_t)1 << e->cfg.lpl[q].epoch_log2,
+                          "epoch step count outside [0, 2^epoch_log2 - 1]");
+                }
             }
             if (pass == 3) {
                 int8_t *wT = e->net.layer[k].wT;
@@ -391,9 +429,10 @@ int el_weights_apply(el_engine *e, const uint8_t *b, uint32_t len, el_blob_error
                 for (uint32_t i = 0; i < n_out; i++) st->mean[i] = (int32_t)u32(mv + 4 * i);
                 for (uint32_t i = 0; i < n_out; i++) st->var[i] = (int32_t)u32(mv + 4 * (n_out + i));
                 st->count[0] = (int32_t)u32(mv + 8 * n_out);
-                int32_t *arr[4] = {st->pre_trace, st->post_trace, st->cov, st->target};
-                uint32_t cnt[4] = {n_in, n_out, n_out * n_out, n_out};
-                for (int f = 0; f < 4; f++) {
+                int32_t *arr[LPL_PARTS];
+                uint32_t cnt[LPL_PARTS];
+                lpl_optional(st, n_in, n_out, arr, cnt);
+                for (int f = 0; f < LPL_PARTS; f++) {
                     if (!arr[f]) continue;
                     for (uint32_t i = 0; i < cnt[f]; i++) arr[f][i] = (int32_t)u32(rest + 4 * i);
                     rest += 4 * cnt[f];

@@ -84,6 +84,11 @@ static int layout_rest(el_engine *e, const el_image_desc *d, const uint8_t *img,
         if (p->post.k) TAKE(st->post_trace, int32_t, I->n_out, name, ".lpl.post_trace");
         if (p->decorr) TAKE(st->cov, int32_t, I->n_out * I->n_out, name, ".lpl.cov");
         if (p->stores_target) TAKE(st->target, int32_t, I->n_out, name, ".lpl.target");
+        if (p->epoch_log2) {
+            TAKE(st->epoch_pre, int32_t, I->n_in, name, ".lpl.epoch_pre");
+            TAKE(st->epoch_post, int32_t, I->n_out, name, ".lpl.epoch_post");
+            TAKE(st->epoch_steps, int32_t, 1, name, ".lpl.epoch_steps");
+        }
     }
     if (e->hep_planned) {
         uint32_t n_acc = 0;
@@ -201,7 +206,8 @@ static int32_t input_value(const void *x, int kind, uint32_t j)
 
 /* LPL of entry q on layer k (after the network step: the layer's input and spikes of this
  * step are still in their buffers, and W_k is not used again this step): pre = the layer
- * input << A, post = its spikes << A */
+ * input << A, post = its spikes << A; with a learning epoch (epoch_log2 = e > 0) their sums
+ * over 2^e steps << (A - e), every 2^e-th step (el_lpl_epoch_step) */
 static void lpl_step(el_engine *e, uint32_t q, uint32_t k)
 {
     el_net *net = &e->net;
@@ -214,8 +220,8 @@ static void lpl_step(el_engine *e, uint32_t q, uint32_t k)
         pre.v = net->input;
         pre.kind = net->input_kind == EL_X_INT16 ? EL_ACT_I16 : EL_ACT_I8;
     }
-    if (el_lpl_step(L->wT, L->n_in, L->n_out, pre, post, 0, &e->lpl_st[q], &e->cfg.lpl[q],
-                    &e->rng, e->lpl_scratch, 1, 0))
+    if (el_lpl_epoch_step(L->wT, L->n_in, L->n_out, pre, post, 0, &e->lpl_st[q],
+                          &e->cfg.lpl[q], &e->rng, e->lpl_scratch, 1, 0))
         e->c->lpl_updates++;
 }
 

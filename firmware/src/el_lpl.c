@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "el_lif.h"      /* EL_SWAR */
+
 #define INV_FRAC 20
 #define GAIN_FRAC 12
 #define P_LIMIT_BITS 41
@@ -159,6 +161,7 @@ uint32_t el_lpl_state_bytes(const el_lpl_params *p, uint32_t n_in, uint32_t n_ou
     if (has(p->post)) b += 4 * n_out;
     if (p->decorr) b += 4 * n_out * n_out;
     if (p->stores_target) b += 4 * n_out;
+    if (p->epoch_log2) b += 4 * (n_in + n_out + 1);
     return b;
 }
 
@@ -203,6 +206,11 @@ void el_lpl_state_bind(el_lpl_state *st, const el_lpl_params *p, uint32_t n_in, 
     if (has(p->post)) { st->post_trace = (int32_t *)m; m += 4 * n_out; }
     if (p->decorr) { st->cov = (int32_t *)m; m += 4 * n_out * n_out; }
     if (p->stores_target) { st->target = (int32_t *)m; m += 4 * n_out; }
+    if (p->epoch_log2) {
+        st->epoch_pre = (int32_t *)m; m += 4 * n_in;
+        st->epoch_post = (int32_t *)m; m += 4 * n_out;
+        st->epoch_steps = (int32_t *)m; m += 4;
+    }
     st->z_prev = (int16_t *)m;
 }
 
@@ -220,6 +228,9 @@ void el_lpl_state_init(el_lpl_state *st, const el_lpl_params *p, uint32_t n_in, 
         for (uint32_t i = 0; i < n_out; i++) st->cov[(size_t)i * n_out + i] = var_init_q;
     }
     if (st->target) memset(st->target, 0, 4 * n_out);
+    if (st->epoch_pre) memset(st->epoch_pre, 0, 4 * n_in);
+    if (st->epoch_post) memset(st->epoch_post, 0, 4 * n_out);
+    if (st->epoch_steps) st->epoch_steps[0] = 0;
     (void)p;
 }
 
@@ -747,4 +758,85 @@ int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, el_act pre, el_act po
     el_rng_advance(rng, total);
     stats->skipped = (uint32_t)skipped;
     return !skipped;
+}
+
+/* acc[j] += v[j] for the integers of an activity (kind EL_ACT_U8, I8 or I16). Hosts: plain
+ * loops, which vectorise. Cortex-M (EL_SWAR): 0/1 spikes and int8 values a word at a time,
+ * zero words skipped (sparse spikes: most words are). */
+static void accumulate(int32_t *acc, el_act a, uint32_t n)
+{
+    uint32_t j = 0;
+    switch (a.kind) {
+    case EL_ACT_U8: {
+        const uint8_t *v = (const uint8_t *)a.v;
+#if EL_SWAR
+        for (; j + 4 <= n; j += 4) {
+            uint32_t w;
+            memcpy(&w, v + j, 4);
+            if (!w) continue;
+            for (uint32_t q = 0; q < 4; q++) acc[j + q] += v[j + q];
+        }
+#endif
+        for (; j < n; j++) acc[j] += v[j];
+        break;
+    }
+    case EL_ACT_I8: {
+        const int8_t *v = (const int8_t *)a.v;
+#if EL_SWAR
+        for (; j + 4 <= n; j += 4) {
+            uint32_t w;
+            memcpy(&w, v + j, 4);
+            if (!w) continue;
+            for (uint32_t q = 0; q < 4; q++) acc[j + q] += v[j + q];
+        }
+#endif
+        for (; j < n; j++) acc[j] += v[j];
+        break;
+    }
+    default: {
+        const int16_t *v = (const int16_t *)a.v;
+#if EL_SWAR
+        for (; j + 2 <= n; j += 2) {
+            uint32_t w;
+            memcpy(&w, v + j, 4);
+            if (!w) continue;
+            acc[j] += v[j];
+            acc[j + 1] += v[j + 1];
+        }
+#endif
+        for (; j < n; j++) acc[j] += v[j];
+        break;
+    }
+    }
+}
+
+/* the epoch sums in Q.A in place: acc 2^A / 2^e = acc << (A - e) (e <= A; |acc| <= 2^e 2^15,
+ * so the result stays below 2^(15 + A) <= 2^29) */
+static void to_q(int32_t *acc, uint32_t n, int sh)
+{
+    for (uint32_t j = 0; j < n; j++) acc[j] = (int32_t)((uint32_t)acc[j] << sh);
+}
+
+int el_lpl_epoch_step(int8_t *wT, uint32_t n_in, uint32_t n_out, el_act pre, el_act post,
+                      const int32_t *gain, el_lpl_state *st, const el_lpl_params *p,
+                      el_rng *rng, void *scratch, int fast, el_lpl_stats *stats)
+{
+    const int e = p->epoch_log2;
+    if (!e)
+        return el_lpl_step(wT, n_in, n_out, pre, post, gain, st, p, rng, scratch, fast, stats);
+    accumulate(st->epoch_pre, pre, n_in);
+    accumulate(st->epoch_post, post, n_out);
+    if (++st->epoch_steps[0] < (int32_t)1 << e) {
+        if (stats) memset(stats, 0, sizeof *stats);
+        return 0;
+    }
+    const int sh = p->act_frac - e;
+    to_q(st->epoch_pre, n_in, sh);
+    to_q(st->epoch_post, n_out, sh);
+    el_act x = {st->epoch_pre, EL_ACT_Q}, z = {st->epoch_post, EL_ACT_Q};
+    int ran = el_lpl_step(wT, n_in, n_out, x, z, gain, st, p, rng, scratch, fast, stats);
+    memset(st->epoch_pre, 0, 4 * (size_t)n_in);
+    memset(st->epoch_post, 0, 4 * (size_t)n_out);
+    st->epoch_steps[0] = 0;
+    return ran;
 }

@@ -49,6 +49,7 @@ typedef struct {
     uint8_t stores_target;           /* rho = each neuron's mean at the end of warm-up */
     int64_t rate_target_q;           /* rho in Q.(A+E) when !stores_target */
     int32_t w_lo, w_hi;              /* integer weight bounds (within int8) */
+    uint8_t epoch_log2;              /* e: the rule runs once every 2^e steps (0..6, <= A) */
 } el_lpl_params;
 
 /* the arrays of lpl_rate.init_fixed (absent parts NULL) */
@@ -60,6 +61,9 @@ typedef struct {
     int32_t *post_trace;  /* [n_out] or NULL */
     int32_t *cov;         /* [n_out][n_out] or NULL */
     int32_t *target;      /* [n_out] or NULL */
+    int32_t *epoch_pre;   /* [n_in] or NULL (epoch_log2 = 0): inputs summed over the epoch */
+    int32_t *epoch_post;  /* [n_out] or NULL: spikes summed over the epoch */
+    int32_t *epoch_steps; /* [1] or NULL: steps of the epoch so far (0 .. 2^e - 1) */
 } el_lpl_state;
 
 typedef struct {
@@ -97,6 +101,23 @@ int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, el_act pre, el_act po
                 const int32_t *gain, el_lpl_state *st,
                 const el_lpl_params *p, el_rng *rng, void *scratch, int fast,
                 el_lpl_stats *stats);
+
+/* The learning epoch (epoch_log2 = e > 0): per time step the activities are summed, and on
+ * every 2^e-th step the rule runs once on their epoch means,
+ *
+ *   acc_pre += x(t);  acc_post += s(t);  n += 1
+ *   if n == 2^e:  el_lpl_step(pre = acc_pre << (A - e), post = acc_post << (A - e))  (Q.A,
+ *                 exact: acc 2^A / 2^e);  acc_pre = acc_post = 0, n = 0
+ *
+ * with the codes of one epoch (the host sends rates, warm-up, eta and pred per epoch:
+ * lpl_rate.epoch_params). pre is of kind EL_ACT_U8, I8 or I16 (integers), post EL_ACT_U8;
+ * the sums live in the state (epoch_pre, epoch_post, epoch_steps) and are shifted there in
+ * place, so the step needs no scratch beyond el_lpl_step's. PRNG words are drawn only when the
+ * rule runs. e = 0: el_lpl_step itself. Returns 1 when the weight rule ran; stats (may be
+ * NULL) are the rule step's, zero on the steps that only accumulate. */
+int el_lpl_epoch_step(int8_t *wT, uint32_t n_in, uint32_t n_out, el_act pre, el_act post,
+                      const int32_t *gain, el_lpl_state *st, const el_lpl_params *p,
+                      el_rng *rng, void *scratch, int fast, el_lpl_stats *stats);
 
 /* weight updates run so far by path: reference, sparse, window search (tests read it) */
 extern uint32_t el_lpl_path_count[3];

@@ -24,7 +24,6 @@ int el_lpl_block_parse(const uint8_t *b, el_lpl_params *p, int32_t *var_init_q,
     int32_t w_lo = (int8_t)b[5], w_hi = (int8_t)b[6];
     uint32_t warmup = u32(b + 8), xi_q = u32(b + 12);
     int32_t var_q = (int32_t)u32(b + 16), target_q = (int32_t)u32(b + 20);
-    if (b[7]) BAD(7, b[7]);
     if (u32(b + 60)) BAD(60, u32(b + 60));
     if (rounding > 1) BAD(3, rounding);
     if (flags & ~(uint32_t)(F_DECORR | F_HOM | F_OWN_TARGET)) BAD(4, flags);
@@ -41,6 +40,7 @@ int el_lpl_block_parse(const uint8_t *b, el_lpl_params *p, int32_t *var_init_q,
     if (E > 12) BAD(1, E);
     if (P < 1 || P > 32) BAD(2, P);
     if (A + P > 32) BAD(2, P);
+    if (b[7] > 6 || b[7] > A) BAD(7, b[7]);            /* epoch_log2: 0..6 and <= act_frac */
     if (warmup > (1u << 30)) BAD(8, warmup);
     if (xi_q < 1 || xi_q > 0x7FFFFFFFu) BAD(12, xi_q);
     if (var_q < 0) BAD(16, var_q);
@@ -73,6 +73,7 @@ int el_lpl_block_parse(const uint8_t *b, el_lpl_params *p, int32_t *var_init_q,
     p->rate_target_q = target_q;
     p->w_lo = w_lo;
     p->w_hi = w_hi;
+    p->epoch_log2 = b[7];
     *var_init_q = var_q;
     return 0;
 }
