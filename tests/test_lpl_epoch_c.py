@@ -160,3 +160,190 @@ def test_block_epoch_byte_limits(lib):
     assert lib.el_native_lpl_scratch_bytes(_ptr(np.frombuffer(bytes(ok), np.uint8)), 9, 5) > 0
     ok[7] = 7
     assert lib.el_native_lpl_scratch_bytes(_ptr(np.frombuffer(bytes(ok), np.uint8)), 9, 5) == 0
+
+
+class EpochKernel:
+    """The epoch around a bound device-engine kernel (the lpl_kernels interface), as the
+    specification states it: sums, and on the 2^e-th step the inner step on them."""
+
+    def __init__(self, inner, e: int, n_in: int, n_out: int) -> None:
+        self.inner, self.e = inner, e
+        self.acc_pre = np.zeros(n_in, np.int64)
+        self.acc_post = np.zeros(n_out, np.int64)
+        self.n, self.w_changed = 0, False
+
+    def step(self, pre, post, rng, shift=0, stats=False, spikes=False):
+        self.acc_pre += np.asarray(pre, np.int64)
+        self.acc_post += np.asarray(post, np.int64)
+        self.n += 1
+        self.w_changed = False
+        if self.n < 1 << self.e:
+            return rng, None, False
+        rng, s, ran = self.inner.step(self.acc_pre, self.acc_post, rng, shift - self.e,
+                                      stats, False)
+        self.w_changed = getattr(self.inner, "w_changed", True)
+        self.acc_pre[:] = 0
+        self.acc_post[:] = 0
+        self.n = 0
+        return rng, s, ran
+
+    def flush(self):
+        self.inner.flush()
+
+    def reload(self):
+        self.inner.reload()
+
+
+def test_c_engine_with_epoch_equals_the_specification(lib):
+    """The C engine (NativeEngine) on the headline model with LPL epoch 8 on the hidden layer
+    and the device engine whose LPL kernel is wrapped in the specification's epoch: equal
+    features, readout, weights, PRNG position, rule runs and epoch sums, sample after sample
+    (the sums carry across samples; the warm-up of 200 steps is 25 epochs)."""
+    from edgelearn.adapt.bundle import load_bundle
+    from edgelearn.data import load_speech_digits
+    from edgelearn.device.engine import Engine, EngineConfig, default_lpl
+    from edgelearn.kernels.image import to_image
+    from edgelearn.memory.arena import Arena
+    from edgelearn.rules.base import qlayer_w_shift
+
+    k, e = 8, 3
+    q = load_bundle(ROOT / "models" / "speech_digits.onnx").qnet
+    la = q.layers[0]
+    readout = q.meta.get("readout", "max")
+    p = dataclasses.replace(default_lpl(), eta=1e-5)      # moves weights within the test
+    block = epoch_block(p, k, qlayer_w_shift(la), la.n_out)
+    ce = native.NativeEngine(lib, to_image(q), {0: block}, readout=readout, seed=3)
+    ce.set_learning(True, 3, 0)
+    pe = Engine(q, Arena(1 << 21), None, EngineConfig(lpl_layers=(la.name,), hep=None,
+                                                      readout=readout, seed=3,
+                                                      lpl=epoch_params(p, k)))
+    pe.kernels[0] = EpochKernel(pe.kernels[0], e, la.n_in, la.n_out)
+    pe.set_learning(True, False)
+    ds = load_speech_digits("new_user")
+    for x in ds.x[:4]:
+        x = x[:-3]                                       # 97 steps: epochs span samples
+        ce.begin()
+        ce.run(x)
+        r = pe.run_sample(x)
+        assert np.array_equal(ce.array(0, 0, 0, np.uint16, la.n_out), r.features)
+        assert np.array_equal(ce.array(1, 0, 0, np.int32, q.n_out), pe.output)
+        assert ce.rng() == (pe.rng.key, pe.rng.counter)
+        assert np.array_equal(ce.weights(0, la.n_out, la.n_in),
+                              pe.get_weights()[f"{la.name}.weight"])
+        kern = pe.kernels[0]
+        assert np.array_equal(ce.array(3, 0, 9, np.int32, la.n_in), kern.acc_pre)
+        assert np.array_equal(ce.array(3, 0, 10, np.int32, la.n_out), kern.acc_post)
+        assert int(ce.array(3, 0, 11, np.int32, 1)[0]) == kern.n
+    assert ce.counters()["lpl_updates"] == pe.counters["lpl_updates"] > 0
+    assert ce.counters()["steps"] == 4 * 97 and 4 * 97 // 8 > 25
+    assert not np.array_equal(ce.weights(0, la.n_out, la.n_in), la.weight)
+
+
+BOARDS = ["python", "c"]
+
+
+@pytest.fixture(params=BOARDS)
+def board(request):
+    """A client of the Python board (in process) or of the C firmware's host build."""
+    from edgelearn.link.client import Client
+    from tests._inprocess_board import InProcessBoard
+
+    if request.param == "c":
+        from tests._c_device import CBoard
+        b = CBoard(256 * 1024, 512 * 1024)
+    else:
+        b = InProcessBoard("socketpair", ram=256 * 1024, flash=512 * 1024)
+    with b:
+        c = Client(b.host)
+        c.impl = request.param
+        yield c
+
+
+def test_out_of_range_epoch_byte_is_bad_param_at_byte_7(board):
+    """LEARN and the config blob with the LPL block's byte 7 (epoch_log2) = 7 (above 6) or
+    act_frac + 1: BAD_PARAM naming byte 7 of the block (8 + 7 in LEARN's payload, 48 + 8 + 7
+    in the config blob) and the value, the same on both boards; nothing changes."""
+    from edgelearn.device.config import compile_config
+    from edgelearn.device.engine import EngineConfig
+    from edgelearn.kernels.image import to_image
+    from edgelearn.link import blobs
+    from edgelearn.link import messages as m
+    from edgelearn.link.client import DeviceErrorReply
+    from edgelearn.rules.base import qlayer_w_shift
+    from tests._inprocess_board import test_qnetwork
+
+    qnet = test_qnetwork(seed=91)
+    board.hello()
+    board.upload(to_image(qnet))
+    la = qnet.layers[0]
+    p = dataclasses.replace(PARAMS["dither_filters"], act_frac=4, factor_frac=20, xi=1e-2)
+    block = lpl_codes.pack_block(lpl_rate.codes_for(p, qlayer_w_shift(la), la.n_out))
+    for value in (7, 5):                       # > 6; > act_frac 4
+        bad = bytearray(block)
+        bad[7] = value
+        with pytest.raises(DeviceErrorReply, match="BAD_PARAM on LEARN") as err:
+            board.learn(True, 0, block=bytes(bad), seed=1)
+        assert (err.value.error.arg0, err.value.error.arg1) == (8 + 7, value)
+    cfg = bytearray(blobs.encode_config(compile_config(
+        EngineConfig(lpl_layers=(la.name,), hep=None, lpl=p), qnet)))
+    assert cfg[48 + 8:48 + 8 + 64] == block
+    for value in (7, 5):
+        bad = bytearray(cfg)
+        bad[48 + 8 + 7] = value
+        with pytest.raises(DeviceErrorReply, match="BAD_PARAM on BLOB_END: config blob: byte 63") \
+                as err:
+            board.put_blob(m.BLOB_CONFIG, bytes(bad))
+        assert (err.value.error.arg0, err.value.error.arg1) == (63, value)
+    assert board.learn(False, 0).updates == 0
+    with pytest.raises(DeviceErrorReply, match="BAD_STATE on SAMPLE"):
+        board.sample(np.zeros((3, 40), int))         # no config was applied
+
+
+def test_c_board_streams_lpl_with_an_epoch():
+    """LEARN with a block of epoch 8 on the C host board, a stream sent in INFER frames of 7
+    steps (epochs cross frames), PULL: outputs, learned weights and the update count equal a
+    numpy loop of qlayer_step and the specification's epoch rule."""
+    from edgelearn.kernels.image import from_image
+    from edgelearn.kernels.lif_fixed import init_qstate
+    from edgelearn.kernels.lif_kernels import qlayer_step
+    from edgelearn.rules.base import qlayer_w_shift
+    from tests._c_device import CDevice, error_text
+    from tests.test_c_device import _infer
+
+    image = (VEC / "lif_rec_spikes.bin").read_bytes()
+    qnet = from_image(image)
+    with np.load(VEC / "lif_rec_spikes.npz", allow_pickle=False) as z:
+        x = z["x"][:, 0, :]
+    x = np.concatenate([x] * 6)[:-5]
+    p = lpl_rate.Params(eta=0.02, lam=1.0, tau_mean=40.0, tau_var=40.0, tau_pre=16.0,
+                        tau_post=16.0, warmup=12, rounding="dither", var_init=0.05)
+    k, seed = 0, 77
+    la = qnet.layers[k]
+    block = epoch_block(p, 8, qlayer_w_shift(la), la.n_out)
+    layers = list(qnet.layers)
+    states = [init_qstate(l) for l in layers]
+    rule, rng = EpochRule(block, la.weight), rng_init(seed)
+    outs, updates = [], 0
+    for t in range(x.shape[0]):
+        h = x[t:t + 1].astype(np.int64)
+        for j, l in enumerate(layers):
+            y, states[j] = qlayer_step(l, h, states[j])
+            if j == k:
+                rng, ran = rule.step(h[0], y[0], rng)
+                updates += ran
+                layers[j] = l.replace(weight=rule.w.copy())
+            h = y
+        outs.append(h[0])
+    assert updates > 0 and rule.n > 0
+    with CDevice() as dev:
+        dev.hello()
+        dev.upload(image)
+        r = dev.request(0x21, struct.pack("<BBHI", 1, k, 0, seed) + block)
+        assert r.type == 0xA1, error_text(r)
+        got = _infer(dev, qnet, x, chunk=7)
+        assert np.array_equal(got, np.array(outs))
+        pulled = from_image(dev.read_all(0x22, 0x23))
+        assert np.array_equal(pulled.layers[k].weight, rule.w)
+        assert not np.array_equal(rule.w, la.weight)
+        r = dev.request(0x21, bytes([0, k]))
+        assert struct.unpack("<BBI", r.payload) == (0, 0xFF, updates)
