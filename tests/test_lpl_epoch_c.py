@@ -299,10 +299,13 @@ def test_out_of_range_epoch_byte_is_bad_param_at_byte_7(board):
         board.sample(np.zeros((3, 40), int))         # no config was applied
 
 
-def test_c_board_streams_lpl_with_an_epoch():
-    """LEARN with a block of epoch 8 on the C host board, a stream sent in INFER frames of 7
-    steps (epochs cross frames), PULL: outputs, learned weights and the update count equal a
-    numpy loop of qlayer_step and the specification's epoch rule."""
+@pytest.mark.parametrize("k", [0, 1], ids=["int8-input", "spike-input"])
+@pytest.mark.parametrize("url", [None, "qemu"], ids=["host", "cortex-m3"])
+def test_c_board_streams_lpl_with_an_epoch(url, k):
+    """LEARN with a block of epoch 8 on the C board (host build; Cortex-M3 under QEMU, where
+    the sums skip zero words), a stream sent in INFER frames of 7 steps (epochs cross
+    frames), PULL: outputs, learned weights and the update count equal a numpy loop of
+    qlayer_step and the specification's epoch rule."""
     from edgelearn.kernels.image import from_image
     from edgelearn.kernels.lif_fixed import init_qstate
     from edgelearn.kernels.lif_kernels import qlayer_step
@@ -317,7 +320,7 @@ def test_c_board_streams_lpl_with_an_epoch():
     x = np.concatenate([x] * 6)[:-5]
     p = lpl_rate.Params(eta=0.02, lam=1.0, tau_mean=40.0, tau_var=40.0, tau_pre=16.0,
                         tau_post=16.0, warmup=12, rounding="dither", var_init=0.05)
-    k, seed = 0, 77
+    seed = 77
     la = qnet.layers[k]
     block = epoch_block(p, 8, qlayer_w_shift(la), la.n_out)
     layers = list(qnet.layers)
@@ -335,7 +338,7 @@ def test_c_board_streams_lpl_with_an_epoch():
             h = y
         outs.append(h[0])
     assert updates > 0 and rule.n > 0
-    with CDevice() as dev:
+    with CDevice(url=url) as dev:
         dev.hello()
         dev.upload(image)
         r = dev.request(0x21, struct.pack("<BBHI", 1, k, 0, seed) + block)
