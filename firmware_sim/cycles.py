@@ -13,8 +13,13 @@ of the previous step (recurrent layers):
                 non-spiking network input), else c_event
     neurons   = n_out * c_neuron                      decays, add, compare, reset, bookkeeping
     recurrent = r * n_out * c_event
-    learning  = n_in * n_out * c_lpl + n_out * c_lpl_neuron + n_in * c_lpl_input   (LPL)
+    learning  = (n_in * n_out * c_lpl + n_out * c_lpl_neuron + n_in * c_lpl_input) / k
+                + (n_in + n_out) * c_lpl_acc  [k > 1]                                 (LPL)
     step      = c_step + sum over layers
+
+with LPL at a learning epoch of k steps (lpl_rate.Params.epoch; k = 1: every step): the rule
+runs once an epoch, priced here as 1/k of it every step, and every step adds the layer's input
+and spikes to the epoch sums (c_lpl_acc per element).
 
 Constants (cycles):
 
@@ -59,16 +64,17 @@ class CoreCost:
     c_lpl: float
     c_lpl_neuron: float
     c_lpl_input: float
+    c_lpl_acc: float
     c_step: float
     clock_hz: float
 
 
 COSTS = {c.core: c for c in (
-    CoreCost("cortex-m3", 3.85, 2.62, 3.85, 6.69, 40.5, 0, 520, 197, 3040, 25e6),
-    CoreCost("cortex-m4", 3.84, 2.62, 3.84, 6.7, 39.1, 0, 518, 199, 3090, 120e6),
-    CoreCost("cortex-m0plus", 5, 4, 4, 2, 40, 30, 120, 0, 400, 48e6),
-    CoreCost("cortex-m7", 1, 1.5, 1.5, 1, 10, 7, 40, 0, 150, 480e6),
-    CoreCost("linux", 0.5, 1, 1, 0.5, 6, 4, 20, 0, 400, 1.2e9),
+    CoreCost("cortex-m3", 3.85, 2.62, 3.85, 6.69, 40.5, 0, 520, 197, 0, 3040, 25e6),
+    CoreCost("cortex-m4", 3.84, 2.62, 3.84, 6.7, 39.1, 0, 518, 199, 0, 3090, 120e6),
+    CoreCost("cortex-m0plus", 5, 4, 4, 2, 40, 30, 120, 0, 4, 400, 48e6),
+    CoreCost("cortex-m7", 1, 1.5, 1.5, 1, 10, 7, 40, 0, 1, 150, 480e6),
+    CoreCost("linux", 0.5, 1, 1, 0.5, 6, 4, 20, 0, 0.5, 400, 1.2e9),
 )}
 
 
@@ -80,22 +86,25 @@ def core_of(profile_name: str) -> CoreCost:
     return COSTS["cortex-m4"]
 
 
-def lpl_cycles(cost: CoreCost, n_in: int, n_out: int) -> float:
-    """Cycles of one LPL step on an n_out x n_in layer."""
-    return n_in * n_out * cost.c_lpl + n_out * cost.c_lpl_neuron + n_in * cost.c_lpl_input
+def lpl_cycles(cost: CoreCost, n_in: int, n_out: int, epoch: int = 1) -> float:
+    """Cycles of LPL per time step on an n_out x n_in layer at a learning epoch of ``epoch``
+    steps: 1/epoch of the rule, plus the epoch sums when epoch > 1."""
+    rule = n_in * n_out * cost.c_lpl + n_out * cost.c_lpl_neuron + n_in * cost.c_lpl_input
+    return rule / epoch + ((n_in + n_out) * cost.c_lpl_acc if epoch > 1 else 0.0)
 
 
 def layer_cycles(cost: CoreCost, n_in: int, n_out: int, active: int | None,
-                 recurrent_spikes: int = 0, learning: bool = False, values: bool = False
+                 recurrent_spikes: int = 0, learning: int = 0, values: bool = False
                  ) -> float:
-    """Cycles of one layer for one step; ``active=None`` prices the dense path; ``values``:
-    the active inputs carry values other than 1."""
+    """Cycles of one layer for one step; ``active=None`` prices the dense path; ``learning``:
+    0 (or False) without LPL, else its learning epoch in steps (True = 1); ``values``: the
+    active inputs carry values other than 1."""
     dense = n_in * n_out * cost.c_mac
     c_k = cost.c_value if values else cost.c_event
     syn = dense if active is None else min(dense, active * n_out * c_k + n_in * cost.c_scan)
     out = syn + n_out * cost.c_neuron + recurrent_spikes * n_out * cost.c_event
     if learning:
-        out += lpl_cycles(cost, n_in, n_out)
+        out += lpl_cycles(cost, n_in, n_out, int(learning))
     return out
 
 
@@ -107,12 +116,13 @@ def worst_case_cycles(cost: CoreCost, shapes: list[tuple[int, int, bool]]) -> in
     return int(round(total))
 
 
-def run_cycles(cost: CoreCost, shapes: list[tuple[int, int]], activity, learning: list[bool]
+def run_cycles(cost: CoreCost, shapes: list[tuple[int, int]], activity, learning: list[int]
                ) -> float:
     """Cycles of the steps an engine ran: ``activity`` int [T, L, 3] holds per step and layer
     the active (nonzero) inputs, the recurrent spikes of the previous step and 1 when the
     active inputs carried values other than 1 (else 0); ``learning`` says which layers ran
-    LPL. Each step is priced as :func:`layer_cycles` (event path where cheaper) plus
+    LPL and at which learning epoch (0 or False: none; k: epoch of k steps; True = 1). Each
+    step is priced as :func:`layer_cycles` (event path where cheaper) plus
     ``c_step``."""
     import numpy as np
     act = np.asarray(activity, dtype=np.float64)
@@ -125,5 +135,5 @@ def run_cycles(cost: CoreCost, shapes: list[tuple[int, int]], activity, learning
         total += float(np.minimum(dense, event).sum()) + T * n_out * cost.c_neuron
         total += float(act[:, k, 1].sum()) * n_out * cost.c_event
         if learning[k]:
-            total += T * lpl_cycles(cost, n_in, n_out)
+            total += T * lpl_cycles(cost, n_in, n_out, int(learning[k]))
     return total

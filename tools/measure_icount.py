@@ -6,8 +6,10 @@ For each core (QEMU ``mps2-an385`` Cortex-M3 with the ``icount-cm3`` build, ``mp
 Cortex-M4F with ``icount-cm4f``; firmware/tests/icount.c) and each workload below, QEMU runs
 with ``-icount shift=0`` (one instruction per nanosecond of virtual time, deterministic) and
 the harness reports per time step the instructions of ``el_engine_step`` and the activity the
-model prices (active inputs and last step's recurrent spikes per layer), inference alone and
-with LPL (deployed settings, past the warm-up) on the hidden layer.
+model prices (active inputs and last step's recurrent spikes per layer), inference alone,
+with LPL (deployed settings, past the warm-up) on the hidden layer, and with LPL at a learning
+epoch of EPOCH steps (the same settings with ``epoch=EPOCH``: the rule once an epoch on the
+activities summed over it; run mode ``lpl_epoch8``, its run also records ``lpl_epoch``).
 
 Workloads (network x input, STEPS steps each):
 
@@ -18,7 +20,7 @@ Workloads (network x input, STEPS steps each):
     ff       a feed-forward 256-96-16 (seed 2), quantized: Bernoulli(0.1), Bernoulli(0.4)
 
 The fit: per core, the model's constants (c_step, c_neuron, c_scan, c_event, c_value,
-c_lpl_neuron, c_lpl_input, c_lpl) by non-negative least squares of the relative error of the
+c_lpl_neuron, c_lpl_input, c_lpl, c_lpl_acc) by non-negative least squares of the relative error of the
 per-run mean instructions per step (every run weighs the same); c_mac = c_value (the C engine
 is event-driven only: its dense figure is every input active with values). The measured runs, the fitted constants and
 each run's relative residual go to OUT (tests/icount/cortex_m.json); firmware_sim/cycles.py and
@@ -53,7 +55,8 @@ from edgelearn.kernels import cbuild  # noqa: E402
 CORES = {"cm3": ("cortex-m3", "mps2-an385", "icount-cm3"),
          "cm4f": ("cortex-m4", "mps2-an386", "icount-cm4f")}
 CONSTANTS = ("c_step", "c_neuron", "c_scan", "c_event", "c_value", "c_lpl_neuron", "c_lpl_input",
-             "c_lpl")
+             "c_lpl", "c_lpl_acc")
+EPOCH = 8          # the learning epoch of the third run of every workload
 DEFAULT_OUT = ROOT / "tests" / "icount" / "cortex_m.json"
 
 
@@ -118,15 +121,20 @@ def parse(text: str) -> list[dict]:
     return runs
 
 
-def measure_one(elf: Path, machine: str, qnet, rows: np.ndarray, layer: int) -> list[dict]:
-    """Both runs (inference, LPL on ``layer``) of one workload under QEMU -icount shift=0."""
+def measure_one(elf: Path, machine: str, qnet, rows: np.ndarray, layer: int,
+                epoch: int = 1) -> list[dict]:
+    """Both runs (inference, LPL on ``layer`` at a learning epoch of ``epoch`` steps) of one
+    workload under QEMU -icount shift=0."""
+    import dataclasses
+
     from edgelearn.device.engine import default_lpl
     from edgelearn.kernels.image import to_image
     from edgelearn.kernels.lpl_codes import lpl_block
     from edgelearn.rules.base import qlayer_w_shift
 
     la = qnet.layers[layer]
-    block = lpl_block(default_lpl(), qlayer_w_shift(la), la.n_out)
+    block = lpl_block(dataclasses.replace(default_lpl(), epoch=epoch), qlayer_w_shift(la),
+                      la.n_out)
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
         t = Path(tmp)
         (t / "image.bin").write_bytes(to_image(qnet))
@@ -164,10 +172,13 @@ def measure(cores: list[str], steps: int, progress=print) -> dict:
             for run in measure_one(elf, machine, qnet, rows, 0):
                 run["workload"] = name
                 runs.append(run)
+            run = measure_one(elf, machine, qnet, rows, 0, EPOCH)[1]   # its inference: the same
+            run.update(workload=name, mode=f"lpl_epoch{EPOCH}", lpl_epoch=EPOCH)
+            runs.append(run)
             progress(f"[{c} {i + 1}/{len(loads)}] {name}: "
-                     f"{np.mean(runs[-2]['instructions']):,.0f} / "
-                     f"{np.mean(runs[-1]['instructions']):,.0f} instructions per step "
-                     f"(inference / + LPL), {time.perf_counter() - t0:.0f} s")
+                     + " / ".join(f"{np.mean(r['instructions']):,.0f}" for r in runs[-3:])
+                     + f" instructions per step (inference / + LPL / + LPL epoch {EPOCH}), "
+                     f"{time.perf_counter() - t0:.0f} s")
         data["cores"][c] = {"core": core, "machine": machine, "runs": runs}
     return data
 
@@ -185,9 +196,11 @@ def features(run: dict) -> np.ndarray:
         f["c_value"] += (act[:, k, 0] * valued).mean() * n_out
         f["c_event"] += ((act[:, k, 0] * ~valued).mean() + act[:, k, 1].mean()) * n_out
         if run["lpl_layer"] == k:
-            f["c_lpl_neuron"] += n_out
-            f["c_lpl_input"] += n_in
-            f["c_lpl"] += n_in * n_out
+            epoch = run.get("lpl_epoch", 1)
+            f["c_lpl_neuron"] += n_out / epoch
+            f["c_lpl_input"] += n_in / epoch
+            f["c_lpl"] += n_in * n_out / epoch
+            f["c_lpl_acc"] += n_in + n_out if epoch > 1 else 0
     return np.array([f[c] for c in CONSTANTS])
 
 
@@ -264,7 +277,7 @@ def main(argv=None) -> int:
     for c, d in data["cores"].items():
         print(f"{c} ({d['core']}): " + ", ".join(f"{k} {v:g}" for k, v in d["fit"].items()))
         for r in d["runs"]:
-            print(f"  {r['workload']:<14}{r['mode']:<6}{r['mean_instructions']:>12,.0f}"
+            print(f"  {r['workload']:<14}{r['mode']:<11}{r['mean_instructions']:>12,.0f}"
                   f"{r['model']:>12,.0f}{100 * r['relative_residual']:>+8.1f} %")
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, dump(data))

@@ -414,11 +414,27 @@ int el_weights_apply(el_engine *e, const uint8_t *b, uint32_t len, el_blob_error
                 VALUE(count >= 0 && (uint32_t)count <= e->cfg.lpl[q].warmup,
                       "step count outside [0, warmup]");
                 if (st->epoch_steps) {
-                    const uint8_t *es = rest + lpl_parts_bytes(parts & 0x1Fu, n_in, n_out) +
-                                        4 * n_out;
-                    int32_t n = (int32_t)u32(es);
-                    VALUE(n >= 0 && n < (int32_t)1 << e->cfg.lpl[q].epoch_log2,
+                    /* the sums n = epoch_steps steps can add up: spikes in [0, n], the layer
+                     * input in n times its range (the network input's for layer 0) */
+                    const uint8_t *ep = rest + lpl_parts_bytes(parts & 0xFu, n_in, n_out);
+                    const uint8_t *es = ep + 4 * n_in + 4 * n_out;
+                    int64_t n = (int32_t)u32(es);
+                    VALUE(n >= 0 && n < (int64_t)1 << e->cfg.lpl[q].epoch_log2,
                           "epoch step count outside [0, 2^epoch_log2 - 1]");
+                    int64_t lo = 0, hi = 1;
+                    if (k == 0) {
+                        hi = ((int64_t)1 << (e->net.input_bits - 1)) - 1;
+                        lo = -hi - 1;
+                    }
+                    for (uint32_t i = 0; i < n_out; i++) {
+                        int64_t v = (int32_t)u32(ep + 4 * (n_in + i));
+                        VALUE(v >= 0 && v <= n, "epoch spike sum outside [0, epoch steps]");
+                    }
+                    for (uint32_t j = 0; j < n_in; j++) {
+                        int64_t v = (int32_t)u32(ep + 4 * j);
+                        VALUE(v >= n * lo && v <= n * hi,
+                              "epoch input sum outside epoch steps x the input range");
+                    }
                 }
             }
             if (pass == 3) {

@@ -3,12 +3,12 @@
 #include <string.h>
 
 static const el_cost table[] = {
-    /* core, c_mac, c_event, c_value, c_scan, c_neuron, c_lpl, c_lpl_neuron, c_lpl_input, c_step, clock */
-    {"cortex-m3", 3.85, 2.62, 3.85, 6.69, 40.5, 0, 520, 197, 3040, 25e6},
-    {"cortex-m4", 3.84, 2.62, 3.84, 6.7, 39.1, 0, 518, 199, 3090, 120e6},
-    {"cortex-m0plus", 5, 4, 4, 2, 40, 30, 120, 0, 400, 48e6},
-    {"cortex-m7", 1, 1.5, 1.5, 1, 10, 7, 40, 0, 150, 480e6},
-    {"linux", 0.5, 1, 1, 0.5, 6, 4, 20, 0, 400, 1.2e9},
+    /* core, c_mac, c_event, c_value, c_scan, c_neuron, c_lpl, c_lpl_neuron, c_lpl_input, c_lpl_acc, c_step, clock */
+    {"cortex-m3", 3.85, 2.62, 3.85, 6.69, 40.5, 0, 520, 197, 0, 3040, 25e6},
+    {"cortex-m4", 3.84, 2.62, 3.84, 6.7, 39.1, 0, 518, 199, 0, 3090, 120e6},
+    {"cortex-m0plus", 5, 4, 4, 2, 40, 30, 120, 0, 4, 400, 48e6},
+    {"cortex-m7", 1, 1.5, 1.5, 1, 10, 7, 40, 0, 1, 150, 480e6},
+    {"linux", 0.5, 1, 1, 0.5, 6, 4, 20, 0, 0.5, 400, 1.2e9},
 };
 
 const el_cost *el_cost_of(const char *profile)
@@ -26,7 +26,7 @@ const el_cost *el_cost_of(const char *profile)
 }
 
 double el_layer_cycles(const el_cost *c, uint32_t n_in, uint32_t n_out, int64_t active,
-                       int values, uint32_t recurrent_spikes, int learning)
+                       int values, uint32_t recurrent_spikes, int learning, int epoch_log2)
 {
     double dense = (double)n_in * n_out * c->c_mac;
     double syn = dense;
@@ -35,7 +35,11 @@ double el_layer_cycles(const el_cost *c, uint32_t n_in, uint32_t n_out, int64_t 
         syn = ev < dense ? ev : dense;
     }
     double out = syn + n_out * c->c_neuron + (double)recurrent_spikes * n_out * c->c_event;
-    if (learning)
-        out += (double)n_in * n_out * c->c_lpl + n_out * c->c_lpl_neuron + n_in * c->c_lpl_input;
+    if (learning) {
+        double rule = (double)n_in * n_out * c->c_lpl + n_out * c->c_lpl_neuron +
+                      n_in * c->c_lpl_input;
+        out += rule / (double)(1u << epoch_log2);
+        if (epoch_log2) out += ((double)n_in + n_out) * c->c_lpl_acc;
+    }
     return out;
 }

@@ -326,7 +326,7 @@ static uint32_t worst_cycles(const el_device *d)
     double total = d->cost->c_step;
     for (uint32_t k = 0; k < d->eng.net.n_layers; k++) {
         const el_layer *L = &d->eng.net.layer[k];
-        total += el_layer_cycles(d->cost, L->n_in, L->n_out, -1, 0, L->vT ? L->n_out : 0, 0);
+        total += el_layer_cycles(d->cost, L->n_in, L->n_out, -1, 0, L->vT ? L->n_out : 0, 0, 0);
     }
     return (uint32_t)nearbyint(total);
 }

@@ -274,7 +274,8 @@ void el_engine_step(el_engine *e, const void *x, int x_kind, int sample, int32_t
         if (learn) lpl_step(e, q, k);
         if (e->cost)
             cycles += el_layer_cycles(e->cost, L->n_in, L->n_out, info[k].active,
-                                      (int)info[k].values, info[k].fired, learn);
+                                      (int)info[k].values, info[k].fired, learn,
+                                      learn ? e->cfg.lpl[q].epoch_log2 : 0);
     }
     uint32_t last = net->n_layers - 1;
     const uint8_t *os = net->output_spiking ? net->spk[last] : 0;

@@ -40,7 +40,6 @@ int el_lpl_block_parse(const uint8_t *b, el_lpl_params *p, int32_t *var_init_q,
     if (E > 12) BAD(1, E);
     if (P < 1 || P > 32) BAD(2, P);
     if (A + P > 32) BAD(2, P);
-    if (b[7] > 6 || b[7] > A) BAD(7, b[7]);            /* epoch_log2: 0..6 and <= act_frac */
     if (warmup > (1u << 30)) BAD(8, warmup);
     if (xi_q < 1 || xi_q > 0x7FFFFFFFu) BAD(12, xi_q);
     if (var_q < 0) BAD(16, var_q);
@@ -64,6 +63,7 @@ int el_lpl_block_parse(const uint8_t *b, el_lpl_params *p, int32_t *var_init_q,
     if (p->stores_target && warmup < 1) BAD(8, warmup);
     int fixed_target = p->hom && !p->stores_target;
     if (target_q < 0 || (!fixed_target && target_q != 0)) BAD(20, target_q);
+    if (b[7] > 6 || b[7] > A) BAD(7, b[7]);            /* epoch_log2: 0..6 and <= act_frac */
     p->act_frac = (uint8_t)A;
     p->ema_frac = (uint8_t)E;
     p->factor_frac = (uint8_t)P;

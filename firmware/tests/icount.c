@@ -147,7 +147,7 @@ int main(int argc, char **argv)
     }
     run("infer", rows, n_in, steps, -1);
     eng.lpl_on = 1;
-    uint32_t warm = eng.cfg.lpl[0].warmup;
+    uint32_t warm = eng.cfg.lpl[0].warmup << eng.cfg.lpl[0].epoch_log2;   /* warmup: epochs */
     for (uint32_t t = 0; t < warm; t++)                  /* past the warm-up */
         el_engine_step(&eng, rows + (size_t)(t % steps) * n_in, EL_X_INT8, 1, 0);
     run("lpl", rows, n_in, steps, (int)layer);
