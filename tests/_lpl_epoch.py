@@ -1,6 +1,7 @@
-"""The LPL learning epoch written out from its specification (docs/learning-rules.md, the
-epoch section) on the reference step, independent of the library's own implementation: the
-C side's tests compare the firmware with it.
+"""The LPL learning epoch written out from its specification (docs/learning-rules.md section
+10) on the reference step of one run of the rule, independent of the library's own epoch
+(lpl_rate.epoch_params, lpl_kernels.EpochLPL): the C side's tests compare the firmware with it,
+and the blocks it makes with the library's.
 
 Per step: acc_pre += x, acc_post += s, n += 1; on the 2^e-th step one reference step
 (lpl_rate.step_codes) with pre = acc_pre << (A - e), post = acc_post << (A - e) and the codes
@@ -23,7 +24,7 @@ def epoch_params(p: lpl_rate.Params, k: int) -> lpl_rate.Params:
     if k == 1:
         return p
     return dataclasses.replace(
-        p, tau_mean=p.tau_mean / k, tau_var=p.tau_var / k, tau_pre=p.tau_pre / k,
+        p, epoch=1, tau_mean=p.tau_mean / k, tau_var=p.tau_var / k, tau_pre=p.tau_pre / k,
         tau_post=p.tau_post / k, warmup=math.ceil(p.warmup / k), eta=p.eta * k,
         pred=p.pred / k)
 
@@ -37,10 +38,8 @@ def epoch_block(p: lpl_rate.Params, k: int, w_shift: float, n_out: int) -> bytes
 
 
 def block_codes(block: bytes) -> lpl_codes.Codes:
-    """The Codes of a block whose byte 7 may carry an epoch (read as if it were 0)."""
-    b = bytearray(block)
-    b[7] = 0
-    return lpl_codes.unpack_block(bytes(b))
+    """The Codes of one run of the rule a block describes (its epoch byte read as 0)."""
+    return lpl_codes.unpack_block(block)._replace(epoch_log2=0)
 
 
 class EpochRule:

@@ -3,6 +3,7 @@ replay) on the host engine and on a simulated board over the link: bit-identical
 scores, learned weights and learning state, and plan == measured arena use on both."""
 
 import numpy as np
+import pytest
 
 from edgelearn.adapt.bundle import load_bundle, plan_bundle, requested_config
 from edgelearn.adapt.session import make_target
@@ -53,13 +54,15 @@ def test_speech_model_on_host_and_board_agree_bit_for_bit_with_plan_equal_measur
         board.close()
 
 
-def test_c_board_arena_high_water_equals_the_plan():
+@pytest.mark.parametrize("epoch", [1, 8])
+def test_c_board_arena_high_water_equals_the_plan(epoch):
     """The C firmware's host build (sim?impl=c) running the headline deployment with LPL and
     hEP uses exactly the planned arena: every buffer, the step's working memory
-    (kernel.scratch, lpl.scratch) included, is in edgelearn.memory.layout."""
+    (kernel.scratch, lpl.scratch) included, is in edgelearn.memory.layout; with a learning
+    epoch of 8 too (the epoch sums in the LPL state, the epoch means in lpl.scratch)."""
     bundle = load_bundle("models/speech_digits.onnx")
     x, y, _ = load_stream("new_user", bundle.qnet.n_in, seed=0, limit=6)
-    req = requested_config(bundle, "all", True)
+    req = requested_config(bundle, "all", True, epoch=epoch)
     plan = plan_bundle(bundle, parse_bytes("256KiB"), get_profile("cortex-m4-256k"), req,
                        LinkShape())
     names = [b.name for b in plan.buffers]

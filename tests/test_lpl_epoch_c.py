@@ -47,11 +47,9 @@ class CEpoch:
         self.lib, self.block = lib, np.frombuffer(block, np.uint8).copy()
         n_out, n_in = w.shape
         self.wT = np.ascontiguousarray(np.asarray(w, np.int8).T)
-        st = lpl_codes.init_state(block_codes(block), n_in, n_out)
-        on = block[7] > 0
-        self.state = [np.ascontiguousarray(a) for a in st] + [
-            np.zeros(n_in if on else 0, np.int32), np.zeros(n_out if on else 0, np.int32),
-            np.zeros(1 if on else 0, np.int32)]
+        st = lpl_codes.init_state(lpl_codes.unpack_block(block), n_in, n_out)
+        self.state = [np.ascontiguousarray(a) for a in st]
+        assert len(self.state) == 11 and (self.state[10].size == 1) == (block[7] > 0)
         self.ptrs = (ctypes.c_void_p * 11)(*(a.ctypes.data if a.size else None
                                              for a in self.state))
         bytes_ = lib.el_native_lpl_scratch_bytes(_ptr(self.block), n_in, n_out)
@@ -114,7 +112,7 @@ def test_c_epoch_step_equals_the_specification(lpl_lib, name, k, kind, fast):
         assert got == int(ran), t
         assert (int(c.rng[0]), int(c.rng[1])) == (r.key, r.counter), t
         np.testing.assert_array_equal(c.weights(), ref.w, err_msg=f"step {t}")
-        for i, (f, a) in enumerate(zip(lpl_codes.State._fields, ref.state)):
+        for i, (f, a) in enumerate(zip(lpl_codes.State._fields[:8], ref.state)):
             np.testing.assert_array_equal(c.state[i], a, err_msg=f"{f} step {t}")
         np.testing.assert_array_equal(c.state[8], ref.acc_pre, err_msg=f"epoch_pre {t}")
         np.testing.assert_array_equal(c.state[9], ref.acc_post, err_msg=f"epoch_post {t}")
@@ -162,78 +160,54 @@ def test_block_epoch_byte_limits(lib):
     assert lib.el_native_lpl_scratch_bytes(_ptr(np.frombuffer(bytes(ok), np.uint8)), 9, 5) == 0
 
 
-class EpochKernel:
-    """The epoch around a bound device-engine kernel (the lpl_kernels interface), as the
-    specification states it: sums, and on the 2^e-th step the inner step on them."""
-
-    def __init__(self, inner, e: int, n_in: int, n_out: int) -> None:
-        self.inner, self.e = inner, e
-        self.acc_pre = np.zeros(n_in, np.int64)
-        self.acc_post = np.zeros(n_out, np.int64)
-        self.n, self.w_changed = 0, False
-
-    def step(self, pre, post, rng, shift=0, stats=False, spikes=False):
-        self.acc_pre += np.asarray(pre, np.int64)
-        self.acc_post += np.asarray(post, np.int64)
-        self.n += 1
-        self.w_changed = False
-        if self.n < 1 << self.e:
-            return rng, None, False
-        rng, s, ran = self.inner.step(self.acc_pre, self.acc_post, rng, shift - self.e,
-                                      stats, False)
-        self.w_changed = getattr(self.inner, "w_changed", True)
-        self.acc_pre[:] = 0
-        self.acc_post[:] = 0
-        self.n = 0
-        return rng, s, ran
-
-    def flush(self):
-        self.inner.flush()
-
-    def reload(self):
-        self.inner.reload()
+def test_spec_blocks_equal_the_library_blocks():
+    """The blocks written out from the specification (tests/_lpl_epoch.py) are the library's
+    (lpl_rate.Params.epoch through lpl_block): the C tests below run what a host sends."""
+    from edgelearn.kernels.lpl_codes import lpl_block
+    for p in PARAMS.values():
+        for k in (1, 2, 8, 64):
+            assert epoch_block(p, k, 6.5, 11) == lpl_block(dataclasses.replace(p, epoch=k),
+                                                           6.5, 11)
 
 
-def test_c_engine_with_epoch_equals_the_specification(lib):
-    """The C engine (NativeEngine) on the headline model with LPL epoch 8 on the hidden layer
-    and the device engine whose LPL kernel is wrapped in the specification's epoch: equal
-    features, readout, weights, PRNG position, rule runs and epoch sums, sample after sample
-    (the sums carry across samples; the warm-up of 200 steps is 25 epochs)."""
+def test_c_engine_with_epoch_equals_the_device_engine(lib):
+    """The C engine (NativeEngine) and edgelearn.device.engine on the headline model with LPL
+    at epoch 8 on the hidden layer: equal features, readout, weights, PRNG position, rule runs
+    and epoch sums, sample after sample (97-step samples: epochs span samples; the warm-up of
+    200 steps is 25 epochs)."""
     from edgelearn.adapt.bundle import load_bundle
     from edgelearn.data import load_speech_digits
     from edgelearn.device.engine import Engine, EngineConfig, default_lpl
     from edgelearn.kernels.image import to_image
+    from edgelearn.kernels.lpl_codes import lpl_block
     from edgelearn.memory.arena import Arena
     from edgelearn.rules.base import qlayer_w_shift
 
-    k, e = 8, 3
     q = load_bundle(ROOT / "models" / "speech_digits.onnx").qnet
     la = q.layers[0]
     readout = q.meta.get("readout", "max")
-    p = dataclasses.replace(default_lpl(), eta=1e-5)      # moves weights within the test
-    block = epoch_block(p, k, qlayer_w_shift(la), la.n_out)
-    ce = native.NativeEngine(lib, to_image(q), {0: block}, readout=readout, seed=3)
+    p = dataclasses.replace(default_lpl(), eta=1e-5, epoch=8)   # moves weights within the test
+    ce = native.NativeEngine(lib, to_image(q), {0: lpl_block(p, qlayer_w_shift(la), la.n_out)},
+                             readout=readout, seed=3)
     ce.set_learning(True, 3, 0)
     pe = Engine(q, Arena(1 << 21), None, EngineConfig(lpl_layers=(la.name,), hep=None,
-                                                      readout=readout, seed=3,
-                                                      lpl=epoch_params(p, k)))
-    pe.kernels[0] = EpochKernel(pe.kernels[0], e, la.n_in, la.n_out)
+                                                      readout=readout, seed=3, lpl=p))
     pe.set_learning(True, False)
     ds = load_speech_digits("new_user")
     for x in ds.x[:4]:
-        x = x[:-3]                                       # 97 steps: epochs span samples
+        x = x[:-3]
         ce.begin()
         ce.run(x)
         r = pe.run_sample(x)
         assert np.array_equal(ce.array(0, 0, 0, np.uint16, la.n_out), r.features)
         assert np.array_equal(ce.array(1, 0, 0, np.int32, q.n_out), pe.output)
         assert ce.rng() == (pe.rng.key, pe.rng.counter)
-        assert np.array_equal(ce.weights(0, la.n_out, la.n_in),
-                              pe.get_weights()[f"{la.name}.weight"])
-        kern = pe.kernels[0]
-        assert np.array_equal(ce.array(3, 0, 9, np.int32, la.n_in), kern.acc_pre)
-        assert np.array_equal(ce.array(3, 0, 10, np.int32, la.n_out), kern.acc_post)
-        assert int(ce.array(3, 0, 11, np.int32, 1)[0]) == kern.n
+        w = pe.get_weights()
+        assert np.array_equal(ce.weights(0, la.n_out, la.n_in), w[f"{la.name}.weight"])
+        for field, (name, n) in enumerate([("epoch_pre", la.n_in), ("epoch_post", la.n_out),
+                                           ("epoch_steps", 1)], start=9):
+            assert np.array_equal(ce.array(3, 0, field, np.int32, n),
+                                  w[f"state.{la.name}.lpl.{name}"]), name
     assert ce.counters()["lpl_updates"] == pe.counters["lpl_updates"] > 0
     assert ce.counters()["steps"] == 4 * 97 and 4 * 97 // 8 > 25
     assert not np.array_equal(ce.weights(0, la.n_out, la.n_in), la.weight)

@@ -95,3 +95,13 @@ def test_headline_deploy_on_qemu_matches_the_host(tmp_path):
             assert np.array_equal(ck["qemu"][key], want), key
     mem = runs["qemu"]["memory"]
     assert mem["measured_high_water"] == mem["planned_total"]
+
+
+@pytest.mark.parametrize("name", ["streaming_lpl_epoch", "sample_mode_epoch"])
+def test_qemu_replays_the_lpl_epoch_sessions(name):
+    """The shared sessions with LPL at a learning epoch of 8 (tests/vectors/protocol/) on the
+    Cortex-M3 with the sessions' RAM and flash: every reply by the rules of
+    tests/vectors/README.md (HELLO, which states the board's own limits, aside), so the M3's
+    epoch sums, rule steps and weights blobs are the reference board's bit for bit."""
+    from tests.test_c_device import replay_session
+    replay_session(name, url="qemu?ram=65536&flash=131072")

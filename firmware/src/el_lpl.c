@@ -186,10 +186,17 @@ static uint32_t window_bytes(uint32_t n_in)
  * (uint32 [n_in]) and a bitmap in the rest */
 static uint32_t d_words(const el_lpl_params *p, uint32_t n_out) { return p->decorr ? n_out : 0; }
 
+/* bytes el_lpl_step uses (even) */
+static uint32_t step_bytes(const el_lpl_params *p, uint32_t n_in, uint32_t n_out)
+{
+    return 8 * (n_out + d_words(p, n_out)) + 4 * n_in + 4 * n_out + window_bytes(n_in);
+}
+
+/* with a learning epoch the epoch means (int32 n_in + n_out, Q.A) follow el_lpl_step's bytes
+ * at the next multiple of 4 (which the rounding to 8 of the sum always leaves room for) */
 uint32_t el_lpl_scratch_bytes(const el_lpl_params *p, uint32_t n_in, uint32_t n_out)
 {
-    uint32_t b = 8 * (n_out + d_words(p, n_out)) + 4 * n_in + 4 * n_out;
-    b += window_bytes(n_in);
+    uint32_t b = step_bytes(p, n_in, n_out) + (p->epoch_log2 ? 4 * (n_in + n_out) : 0);
     return (b + 7u) & ~7u;
 }
 
@@ -810,11 +817,14 @@ static void accumulate(int32_t *acc, el_act a, uint32_t n)
     }
 }
 
-/* the epoch sums in Q.A in place: acc 2^A / 2^e = acc << (A - e) (e <= A; |acc| <= 2^e 2^15,
- * so the result stays below 2^(15 + A) <= 2^29) */
-static void to_q(int32_t *acc, uint32_t n, int sh)
+/* the epoch means in Q.A: q = acc 2^A / 2^e = acc << (A - e) (e <= A; |acc| <= 2^e 2^15, so
+ * |q| < 2^(15 + A) <= 2^29); the sums restart at 0 */
+static void to_q(int32_t *acc, uint32_t n, int sh, int32_t *q)
 {
-    for (uint32_t j = 0; j < n; j++) acc[j] = (int32_t)((uint32_t)acc[j] << sh);
+    for (uint32_t j = 0; j < n; j++) {
+        q[j] = (int32_t)((uint32_t)acc[j] << sh);
+        acc[j] = 0;
+    }
 }
 
 int el_lpl_epoch_step(int8_t *wT, uint32_t n_in, uint32_t n_out, el_act pre, el_act post,
@@ -831,12 +841,11 @@ int el_lpl_epoch_step(int8_t *wT, uint32_t n_in, uint32_t n_out, el_act pre, el_
         return 0;
     }
     const int sh = p->act_frac - e;
-    to_q(st->epoch_pre, n_in, sh);
-    to_q(st->epoch_post, n_out, sh);
-    el_act x = {st->epoch_pre, EL_ACT_Q}, z = {st->epoch_post, EL_ACT_Q};
-    int ran = el_lpl_step(wT, n_in, n_out, x, z, gain, st, p, rng, scratch, fast, stats);
-    memset(st->epoch_pre, 0, 4 * (size_t)n_in);
-    memset(st->epoch_post, 0, 4 * (size_t)n_out);
+    int32_t *xq = (int32_t *)((uint8_t *)scratch + ((step_bytes(p, n_in, n_out) + 3u) & ~3u));
+    int32_t *zq = xq + n_in;
+    to_q(st->epoch_pre, n_in, sh, xq);
+    to_q(st->epoch_post, n_out, sh, zq);
     st->epoch_steps[0] = 0;
-    return ran;
+    el_act x = {xq, EL_ACT_Q}, z = {zq, EL_ACT_Q};
+    return el_lpl_step(wT, n_in, n_out, x, z, gain, st, p, rng, scratch, fast, stats);
 }

@@ -111,10 +111,10 @@ int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, el_act pre, el_act po
  *
  * with the codes of one epoch (the host sends rates, warm-up, eta and pred per epoch:
  * lpl_rate.epoch_params). pre is of kind EL_ACT_U8, I8 or I16 (integers), post EL_ACT_U8;
- * the sums live in the state (epoch_pre, epoch_post, epoch_steps) and are shifted there in
- * place, so the step needs no scratch beyond el_lpl_step's. PRNG words are drawn only when the
- * rule runs. e = 0: el_lpl_step itself. Returns 1 when the weight rule ran; stats (may be
- * NULL) are the rule step's, zero on the steps that only accumulate. */
+ * the sums live in the state (epoch_pre, epoch_post, epoch_steps), the epoch means in the
+ * scratch after el_lpl_step's part (el_lpl_scratch_bytes counts them). PRNG words are drawn
+ * only when the rule runs. e = 0: el_lpl_step itself. Returns 1 when the weight rule ran;
+ * stats (may be NULL) are the rule step's, zero on the steps that only accumulate. */
 int el_lpl_epoch_step(int8_t *wT, uint32_t n_in, uint32_t n_out, el_act pre, el_act post,
                       const int32_t *gain, el_lpl_state *st, const el_lpl_params *p,
                       el_rng *rng, void *scratch, int fast, el_lpl_stats *stats);
