@@ -508,7 +508,8 @@ class Device:
             return
         act = np.concatenate(eng.activity)
         eng.activity.clear()
-        learning = [eng.lpl_on and k in eng.kernels for k in range(len(eng.layers))]
+        epochs = {k: c.epoch for k, c in eng.dconfig.lpl}        # LPL layers: learning epoch
+        learning = [epochs.get(k, 0) if eng.lpl_on else 0 for k in range(len(eng.layers))]
         self.cycles[0] += run_cycles(self.cost, [(la.n_in, la.n_out) for la in eng.layers],
                                      act, learning)
         self.cycles[1] += act.shape[0]

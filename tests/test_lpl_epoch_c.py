@@ -324,3 +324,89 @@ def test_c_board_streams_lpl_with_an_epoch(url, k):
         assert not np.array_equal(rule.w, la.weight)
         r = dev.request(0x21, bytes([0, k]))
         assert struct.unpack("<BBI", r.payload) == (0, 0xFF, updates)
+
+
+def _epoch_session(board, epoch: int):
+    """A board in sample mode with LPL at `epoch` on the hidden layer (no hEP), 13 steps run."""
+    from edgelearn.device.config import compile_config
+    from edgelearn.device.engine import EngineConfig, default_lpl
+    from edgelearn.kernels.image import to_image
+    from edgelearn.link import blobs
+    from edgelearn.link import messages as m
+    from tests._inprocess_board import test_qnetwork
+
+    qnet = test_qnetwork(seed=93)
+    board.hello()
+    board.upload(to_image(qnet))
+    cfg = EngineConfig(lpl_layers=("hidden",), hep=None, seed=4,
+                       lpl=dataclasses.replace(default_lpl(), warmup=5, eta=1e-2, epoch=epoch))
+    board.put_blob(m.BLOB_CONFIG, blobs.encode_config(compile_config(cfg, qnet)))
+    board.set_mode(True, False)
+    x = (np.random.default_rng(5).random((13, qnet.n_in)) < 0.3).astype(int)
+    board.sample(x)
+    return qnet, x
+
+
+def test_weights_blob_epoch_sums_are_checked_on_restore(board):
+    """A weights blob taken mid-epoch restores (the next sample runs as it did after the blob
+    was taken); one whose epoch sums its step count cannot reach (epoch_steps >= 8 or < 0,
+    spike sums above it, input sums outside it times the input range) is BAD_PARAM, the same
+    arguments on both boards, and changes nothing."""
+    from edgelearn.link import blobs
+    from edgelearn.link import messages as m
+    from edgelearn.link.client import DeviceErrorReply
+
+    qnet, x = _epoch_session(board, 8)
+    names = [la.name for la in qnet.layers]
+    good = board.get_blob(m.BLOB_WEIGHTS)
+    w = blobs.decode_weights(good, names)
+    assert int(w["state.hidden.lpl.epoch_steps"][0]) == 13 % 8
+    first = board.sample(x)
+    after = board.get_blob(m.BLOB_WEIGHTS)
+    board.put_blob(m.BLOB_WEIGHTS, good)
+    assert board.get_blob(m.BLOB_WEIGHTS) == good
+    again = board.sample(x)
+    assert again[0] == first[0] and again[2] == first[2]
+    np.testing.assert_array_equal(again[1], first[1])
+    assert board.get_blob(m.BLOB_WEIGHTS) == after
+    n = int(w["state.hidden.lpl.epoch_steps"][0])
+    cases = {"epoch_steps": [8], "epoch_steps ": [-1], "epoch_post": [n + 1],
+             "epoch_pre": [n * 127 + 1], "epoch_pre ": [-n * 128 - 1]}
+    errors = []
+    for key, (value,) in cases.items():
+        bad = {k: v.copy() for k, v in w.items()}
+        bad[f"state.hidden.lpl.{key.strip()}"][0] = value
+        with pytest.raises(DeviceErrorReply, match="BAD_PARAM on BLOB_END: weights blob") \
+                as err:
+            board.put_blob(m.BLOB_WEIGHTS, blobs.encode_weights(bad, names))
+        errors.append((err.value.error.arg0, err.value.error.arg1))
+    assert board.get_blob(m.BLOB_WEIGHTS) == after
+    assert errors == [(16, 0)] * len(cases)
+
+
+def test_both_boards_price_the_epoch_alike():
+    """TELEMETRY cycles_per_step (the cost model, firmware_sim/cycles.py = el_cycles.c) of the
+    same run with LPL at epochs 1 and 8: equal on the Python and the C board, and the epoch's
+    LPL share 1/8 of the rule plus the sums."""
+    from edgelearn.link.client import Client
+    from firmware_sim.cycles import COSTS, lpl_cycles
+    from tests._c_device import CBoard
+    from tests._inprocess_board import InProcessBoard
+
+    got = {}
+    for impl in ("python", "c"):
+        for epoch in (1, 8):
+            b = (CBoard(256 * 1024, 512 * 1024) if impl == "c" else
+                 InProcessBoard("socketpair", ram=256 * 1024, flash=512 * 1024))
+            with b:
+                c = Client(b.host)
+                hello = c.hello()
+                _epoch_session(c, epoch)
+                got[impl, epoch] = (c.telemetry().cycles_per_step, hello.profile)
+    assert got["python", 1] == got["c", 1] and got["python", 8] == got["c", 8]
+    core = [v for k, v in COSTS.items() if got["c", 1][1].startswith(k)]
+    assert core, got
+    rule = lpl_cycles(core[0], 40, 32)
+    saved = got["c", 1][0] - got["c", 8][0]
+    assert abs(saved - (rule - lpl_cycles(core[0], 40, 32, 8))) <= 1
+    assert lpl_cycles(core[0], 40, 32, 8) == pytest.approx(rule / 8 + 72 * core[0].c_lpl_acc)
