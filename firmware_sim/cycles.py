@@ -23,29 +23,32 @@ and spikes to the epoch sums (c_lpl_acc per element).
 
 Constants (cycles):
 
-    core        c_mac  c_event c_value c_scan c_neuron c_lpl c_lpl_neuron c_lpl_input c_step clock
-    cortex-m3   3.85   2.62    3.85    6.69   40.5     0     520          197         3040   25 MHz
-    cortex-m4   3.84   2.62    3.84    6.7    39.1     0     518          199         3090   120 MHz
-    cortex-m0+  5      4       4       2      40       30    120          0           400    48 MHz
-    cortex-m7   1      1.5     1.5     1      10       7     40           0           150    480 MHz
-    linux (A53) 0.5    1       1       0.5    6        4     20           0           400    1.2 GHz
+    core        c_mac c_event c_value c_scan c_neuron c_lpl c_lpl_neuron c_lpl_input c_lpl_acc c_step clock
+    cortex-m3   3.89  2.65    3.89    6.34   33.3     0     515          200         4.76      3990   25 MHz
+    cortex-m4   3.88  2.65    3.88    6.36   31.9     0     513          202         4.75      4040   120 MHz
+    cortex-m0+  5     4       4       2      40       30    120          0           4         400    48 MHz
+    cortex-m7   1     1.5     1.5     1      10       7     40           0           1         150    480 MHz
+    linux (A53) 0.5   1       1       0.5    6        4     20           0           0.5       400    1.2 GHz
 
 **cortex-m3 and cortex-m4 are measured**: the constants are a non-negative least-squares fit
 (relative error of each run's mean) to the instructions per step of this C firmware under QEMU
 ``-icount shift=0`` (``mps2-an385`` Cortex-M3, ``mps2-an386`` Cortex-M4F; builds icount-cm3,
-icount-cm4f) on 8 workloads x inference / + LPL (tools/measure_icount.py, stored in
-tests/icount/cortex_m.json): every run's mean is within 8 % of the model (inference within
-3 %, LPL within 8 %; the LPL step's window search varies with the activity, which the model
-does not price). They count instructions: one cycle per instruction, a lower bound for a real
+icount-cm4f) on 8 workloads x inference / + LPL / + LPL at a learning epoch of 8
+(tools/measure_icount.py, stored in tests/icount/cortex_m.json): every run's mean is within
+9 % of the model (inference within 3 %, LPL within 9 %, LPL at epoch 8 within 6 %; the LPL
+step's window search varies with the activity, which the model does not price). They count instructions: one cycle per instruction, a lower bound for a real
 part (loads, taken branches and multiplies by 64-bit values take 2 or more). c_mac = c_value:
 the C engine is event-driven only; its dense figure (HELLO's worst case) is every input active
 with values. LPL costs per neuron and per input (filters, PRNG words, statistics, the window
-search), not per synapse: c_lpl = 0. The cortex-m3 clock is the MPS2 AN385 image's 25 MHz.
+search), not per synapse: c_lpl = 0; at a learning epoch the sums cost c_lpl_acc (4.76 on
+the M3) per input and output element a step. The cortex-m3 clock is the MPS2 AN385 image's
+25 MHz.
 
 cortex-m0+, cortex-m7 and linux are **assumptions** for hand-written C (int8 weights, int32
 state), not measurements: the M0+ has no DSP extension or unaligned access, so each int8 MAC is
 a load, a sign-extend, a multiply and an add; the M7 packs two int8 MACs per SMLAD; their LPL
-is priced per synapse (one multiply, one PRNG word and a stochastic shift).
+is priced per synapse (one multiply, one PRNG word and a stochastic shift), their epoch sums
+(c_lpl_acc) as a load, an add and a store per element.
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ class CoreCost:
 
 
 COSTS = {c.core: c for c in (
-    CoreCost("cortex-m3", 3.85, 2.62, 3.85, 6.69, 40.5, 0, 520, 197, 0, 3040, 25e6),
-    CoreCost("cortex-m4", 3.84, 2.62, 3.84, 6.7, 39.1, 0, 518, 199, 0, 3090, 120e6),
+    CoreCost("cortex-m3", 3.89, 2.65, 3.89, 6.34, 33.3, 0, 515, 200, 4.76, 3990, 25e6),
+    CoreCost("cortex-m4", 3.88, 2.65, 3.88, 6.36, 31.9, 0, 513, 202, 4.75, 4040, 120e6),
     CoreCost("cortex-m0plus", 5, 4, 4, 2, 40, 30, 120, 0, 4, 400, 48e6),
     CoreCost("cortex-m7", 1, 1.5, 1.5, 1, 10, 7, 40, 0, 1, 150, 480e6),
     CoreCost("linux", 0.5, 1, 1, 0.5, 6, 4, 20, 0, 0.5, 400, 1.2e9),

@@ -28,7 +28,8 @@ def _tool():
 def model_per_step(core: str, run: dict) -> float:
     """What the simulator's TELEMETRY prices for the steps of one measured run."""
     act = np.asarray(run["activity"], dtype=np.int64)
-    learning = [k == run["lpl_layer"] for k in range(len(run["shapes"]))]
+    learning = [run.get("lpl_epoch", 1) if k == run["lpl_layer"] else 0
+                for k in range(len(run["shapes"]))]
     return run_cycles(COSTS[core], [tuple(s) for s in run["shapes"]], act, learning) / len(act)
 
 
@@ -48,7 +49,8 @@ def test_model_matches_the_stored_counts_within_the_bound():
     assert set(data["cores"]) == {"cm3", "cm4f"}
     for d in data["cores"].values():
         modes = {(r["workload"], r["mode"]) for r in d["runs"]}
-        assert len(modes) == len(d["runs"]) == 16          # 8 workloads x inference / + LPL
+        assert len(modes) == len(d["runs"]) == 24    # 8 workloads x inference / + LPL / epoch 8
+        assert sum(r.get("lpl_epoch", 1) == 8 for r in d["runs"]) == 8
         assert all(len(r["instructions"]) == data["steps"] for r in d["runs"])
     errors = check_within_bound(data)
     assert max(abs(e) for e in errors) > 0.01              # a real fit, not a copy of the data
@@ -69,7 +71,7 @@ def test_the_tables_carry_the_stored_fit():
     for core, values in rows:
         c = COSTS[core]
         want = [c.c_mac, c.c_event, c.c_value, c.c_scan, c.c_neuron, c.c_lpl, c.c_lpl_neuron,
-                c.c_lpl_input, c.c_step, c.clock_hz]
+                c.c_lpl_input, c.c_lpl_acc, c.c_step, c.clock_hz]
         assert [float(v) for v in values.split(",")] == want, core
 
 
@@ -82,6 +84,10 @@ def test_model_terms_follow_the_activity():
     assert valued - base == pytest.approx(5 * 128 * (c.c_value - c.c_event))
     lpl = run_cycles(c, [(64, 128), (128, 10)], act[:1], [True, False])
     assert lpl - base == pytest.approx(128 * c.c_lpl_neuron + 64 * c.c_lpl_input)
+    # a learning epoch of 8: an eighth of the rule, and the sums every step
+    epoch = run_cycles(c, [(64, 128), (128, 10)], act[:1], [8, 0])
+    assert epoch - base == pytest.approx((128 * c.c_lpl_neuron + 64 * c.c_lpl_input) / 8
+                                         + (64 + 128) * c.c_lpl_acc)
     # HELLO's worst case: every input active with values, every recurrent spike
     assert worst_case_cycles(c, [(64, 128, True), (128, 10, False)]) == round(
         c.c_step + 64 * 128 * c.c_value + 128 * c.c_neuron + 128 * 128 * c.c_event

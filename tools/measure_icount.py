@@ -20,8 +20,9 @@ Workloads (network x input, STEPS steps each):
     ff       a feed-forward 256-96-16 (seed 2), quantized: Bernoulli(0.1), Bernoulli(0.4)
 
 The fit: per core, the model's constants (c_step, c_neuron, c_scan, c_event, c_value,
-c_lpl_neuron, c_lpl_input, c_lpl, c_lpl_acc) by non-negative least squares of the relative error of the
-per-run mean instructions per step (every run weighs the same); c_mac = c_value (the C engine
+c_lpl_neuron, c_lpl_input, c_lpl, c_lpl_acc) by non-negative least squares of the relative
+error of the per-run mean instructions per step (every run weighs the same; an epoch run's rule
+terms count 1/EPOCH, its sums (n_in + n_out) c_lpl_acc); c_mac = c_value (the C engine
 is event-driven only: its dense figure is every input active with values). The measured runs, the fitted constants and
 each run's relative residual go to OUT (tests/icount/cortex_m.json); firmware_sim/cycles.py and
 firmware/src/el_cycles.c carry the constants rounded to 3 significant digits (this script
