@@ -311,7 +311,7 @@ def main(argv=None) -> int:
         wall = {k: statistics.median(v) for k, v in results["wall"][f"b{batch}"].items()}
         cpu = {k: statistics.median(v) for k, v in results["cpu"][f"b{batch}"].items()}
         for k in sorted(cpu, key=cpu.get):
-            print(f"  {k:<26}{wall[k]:>10.2f}{cpu[k]:>10.2f}")
+            print(f"  {k:<32}{wall[k]:>10.2f}{cpu[k]:>10.2f}")
     medians = {m: {b: {k: statistics.median(v) for k, v in d.items()} for b, d in r.items()}
                for m, r in results.items()}
     headline = headline_model(lib, repeats)
