@@ -13,8 +13,9 @@ back). A request is retransmitted, together with every later unanswered one, whe
   (Jacobson/Karn, at least ``min_timeout`` = 50 ms, twice the device's BUSY interval;
   ``timeout`` before any measurement), plus twice the time the line needs for the unanswered
   requests (``2 * bytes * 10 / baud``) when the device announces a baud rate, doubled after
-  each timeout. A BUSY restarts every timer, so a long request (a slow TEACH, a big commit)
-  is waited for, not retransmitted.
+  each timeout; a timeout resends the oldest unanswered request and the newest as a probe
+  (not the whole window, which would flood a slow line). A BUSY restarts every timer, so a
+  long request (a slow TEACH, a big commit) is waited for, not retransmitted.
 
 The device executes each sequence number once and answers retransmissions from its reply cache,
 so retransmitting is always safe. After ``retries`` timeouts of the same request the client
@@ -312,7 +313,24 @@ class Client:
             raise LinkError(f"no reply to {oldest.msg.name} (seq {oldest.seq}) after "
                             f"{self.retries} retries (timeout {rto:.2f} s) on {self.transport.url}"
                             f"{hint}")
-        self._resend_from(oldest.seq)
+        self._resend_oldest_and_probe(oldest.seq)
+
+    def _resend_oldest_and_probe(self, seq: int) -> None:
+        """After a timeout: resend the oldest unanswered request and the newest as a probe, not
+        the whole window. On a line slower than the RTO assumed (a UART at 115200 baud carries
+        a window of 1 KiB requests in 0.7 s; QEMU's emulated UART can be slower), resending
+        every unanswered request at each timeout queues copies faster than the line drains
+        them and the device answers duplicates while new requests wait (measured: the headline
+        deploy on QEMU gave up in 4 of 5 runs). The probe recovers the rest: if the device
+        lacks earlier requests it holds the probe and NAKs the gaps (selective repeat); if it
+        executed them and their replies were lost, the probe's cached reply arrives after an
+        unanswered request and draws the fast retransmit of each."""
+        order = list(self._pending)
+        self._send(self._pending[seq])
+        self.stats.retransmissions += 1
+        if order[-1] != seq:
+            self._send(self._pending[order[-1]])
+            self.stats.retransmissions += 1
 
     def _take(self, p: _Pending) -> m.Message:
         reply = p.reply

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "el_cobs.h"
 #include "el_device.h"
 
 #ifndef EL_RAM
@@ -49,8 +50,16 @@ static uint8_t blob_snap[EL_SLOT > EL_RAM ? EL_SLOT : EL_RAM] __attribute__((sec
 static el_device dev;
 static volatile uint32_t ms;
 
-/* received bytes: a ring filled by the UART0 RX interrupt, emptied by the main loop */
-#define RING 4096u
+/* the link this board announces in HELLO: largest request payload and window */
+#define MAX_PAYLOAD 1024u
+#define WINDOW 8u
+
+/* received bytes: a ring filled by the UART0 RX interrupt, emptied by the main loop. It holds
+ * one window of requests (docs/protocol.md, "Flow control"): WINDOW frames of at most
+ * el_max_wire(MAX_PAYLOAD) bytes, delimiter included (8 x 1,038 = 8,304 B), and one spare
+ * byte (a full ring keeps one slot empty). Smaller, a window of large requests overflows it
+ * whenever the main loop is slower than the line, and every resent window overflows it again. */
+#define RING (WINDOW * (EL_COBS_MAX(EL_HEADER_BYTES + MAX_PAYLOAD + EL_CRC_BYTES) + 1u) + 1u)
 static volatile uint8_t ring[RING];
 static volatile uint32_t ring_head, ring_tail;
 
@@ -113,7 +122,7 @@ int main(int argc, char **argv)
     SYST_CVR = 0;
     SYST_CSR = 7u;                                   /* processor clock, interrupt, enable */
     if (el_fixed_selftest()) return 3;
-    el_device_config cfg = {EL_RAM, EL_FLASH, 1024, 8, 0, 1, EL_PROFILE};
+    el_device_config cfg = {EL_RAM, EL_FLASH, MAX_PAYLOAD, WINDOW, 0, 1, EL_PROFILE};
     el_device_memory mem = {arena, flash, stage, head_blob, config_blob, pull, blob_snap};
     el_port port = {uart_write, now_ms, 0, flash_erase, flash_program, 0, 0};
     if (el_device_init(&dev, &cfg, &mem, &port)) return 4;
