@@ -35,6 +35,7 @@ from edgelearn.adapt.head_training import train_head
 from edgelearn.adapt.loop import LoopConfig, run_adaptation
 from edgelearn.adapt.session import make_target
 from edgelearn.atomic import atomic_save_png, atomic_write_text
+from edgelearn.boundary import options as opt
 from edgelearn.data import load_speech_digits
 from edgelearn.data.streams import holdout, make_stream
 from edgelearn.memory import get_profile
@@ -62,6 +63,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lpl-eta", type=float, help="LPL learning rate (default: the preset's)")
     ap.add_argument("--lpl-rule", default="lpl", choices=lpl_presets.NAMES,
                     help="LPL preset of the LPL runs (edgelearn.rules.lpl_presets)")
+    ap.add_argument("--lpl-epoch", type=opt.power_of_two(1, 64), default=1, metavar="K",
+                    help="learning epoch of the LPL runs (lpl_rate.Params.epoch; default 1: "
+                         "every step; docs/learning-rules.md section 10)")
     ap.add_argument("--configs", default=",".join(CONFIGS),
                     help=f"comma-separated subset of: {', '.join(CONFIGS)}")
     ap.add_argument("--out", default="reports/bench_adapt")
@@ -97,6 +101,7 @@ def main(argv=None) -> int:
     lpl_params = lpl_presets.preset(args.lpl_rule)
     if args.lpl_eta is not None:
         lpl_params = dataclasses.replace(lpl_params, eta=args.lpl_eta)
+    lpl_params = dataclasses.replace(lpl_params, epoch=args.lpl_epoch)
     configs = {k.strip(): CONFIGS[k.strip()] for k in args.configs.split(",")}
     results: dict[str, list[dict]] = {k: [] for k in configs}
     curves = {}
@@ -147,7 +152,7 @@ def main(argv=None) -> int:
               f"{100 * pq.mean():>11.1f}% {100 * closed.mean():>10.0f}%")
     print(f"{'oracle':<10} {100 * oracle_eval:>15.1f}% {'':>12} {100.0:>10.0f}%")
     out = {"target": str(spec), "labels": args.labels, "seeds": args.seeds,
-           "lpl_rule": args.lpl_rule, "lpl": repr(lpl_params),
+           "lpl_rule": args.lpl_rule, "lpl_epoch": args.lpl_epoch, "lpl": repr(lpl_params),
            "stream": len(adapt_ds) if args.limit is None else args.limit,
            "eval_samples": len(eval_ds), "frozen_eval": frozen_eval, "oracle_eval": oracle_eval,
            "oracle": f"head fine-tuned offline, exact gradients, Adam 3e-3, "
