@@ -75,6 +75,21 @@ def test_the_tables_carry_the_stored_fit():
         assert [float(v) for v in values.split(",")] == want, core
 
 
+def test_protocol_doc_cost_table_is_the_model():
+    """docs/protocol.md section 14's table is what a stranger prices a board with: it must be
+    the table firmware_sim and the C firmware use, column for column."""
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    sec = doc[doc.index("## 14."):]
+    header = re.search(r"^\| core \|(.*)\|$", sec, re.M).group(1)
+    cols = [h.strip() for h in header.split("|")]
+    rows = re.findall(r"^\| ([a-z0-9+-]+)(?: \(measured\))? \|(.*)\|$", sec, re.M)
+    rows = [(core, vals) for core, vals in rows if core in COSTS]
+    assert sorted(core for core, _ in rows) == sorted(COSTS)
+    for core, vals in rows:
+        got = [float(v) for v in vals.split("|")]
+        assert got == [getattr(COSTS[core], name) for name in cols], core
+
+
 def test_model_terms_follow_the_activity():
     """The valued-input and LPL terms enter where the docs say."""
     c = COSTS["cortex-m3"]
