@@ -285,3 +285,22 @@ def test_quantize_step_keeps_the_head(stream, tmp_path, capsys):
     assert "head: m.q.head.npz" in capsys.readouterr().out
     m = json.loads((report / "metrics.json").read_text())
     assert m["runs"]["adapted"]["labels"] == 10 and m["plan"]["config"].endswith("hEP head")
+
+
+@pytest.mark.parametrize("labels, rule, epoch, hep_updates", [
+    ("0", "slow+homeostasis", 8, False), ("0.5", "lpl", 1, True)])
+def test_demo_runs_the_setting_measured_best_for_its_labels(labels, rule, epoch, hep_updates,
+                                                            tmp_path, capsys):
+    """Label-free, the demo runs slow+homeostasis at a learning epoch of 8 and no hEP (the
+    setting that beats homeostasis alone, docs/learning-rules.md section 9); with labels the
+    default rule and hEP. The report names the rule and epoch that ran."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--target", "host", "--labels", labels, "--limit", "12",
+                 "--report", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert ("no labels: LPL preset slow+homeostasis" in text) == (labels == "0")
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["lpl_rule"], m["lpl_epoch"]) == (rule, epoch)
+    tel = m["runs"]["adapted"]["telemetry"]
+    assert tel["lpl_updates"] > 0
+    assert (tel["hep_updates"] > 0) == hep_updates

@@ -3,6 +3,12 @@
 Deploys models/speech_digits.onnx to a firmware simulator on a pseudo-terminal within a
 256 KiB budget (Cortex-M4 profile) and adapts it on the bundled new-user stream with 10 %
 labels: the plan, the upload, progress, a before/after table and the report folder.
+
+Each case runs the setting measured best for it (docs/learning-rules.md section 9): with labels,
+the default LPL preset and hEP; with --labels 0, no hEP and LPL preset slow+homeostasis at a
+learning epoch of 8 steps (the label-free setting that beats homeostasis alone on the new
+user, a sensor gain change and a spectral tilt). The substrate target runs its own LPL and keeps
+the default rule.
 """
 
 from __future__ import annotations
@@ -17,7 +23,11 @@ EXAMPLES = """examples:
   edgelearn demo                         # simulated board, 256 KiB, new-user stream, 10 % labels
   edgelearn demo --target host --limit 300
   edgelearn demo --labels 0.2 --report reports/demo-20
+  edgelearn demo --labels 0 --report reports/demo-unlabelled   # label-free: slow+homeostasis, epoch 8
 """
+
+LABEL_FREE_RULE = "slow+homeostasis"      # docs/learning-rules.md section 9
+LABEL_FREE_EPOCH = 8
 
 
 def bundled_model() -> Path:
@@ -52,10 +62,18 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from edgelearn.cli import cmd_deploy
+    from edgelearn.targets.spec import parse_target
 
+    label_free = args.labels == 0 and parse_target(args.target).kind != "substrate"
     ns = argparse.Namespace(
         model=str(bundled_model()), target=args.target, budget=args.budget, device=args.device,
-        lpl="all", no_hep=False, adapt="new_user",
+        lpl="all", no_hep=label_free, adapt="new_user",
+        lpl_rule=LABEL_FREE_RULE if label_free else "lpl",
+        lpl_epoch=LABEL_FREE_EPOCH if label_free else 1,
         labels=args.labels, limit=args.limit, report=args.report, seed=args.seed,
         no_baseline=False, calib=None, dt=None, fresh=args.fresh, quiet=args.quiet)
+    if label_free and not args.quiet:
+        print(f"no labels: LPL preset {LABEL_FREE_RULE} at a learning epoch of "
+              f"{LABEL_FREE_EPOCH} steps, no hEP (the label-free setting measured best, "
+              f"docs/learning-rules.md section 9)", flush=True)
     return cmd_deploy.run(ns)

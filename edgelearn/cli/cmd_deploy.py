@@ -96,7 +96,10 @@ def run(args, upload: bool = True) -> int:
                             report=report if keep else None, upload=upload,
                             progress=not args.quiet, say=lambda text: say(args, text),
                             extra={"model": str(bundle.source), "target": str(spec),
-                                   "stream": args.adapt}, fresh=args.fresh,
+                                   "stream": args.adapt,
+                                   "lpl_rule": getattr(args, "lpl_rule", "lpl"),
+                                   "lpl_epoch": getattr(args, "lpl_epoch", 1)},
+                            fresh=args.fresh,
                             segments=None if stream is None else stream[3])
     if done.metrics is not None:
         print_summary(done.metrics, report, done.saved)
