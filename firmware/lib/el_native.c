@@ -271,6 +271,19 @@ uint32_t el_native_lpl_scratch_bytes(const uint8_t *codes, uint32_t n_in, uint32
     return el_lpl_scratch_bytes(&p, n_in, n_out);
 }
 
+/* the PRNG position and the step's counters back to the caller (stats may be NULL) */
+static void put_result(const el_rng *r, const el_lpl_stats *s, uint32_t *rng, uint32_t *stats)
+{
+    rng[0] = r->key;
+    rng[1] = r->counter;
+    if (stats) {
+        stats[0] = s->n_changed;
+        stats[1] = s->n_clipped;
+        stats[2] = s->n_saturated;
+        stats[3] = s->skipped;
+    }
+}
+
 /* One step on input-major wT with the state arrays given one by one (NULL where absent);
  * rng = {key, counter} updated; stats[4] = changed, clipped, saturated, skipped. */
 int el_native_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t *pre,
@@ -288,14 +301,7 @@ int el_native_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const int32_t 
     el_lpl_stats s;
     el_act xa = {pre, EL_ACT_Q}, ya = {post, EL_ACT_Q};
     int ran = el_lpl_step(wT, n_in, n_out, xa, ya, gain, &st, &p, &r, scratch, fast, &s);
-    rng[0] = r.key;
-    rng[1] = r.counter;
-    if (stats) {
-        stats[0] = s.n_changed;
-        stats[1] = s.n_clipped;
-        stats[2] = s.n_saturated;
-        stats[3] = s.skipped;
-    }
+    put_result(&r, &s, rng, stats);
     return ran;
 }
 
@@ -323,14 +329,7 @@ int el_native_lpl_epoch_step(int8_t *wT, uint32_t n_in, uint32_t n_out, const vo
     el_lpl_stats s;
     el_act xa = {pre, pre_kind}, ya = {post, EL_ACT_U8};
     int ran = el_lpl_epoch_step(wT, n_in, n_out, xa, ya, 0, &st, &p, &r, scratch, fast, &s);
-    rng[0] = r.key;
-    rng[1] = r.counter;
-    if (stats) {
-        stats[0] = s.n_changed;
-        stats[1] = s.n_clipped;
-        stats[2] = s.n_saturated;
-        stats[3] = s.skipped;
-    }
+    put_result(&r, &s, rng, stats);
     return ran;
 }
 

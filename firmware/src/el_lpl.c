@@ -768,54 +768,39 @@ int el_lpl_step(int8_t *wT, uint32_t n_in, uint32_t n_out, el_act pre, el_act po
 }
 
 /* acc[j] += v[j] for the integers of an activity (kind EL_ACT_U8, I8 or I16). Hosts: plain
- * loops, which vectorise. Cortex-M (EL_SWAR): 0/1 spikes and int8 values a word at a time,
- * zero words skipped (sparse spikes: most words are). */
+ * loops, which vectorise. Cortex-M (EL_SWAR): a 32-bit word of values at a time (four 8-bit or
+ * two 16-bit), zero words skipped (sparse spikes: most words are). */
+#if EL_SWAR
+#define EL_ACCUMULATE(T)                                                                      \
+    do {                                                                                      \
+        const T *v = (const T *)a.v;                                                          \
+        const uint32_t per = 4u / sizeof(T);                                                  \
+        for (; j + per <= n; j += per) {                                                      \
+            uint32_t w;                                                                       \
+            memcpy(&w, v + j, 4);                                                             \
+            if (!w) continue;                                                                 \
+            for (uint32_t q = 0; q < per; q++) acc[j + q] += v[j + q];                        \
+        }                                                                                     \
+        for (; j < n; j++) acc[j] += v[j];                                                    \
+    } while (0)
+#else
+#define EL_ACCUMULATE(T)                                                                      \
+    do {                                                                                      \
+        const T *v = (const T *)a.v;                                                          \
+        for (; j < n; j++) acc[j] += v[j];                                                    \
+    } while (0)
+#endif
+
 static void accumulate(int32_t *acc, el_act a, uint32_t n)
 {
     uint32_t j = 0;
     switch (a.kind) {
-    case EL_ACT_U8: {
-        const uint8_t *v = (const uint8_t *)a.v;
-#if EL_SWAR
-        for (; j + 4 <= n; j += 4) {
-            uint32_t w;
-            memcpy(&w, v + j, 4);
-            if (!w) continue;
-            for (uint32_t q = 0; q < 4; q++) acc[j + q] += v[j + q];
-        }
-#endif
-        for (; j < n; j++) acc[j] += v[j];
-        break;
-    }
-    case EL_ACT_I8: {
-        const int8_t *v = (const int8_t *)a.v;
-#if EL_SWAR
-        for (; j + 4 <= n; j += 4) {
-            uint32_t w;
-            memcpy(&w, v + j, 4);
-            if (!w) continue;
-            for (uint32_t q = 0; q < 4; q++) acc[j + q] += v[j + q];
-        }
-#endif
-        for (; j < n; j++) acc[j] += v[j];
-        break;
-    }
-    default: {
-        const int16_t *v = (const int16_t *)a.v;
-#if EL_SWAR
-        for (; j + 2 <= n; j += 2) {
-            uint32_t w;
-            memcpy(&w, v + j, 4);
-            if (!w) continue;
-            acc[j] += v[j];
-            acc[j + 1] += v[j + 1];
-        }
-#endif
-        for (; j < n; j++) acc[j] += v[j];
-        break;
-    }
+    case EL_ACT_U8: EL_ACCUMULATE(uint8_t); break;
+    case EL_ACT_I8: EL_ACCUMULATE(int8_t); break;
+    default: EL_ACCUMULATE(int16_t); break;
     }
 }
+#undef EL_ACCUMULATE
 
 /* the epoch means in Q.A: q = acc 2^A / 2^e = acc << (A - e) (e <= A; |acc| <= 2^e 2^15, so
  * |q| < 2^(15 + A) <= 2^29); the sums restart at 0 */
