@@ -304,3 +304,25 @@ def test_demo_runs_the_setting_measured_best_for_its_labels(labels, rule, epoch,
     tel = m["runs"]["adapted"]["telemetry"]
     assert tel["lpl_updates"] > 0
     assert (tel["hep_updates"] > 0) == hep_updates
+
+
+@pytest.mark.parametrize("first, second", [
+    (["--lpl-epoch", "8"], ["--lpl-epoch", "16"]),
+    (["--lpl-epoch", "8"], ["--lpl-epoch", "4"]),
+    (["--lpl-rule", "homeostasis"], ["--lpl-rule", "lpl+homeostasis"]),
+    ([], ["--lpl-rule", "homeostasis"])])
+def test_rerun_with_other_lpl_settings_starts_fresh(first, second, stream, tmp_path, capsys):
+    """A repeat run into the same report folder resumes only its own checkpoint: another LPL
+    rule or learning epoch (same starting weights and state shapes) is another run. Such a
+    checkpoint was once resumed: refused as 'damaged' (step count out of the new warm-up) or,
+    worse, continued under the new settings."""
+    report = tmp_path / "rep"
+    base = ["deploy", MODEL, "--target", "host", "--budget", "64KiB", "--adapt", stream,
+            "--limit", "6", "--no-baseline", "--report", str(report)]
+    assert main(base + first) == 0
+    capsys.readouterr()
+    assert main(base + second) == 0
+    out = capsys.readouterr().out
+    assert "starting fresh: the checkpoint" in out and "resumed" not in out, out
+    assert main(base + second) == 0
+    assert "resumed from sample 6 of 6" in capsys.readouterr().out

@@ -63,10 +63,13 @@ class LoopConfig:
 
 
 def _fingerprint(cfg: LoopConfig, xs: np.ndarray, ys: np.ndarray,
-                 w0: dict[str, np.ndarray]) -> str:
-    """Identity of a run: loop settings, the stream, and the target's starting weights (so a
-    checkpoint of another model, head, stream or seed is never resumed)."""
+                 w0: dict[str, np.ndarray], settings: str = "") -> str:
+    """Identity of a run: loop settings, the stream, the target's starting weights and the
+    learning ``settings`` its weights do not show (so a checkpoint of another model, head,
+    stream, seed, LPL rule or learning epoch is never resumed)."""
     h = hashlib.sha256(cfg.fingerprint(len(xs)).encode())
+    if settings:
+        h.update(settings.encode())
     h.update(np.ascontiguousarray(ys).tobytes())
     h.update(np.ascontiguousarray(xs[:: max(1, len(xs) // 16)]).tobytes())
     for k in sorted(w0):
@@ -162,7 +165,7 @@ def _telemetry(target: Target, before: dict) -> dict:
 def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConfig,
                    workdir: str | Path | None = None, label: str = "adapt",
                    progress: bool = True, stop_after: int | None = None,
-                   fresh: bool = False, notify=None) -> LoopResult:
+                   fresh: bool = False, notify=None, settings: str = "") -> LoopResult:
     """Run the loop over the stream ``xs`` [N, T, n_in], ``ys`` [N] on ``target``.
 
     ``workdir`` holds the checkpoint (resume happens automatically when a checkpoint of the
@@ -170,6 +173,8 @@ def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConf
     the run resumed ("resumed from sample N of M ...") or starts fresh. After a resume the
     telemetry counts the whole run (the counts at the checkpoint are carried over).
     ``stop_after`` ends the run early after that many samples (used to simulate a kill).
+    ``settings``: what the target runs that its starting weights do not show (e.g. the LPL
+    constants of another rule or learning epoch, same state shapes); part of the run's identity.
     """
     xs = np.asarray(xs)
     ys = np.asarray(ys)
@@ -187,7 +192,7 @@ def run_adaptation(target: Target, xs: np.ndarray, ys: np.ndarray, cfg: LoopConf
 
     target.set_learning(cfg.lpl, cfg.hep)
     w0 = target.get_weights()
-    fp = _fingerprint(cfg, xs, ys, w0)
+    fp = _fingerprint(cfg, xs, ys, w0, settings)
     hits = np.zeros(n, dtype=bool)
     start = 0
     rollbacks: list[dict] = []

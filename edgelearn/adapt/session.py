@@ -18,6 +18,7 @@ from edgelearn.atomic import make_folder
 from edgelearn.device.engine import EngineConfig, HEPSettings
 from edgelearn.errors import TargetError
 from edgelearn.memory.planner import Plan
+from edgelearn.rules import lpl_rate
 from edgelearn.rules.lpl_presets import needs_reference
 from edgelearn.targets.base import Target
 from edgelearn.targets.spec import TargetSpec
@@ -154,7 +155,7 @@ def adapt_and_report(target: Target, frozen: Target | None, x: np.ndarray, y: np
     learns = cfg.lpl or cfg.hep
     res = run_adaptation(target, x, y, cfg, workdir=report,
                          label="adapt" if learns else "deployed", progress=progress,
-                         fresh=fresh, notify=say)
+                         fresh=fresh, notify=say, settings=lpl_settings(plan))
     seconds = time.time() - t0
     name = "adapted" if learns else "deployed"
     runs = {"adapted": summarise(name, res)}
@@ -248,6 +249,15 @@ def deploy_and_adapt(spec: TargetSpec, bundle: Bundle, plan: Plan,
                 say(f"adapted model not pulled back: {exc}")
         weights = target.get_weights() if keep_weights else None
     return Deployment(metrics, saved, weights, plan)
+
+
+def lpl_settings(plan: Plan) -> str:
+    """The plan's LPL constants as part of a run's identity (checkpoint resume): '' for the
+    default rule at every step (so such checkpoints keep their identity), else the Params."""
+    lpl = plan.config.lpl
+    if not plan.config.lpl_layers or lpl is None or lpl == lpl_rate.deploy_default():
+        return ""
+    return repr(lpl)
 
 
 def describe(cfg: LoopConfig) -> str:
