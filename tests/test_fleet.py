@@ -370,3 +370,15 @@ def test_lpl_epoch_reaches_the_plan_the_identity_and_the_device_command(voices):
     argv = shlex.split(deploy_command(eight, rec, "r"))
     assert argv[argv.index("--lpl-epoch") + 1] == "8"
     assert "--lpl-epoch" not in deploy_command(one, rec, "r")
+
+
+@pytest.mark.parametrize("epoch", [8.0, "8", 3, 0, True, None])
+def test_fleet_json_lpl_epoch_must_be_an_integer_power_of_two(epoch, voices):
+    """A fleet.json edited by hand: lpl_epoch 8.0 or "8" is refused when read (it once passed,
+    gave the fleet another identity than 8 and a device command with '--lpl-epoch 8.0' that
+    `edgelearn deploy` refuses)."""
+    from edgelearn.errors import DataError
+    d = FleetConfig(model=MODEL, target="host", streams=f"{voices}@user=voice",
+                    budget="64KiB").to_json()
+    with pytest.raises(DataError, match="--lpl-epoch must be a power of two in 1..64"):
+        FleetConfig.from_json({**d, "lpl_epoch": epoch})

@@ -81,7 +81,7 @@ class FleetConfig:
         if self.lpl_rule not in lpl_presets.NAMES:
             raise DataError(f"unknown LPL rule {self.lpl_rule!r}; use one of "
                             f"{', '.join(lpl_presets.NAMES)}")
-        if self.lpl_epoch not in lpl_rate.EPOCHS or isinstance(self.lpl_epoch, bool):
+        if type(self.lpl_epoch) is not int or self.lpl_epoch not in lpl_rate.EPOCHS:
             raise DataError(f"--lpl-epoch must be a power of two in 1..64, got "
                             f"{self.lpl_epoch!r}")
         check_lpl_rule(spec, self.lpl_rule, self.lpl_epoch)
