@@ -75,7 +75,10 @@ def test_deploy_to_each_target(target, stream, tmp_path, capsys):
     (["--budget", "64KiB", "--target", "substrate:bss2", "--lpl-rule", "homeostasis"],
      "the substrate target runs its own LPL settings"),
     (["--budget", "64KiB", "--lpl-epoch", "3"], "--lpl-epoch: must be a power of two in [1, 64]"),
-    (["--budget", "64KiB", "--lpl-epoch", "128"], "--lpl-epoch: must be an integer in [1, 64]"),
+    (["--budget", "64KiB", "--lpl-epoch", "128"],
+     "--lpl-epoch: must be a power of two in [1, 64], got 128"),
+    (["--budget", "64KiB", "--lpl-epoch", "0"], "--lpl-epoch: must be a power of two in [1, 64], got 0"),
+    (["--budget", "64KiB", "--lpl-epoch", "x"], "--lpl-epoch: expected an integer, got 'x'"),
     (["--budget", "64KiB", "--target", "substrate:bss2", "--lpl-epoch", "8"],
      "--lpl-epoch 8: the substrate target runs its own LPL settings"),
 ])

@@ -44,11 +44,11 @@ def integer(lo: int | None = None, hi: int | None = None):
 
 def power_of_two(lo: int, hi: int):
     """argparse type: a power of two within [lo, hi] (lo >= 1)."""
-    base = integer(lo, hi)
+    base = integer(None, None)
 
     def parse(text: str) -> int:
         value = base(text)
-        if value & (value - 1):
+        if not lo <= value <= hi or value & (value - 1):
             raise argparse.ArgumentTypeError(f"must be a power of two in [{lo}, {hi}], got "
                                              f"{value}")
         return value
