@@ -460,10 +460,10 @@ def test_nudge_nodes_are_the_correctly_rounded_cosines():
     """docs/hep.md defines the nodes a host sends as the correctly rounded cos of each float64
     phase 2.0 * pi * (m + 0.5) / M (a definition any language can meet); the C library's cos
     that schemes.py calls meets it over the config blob's range (up to 16 nudges, M = 32)."""
-    mpmath = pytest.importorskip("mpmath", reason="mpmath computes the correctly rounded cos")
-    mpmath.mp.prec = 200
+    import mpmath                # the dev extra's; computes the correctly rounded cos
     for n in range(2, 17):
         M = 4 * (n // 2)
         phases = [2.0 * np.pi * (m + 0.5) / M for m in range(M // 2)]
-        exact = tuple(float(mpmath.cos(mpmath.mpf(v))) for v in phases)
+        with mpmath.workprec(200):
+            exact = tuple(float(mpmath.cos(mpmath.mpf(v))) for v in phases)
         assert sc.hep_scheme(n).nodes == exact, n
