@@ -3,6 +3,7 @@ protocol-v2 requester (one request in flight) that speaks raw frames (edgelearn.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import struct
@@ -224,3 +225,14 @@ def make_board(impl: str, ram: int, flash: int):
         return CBoard(ram, flash)
     from tests._inprocess_board import InProcessBoard
     return InProcessBoard("socketpair", ram=ram, flash=flash)
+
+
+@contextlib.contextmanager
+def board_client(impl: str, ram: int = 256 * 1024, flash: int = 512 * 1024):
+    """A link Client of a fresh board of ``impl`` (make_board), with ``.impl`` set; the board
+    closes when the block ends."""
+    from edgelearn.link.client import Client
+    with make_board(impl, ram, flash) as b:
+        c = Client(b.host)
+        c.impl = impl
+        yield c

@@ -15,7 +15,8 @@ from edgelearn.link import messages as m
 from edgelearn.link.client import Client, DeviceErrorReply
 from edgelearn.memory.arena import Arena
 from edgelearn.rules.hep import EnergyHead
-from tests._inprocess_board import InProcessBoard, test_qnetwork
+from tests._c_device import BOARD_IMPLS
+from tests._inprocess_board import test_qnetwork
 
 
 def config_bytes(cfg: EngineConfig, qnet) -> bytes:
@@ -23,20 +24,11 @@ def config_bytes(cfg: EngineConfig, qnet) -> bytes:
     return blobs.encode_config(compile_config(cfg, qnet))
 
 
-IMPLS = ["python", "c"]
-
-
-@pytest.fixture(params=IMPLS)
+@pytest.fixture(params=BOARD_IMPLS)
 def board(request):
     """A client of the Python board (in process) or of the C firmware's host build."""
-    if request.param == "c":
-        from tests._c_device import CBoard
-        b = CBoard(256 * 1024, 512 * 1024)
-    else:
-        b = InProcessBoard("socketpair", ram=256 * 1024, flash=512 * 1024)
-    with b:
-        c = Client(b.host)
-        c.impl = request.param
+    from tests._c_device import board_client
+    with board_client(request.param) as c:
         yield c
 
 

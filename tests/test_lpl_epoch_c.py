@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._c_device import BOARD_IMPLS
+
 from _lpl_epoch import EpochRule, block_codes, epoch_block, epoch_params
 from edgelearn.fixed import RngState, rng_init
 from edgelearn.kernels import native
@@ -213,23 +215,11 @@ def test_c_engine_with_epoch_equals_the_device_engine(lib):
     assert not np.array_equal(ce.weights(0, la.n_out, la.n_in), la.weight)
 
 
-BOARDS = ["python", "c"]
-
-
-@pytest.fixture(params=BOARDS)
+@pytest.fixture(params=BOARD_IMPLS)
 def board(request):
     """A client of the Python board (in process) or of the C firmware's host build."""
-    from edgelearn.link.client import Client
-    from tests._inprocess_board import InProcessBoard
-
-    if request.param == "c":
-        from tests._c_device import CBoard
-        b = CBoard(256 * 1024, 512 * 1024)
-    else:
-        b = InProcessBoard("socketpair", ram=256 * 1024, flash=512 * 1024)
-    with b:
-        c = Client(b.host)
-        c.impl = request.param
+    from tests._c_device import board_client
+    with board_client(request.param) as c:
         yield c
 
 
