@@ -15,6 +15,7 @@ import pytest
 
 from tests._c_device import BOARD_IMPLS
 
+from _native_pair import headline_pair, run_equal
 from _lpl_epoch import EpochRule, block_codes, epoch_block, epoch_params
 from edgelearn.fixed import RngState, rng_init
 from edgelearn.kernels import native
@@ -177,35 +178,13 @@ def test_c_engine_with_epoch_equals_the_device_engine(lib):
     at epoch 8 on the hidden layer: equal features, readout, weights, PRNG position, rule runs
     and epoch sums, sample after sample (97-step samples: epochs span samples; the warm-up of
     200 steps is 25 epochs)."""
-    from edgelearn.adapt.bundle import load_bundle
     from edgelearn.data import load_speech_digits
-    from edgelearn.device.engine import Engine, EngineConfig, default_lpl
-    from edgelearn.kernels.image import to_image
-    from edgelearn.kernels.lpl_codes import lpl_block
-    from edgelearn.memory.arena import Arena
-    from edgelearn.rules.base import qlayer_w_shift
+    from edgelearn.device.engine import default_lpl
 
-    q = load_bundle(ROOT / "models" / "speech_digits.onnx").qnet
-    la = q.layers[0]
-    readout = q.meta.get("readout", "max")
     p = dataclasses.replace(default_lpl(), eta=1e-5, epoch=8)   # moves weights within the test
-    ce = native.NativeEngine(lib, to_image(q), {0: lpl_block(p, qlayer_w_shift(la), la.n_out)},
-                             readout=readout, seed=3)
-    ce.set_learning(True, 3, 0)
-    pe = Engine(q, Arena(1 << 21), None, EngineConfig(lpl_layers=(la.name,), hep=None,
-                                                      readout=readout, seed=3, lpl=p))
-    pe.set_learning(True, False)
-    ds = load_speech_digits("new_user")
-    for x in ds.x[:4]:
-        x = x[:-3]
-        ce.begin()
-        ce.run(x)
-        r = pe.run_sample(x)
-        assert np.array_equal(ce.array(0, 0, 0, np.uint16, la.n_out), r.features)
-        assert np.array_equal(ce.array(1, 0, 0, np.int32, q.n_out), pe.output)
-        assert ce.rng() == (pe.rng.key, pe.rng.counter)
-        w = pe.get_weights()
-        assert np.array_equal(ce.weights(0, la.n_out, la.n_in), w[f"{la.name}.weight"])
+    q, la, ce, pe = headline_pair(lib, p)
+    for x in load_speech_digits("new_user").x[:4]:
+        w = run_equal(q, la, ce, pe, x[:-3])
         for field, (name, n) in enumerate([("epoch_pre", la.n_in), ("epoch_post", la.n_out),
                                            ("epoch_steps", 1)], start=9):
             assert np.array_equal(ce.array(3, 0, field, np.int32, n),

@@ -21,6 +21,7 @@ from _fixed_nets import qnetworks
 from edgelearn.fixed import rng_init
 from edgelearn.kernels import native
 from edgelearn.rules import lpl_rate
+from _native_pair import headline_pair, run_equal
 from _vector_state import stored_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -334,34 +335,12 @@ def test_native_engine_equals_the_device_engine(lib):
     """The C engine (the host's fast path) and edgelearn.device.engine on the headline model
     with LPL on the hidden layer: equal features, readout accumulators, learned weights and
     PRNG position, sample after sample (past the LPL warm-up)."""
-    from edgelearn.adapt.bundle import load_bundle
     from edgelearn.data import load_speech_digits
-    from edgelearn.device.engine import Engine, EngineConfig, default_lpl
-    from edgelearn.kernels.image import to_image
-    from edgelearn.kernels.lpl_codes import lpl_block
-    from edgelearn.memory.arena import Arena
-    from edgelearn.rules.base import qlayer_w_shift
+    from edgelearn.device.engine import default_lpl
 
-    q = load_bundle(ROOT / "models" / "speech_digits.onnx").qnet
-    la = q.layers[0]
-    readout = q.meta.get("readout", "max")
-    ce = native.NativeEngine(lib, to_image(q), {0: lpl_block(default_lpl(), qlayer_w_shift(la),
-                                                             la.n_out)},
-                             readout=readout, seed=3)
-    ce.set_learning(True, 3, 0)
-    pe = Engine(q, Arena(1 << 21), None, EngineConfig(lpl_layers=(la.name,), hep=None,
-                                                      readout=readout, seed=3))
-    pe.set_learning(True, False)
-    ds = load_speech_digits("new_user")
-    for x in ds.x[:4]:                                   # 400 steps, warm-up 200
-        ce.begin()
-        ce.run(x)
-        r = pe.run_sample(x)
-        assert np.array_equal(ce.array(0, 0, 0, np.uint16, la.n_out), r.features)
-        assert np.array_equal(ce.array(1, 0, 0, np.int32, q.n_out), pe.output)
-        assert ce.rng() == (pe.rng.key, pe.rng.counter)
-        assert np.array_equal(ce.weights(0, la.n_out, la.n_in),
-                              pe.get_weights()[f"{la.name}.weight"])
+    q, la, ce, pe = headline_pair(lib, default_lpl())
+    for x in load_speech_digits("new_user").x[:4]:      # 400 steps, warm-up 200
+        run_equal(q, la, ce, pe, x)
     assert ce.counters()["lpl_updates"] == pe.counters["lpl_updates"] > 0
     assert not np.array_equal(ce.weights(0, la.n_out, la.n_in), la.weight)
 

@@ -279,20 +279,26 @@ def session_streaming_lpl() -> list[str]:
         s.lines
 
 
+def _sample(s: Session, i: int, x: np.ndarray, blobs: bool) -> None:
+    """Sample i ([T, 12] int8 steps) as SAMPLE requests, counts on, begin and end flagged;
+    with ``blobs`` the weights blob (LPL state, epoch sums) after every step."""
+    T = x.shape[0]
+    for t in range(T):
+        flags = m.INFER_COUNTS | (m.SAMPLE_BEGIN if t == 0 else 0) | \
+            (m.SAMPLE_END if t == T - 1 else 0)
+        s.request(m.SAMPLE, m.Sample(1, 12, flags, x[t].tobytes()).pack(),
+                  f"sample {i} step {t}")
+        if blobs:
+            s.blob(m.BLOB_WEIGHTS)
+
+
 def session_sample_mode() -> list[str]:
     q, h, cfg = network(), head(), config()
     dev, s = _board()
     _enter_sample_mode(s, q, h, cfg)
     g = np.random.default_rng(3)
     for i in range(5):
-        x = g.integers(0, 3, (6, 12)).astype(np.int8)
-        for t in range(6):
-            flags = m.INFER_COUNTS | (m.SAMPLE_BEGIN if t == 0 else 0) | \
-                (m.SAMPLE_END if t == 5 else 0)
-            s.request(m.SAMPLE, m.Sample(1, 12, flags, x[t].tobytes()).pack(),
-                      f"sample {i} step {t}")
-            if i == 0:
-                s.blob(m.BLOB_WEIGHTS)                    # LPL state after every step
+        _sample(s, i, g.integers(0, 3, (6, 12)).astype(np.int8), blobs=i == 0)
         s.request(m.TEACH, m.Teach(i % 4).pack(), f"label {i % 4}")
         s.blob(m.BLOB_WEIGHTS)                            # head, replay ring, PRNG after TEACH
     s.request(m.TELEMETRY)
@@ -333,14 +339,7 @@ def session_sample_mode_epoch() -> list[str]:
     g = np.random.default_rng(5)
     saved = None
     for i in range(5):
-        x = g.integers(0, 3, (10, 12)).astype(np.int8)
-        for t in range(10):
-            flags = m.INFER_COUNTS | (m.SAMPLE_BEGIN if t == 0 else 0) | \
-                (m.SAMPLE_END if t == 9 else 0)
-            s.request(m.SAMPLE, m.Sample(1, 12, flags, x[t].tobytes()).pack(),
-                      f"sample {i} step {t}")
-            if i < 2:
-                s.blob(m.BLOB_WEIGHTS)                    # the epoch sums after every step
+        _sample(s, i, g.integers(0, 3, (10, 12)).astype(np.int8), blobs=i < 2)
         s.request(m.TEACH, m.Teach(i % 4).pack(), f"label {i % 4}")
         blob = s.blob(m.BLOB_WEIGHTS)
         if i == 0:
